@@ -1,0 +1,6 @@
+"""Evaluation harness: benchmark loaders, prompts and scorers faithful to the official scripts.
+
+Importing `mmpost.eval` registers every built-in benchmark in `mmpost.registry.BENCHMARKS` and its
+score function in `mmpost.registry.SCORERS`.
+"""
+from mmpost.eval.scorers import drivelm, mathvista, mmau, mvbench, refcoco, screenspot, videomme  # noqa: F401

@@ -1,0 +1,1 @@
+"""Benchmark scorers; importing a module registers its benchmark and scorer."""

@@ -1,0 +1,95 @@
+"""MVBench: official `check_ans` (OpenGVLab/Ask-Anything `video_chat2/mvbench.ipynb`).
+
+The prediction is lower-cased and its first space-separated token kept; the ground-truth option is
+"(x)". Correct iff the token with dots removed is a substring of "(x)", or "(x)" is a substring of the
+token. So "(B) dog", "B." and "b" are correct for "(b)", "The answer is B" is wrong, and an empty
+prediction or a lone "(" counts as correct (it is a substring of every option) - reproduced, and
+counted in `counts["empty_credited"]`. The official prompt pre-fills "Best option:(" so answers
+start with a letter. Accuracy per task and overall.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmpost.registry import BENCHMARKS, SCORERS
+
+from mmpost.eval.common import Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, option_letters, read_json, require_fields, sample_record
+
+NAME = "mvbench"
+MODES = ("official",)
+SYSTEM_PROMPT = ("Carefully watch the video and pay attention to the cause and sequence of events, the detail and "
+                 "movement of objects, and the action and pose of persons. Based on your observations, select the best "
+                 "option that accurately addresses the question.")
+
+
+def check_ans(prediction: str, ground_truth: str) -> bool:
+    """The official check; `ground_truth` is "(X) text" or "(X)"."""
+    tokens = prediction.lower().split(" ")
+    first = tokens[0] if tokens else ""
+    option = ground_truth.lower().split(" ")[0]
+    return first.replace(".", "") in option or option in first
+
+
+def load_mvbench(data_dir: str | Path, limit: int | None = None) -> list[dict]:
+    """Every `json/<task>.json` (rows {video, question, candidates, answer}) under `data_dir`."""
+    folder = Path(data_dir) / "json"
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not files:
+        raise BenchmarkDataError(f"MVBench: no task files json/<task>.json under {data_dir}")
+    items = []
+    for path in files:
+        for index, row in enumerate(read_json(path, "MVBench task")):
+            require_fields(row, ["question", "candidates", "answer"], f"MVBench {path} row {index}")
+            items.append({**row, "task": path.stem, "id": f"{path.stem}_{index}"})
+    return items[:limit] if limit is not None else items
+
+
+def load_mvbench_predictions(path: str | Path, data: list[dict] | None = None) -> list[dict]:
+    rows = read_json(path, "MVBench predictions")
+    if not isinstance(rows, list):
+        raise BenchmarkDataError(f"MVBench: {path} must be a JSON list")
+    for index, row in enumerate(rows):
+        require_fields(row, ["candidates", "answer", "response", "task"], f"MVBench {path} row {index}")
+    return rows
+
+
+def ground_truth_option(item: dict) -> str:
+    letter = option_letters(len(item["candidates"]))[item["candidates"].index(item["answer"])]
+    return f"({letter}) {item['answer']}"
+
+
+def build_prompt(item: dict) -> str:
+    """User turn: question, options "(A) ..." and "Only give the best option."; the assistant turn is
+    pre-filled with "Best option:(" (append it after the chat template)."""
+    options = "\n".join(f"({letter}) {candidate}" for letter, candidate in zip(option_letters(len(item["candidates"])), item["candidates"]))
+    return f"Question: {item['question']}\nOptions:\n{options}\nOnly give the best option."
+
+
+def extract(item: dict, output: str) -> str:
+    return output.lower().split(" ")[0]
+
+
+def score_mvbench(predictions: list[dict], *, mode: str = "official") -> dict:
+    check_mode(mode, MODES, NAME)
+    rows, samples = [], []
+    empty_credited = 0
+    for index, item in enumerate(predictions):
+        target = ground_truth_option(item)
+        correct = check_ans(item["response"], target)
+        empty_credited += correct and extract(item, item["response"]).replace(".", "") in ("", "(")
+        rows.append((item["task"], correct))
+        samples.append(sample_record(item.get("id", index), build_prompt(item), item["response"], extract(item, item["response"]), target, float(correct)))
+    total = len(rows)
+    correct_count = sum(ok for _, ok in rows)
+    table = accuracy_table(rows)
+    return make_result(NAME, mode, {"accuracy": correct_count / total if total else 0.0,
+                                    "task_average": sum(r["accuracy"] for r in table.values()) / len(table) if table else 0.0},
+                       total=total, answered=total, unparseable=0, breakdown={"task": table}, samples=samples,
+                       extra_counts={"correct": correct_count, "empty_credited": empty_credited})
+
+
+SCORERS.add(NAME, score_mvbench)
+BENCHMARKS.add(NAME, Benchmark(
+    name=NAME, load=load_mvbench, build_prompt=build_prompt, extract=extract, score=score_mvbench,
+    load_predictions=load_mvbench_predictions, modes=MODES, description="MVBench (official check_ans)",
+))

@@ -1,0 +1,205 @@
+"""Building a run from a config: task, modality, model, reference, optimizer, rollout backend, data.
+
+Everything is resolved through registries by name, so the engine imports no modality or task.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from mmpost.config import Config, RewardSpec
+from mmpost.data import PromptSampler
+from mmpost.experience import ExperienceSource
+from mmpost.metrics import MetricsLog
+from mmpost.model import build_reference, ensure_model_folder, load_model, load_processor, prepare_policy
+from mmpost.policy import TokenPolicy
+from mmpost.registry import EXPERIENCE_SOURCES, MODALITIES, ROLLOUT_BACKENDS, TASKS
+from mmpost.rollout.base import SamplingParams
+from mmpost.scoring import BoundReward, bind_rewards
+from mmpost.update import LossSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    config: Config
+    accelerator: Any
+    task: Any
+    modality: Any
+    policy: TokenPolicy
+    model: torch.nn.Module  # prepared (possibly DDP-wrapped)
+    reference: torch.nn.Module | None
+    needs_reference: bool
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    backend: Any
+    train_rows: Sequence[dict]
+    heldout_rows: Sequence[dict]
+    sampler: PromptSampler
+    rewards: list[BoundReward]
+    source: ExperienceSource
+    settings: LossSettings
+    sampling: SamplingParams
+    metrics: MetricsLog
+    output_dir: Path
+    state: dict = field(default_factory=dict)
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def unwrapped(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_accelerator(config: Config):
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=config.distributed.cpu and not torch.cuda.is_available())
+
+
+def build_task(config: Config):
+    task_class = TASKS.get(config.data.task)
+    return task_class(**config.data.task_args) if isinstance(task_class, type) else task_class
+
+
+def build_modality(config: Config, task) -> Any:
+    modality = MODALITIES.get(task.modality)
+    return modality(**config.data.modality_args) if isinstance(modality, type) else modality
+
+
+def reward_specs(config: Config, task) -> list[RewardSpec]:
+    specs = config.reward_specs()
+    if specs:
+        return specs
+    return [RewardSpec(name=r["name"], weight=float(r.get("weight", 1.0)), args=dict(r.get("args", {})))
+            for r in task.default_rewards]
+
+
+def load_split(task, split: str, config: Config) -> Sequence[dict]:
+    rows = task.load(split)
+    if split != "train" and config.data.heldout_size is not None:
+        rows = rows[: config.data.heldout_size]
+    return rows
+
+
+def build_run(config: Config, *, policy_path: str | None = None) -> Run:
+    """Everything a training run needs; `policy_path` loads the policy weights from a checkpoint folder."""
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    accelerator = make_accelerator(config)
+    seed_everything(config.train.seed + accelerator.process_index)
+    task = build_task(config)
+    modality = build_modality(config, task)
+
+    model_path = ensure_model_folder(config.model) if accelerator.is_main_process else config.model.path
+    accelerator.wait_for_everyone()
+    processor = load_processor(model_path, trust_remote_code=config.model.trust_remote_code)
+    algorithm = config.algorithm
+    needs_reference = algorithm.kl_coef > 0 or bool(getattr(_sft_loss(config), "needs_full_distribution", False))
+    base = load_model(config.model, model_path)
+    reference = None
+    if needs_reference and not config.model.lora.enabled:
+        reference = build_reference(base, config.model, needed=True)  # the initial weights, also on resume
+    if policy_path and not config.model.lora.enabled:
+        base = load_model(config.model, policy_path)
+    model = prepare_policy(base, config.model)
+    if needs_reference and config.model.lora.enabled:
+        reference = build_reference(model, config.model, needed=True)
+    if reference is not None:
+        reference.to(accelerator.device)
+    model.train()
+
+    optim = config.optim
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=optim.lr,
+                                  betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay)
+    from transformers import get_scheduler
+
+    updates = config.train.steps * algorithm.ppo_epochs * algorithm.mini_batches
+    scheduler = get_scheduler(optim.scheduler, optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=max(updates, 1))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped = accelerator.unwrap_model(model)
+
+    policy = TokenPolicy(unwrapped, processor, task, modality)
+    backend_class = ROLLOUT_BACKENDS.get(config.rollout.backend)
+    backend = backend_class(unwrapped, pad_token_id=policy.pad_token_id, eos_token_ids=policy.eos_token_ids,
+                            suppressed_token_ids=policy.suppressed_token_ids, **config.rollout.backend_args)
+    source_class = EXPERIENCE_SOURCES.get(algorithm.source)
+    source = source_class(**algorithm.source_args)
+
+    train_rows = load_split(task, "train", config)
+    heldout_rows = load_split(task, "heldout", config) if config.eval.heldout or config.eval.every_n_steps else []
+    if config.data.prompts_per_step % accelerator.num_processes:
+        raise ValueError(f"data.prompts_per_step={config.data.prompts_per_step} must be divisible by the "
+                         f"{accelerator.num_processes} processes")
+    sampler = PromptSampler(len(train_rows), config.data.prompts_per_step, seed=config.train.seed, shuffle=config.data.shuffle)
+    r = config.rollout
+    sampling = SamplingParams(n=r.num_generations, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                              max_new_tokens=r.max_new_tokens)
+    output_dir = Path(config.train.output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    return Run(
+        config=config, accelerator=accelerator, task=task, modality=modality, policy=policy, model=model,
+        reference=reference, needs_reference=needs_reference, optimizer=optimizer, scheduler=scheduler,
+        backend=backend, train_rows=train_rows, heldout_rows=heldout_rows, sampler=sampler,
+        rewards=bind_rewards(reward_specs(config, task)), source=source,
+        settings=LossSettings.from_config(algorithm, config.rollout, policy), sampling=sampling,
+        metrics=MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process), output_dir=output_dir,
+    )
+
+
+def _sft_loss(config: Config):
+    from mmpost.registry import SFT_LOSSES
+
+    return SFT_LOSSES.get(config.algorithm.sft_loss)
+
+
+def validate(config: Config) -> list[str]:
+    """Resolve every name in a config without building a model; returns what was checked."""
+    from mmpost.registry import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, REWARDS, SFT_LOSSES
+
+    algorithm = config.algorithm
+    checked = []
+    for registry, name in [(ADVANTAGES, algorithm.advantage), (POLICY_LOSSES, algorithm.policy_loss),
+                           (AGGREGATIONS, algorithm.aggregation), (KL_ESTIMATORS, algorithm.kl_estimator),
+                           (SFT_LOSSES, algorithm.sft_loss), (EXPERIENCE_SOURCES, algorithm.source),
+                           (ROLLOUT_BACKENDS, config.rollout.backend), (TASKS, config.data.task)]:
+        registry.get(name)
+        checked.append(f"{registry.kind}: {name}")
+    task = build_task(config)
+    MODALITIES.get(task.modality)
+    checked.append(f"modality: {task.modality}")
+    for spec in reward_specs(config, task):
+        REWARDS.get(spec.name)
+        checked.append(f"reward: {spec.name} (weight {spec.weight})")
+    if algorithm.reward_errors not in ("raise", "zero"):
+        raise ValueError(f"algorithm.reward_errors must be 'raise' or 'zero', got {algorithm.reward_errors!r}")
+    if config.model.reference not in ("auto", "copy", "adapter_disabled", "none"):
+        raise ValueError(f"model.reference must be auto | copy | adapter_disabled | none, got {config.model.reference!r}")
+    if not config.model.path:
+        raise ValueError("model.path is empty: set it to a model folder or hub id (or set model.zoo)")
+    return checked

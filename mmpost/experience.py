@@ -1,0 +1,252 @@
+"""Experience sources: where a step's trajectories come from.
+
+SFT, RL and their mixtures are one loop with different sources. A source builds the rows of a step
+(`collect`), may adjust rewards once they are known (`after_rewards`: ViSurf's reward controls, HPT's
+switch) and advantages once computed (`after_advantages`), and says how the RL and SFT loss terms are
+weighted at a step (`loss_weights`: CHORD's μ schedule).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from mmpost.policy import completion_mask, pad_completions
+from mmpost.registry import EXPERIENCE_SOURCES, SCHEDULES
+from mmpost.rollout.base import RolloutBackend, SamplingParams
+from mmpost.types import PromptEncoding, RolloutBatch, Sample
+
+
+@dataclass
+class StepContext:
+    """What a source may use to build a step's rows."""
+
+    policy: Any  # mmpost.policy.TokenPolicy
+    backend: RolloutBackend
+    sampling: SamplingParams
+    step: int
+    accuracy_reward: str
+    reward_names: Sequence[str] = ()
+
+
+@dataclass
+class _Row:
+    prompt_index: int
+    group_id: int
+    tokens: list[int]
+    source: str
+    is_sft: bool
+    keep: bool = True
+    sampling_logprobs: list[float] | None = None
+
+
+@dataclass
+class BatchBuilder:
+    """Collects rows of a step and pads them into a `RolloutBatch`."""
+
+    samples: list[Sample]
+    prompts: list[PromptEncoding]
+    rows: list[_Row] = field(default_factory=list)
+
+    def add_rollouts(self, ctx: StepContext, prompt_indices: Sequence[int] | None = None) -> None:
+        indices = list(range(len(self.prompts))) if prompt_indices is None else list(prompt_indices)
+        result = ctx.backend.generate([self.prompts[i] for i in indices], [self.samples[i] for i in indices], ctx.sampling)
+        n = ctx.sampling.n
+        for k, index in enumerate(indices):
+            for j in range(n):
+                r = k * n + j
+                logprobs = result.logprobs[r] if result.logprobs is not None else None
+                self.rows.append(_Row(index, index, list(result.completion_ids[r]), "policy", False, True, logprobs))
+
+    def add_demonstrations(self, ctx: StepContext, *, source: str, is_sft: bool, keep: bool = True,
+                           text_of=None) -> None:
+        """One row per prompt holding the task's demonstration (or `text_of(sample)`)."""
+        for index, sample in enumerate(self.samples):
+            text = text_of(sample) if text_of else ctx.policy.task.target(sample)
+            self.rows.append(_Row(index, index, ctx.policy.encode_target(text), source, is_sft, keep))
+
+    def build(self, ctx: StepContext) -> RolloutBatch:
+        policy = ctx.policy
+        completion_ids = pad_completions([r.tokens for r in self.rows], policy.pad_token_id)
+        mask = completion_mask(completion_ids, policy.eos_token_ids)
+        lengths = torch.tensor([len(r.tokens) for r in self.rows])
+        mask = mask * (torch.arange(completion_ids.shape[1])[None, :] < lengths[:, None]).float()
+        sampling_logprobs = None
+        if all(r.sampling_logprobs is not None for r in self.rows if r.source == "policy") and any(
+            r.source == "policy" for r in self.rows
+        ):
+            sampling_logprobs = torch.full(completion_ids.shape, float("nan"))
+            for i, r in enumerate(self.rows):
+                if r.sampling_logprobs:
+                    sampling_logprobs[i, : len(r.sampling_logprobs)] = torch.tensor(r.sampling_logprobs)
+        batch = RolloutBatch(
+            prompts=self.prompts,
+            samples=self.samples,
+            prompt_index=torch.tensor([r.prompt_index for r in self.rows], dtype=torch.long),
+            group_ids=torch.tensor([r.group_id for r in self.rows], dtype=torch.long),
+            completion_ids=completion_ids,
+            completion_mask=mask,
+            sources=[r.source for r in self.rows],
+            is_sft=torch.tensor([r.is_sft for r in self.rows], dtype=torch.bool),
+            keep=torch.tensor([r.keep for r in self.rows], dtype=torch.bool),
+            sampling_logprobs=sampling_logprobs,
+        )
+        batch.completions = policy.decode(batch.completion_ids, batch.completion_mask)
+        return batch
+
+
+class ExperienceSource:
+    """Default hooks: no reward/advantage adjustments, RL and SFT terms weighted 1."""
+
+    name = "base"
+
+    def collect(self, ctx: StepContext, samples: list[Sample], prompts: list[PromptEncoding]) -> RolloutBatch:
+        raise NotImplementedError
+
+    def after_rewards(self, ctx: StepContext, batch: RolloutBatch) -> dict[str, float]:
+        return {}
+
+    def after_advantages(self, ctx: StepContext, batch: RolloutBatch) -> dict[str, float]:
+        return {}
+
+    def loss_weights(self, step: int) -> tuple[float, float]:
+        return 1.0, 1.0
+
+
+@EXPERIENCE_SOURCES.register("on_policy")
+class OnPolicy(ExperienceSource):
+    """GRPO and friends: G rollouts per prompt from the current policy."""
+
+    def collect(self, ctx, samples, prompts):
+        builder = BatchBuilder(samples, prompts)
+        builder.add_rollouts(ctx)
+        return builder.build(ctx)
+
+
+@EXPERIENCE_SOURCES.register("sft")
+class Demonstrations(ExperienceSource):
+    """Supervised fine-tuning: one demonstration row per prompt, no sampling."""
+
+    def collect(self, ctx, samples, prompts):
+        builder = BatchBuilder(samples, prompts)
+        builder.add_demonstrations(ctx, source="expert", is_sft=True)
+        return builder.build(ctx)
+
+
+@EXPERIENCE_SOURCES.register("visurf")
+class ViSurf(ExperienceSource):
+    """ViSurf (Liu et al. 2025, arXiv 2510.10606): the ground-truth label joins each rollout group.
+
+    The label is scored and normalised with its group, so its term is an SFT gradient weighted by how much
+    better the label is than the model's own rollouts. The paper's three reward controls are not public;
+    these are documented reconstructions (see recipes/README.md):
+
+    - `label_format`: "target" writes the label in the task's output template (format alignment), "raw"
+      injects the bare answer;
+    - `neutral_rewards`: reward parts (format/reasoning) whose value on the label row is replaced by the mean
+      of the group's rollouts, so the label is neither rewarded nor penalised on them;
+    - `label_advantage_cap`: the label's advantage is clipped to at most this value, and with
+      `zero_label_advantage_when_solved` it is 0 in groups where a rollout already matches the label's accuracy.
+    """
+
+    def __init__(self, label_format: str = "target", neutral_rewards: Sequence[str] = ("answer_tag_format", "think_answer_format"),
+                 label_advantage_cap: float | None = None, zero_label_advantage_when_solved: bool = False) -> None:
+        if label_format not in ("target", "raw"):
+            raise ValueError(f"visurf label_format must be 'target' or 'raw', got {label_format!r}")
+        self.label_format = label_format
+        self.neutral_rewards = tuple(neutral_rewards)
+        self.label_advantage_cap = label_advantage_cap
+        self.zero_label_advantage_when_solved = zero_label_advantage_when_solved
+
+    def collect(self, ctx, samples, prompts):
+        builder = BatchBuilder(samples, prompts)
+        builder.add_rollouts(ctx)
+        text_of = None if self.label_format == "target" else (lambda s: str(s["answer"]))
+        builder.add_demonstrations(ctx, source="label", is_sft=False, text_of=text_of)
+        return builder.build(ctx)
+
+    def after_rewards(self, ctx, batch):
+        is_label = torch.tensor([s == "label" for s in batch.sources])
+        for name in self.neutral_rewards:
+            if name not in batch.reward_parts:
+                continue
+            part = batch.reward_parts[name]
+            for group in batch.group_ids[is_label].unique():
+                in_group = batch.group_ids == group
+                rollout_values = part[in_group & ~is_label]
+                rollout_values = rollout_values[~rollout_values.isnan()]
+                if rollout_values.numel():
+                    part[in_group & is_label] = rollout_values.mean()
+        return {}
+
+    def after_advantages(self, ctx, batch):
+        is_label = torch.tensor([s == "label" for s in batch.sources])
+        zeroed = 0
+        if self.zero_label_advantage_when_solved and ctx.accuracy_reward in batch.reward_parts:
+            accuracy = batch.reward_parts[ctx.accuracy_reward].nan_to_num(0.0)
+            for row in torch.nonzero(is_label).flatten().tolist():
+                in_group = (batch.group_ids == batch.group_ids[row]) & ~is_label
+                if bool((accuracy[in_group] >= accuracy[row]).any()):
+                    batch.advantages[row] = 0.0
+                    zeroed += 1
+        if self.label_advantage_cap is not None:
+            batch.advantages[is_label] = batch.advantages[is_label].clamp(max=self.label_advantage_cap)
+        labels = int(is_label.sum())
+        return {"visurf/label_advantage_mean": float(batch.advantages[is_label].mean()) if labels else 0.0,
+                "visurf/label_zeroed_fraction": zeroed / max(labels, 1)}
+
+
+@EXPERIENCE_SOURCES.register("hpt")
+class HybridPostTraining(ExperienceSource):
+    """HPT (Lv et al. 2025, official `select_on_off_ada_balance`): per prompt, if at most `switch_gate`
+    rollouts are correct, the rollouts are dropped and the demonstration is trained with the SFT loss;
+    otherwise the group is trained with GRPO."""
+
+    def __init__(self, switch_gate: int = 0, correct_threshold: float = 1.0) -> None:
+        self.switch_gate = switch_gate
+        self.correct_threshold = correct_threshold
+
+    def collect(self, ctx, samples, prompts):
+        builder = BatchBuilder(samples, prompts)
+        builder.add_rollouts(ctx)
+        builder.add_demonstrations(ctx, source="expert", is_sft=True, keep=False)
+        return builder.build(ctx)
+
+    def after_rewards(self, ctx, batch):
+        if ctx.accuracy_reward not in batch.reward_parts:
+            raise ValueError(f"hpt needs the accuracy reward '{ctx.accuracy_reward}' among the rewards")
+        correct = batch.reward_parts[ctx.accuracy_reward].nan_to_num(0.0) >= self.correct_threshold
+        is_policy = torch.tensor([s == "policy" for s in batch.sources])
+        switched = 0
+        for group in batch.group_ids.unique():
+            in_group = batch.group_ids == group
+            if int((correct & in_group & is_policy).sum()) <= self.switch_gate:
+                batch.keep[in_group & is_policy] = False
+                batch.keep[in_group & batch.is_sft] = True
+                switched += 1
+        return {"hpt/sft_fraction": switched / max(int(batch.group_ids.unique().numel()), 1)}
+
+
+@EXPERIENCE_SOURCES.register("chord")
+class Chord(ExperienceSource):
+    """CHORD (Zhang et al. 2025, Trinity-RFT `mix_chord`): L = (1-μ)·L_RL + μ·L_SFT over an expert batch,
+    μ following `mu_schedule` (default `chord_mu`: warm-up, cosine decay, floor). Token weighting φ is the
+    SFT loss choice (`algorithm.sft_loss: chord_phi`)."""
+
+    def __init__(self, mu_schedule: str = "chord_mu", mu_args: dict | None = None) -> None:
+        self.mu = SCHEDULES.get(mu_schedule)
+        self.mu_args = dict(mu_args or {"warmup": 0, "decay": 200, "peak": 0.9, "valley": 0.05})
+
+    def collect(self, ctx, samples, prompts):
+        builder = BatchBuilder(samples, prompts)
+        builder.add_rollouts(ctx)
+        builder.add_demonstrations(ctx, source="expert", is_sft=True)
+        return builder.build(ctx)
+
+    def loss_weights(self, step):
+        mu = float(self.mu(step, **self.mu_args))
+        if not (0.0 <= mu <= 1.0) or math.isnan(mu):
+            raise ValueError(f"chord: mu({step}) = {mu} is outside [0, 1]")
+        return 1.0 - mu, mu

@@ -1,0 +1,109 @@
+"""Loading the policy, its processor and its reference, through the same path a hub checkpoint takes."""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmpost.config import ModelConfig
+from mmpost.registry import MODEL_ZOO
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model", "audio_tower")
+
+
+def ensure_model_folder(config: ModelConfig) -> str:
+    """Return the model path, first building it from the zoo when `model.zoo` names a builder."""
+    if config.zoo and not (Path(config.path) / "config.json").is_file():
+        log.info("building zoo model %s at %s", config.zoo, config.path)
+        MODEL_ZOO.get(config.zoo)(config.path)
+    if not config.path:
+        raise ValueError("model.path is empty: set it to a model folder or hub id (or set model.zoo)")
+    return config.path
+
+
+def load_processor(path: str, *, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+
+
+def load_model(config: ModelConfig, path: str | None = None) -> torch.nn.Module:
+    """An Auto-class model for image/video/audio-text-to-text, falling back to a causal LM."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    path = path or config.path
+    kwargs: dict[str, Any] = {"dtype": DTYPES[config.dtype], "trust_remote_code": config.trust_remote_code}
+    if config.attn_implementation:
+        kwargs["attn_implementation"] = config.attn_implementation
+    model_config = AutoConfig.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+    errors = []
+    for auto in (AutoModelForImageTextToText, AutoModelForCausalLM):
+        try:
+            auto._model_mapping[type(model_config)]  # noqa: B018 - is this architecture served by this Auto class?
+        except KeyError as error:
+            errors.append(f"{auto.__name__}: {error}")
+            continue
+        return auto.from_pretrained(path, **kwargs)
+    # Audio LMs (e.g. Qwen2-Audio) are served by their own class named in the config.
+    architectures = getattr(model_config, "architectures", None) or []
+    import transformers
+
+    for name in architectures:
+        if hasattr(transformers, name):
+            return getattr(transformers, name).from_pretrained(path, **kwargs)
+    raise ValueError(f"{path}: no transformers class can load architecture {architectures} ({'; '.join(errors)})")
+
+
+def prepare_policy(model: torch.nn.Module, config: ModelConfig) -> torch.nn.Module:
+    """Freeze the vision tower, wrap in LoRA, enable gradient checkpointing, as configured."""
+    if config.freeze_vision:
+        frozen = 0
+        for name, module in model.named_modules():
+            if name.split(".")[-1] in VISION_TOWER_NAMES:
+                for parameter in module.parameters():
+                    parameter.requires_grad_(False)
+                    frozen += parameter.numel()
+        if not frozen:
+            raise ValueError(f"model.freeze_vision is set but no vision tower ({VISION_TOWER_NAMES}) was found")
+    if config.lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=config.lora.r,
+            lora_alpha=config.lora.alpha,
+            lora_dropout=config.lora.dropout,
+            target_modules=config.lora.target_modules,
+            # The vision tower stays out of LoRA unless the user names its modules.
+            exclude_modules=r".*(visual|vision_tower|audio_tower).*" if config.lora.target_modules == "all-linear" else None,
+        )
+        model = get_peft_model(model, lora)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def build_reference(policy: torch.nn.Module, config: ModelConfig, needed: bool) -> torch.nn.Module | None:
+    """The frozen reference: a copy of the initial weights, or none when the LoRA adapter can be disabled."""
+    if not needed or config.reference == "none":
+        return None
+    mode = config.reference
+    if mode == "auto":
+        mode = "adapter_disabled" if config.lora.enabled else "copy"
+    if mode == "adapter_disabled":
+        if not config.lora.enabled:
+            raise ValueError("model.reference=adapter_disabled needs model.lora.enabled=true")
+        return None  # computed with `policy.disable_adapter()`
+    reference = copy.deepcopy(policy)
+    reference.requires_grad_(False)
+    reference.eval()
+    return reference
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]

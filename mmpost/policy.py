@@ -1,0 +1,155 @@
+"""Token policies: prompt encoding, forward-pass collation and per-token log-probs.
+
+Every log-prob the engine uses (old, reference, update) comes from `completion_logprobs`, under the same
+temperature and the same suppressed-token mask used at sampling time, so a re-scored token has exactly
+the log-prob it was sampled with.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from mmpost.types import Modality, PromptEncoding, RolloutBatch, Sample, Task
+
+
+class TokenPolicy:
+    """A chat model plus the task's prompts and the modality's encoder."""
+
+    def __init__(self, model: torch.nn.Module, processor: Any, task: Task, modality: Modality) -> None:
+        self.model = model
+        self.processor = processor
+        self.task = task
+        self.modality = modality
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.eos_token_ids = _eos_ids(self.tokenizer, model)
+        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_ids[0]
+        self.suppressed_token_ids = _media_and_control_ids(self.tokenizer, self.eos_token_ids)
+
+    # -- prompts and targets ----------------------------------------------------------------------
+    def encode_prompts(self, samples: Sequence[Sample]) -> list[PromptEncoding]:
+        return [self.modality.encode_prompt(self.processor, self.task.prompt(s), s) for s in samples]
+
+    def encode_target(self, text: str) -> list[int]:
+        """Demonstration tokens, ending with the end-of-turn token the model must learn to emit."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.eos_token_ids[0]]
+
+    def decode(self, completion_ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
+        return [
+            self.tokenizer.decode(ids[m.bool()].tolist(), skip_special_tokens=True)
+            for ids, m in zip(completion_ids, mask)
+        ]
+
+
+def completion_mask(completion_ids: torch.Tensor, eos_token_ids: Sequence[int]) -> torch.Tensor:
+    """1 for tokens up to and including the first EOS, 0 after it. [N, T] -> [N, T] float."""
+    is_eos = torch.isin(completion_ids, torch.tensor(list(eos_token_ids), device=completion_ids.device))
+    # Tokens strictly after the first EOS have at least one EOS before them.
+    eos_before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
+    return (eos_before == 0).float()
+
+
+def pad_completions(sequences: Sequence[Sequence[int]], pad_id: int, min_length: int = 1) -> torch.Tensor:
+    width = max([len(s) for s in sequences] + [min_length])
+    out = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        out[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+    return out
+
+
+def collate_prompts(prompts: Sequence[PromptEncoding], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-pad prompt ids and concatenate media rows along dim 0."""
+    width = max(p.input_ids.numel() for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        n = p.input_ids.numel()
+        input_ids[i, width - n :] = p.input_ids
+        attention_mask[i, width - n :] = 1
+    batch: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
+    for key in prompts[0].token_fields:
+        values = torch.zeros((len(prompts), width), dtype=prompts[0].token_fields[key].dtype)
+        for i, p in enumerate(prompts):
+            values[i, width - p.input_ids.numel() :] = p.token_fields[key]
+        batch[key] = values
+    for key in prompts[0].media:
+        batch[key] = torch.cat([p.media[key] for p in prompts], dim=0)
+    return batch
+
+
+def forward_inputs(batch: RolloutBatch, rows: torch.Tensor, pad_id: int) -> tuple[dict[str, torch.Tensor], int]:
+    """[left-padded prompt | right-padded completion] inputs for `rows`; returns inputs and the prompt width."""
+    prompts = [batch.prompts[int(i)] for i in batch.prompt_index[rows]]
+    inputs = collate_prompts(prompts, pad_id)
+    width = inputs["input_ids"].shape[1]
+    completion_ids = batch.completion_ids[rows]
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], completion_ids], dim=1)
+    inputs["attention_mask"] = torch.cat([inputs["attention_mask"], batch.completion_mask[rows].long()], dim=1)
+    for key in batch.prompts[0].token_fields:
+        inputs[key] = torch.cat([inputs[key], torch.zeros_like(completion_ids, dtype=inputs[key].dtype)], dim=1)
+    return inputs, width
+
+
+def completion_logprobs(
+    model: torch.nn.Module,
+    batch: RolloutBatch,
+    rows: torch.Tensor,
+    *,
+    pad_id: int,
+    temperature: float = 1.0,
+    suppressed_token_ids: Sequence[int] = (),
+    full_distribution: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs of the completion tokens of `rows`: [n, T]; with `full_distribution`, also [n, T, V] log-softmax."""
+    inputs, width = forward_inputs(batch, rows, pad_id)
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    logits = model(**inputs, use_cache=False).logits
+    T = batch.completion_ids.shape[1]
+    # The logit at position j predicts token j + 1.
+    logits = logits[:, width - 1 : width - 1 + T, :].float() / temperature
+    if suppressed_token_ids:
+        logits[..., list(suppressed_token_ids)] = float("-inf")
+    log_dist = F.log_softmax(logits, dim=-1)
+    targets = inputs["input_ids"][:, width : width + T].unsqueeze(-1)
+    logprobs = torch.gather(log_dist, -1, targets).squeeze(-1)
+    # Padding after EOS may be a suppressed token (log-prob -inf); it is masked out everywhere, so zero it
+    # here rather than let -inf * 0 = NaN reach a loss.
+    mask = inputs["attention_mask"][:, width : width + T].bool()
+    logprobs = torch.where(mask, logprobs, torch.zeros_like(logprobs))
+    return logprobs, (log_dist if full_distribution else None)
+
+
+@contextlib.contextmanager
+def adapter_disabled(model: torch.nn.Module):
+    """Run a PEFT model as its base model (the reference when the policy is a LoRA adapter)."""
+    unwrapped = getattr(model, "module", model)
+    with unwrapped.disable_adapter():
+        yield
+
+
+def _eos_ids(tokenizer: Any, model: torch.nn.Module) -> list[int]:
+    ids: list[int] = []
+    generation_config = getattr(model, "generation_config", None)
+    eos = getattr(generation_config, "eos_token_id", None)
+    for value in ([eos] if isinstance(eos, int) else list(eos or [])) + [tokenizer.eos_token_id]:
+        if value is not None and value not in ids:
+            ids.append(int(value))
+    if not ids:
+        raise ValueError("the tokenizer and generation config define no EOS token")
+    return ids
+
+
+def _media_and_control_ids(tokenizer: Any, eos_token_ids: Sequence[int]) -> list[int]:
+    """Special tokens a completion must never contain: media placeholders and chat control tokens.
+
+    A sampled `<|image_pad|>` breaks the next forward pass ("image features and image tokens do not
+    match"), so sampling and re-scoring both exclude them; EOS stays allowed.
+    """
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    for token in getattr(tokenizer, "added_tokens_decoder", {}).values():
+        if getattr(token, "special", False):
+            special.add(tokenizer.convert_tokens_to_ids(token.content))
+    return sorted(i for i in special if i is not None and i not in set(eos_token_ids))

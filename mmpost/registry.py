@@ -1,0 +1,221 @@
+"""One registry mechanism for every pluggable kind.
+
+Built-ins register exactly as third parties do: a decorator in the defining module. A name resolves
+in this order: what is already registered, the kind's built-in modules (imported lazily, so a worker
+process resolves names without any set-up), the `mmpost.<kind>` entry-point group of installed
+packages, and finally a `"package.module:attribute"` path written straight into a config.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from importlib.metadata import entry_points
+from typing import Any, Callable, Generic, Iterable, TypeVar
+
+T = TypeVar("T")
+
+
+class RegistryError(KeyError):
+    """A name that does not resolve, or an object that does not fit its kind."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def closest_names(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.4)
+
+
+class Registry(Generic[T]):
+    """Name -> object for one kind (reward, advantage, modality, ...).
+
+    `required` lists attributes (for classes/objects) or parameters (for functions) a registered
+    object must have; registration fails loudly otherwise.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        builtin_modules: Iterable[str] = (),
+        required_attributes: Iterable[str] = (),
+        required_parameters: Iterable[str] = (),
+        description: str = "",
+    ) -> None:
+        self.kind = kind
+        self.description = description
+        self._builtin_modules = tuple(builtin_modules)
+        self._required_attributes = tuple(required_attributes)
+        self._required_parameters = tuple(required_parameters)
+        self._entries: dict[str, T] = {}
+        self._builtins_loaded = False
+        self._entry_points_loaded = False
+
+    # -- registration -------------------------------------------------------------------------
+    def register(self, name: str | None = None, *, override: bool = False) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            self.add(name or getattr(obj, "name", None) or obj.__name__, obj, override=override)
+            return obj
+
+        return decorator
+
+    def add(self, name: str, obj: T, *, override: bool = False) -> None:
+        self._check(name, obj)
+        if name in self._entries and self._entries[name] is not obj and not override:
+            raise RegistryError(
+                f"{self.kind} '{name}' is already registered by {_origin(self._entries[name])}; "
+                f"pass override=True to replace it"
+            )
+        self._entries[name] = obj
+
+    def _check(self, name: str, obj: Any) -> None:
+        missing = [a for a in self._required_attributes if not hasattr(obj, a)]
+        if missing:
+            raise RegistryError(f"{self.kind} '{name}' ({_origin(obj)}) lacks required attribute(s): {missing}")
+        if self._required_parameters and callable(obj):
+            try:
+                params = inspect.signature(obj).parameters
+            except (TypeError, ValueError):
+                return
+            accepts_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+            absent = [p for p in self._required_parameters if p not in params]
+            if absent and not accepts_kwargs:
+                raise RegistryError(
+                    f"{self.kind} '{name}' ({_origin(obj)}) must accept parameter(s) {absent}; "
+                    f"its signature is {inspect.signature(obj)}"
+                )
+
+    # -- lookup -------------------------------------------------------------------------------
+    def get(self, name: str) -> T:
+        if name in self._entries:
+            return self._entries[name]
+        if ":" in name:
+            return self._load_path(name)
+        self._load_builtins()
+        if name in self._entries:
+            return self._entries[name]
+        self._load_entry_points()
+        if name in self._entries:
+            return self._entries[name]
+        hint = closest_names(name, self._entries)
+        raise RegistryError(
+            f"unknown {self.kind} '{name}'"
+            + (f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else "")
+            + f" Registered: {sorted(self._entries)}"
+        )
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except RegistryError:
+            return False
+        return True
+
+    def names(self) -> list[str]:
+        self._load_builtins()
+        self._load_entry_points()
+        return sorted(self._entries)
+
+    def items(self) -> list[tuple[str, T]]:
+        return [(n, self._entries[n]) for n in self.names()]
+
+    def _load_path(self, path: str) -> T:
+        module_name, _, attribute = path.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise RegistryError(f"{self.kind} '{path}': cannot import module '{module_name}': {error}") from error
+        obj = module
+        for part in attribute.split("."):
+            if not hasattr(obj, part):
+                raise RegistryError(f"{self.kind} '{path}': module '{module_name}' has no attribute '{attribute}'")
+            obj = getattr(obj, part)
+        # Importing the module may have registered it under a short name; reuse that object.
+        self._check(path, obj)
+        self._entries[path] = obj
+        return obj
+
+    def _load_builtins(self) -> None:
+        if self._builtins_loaded:
+            return
+        self._builtins_loaded = True
+        for module in self._builtin_modules:
+            importlib.import_module(module)
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for entry in entry_points(group=f"mmpost.{self.kind}"):
+            obj = entry.load()
+            # A module entry point registers through its decorators on import; an object registers here.
+            if not inspect.ismodule(obj) and entry.name not in self._entries:
+                self.add(entry.name, obj)
+
+
+def _origin(obj: Any) -> str:
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    return f"{module}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+
+
+# The kinds. Engine math lives in mmpost.algos; modalities and tasks live in their own folders and are
+# found lazily by module name, so the engine never imports them statically.
+ADVANTAGES: Registry[Callable] = Registry(
+    "advantage", builtin_modules=["mmpost.algos.advantages"], required_parameters=["rewards", "group_ids"],
+    description="rewards [N] + group ids [N] -> advantages [N]",
+)
+POLICY_LOSSES: Registry[Callable] = Registry(
+    "policy_loss", builtin_modules=["mmpost.algos.policy_losses"],
+    required_parameters=["logprobs", "old_logprobs", "advantages", "mask"],
+    description="per-token policy-gradient loss [N, T]",
+)
+SFT_LOSSES: Registry[Callable] = Registry(
+    "sft_loss", builtin_modules=["mmpost.algos.sft_losses"], required_parameters=["logprobs", "mask"],
+    description="per-token supervised loss [N, T]",
+)
+KL_ESTIMATORS: Registry[Callable] = Registry(
+    "kl", builtin_modules=["mmpost.algos.kl"], required_parameters=["logprobs", "ref_logprobs"],
+    description="per-token KL estimate [N, T]",
+)
+AGGREGATIONS: Registry[Callable] = Registry(
+    "aggregation", builtin_modules=["mmpost.algos.aggregation"], required_parameters=["token_loss", "mask"],
+    description="[N, T] token losses -> scalar",
+)
+SCHEDULES: Registry[Callable] = Registry(
+    "schedule", builtin_modules=["mmpost.algos.schedules"], description="step -> coefficient",
+)
+REWARDS: Registry[Callable] = Registry(
+    "reward", builtin_modules=["mmpost.rewards", "mmpost.tasks"], required_parameters=["completions", "samples"],
+    description="completions + samples -> list[float | None]",
+)
+EXPERIENCE_SOURCES: Registry[Any] = Registry(
+    "experience_source", builtin_modules=["mmpost.experience"], required_attributes=["collect"],
+    description="where trajectories come from: rollouts, labels, demonstrations, search trees",
+)
+ROLLOUT_BACKENDS: Registry[Any] = Registry(
+    "rollout_backend", builtin_modules=["mmpost.rollout"], required_attributes=["generate"],
+    description="batched generation with n samples per prompt",
+)
+MODALITIES: Registry[Any] = Registry(
+    "modality", builtin_modules=["mmpost.modalities"], required_attributes=["encode_prompt"],
+    description="raw sample -> model inputs, decoded media for rewards",
+)
+TASKS: Registry[Any] = Registry(
+    "task", builtin_modules=["mmpost.tasks"], required_attributes=["load", "prompt", "target"],
+    description="dataset + prompt + demonstration + default rewards",
+)
+MODEL_ZOO: Registry[Callable] = Registry(
+    "zoo", builtin_modules=["mmpost.modalities", "mmpost.tasks"], description="tiny real-architecture model builders",
+)
+ENVIRONMENTS: Registry[Any] = Registry("environment", description="environments for acting policies")
+SCORERS: Registry[Callable] = Registry("scorer", builtin_modules=["mmpost.eval"], description="benchmark scorers")
+BENCHMARKS: Registry[Any] = Registry("benchmark", builtin_modules=["mmpost.eval"], description="benchmark loaders")
+
+ALL_REGISTRIES: dict[str, Registry] = {
+    r.kind: r
+    for r in [
+        ADVANTAGES, POLICY_LOSSES, SFT_LOSSES, KL_ESTIMATORS, AGGREGATIONS, SCHEDULES, REWARDS,
+        EXPERIENCE_SOURCES, ROLLOUT_BACKENDS, MODALITIES, TASKS, MODEL_ZOO, ENVIRONMENTS, SCORERS, BENCHMARKS,
+    ]
+}

@@ -1,0 +1,5 @@
+"""Rollout backends: batched generation with n samples per prompt behind one protocol."""
+from mmpost.rollout.base import GenerationResult, RolloutBackend, SamplingParams
+from mmpost.rollout import hf  # noqa: F401  (registers "hf")
+
+__all__ = ["GenerationResult", "RolloutBackend", "SamplingParams"]

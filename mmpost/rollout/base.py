@@ -1,0 +1,41 @@
+"""The rollout-backend protocol, designed for HF `generate` now and vLLM later.
+
+A request is a batch of encoded prompts (token ids plus media) and the samples they came from (a backend
+such as vLLM takes raw media as `multi_modal_data`); the result is, per prompt, n completions as token ids
+with the log-probs the engine sampled them with, when the backend reports them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import torch
+
+from mmpost.types import PromptEncoding, Sample
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 32
+    greedy: bool = False
+
+
+@dataclass
+class GenerationResult:
+    """Prompt-major: row i * n + j is sample j of prompt i."""
+
+    completion_ids: list[list[int]]  # without padding, ending at (and including) EOS when one was sampled
+    logprobs: list[list[float]] | None = None  # per token, under the sampling distribution
+
+
+class RolloutBackend(Protocol):
+    def generate(
+        self, prompts: Sequence[PromptEncoding], samples: Sequence[Sample], params: SamplingParams
+    ) -> GenerationResult: ...
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Make the backend sample from `model`'s current weights (a no-op when it shares them)."""

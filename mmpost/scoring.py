@@ -1,0 +1,83 @@
+"""Scoring a batch with the configured rewards: named parts, weights, and errors that name the sample."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from mmpost.config import RewardSpec
+from mmpost.registry import REWARDS
+from mmpost.types import RolloutBatch, Sample
+
+
+class RewardError(RuntimeError):
+    """A reward function raised; the message names the reward, the sample id and the exception."""
+
+
+@dataclass
+class BoundReward:
+    name: str
+    weight: float
+    function: Callable
+    args: dict
+
+    def __call__(self, completions: Sequence[str], samples: Sequence[Sample]) -> list:
+        return self.function(list(completions), list(samples), **self.args)
+
+
+def bind_rewards(specs: Sequence[RewardSpec]) -> list[BoundReward]:
+    rewards = []
+    for spec in specs:
+        function = REWARDS.get(spec.name)
+        label = spec.name.rsplit(":", 1)[-1]
+        rewards.append(BoundReward(label, float(spec.weight), function, dict(spec.args)))
+    return rewards
+
+
+def _values(reward: BoundReward, completions: Sequence[str], samples: Sequence[Sample], on_error: str) -> tuple[list, int]:
+    try:
+        values = reward(completions, samples)
+        _check_length(reward, values, len(completions))
+        return values, 0
+    except RewardError:
+        raise
+    except Exception:  # noqa: BLE001 - find the row that raised, to name it
+        values, errors = [], 0
+        for completion, sample in zip(completions, samples):
+            try:
+                value = reward([completion], [sample])
+                _check_length(reward, value, 1)
+                values.append(value[0])
+            except Exception as error:  # noqa: BLE001
+                if on_error != "zero":
+                    raise RewardError(
+                        f"reward '{reward.name}' raised on sample id {sample.get('id', '?')!r} "
+                        f"({sample.get('_source', 'in-memory row')}): {type(error).__name__}: {error}"
+                    ) from error
+                values.append(0.0)
+                errors += 1
+        return values, errors
+
+
+def _check_length(reward: BoundReward, values, expected: int) -> None:
+    if not isinstance(values, (list, tuple)) or len(values) != expected:
+        raise RewardError(f"reward '{reward.name}' must return a list of {expected} values, got {values!r:.200}")
+
+
+def score_batch(batch: RolloutBatch, rewards: Sequence[BoundReward], *, on_error: str = "raise") -> dict[str, float]:
+    """Fill `batch.reward_parts` (NaN = not applicable) and `batch.rewards` (weighted sum, NaN as 0)."""
+    samples = [batch.samples[int(i)] for i in batch.prompt_index]
+    total = torch.zeros(len(batch))
+    errors = 0
+    for reward in rewards:
+        values, failed = _values(reward, batch.completions, samples, on_error)
+        errors += failed
+        part = torch.tensor([float("nan") if v is None else float(v) for v in values])
+        if any(math.isinf(float(v)) for v in part if not math.isnan(float(v))):
+            raise RewardError(f"reward '{reward.name}' returned an infinite value")
+        batch.reward_parts[reward.name] = part
+        total += reward.weight * part.nan_to_num(0.0)
+    batch.rewards = total
+    return {"reward/errors": float(errors)}

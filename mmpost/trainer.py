@@ -1,0 +1,293 @@
+"""The loop: rollout -> score -> old/ref log-probs -> advantages -> update -> sync weights -> log/checkpoint.
+
+One loop for SFT, RL and their mixtures; the experience source decides what a step's rows are.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmpost.algos.advantages import zero_variance_groups
+from mmpost.builder import Run, build_run
+from mmpost.checkpoint import find_resume_checkpoint, load_model_weights, optimizer_state_from_files, rng_state_from_files, save_checkpoint
+from mmpost.config import Config, save_config, to_dict
+from mmpost.experience import StepContext
+from mmpost.metrics import plot_curves
+from mmpost.policy import completion_logprobs
+from mmpost.registry import ADVANTAGES, KL_ESTIMATORS
+from mmpost.rollout.base import SamplingParams
+from mmpost.scoring import score_batch
+from mmpost.types import MediaError, RolloutBatch
+from mmpost.update import _all_reduce, reference_logprobs, update_mini_batch
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def timed(metrics: dict[str, float], key: str):
+    start = time.perf_counter()
+    yield
+    metrics[key] = metrics.get(key, 0.0) + time.perf_counter() - start
+
+
+# -- phases -----------------------------------------------------------------------------------------
+def decode_samples(run: Run, rows: list[dict]) -> tuple[list[dict], int]:
+    """Decode media; a broken row stops the run (naming it) unless `data.skip_bad_rows` is set."""
+    samples, skipped = [], 0
+    for row in rows:
+        try:
+            samples.append(run.modality.decode(row, row.get("_root")))
+        except MediaError as error:
+            if not run.config.data.skip_bad_rows:
+                raise MediaError(f"{error} (row id {row.get('id', '?')!r}; set data.skip_bad_rows=true to skip such rows)") from error
+            log.warning("skipping row %s: %s", row.get("id", "?"), error)
+            skipped += 1
+    return samples, skipped
+
+
+def batched_logprobs(model, batch: RolloutBatch, run: Run, *, reference: bool) -> torch.Tensor:
+    size = run.config.algorithm.micro_batch_size
+    settings = run.settings
+    out = []
+    for rows in torch.split(torch.arange(len(batch)), size):
+        if reference:
+            logprobs, _ = reference_logprobs(model, run.reference, batch, rows, settings)
+        else:
+            with torch.no_grad():
+                logprobs, _ = completion_logprobs(model, batch, rows, pad_id=settings.pad_token_id, temperature=settings.temperature,
+                                                  suppressed_token_ids=settings.suppressed_token_ids)
+        out.append(logprobs.cpu())
+    return torch.cat(out) * batch.completion_mask
+
+
+def compute_advantages(run: Run, batch: RolloutBatch) -> dict[str, float]:
+    algorithm = run.config.algorithm
+    rl = ~batch.is_sft
+    advantages = torch.zeros(len(batch))
+    if rl.any():
+        estimator = ADVANTAGES.get(algorithm.advantage)
+        advantages[rl] = estimator(batch.rewards[rl], batch.group_ids[rl], **algorithm.advantage_args).float()
+    batch.advantages = advantages
+    dropped = 0.0
+    if algorithm.drop_zero_variance_groups and rl.any():
+        flat = torch.zeros(len(batch), dtype=torch.bool)
+        flat[rl] = zero_variance_groups(batch.rewards[rl], batch.group_ids[rl])
+        batch.keep &= ~flat
+        dropped = float(flat.sum()) / max(float(rl.sum()), 1.0)
+    return {"rollout/zero_variance_fraction": dropped}
+
+
+def recompute_total_reward(run: Run, batch: RolloutBatch) -> None:
+    total = torch.zeros(len(batch))
+    for reward in run.rewards:
+        total += reward.weight * batch.reward_parts[reward.name].nan_to_num(0.0)
+    batch.rewards = total
+
+
+def reward_metrics(run: Run, batch: RolloutBatch) -> dict[str, float]:
+    """Means over the policy's own rollouts, across processes."""
+    policy_rows = torch.tensor([s == "policy" for s in batch.sources])
+    keys = ["reward/mean"] + [f"reward/{r.name}" for r in run.rewards]
+    columns = [batch.rewards] + [batch.reward_parts[r.name] for r in run.rewards]
+    sums, counts = [], []
+    for column in columns:
+        values = column[policy_rows]
+        values = values[~values.isnan()]
+        sums.append(float(values.sum()))
+        counts.append(float(values.numel()))
+    lengths = batch.completion_mask[policy_rows].sum(1)
+    totals = _all_reduce(torch.tensor(sums + counts + [float(lengths.sum()), float(policy_rows.sum())], dtype=torch.float64))
+    n = len(keys)
+    metrics = {k: (totals[i] / totals[n + i]).item() if totals[n + i] > 0 else float("nan") for i, k in enumerate(keys)}
+    metrics["rollout/gen_tokens"] = totals[2 * n].item()
+    metrics["rollout/mean_length"] = (totals[2 * n] / totals[2 * n + 1]).item() if totals[2 * n + 1] > 0 else 0.0
+    return metrics
+
+
+def update_policy(run: Run, batch: RolloutBatch, step: int) -> dict[str, float]:
+    algorithm = run.config.algorithm
+    rows = torch.nonzero(batch.keep).flatten()
+    rl_coef, sft_coef = run.source.loss_weights(step)
+    generator = torch.Generator().manual_seed(run.config.train.seed * 100003 + step)
+    totals: dict[str, float] = {}
+    updates = 0
+    for _ in range(algorithm.ppo_epochs):
+        order = rows[torch.randperm(len(rows), generator=generator)] if algorithm.mini_batches > 1 else rows
+        for mini in torch.tensor_split(order, algorithm.mini_batches):
+            parts = update_mini_batch(run.accelerator, run.model, run.reference, run.optimizer, run.scheduler, batch, mini,
+                                      run.settings, micro_batch_size=algorithm.micro_batch_size, rl_coef=rl_coef,
+                                      sft_coef=sft_coef, max_grad_norm=run.config.optim.max_grad_norm, step=step)
+            updates += 1
+            for key, value in parts.items():
+                totals[key] = totals.get(key, 0.0) + value
+    keys = sorted(totals)
+    reduced = _all_reduce(torch.tensor([totals[k] for k in keys], dtype=torch.float64))
+    metrics = {k: reduced[i].item() / updates for i, k in enumerate(keys)}
+    if "perf/grad_norm" in metrics:  # identical on every process; undo the sum
+        metrics["perf/grad_norm"] /= run.world
+    metrics["loss/rl_coef"], metrics["loss/sft_coef"] = rl_coef, sft_coef
+    metrics["perf/lr"] = run.scheduler.get_last_lr()[0]
+    return metrics
+
+
+def train_step(run: Run, step: int) -> dict[str, Any]:
+    config, algorithm = run.config, run.config.algorithm
+    metrics: dict[str, Any] = {"step": step}
+    start = time.perf_counter()
+    indices = run.sampler.next_batch()[run.rank :: run.world]
+    samples, skipped = decode_samples(run, [run.train_rows[i] for i in indices])
+    ctx = StepContext(run.policy, run.backend, run.sampling, step, run.task.accuracy_reward, [r.name for r in run.rewards])
+    with timed(metrics, "perf/rollout_s"):
+        batch = run.source.collect(ctx, samples, run.policy.encode_prompts(samples))
+    with timed(metrics, "perf/score_s"):
+        metrics.update(score_batch(batch, run.rewards, on_error=algorithm.reward_errors))
+        metrics.update(run.source.after_rewards(ctx, batch))
+        recompute_total_reward(run, batch)
+    metrics.update(reward_metrics(run, batch))
+    with timed(metrics, "perf/logprob_s"):
+        if algorithm.ppo_epochs > 1 or algorithm.mini_batches > 1:
+            batch.old_logprobs = batched_logprobs(run.model, batch, run, reference=False)
+            if batch.sampling_logprobs is not None:
+                policy_rows = torch.tensor([s == "policy" for s in batch.sources])
+                diff = (batch.old_logprobs - batch.sampling_logprobs.nan_to_num(0.0)).abs() * batch.completion_mask
+                metrics["rollout/logprob_mismatch"] = float(diff[policy_rows].sum() / batch.completion_mask[policy_rows].sum().clamp(min=1))
+        if run.needs_reference and algorithm.kl_coef > 0:
+            batch.ref_logprobs = batched_logprobs(run.model, batch, run, reference=True)
+    if algorithm.kl_in_reward and batch.ref_logprobs is not None:
+        current = batch.old_logprobs if batch.old_logprobs is not None else batched_logprobs(run.model, batch, run, reference=False)
+        kl = KL_ESTIMATORS.get(algorithm.kl_estimator)(current, batch.ref_logprobs) * batch.completion_mask
+        batch.rewards = batch.rewards - algorithm.kl_coef * kl.sum(1)
+        metrics["reward/kl_penalty"] = float(kl.sum(1).mean())
+    metrics.update(compute_advantages(run, batch))
+    metrics.update(run.source.after_advantages(ctx, batch))
+    with timed(metrics, "perf/update_s"):
+        metrics.update(update_policy(run, batch, step))
+    with timed(metrics, "perf/sync_s"):
+        run.backend.sync_weights(run.unwrapped)
+    metrics["data/skipped_rows"] = skipped
+    metrics["perf/step_s"] = time.perf_counter() - start
+    return metrics
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+@torch.no_grad()
+def heldout_accuracy(run: Run) -> float:
+    """Greedy decoding on the held-out split, scored by the task's accuracy reward, across processes."""
+    rows = list(run.heldout_rows)[run.rank :: run.world]
+    reward = next((r for r in run.rewards if r.name == run.task.accuracy_reward), None)
+    from mmpost.registry import REWARDS
+
+    accuracy_fn = reward.function if reward else REWARDS.get(run.task.accuracy_reward)
+    params = SamplingParams(n=1, greedy=True, max_new_tokens=run.config.eval.max_new_tokens or run.sampling.max_new_tokens)
+    total, count = 0.0, 0
+    size = run.config.eval.batch_size
+    for start in range(0, len(rows), size):
+        samples, _ = decode_samples(run, rows[start : start + size])
+        if not samples:
+            continue
+        prompts = run.policy.encode_prompts(samples)
+        result = run.backend.generate(prompts, samples, params)
+        texts = [run.policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
+        values = accuracy_fn(texts, samples, **(reward.args if reward else {}))
+        total += sum(float(v) for v in values if v is not None)
+        count += sum(1 for v in values if v is not None)
+    totals = _all_reduce(torch.tensor([total, float(count)], dtype=torch.float64))
+    return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
+
+
+# -- the run --------------------------------------------------------------------------------------
+def _checkpoint(run: Run, step: int, config_yaml: str) -> Path:
+    run.state.update(step=step, scheduler=run.scheduler.state_dict(), sampler=run.sampler.state_dict())
+    return save_checkpoint(run.output_dir, step, model=run.unwrapped, processor=run.policy.processor, optimizer=run.optimizer,
+                           trainer_state=run.state, config_yaml=config_yaml, is_main=run.is_main, rank=run.rank,
+                           keep=run.config.train.keep_checkpoints, barrier=run.accelerator.wait_for_everyone)
+
+
+def _resume(run: Run, folder: Path) -> int:
+    state = json.loads((folder / "trainer_state.json").read_text())
+    if run.config.model.lora.enabled:
+        load_model_weights(run.unwrapped, folder)
+    optimizer_state_from_files(run.optimizer, folder)
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.sampler.load_state_dict(state["sampler"])
+    rng_state_from_files(folder, run.rank)
+    run.state = state
+    run.metrics.truncate_after(state["step"])
+    return int(state["step"])
+
+
+def train(config: Config) -> dict[str, Any]:
+    """Run a recipe; returns the summary (also written to `<output_dir>/summary.json`)."""
+    resume_from = find_resume_checkpoint(config.train.resume, config.train.output_dir)
+    policy_path = str(resume_from / "model") if resume_from and not config.model.lora.enabled else None
+    run = build_run(config, policy_path=policy_path)
+    config_yaml = __import__("yaml").safe_dump(to_dict(config), sort_keys=False)
+    if run.is_main:
+        save_config(config, run.output_dir / "config.yaml")
+    first_step = 1
+    started = time.perf_counter()
+    if resume_from:
+        first_step = _resume(run, resume_from) + 1
+        log.info("resumed from %s at step %d", resume_from, first_step)
+    else:
+        if run.is_main and run.metrics.path.exists():
+            run.metrics.path.unlink()
+        if config.eval.heldout and run.heldout_rows:
+            run.state["heldout_accuracy_before"] = heldout_accuracy(run)
+    progress = _progress(run, first_step)
+    last = first_step - 1
+    for step in range(first_step, config.train.steps + 1):
+        metrics = train_step(run, step)
+        every = config.eval.every_n_steps
+        if every and step % every == 0 and run.heldout_rows:
+            metrics[f"eval/{run.task.name}/accuracy"] = heldout_accuracy(run)
+        run.metrics.write(metrics)
+        progress(metrics)
+        last = step
+        if config.train.save_every and step % config.train.save_every == 0 and step < config.train.steps:
+            _checkpoint(run, step, config_yaml)
+        if config.train.stop_after and step >= config.train.stop_after:
+            progress(None)
+            return {"stopped_at": step}
+    progress(None)
+    summary: dict[str, Any] = {"steps": last, "seconds": time.perf_counter() - started + run.state.get("seconds", 0.0)}
+    run.state["seconds"] = summary["seconds"]
+    if config.eval.heldout and run.heldout_rows:
+        summary["heldout_accuracy_before"] = run.state.get("heldout_accuracy_before")
+        summary["heldout_accuracy_after"] = heldout_accuracy(run)
+    final = _checkpoint(run, last, config_yaml)
+    summary.update(output_dir=str(run.output_dir), metrics=str(run.metrics.path), checkpoint=str(final),
+                   curves=str(run.output_dir / "curves.png"))
+    records = run.metrics.read()
+    if records:
+        summary["seconds_per_step"] = sum(r["perf/step_s"] for r in records) / len(records)
+    if run.is_main:
+        if records:
+            plot_curves(records, run.output_dir / "curves.png", title=f"{config.algorithm.source} on {run.task.name}")
+        (run.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    run.accelerator.wait_for_everyone()
+    return summary
+
+
+def _progress(run: Run, first_step: int):
+    """A tqdm bar on the main process showing reward and loss."""
+    if not (run.is_main and run.config.train.progress):
+        return lambda metrics: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=run.config.train.steps, initial=first_step - 1, desc=f"{run.config.algorithm.source}", unit="step")
+
+    def update(metrics):
+        if metrics is None:
+            bar.close()
+            return
+        bar.set_postfix(reward=f"{metrics.get('reward/mean', float('nan')):.3f}", loss=f"{metrics.get('loss/total', 0.0):.4f}")
+        bar.update(1)
+
+    return update

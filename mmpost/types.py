@@ -1,0 +1,125 @@
+"""The records that flow through the engine, shared by every policy kind.
+
+Advantages and losses see `[N, T]` tensors of log-probs and masks; T counts tokens for token policies,
+denoising steps for denoising policies, and actions for acting policies.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import torch
+
+Sample = dict[str, Any]
+"""One dataset row: `id`, `problem`, `answer`, media fields (`images`, `videos`, `audios`) and any extras.
+Before rewards see it, the modality adapter adds decoded media under `decoded` (e.g. PIL images)."""
+
+Message = dict[str, Any]
+"""A chat message in the transformers multimodal form: {"role": ..., "content": [{"type": "image"}, ...]}."""
+
+
+@dataclass
+class PromptEncoding:
+    """A prompt ready for the model: token ids plus the media tensors of this one prompt.
+
+    `media` tensors are concatenated along dim 0 across rows to build a batch (true for the Qwen-VL
+    family's flattened patches and grid rows, and for audio feature stacks).
+    """
+
+    input_ids: torch.Tensor  # [P] long
+    media: dict[str, torch.Tensor] = field(default_factory=dict)
+    text: str = ""
+    token_fields: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Per-token tensors aligned with `input_ids` (e.g. transformers 5's `mm_token_type_ids`, which Qwen-VL
+    needs for its M-RoPE positions): padded like the ids with 0, and extended with 0 over completions."""
+
+
+@runtime_checkable
+class Modality(Protocol):
+    """Turns a sample's messages and media into model inputs and decodes media for rewards."""
+
+    name: str
+
+    def decode(self, sample: Sample, root: str | None = None) -> Sample:
+        """Load the sample's media (raising MediaError naming the file) and return the sample with `decoded`."""
+
+    def encode_prompt(self, processor: Any, messages: list[Message], sample: Sample) -> PromptEncoding:
+        """Apply the chat template, process media, and return the prompt encoding."""
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A dataset with its prompt, its demonstration text and its default rewards."""
+
+    name: str
+    modality: str
+    default_rewards: Sequence[dict]  # [{"name": ..., "weight": ..., "args": {...}}]
+    accuracy_reward: str  # the reward whose value is the held-out accuracy
+
+    def load(self, split: str, **args: Any) -> Sequence[Sample]: ...
+
+    def prompt(self, sample: Sample) -> list[Message]: ...
+
+    def target(self, sample: Sample) -> str:
+        """The demonstration completion (what SFT trains on and ViSurf injects)."""
+
+
+class MediaError(ValueError):
+    """A media file that is missing, corrupt or of the wrong shape; the message names the file."""
+
+
+class DataError(ValueError):
+    """A dataset row or file that cannot be used; the message names the file/row and the field."""
+
+
+@dataclass
+class RolloutBatch:
+    """Trajectories of one step, rows grouped by `group_ids` (one group per prompt / initial state).
+
+    Token policies: `completion_ids` [N, T] right-padded, `completion_mask` [N, T] (1 up to and including
+    the first EOS). `prompt_index[i]` points into `prompts`/`samples` so G rows share one encoding.
+    """
+
+    prompts: list[PromptEncoding]
+    samples: list[Sample]
+    prompt_index: torch.Tensor  # [N] long
+    group_ids: torch.Tensor  # [N] long
+    completion_ids: torch.Tensor  # [N, T] long
+    completion_mask: torch.Tensor  # [N, T] float
+    sources: list[str]  # "policy" | "label" | "expert" per row
+    is_sft: torch.Tensor  # [N] bool: trained with the SFT loss instead of the policy-gradient loss
+    completions: list[str] = field(default_factory=list)
+    rewards: torch.Tensor | None = None  # [N]
+    reward_parts: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [N], NaN = not applicable
+    advantages: torch.Tensor | None = None  # [N] (or [N, T] for per-token advantages)
+    old_logprobs: torch.Tensor | None = None  # [N, T]
+    ref_logprobs: torch.Tensor | None = None  # [N, T]
+    sampling_logprobs: torch.Tensor | None = None  # [N, T], from the rollout engine when it reports them
+    keep: torch.Tensor | None = None  # [N] bool, rows that enter the update (zero-variance groups dropped)
+
+    def __len__(self) -> int:
+        return int(self.group_ids.numel())
+
+    def select(self, rows: torch.Tensor | Sequence[int]) -> "RolloutBatch":
+        """A new batch with only `rows` (shared prompt encodings are kept, indices unchanged)."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        def pick(t):
+            return None if t is None else t[rows]
+        return RolloutBatch(
+            prompts=self.prompts,
+            samples=self.samples,
+            prompt_index=self.prompt_index[rows],
+            group_ids=self.group_ids[rows],
+            completion_ids=self.completion_ids[rows],
+            completion_mask=self.completion_mask[rows],
+            sources=[self.sources[i] for i in rows.tolist()],
+            is_sft=self.is_sft[rows],
+            completions=[self.completions[i] for i in rows.tolist()] if self.completions else [],
+            rewards=pick(self.rewards),
+            reward_parts={k: v[rows] for k, v in self.reward_parts.items()},
+            advantages=pick(self.advantages),
+            old_logprobs=pick(self.old_logprobs),
+            ref_logprobs=pick(self.ref_logprobs),
+            sampling_logprobs=pick(self.sampling_logprobs),
+            keep=pick(self.keep),
+        )

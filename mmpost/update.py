@@ -1,0 +1,167 @@
+"""The policy update: one mini-batch's loss, accumulated over micro-batches and processes.
+
+Each micro-batch loss is divided by normalisers counted over the whole mini-batch on all processes, so
+summing micro-batch gradients (and DDP's average, undone by `world_size`) gives exactly the full-batch
+gradient: 1 x 8 rows = 8 x 1 rows = 2 processes x 4 rows.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+
+from mmpost.policy import adapter_disabled, completion_logprobs
+from mmpost.registry import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, SFT_LOSSES
+from mmpost.types import RolloutBatch
+
+
+class TrainingError(RuntimeError):
+    """A failure inside the update (a NaN loss, ...), named with the step and the rows."""
+
+
+@dataclass
+class LossSettings:
+    policy_loss: Callable
+    policy_loss_args: dict
+    aggregation: Callable
+    sft_loss: Callable
+    sft_loss_args: dict
+    kl: Callable | None
+    kl_coef: float
+    norm_constant: int
+    temperature: float
+    pad_token_id: int
+    suppressed_token_ids: list[int] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, algorithm: Any, rollout: Any, policy: Any) -> "LossSettings":
+        kl_in_loss = algorithm.kl_coef > 0 and not algorithm.kl_in_reward
+        return cls(
+            policy_loss=POLICY_LOSSES.get(algorithm.policy_loss),
+            policy_loss_args=dict(algorithm.policy_loss_args),
+            aggregation=AGGREGATIONS.get(algorithm.aggregation),
+            sft_loss=SFT_LOSSES.get(algorithm.sft_loss),
+            sft_loss_args=dict(algorithm.sft_loss_args),
+            kl=KL_ESTIMATORS.get(algorithm.kl_estimator) if kl_in_loss else None,
+            kl_coef=algorithm.kl_coef if kl_in_loss else 0.0,
+            norm_constant=rollout.max_new_tokens,
+            temperature=rollout.temperature,
+            pad_token_id=policy.pad_token_id,
+            suppressed_token_ids=list(policy.suppressed_token_ids),
+        )
+
+    @property
+    def sft_needs_full_distribution(self) -> bool:
+        return bool(getattr(self.sft_loss, "needs_full_distribution", False))
+
+
+def _all_reduce(values: torch.Tensor, op=None) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values, op=op or dist.ReduceOp.SUM)
+    return values
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def normalisers(batch: RolloutBatch, rows: torch.Tensor) -> dict[str, float]:
+    """Token and sequence counts of RL and SFT rows in a mini-batch, summed over processes."""
+    mask = batch.completion_mask[rows]
+    is_sft = batch.is_sft[rows]
+    counts = torch.tensor([
+        float(mask[~is_sft].sum()), float((~is_sft).sum()), float(mask[is_sft].sum()), float(is_sft.sum()),
+    ], dtype=torch.float64)
+    counts = _all_reduce(counts)
+    return {"rl_tokens": counts[0].item(), "rl_sequences": counts[1].item(),
+            "sft_tokens": counts[2].item(), "sft_sequences": counts[3].item()}
+
+
+def reference_logprobs(policy_model, reference, batch, rows, settings, *, full_distribution=False):
+    """Log-probs under the frozen reference: a separate model, or the policy with its adapter disabled."""
+    kwargs = dict(pad_id=settings.pad_token_id, temperature=settings.temperature,
+                  suppressed_token_ids=settings.suppressed_token_ids, full_distribution=full_distribution)
+    with torch.no_grad():
+        if reference is not None:
+            return completion_logprobs(reference, batch, rows, **kwargs)
+        with adapter_disabled(policy_model):
+            return completion_logprobs(policy_model, batch, rows, **kwargs)
+
+
+def micro_batch_loss(model, reference, batch: RolloutBatch, rows: torch.Tensor, settings: LossSettings,
+                     norms: dict[str, float], rl_coef: float, sft_coef: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of `rows`, normalised by mini-batch-wide counts; returns the loss and its parts as floats."""
+    is_sft = batch.is_sft[rows]
+    need_full = settings.sft_needs_full_distribution and bool(is_sft.any())
+    logprobs, log_dist = completion_logprobs(
+        model, batch, rows, pad_id=settings.pad_token_id, temperature=settings.temperature,
+        suppressed_token_ids=settings.suppressed_token_ids, full_distribution=need_full,
+    )
+    mask = batch.completion_mask[rows].to(logprobs.device)
+    total = logprobs.sum() * 0.0  # keeps every micro-batch in the autograd graph, also empty ones
+    parts: dict[str, float] = {}
+    rl = ~is_sft
+    if rl.any() and norms["rl_sequences"] > 0:
+        old = batch.old_logprobs[rows][rl] if batch.old_logprobs is not None else logprobs[rl].detach()
+        advantages = batch.advantages[rows][rl].to(logprobs.device)
+        token_loss, loss_metrics = settings.policy_loss(logprobs[rl], old.to(logprobs.device), advantages, mask[rl],
+                                                        **settings.policy_loss_args)
+        agg = dict(num_tokens=norms["rl_tokens"], num_sequences=norms["rl_sequences"], norm_constant=settings.norm_constant)
+        policy_term = settings.aggregation(token_loss, mask[rl], **agg)
+        total = total + rl_coef * policy_term
+        parts["loss/policy"] = float(policy_term.detach())
+        for key, value in loss_metrics.items():
+            parts[f"loss/{key}"] = float(value) * float(rl.sum()) / norms["rl_sequences"]
+        if settings.kl is not None:
+            ref = batch.ref_logprobs[rows][rl].to(logprobs.device)
+            kl_term = settings.aggregation(settings.kl(logprobs[rl], ref), mask[rl], **agg)
+            total = total + rl_coef * settings.kl_coef * kl_term
+            parts["loss/kl"] = float(kl_term.detach())
+    if is_sft.any() and norms["sft_sequences"] > 0:
+        extra = {}
+        if need_full:
+            _, ref_dist = reference_logprobs(model, reference, batch, rows[is_sft], settings, full_distribution=True)
+            extra = {"log_dist": log_dist[is_sft], "ref_log_dist": ref_dist}
+        token_loss = settings.sft_loss(logprobs[is_sft], mask[is_sft], **settings.sft_loss_args, **extra)
+        sft_term = AGGREGATIONS.get("token_mean")(token_loss, mask[is_sft], num_tokens=norms["sft_tokens"])
+        total = total + sft_coef * sft_term
+        parts["loss/sft"] = float(sft_term.detach())
+    parts["loss/total"] = float(total.detach())
+    return total, parts
+
+
+def update_mini_batch(accelerator, model, reference, optimizer, scheduler, batch: RolloutBatch, rows: torch.Tensor,
+                      settings: LossSettings, *, micro_batch_size: int, rl_coef: float, sft_coef: float,
+                      max_grad_norm: float, step: int) -> dict[str, float]:
+    """Forward/backward over micro-batches of `rows`, then one optimizer step. Returns summed loss parts."""
+    norms = normalisers(batch, rows)
+    chunks = list(torch.split(rows, micro_batch_size)) or [batch.completion_mask.new_zeros(0, dtype=torch.long)]
+    # Every process must run the same number of backward passes or DDP waits forever.
+    count = _all_reduce(torch.tensor([len(chunks)]), op=dist.ReduceOp.MAX if dist.is_initialized() else None)
+    weights = [1.0] * len(chunks) + [0.0] * (int(count) - len(chunks))
+    chunks = chunks + [chunks[-1] if len(chunks[-1]) else torch.tensor([0])] * (int(count) - len(chunks))
+    scale = world_size()  # DDP averages gradients over processes; the normalisers already did
+    totals: dict[str, float] = {}
+    for index, (chunk, weight) in enumerate(zip(chunks, weights)):
+        last = index == len(chunks) - 1
+        context = contextlib.nullcontext() if last else accelerator.no_sync(model)
+        with context:
+            loss, parts = micro_batch_loss(model, reference, batch, chunk, settings, norms, rl_coef, sft_coef)
+            if not torch.isfinite(loss):
+                ids = [batch.samples[int(batch.prompt_index[r])].get("id", "?") for r in chunk]
+                raise TrainingError(f"non-finite loss ({float(loss)}) at step {step}, micro-batch {index}, sample ids {ids}; "
+                                    f"no checkpoint was written for this step")
+            accelerator.backward(loss * (weight * scale))
+        if weight:
+            for key, value in parts.items():
+                totals[key] = totals.get(key, 0.0) + value
+    if max_grad_norm > 0:
+        grad_norm = accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+        totals["perf/grad_norm"] = float(grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return totals

@@ -1,0 +1,44 @@
+"""score_command end to end on the real MathVista and Video-MME fixtures."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mmpost.eval.score_cli import score_command
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+def test_mathvista_results_and_samples_files(tmp_path, capsys):
+    predictions = FIXTURES / "mathvista" / "output_bard.json"
+    assert predictions.is_file(), f"missing third-party fixture {predictions}"
+    results = score_command("mathvista", str(predictions), None, str(tmp_path), mode="official_2023")
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["results"]["mathvista"]["mode"] == "official_2023"
+    assert written["results"]["mathvista"]["counts"]["correct"] == 348  # scores_bard.json
+    assert "python" in written["versions"]
+    lines = (tmp_path / "samples_mathvista.jsonl").read_text().splitlines()
+    assert len(lines) == 1000
+    first = json.loads(lines[0])
+    assert set(first) >= {"id", "prompt", "raw_output", "extracted", "target", "score"}
+    assert "accuracy" in capsys.readouterr().out and results == written
+
+
+def test_videomme_and_bad_mode(tmp_path):
+    template = FIXTURES / "videomme" / "output_test_template.json"
+    assert template.is_file(), f"missing third-party fixture {template}"
+    results = score_command("videomme", str(template), None, str(tmp_path))
+    assert results["results"]["videomme"]["metrics"]["accuracy"] == pytest.approx(7 / 9)
+    with pytest.raises(ValueError, match="mode"):
+        score_command("videomme", str(template), None, None, mode="vlmevalkit")
+
+
+def test_drivelm_needs_data(tmp_path):
+    folder = FIXTURES / "drivelm"
+    assert folder.is_dir(), f"missing third-party fixture folder {folder}"
+    with pytest.raises(ValueError, match="ground truth"):
+        score_command("drivelm", str(folder / "output.json"), None, None)
+    results = score_command("drivelm", str(folder / "output.json"), str(folder), str(tmp_path))
+    assert results["results"]["drivelm"]["metrics"]["accuracy"] == 0.0
