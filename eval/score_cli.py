@@ -15,7 +15,7 @@ from typing import Any
 from mmpost.registry import BENCHMARKS
 
 import mmpost.eval  # noqa: F401  (registers the built-in benchmarks)
-from mmpost.eval.judge import Judge
+from mmpost.judge import Judge
 
 
 def package_versions() -> dict[str, str]:

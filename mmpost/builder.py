@@ -20,7 +20,7 @@ from mmpost.experience import ExperienceSource
 from mmpost.metrics import MetricsLog
 from mmpost.model import build_reference, ensure_model_folder, load_model, load_processor, prepare_policy
 from mmpost.policy import TokenPolicy
-from mmpost.registry import EXPERIENCE_SOURCES, MODALITIES, ROLLOUT_BACKENDS, TASKS
+from mmpost.registry import EXPERIENCE_SOURCES, KL_CONTROLLERS, MODALITIES, ROLLOUT_BACKENDS, TASKS
 from mmpost.rollout.base import SamplingParams
 from mmpost.scoring import BoundReward, bind_rewards
 from mmpost.update import LossSettings
@@ -50,6 +50,7 @@ class Run:
     sampling: SamplingParams
     metrics: MetricsLog
     output_dir: Path
+    kl_controller: Any = None
     state: dict = field(default_factory=dict)
 
     @property
@@ -169,6 +170,7 @@ def build_run(config: Config, *, policy_path: str | None = None) -> Run:
         rewards=bind_rewards(reward_specs(config, task)), source=source,
         settings=LossSettings.from_config(algorithm, config.rollout, policy), sampling=sampling,
         metrics=MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process), output_dir=output_dir,
+        kl_controller=KL_CONTROLLERS.get(algorithm.kl_controller)(algorithm.kl_coef, **algorithm.kl_controller_args),
     )
 
 
@@ -187,6 +189,7 @@ def validate(config: Config) -> list[str]:
     for registry, name in [(ADVANTAGES, algorithm.advantage), (POLICY_LOSSES, algorithm.policy_loss),
                            (AGGREGATIONS, algorithm.aggregation), (KL_ESTIMATORS, algorithm.kl_estimator),
                            (SFT_LOSSES, algorithm.sft_loss), (EXPERIENCE_SOURCES, algorithm.source),
+                           (KL_CONTROLLERS, algorithm.kl_controller),
                            (ROLLOUT_BACKENDS, config.rollout.backend), (TASKS, config.data.task)]:
         registry.get(name)
         checked.append(f"{registry.kind}: {name}")

@@ -95,6 +95,8 @@ class AlgorithmConfig:
     aggregation: str = opt("token_mean", "loss aggregation: token_mean | seq_mean_token_mean | seq_mean_token_sum | seq_mean_token_sum_norm")
     kl_coef: float = opt(0.0, "beta: weight of the KL to the reference model (0 = no reference model)")
     kl_estimator: str = opt("k3", "k1 | k2 | k3")
+    kl_controller: str = opt("fixed", "how beta evolves: fixed | adaptive | adversarial (GuirlVG)")
+    kl_controller_args: dict = opt({}, "options of the KL controller")
     kl_in_reward: bool = opt(False, "fold beta * sequence KL into the reward instead of the loss")
     sft_loss: str = opt("cross_entropy", "loss for demonstration rows: cross_entropy | dft | chord_phi | asft")
     sft_loss_args: dict = opt({}, "options of the SFT loss")

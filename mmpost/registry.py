@@ -182,6 +182,10 @@ AGGREGATIONS: Registry[Callable] = Registry(
     "aggregation", builtin_modules=["mmpost.algos.aggregation"], required_parameters=["token_loss", "mask"],
     description="[N, T] token losses -> scalar",
 )
+KL_CONTROLLERS: Registry[Any] = Registry(
+    "kl_controller", builtin_modules=["mmpost.algos.kl_control"], required_attributes=["update"],
+    description="how the KL coefficient evolves (fixed, adaptive, adversarial)",
+)
 SCHEDULES: Registry[Callable] = Registry(
     "schedule", builtin_modules=["mmpost.algos.schedules"], description="step -> coefficient",
 )
@@ -215,7 +219,7 @@ BENCHMARKS: Registry[Any] = Registry("benchmark", builtin_modules=["mmpost.eval"
 ALL_REGISTRIES: dict[str, Registry] = {
     r.kind: r
     for r in [
-        ADVANTAGES, POLICY_LOSSES, SFT_LOSSES, KL_ESTIMATORS, AGGREGATIONS, SCHEDULES, REWARDS,
+        ADVANTAGES, POLICY_LOSSES, SFT_LOSSES, KL_ESTIMATORS, KL_CONTROLLERS, AGGREGATIONS, SCHEDULES, REWARDS,
         EXPERIENCE_SOURCES, ROLLOUT_BACKENDS, MODALITIES, TASKS, MODEL_ZOO, ENVIRONMENTS, SCORERS, BENCHMARKS,
     ]
 }

@@ -1,6 +1,7 @@
 """Scoring a batch with the configured rewards: named parts, weights, and errors that name the sample."""
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -23,8 +24,17 @@ class BoundReward:
     function: Callable
     args: dict
 
-    def __call__(self, completions: Sequence[str], samples: Sequence[Sample]) -> list:
-        return self.function(list(completions), list(samples), **self.args)
+    @property
+    def wants_groups(self) -> bool:
+        """Group-aware rewards (e.g. MM-UPT's majority vote) declare a `group_ids` parameter."""
+        try:
+            return "group_ids" in inspect.signature(self.function).parameters
+        except (TypeError, ValueError):
+            return False
+
+    def __call__(self, completions: Sequence[str], samples: Sequence[Sample], group_ids: Sequence[int] | None = None) -> list:
+        extra = {"group_ids": list(group_ids)} if self.wants_groups else {}
+        return self.function(list(completions), list(samples), **self.args, **extra)
 
 
 def bind_rewards(specs: Sequence[RewardSpec]) -> list[BoundReward]:
@@ -36,14 +46,20 @@ def bind_rewards(specs: Sequence[RewardSpec]) -> list[BoundReward]:
     return rewards
 
 
-def _values(reward: BoundReward, completions: Sequence[str], samples: Sequence[Sample], on_error: str) -> tuple[list, int]:
+def _values(reward: BoundReward, completions: Sequence[str], samples: Sequence[Sample], on_error: str,
+            group_ids: Sequence[int]) -> tuple[list, int]:
     try:
-        values = reward(completions, samples)
+        values = reward(completions, samples, group_ids)
         _check_length(reward, values, len(completions))
         return values, 0
     except RewardError:
         raise
-    except Exception:  # noqa: BLE001 - find the row that raised, to name it
+    except Exception as batch_error:  # noqa: BLE001 - find the row that raised, to name it
+        if reward.wants_groups:  # a group-aware reward cannot be re-run row by row
+            if on_error == "zero":
+                return [0.0] * len(completions), len(completions)
+            raise RewardError(f"reward '{reward.name}' raised on a batch of sample ids "
+                              f"{sorted({str(s.get('id', '?')) for s in samples})[:8]}: {type(batch_error).__name__}: {batch_error}") from batch_error
         values, errors = [], 0
         for completion, sample in zip(completions, samples):
             try:
@@ -72,7 +88,7 @@ def score_batch(batch: RolloutBatch, rewards: Sequence[BoundReward], *, on_error
     total = torch.zeros(len(batch))
     errors = 0
     for reward in rewards:
-        values, failed = _values(reward, batch.completions, samples, on_error)
+        values, failed = _values(reward, batch.completions, samples, on_error, batch.group_ids.tolist())
         errors += failed
         part = torch.tensor([float("nan") if v is None else float(v) for v in values])
         if any(math.isinf(float(v)) for v in part if not math.isnan(float(v))):

@@ -162,12 +162,16 @@ def train_step(run: Run, step: int) -> dict[str, Any]:
     if algorithm.kl_in_reward and batch.ref_logprobs is not None:
         current = batch.old_logprobs if batch.old_logprobs is not None else batched_logprobs(run.model, batch, run, reference=False)
         kl = KL_ESTIMATORS.get(algorithm.kl_estimator)(current, batch.ref_logprobs) * batch.completion_mask
-        batch.rewards = batch.rewards - algorithm.kl_coef * kl.sum(1)
+        batch.rewards = batch.rewards - run.kl_controller.coef * kl.sum(1)
         metrics["reward/kl_penalty"] = float(kl.sum(1).mean())
     metrics.update(compute_advantages(run, batch))
     metrics.update(run.source.after_advantages(ctx, batch))
+    if run.settings.kl is not None:
+        run.settings.kl_coef = metrics["loss/kl_coef"] = run.kl_controller.coef
     with timed(metrics, "perf/update_s"):
         metrics.update(update_policy(run, batch, step))
+    metrics["rollout/sequences"] = float(sum(s == "policy" for s in batch.sources) * run.world)
+    run.kl_controller.update(metrics)
     with timed(metrics, "perf/sync_s"):
         run.backend.sync_weights(run.unwrapped)
     metrics["data/skipped_rows"] = skipped
@@ -203,7 +207,8 @@ def heldout_accuracy(run: Run) -> float:
 
 # -- the run --------------------------------------------------------------------------------------
 def _checkpoint(run: Run, step: int, config_yaml: str) -> Path:
-    run.state.update(step=step, scheduler=run.scheduler.state_dict(), sampler=run.sampler.state_dict())
+    run.state.update(step=step, scheduler=run.scheduler.state_dict(), sampler=run.sampler.state_dict(),
+                     kl_controller=run.kl_controller.state_dict())
     return save_checkpoint(run.output_dir, step, model=run.unwrapped, processor=run.policy.processor, optimizer=run.optimizer,
                            trainer_state=run.state, config_yaml=config_yaml, is_main=run.is_main, rank=run.rank,
                            keep=run.config.train.keep_checkpoints, barrier=run.accelerator.wait_for_everyone)
@@ -216,6 +221,7 @@ def _resume(run: Run, folder: Path) -> int:
     optimizer_state_from_files(run.optimizer, folder)
     run.scheduler.load_state_dict(state["scheduler"])
     run.sampler.load_state_dict(state["sampler"])
+    run.kl_controller.load_state_dict(state["kl_controller"])
     rng_state_from_files(folder, run.rank)
     run.state = state
     run.metrics.truncate_after(state["step"])

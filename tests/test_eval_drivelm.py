@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mmpost.eval.judge import Judge
+from mmpost.judge import Judge
 from mmpost.eval.scorers import drivelm
 from mmpost.registry import SCORERS
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mmpost.eval.judge import Judge, JudgeUnavailableError
+from mmpost.judge import Judge, JudgeUnavailableError
 from mmpost.eval.scorers import mathvista as mv
 from mmpost.registry import BENCHMARKS, SCORERS
 

@@ -27,7 +27,7 @@ from typing import Any
 from mmpost.registry import BENCHMARKS, SCORERS
 
 from mmpost.eval.common import Benchmark, BenchmarkDataError, check_mode, make_result, read_json, require_fields, sample_record
-from mmpost.eval.judge import Judge
+from mmpost.judge import Judge
 from mmpost.eval.scorers.caption_metrics import coco_language_scores
 
 NAME = "drivelm"

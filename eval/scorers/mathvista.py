@@ -34,7 +34,7 @@ from mmpost.eval.common import (
     Benchmark, BenchmarkDataError, accuracy_table, check_mode, levenshtein, make_result, option_letters,
     read_json, require_fields, sample_record,
 )
-from mmpost.eval.judge import Judge, JudgeUnavailableError
+from mmpost.judge import Judge, JudgeUnavailableError
 
 NAME = "mathvista"
 MODES = ("official", "official_2023", "lmms_eval")
