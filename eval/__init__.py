@@ -3,4 +3,6 @@
 Importing `mmpost.eval` registers every built-in benchmark in `mmpost.registry.BENCHMARKS` and its
 score function in `mmpost.registry.SCORERS`.
 """
-from mmpost.eval.scorers import drivelm, mathvista, mmau, mvbench, refcoco, screenspot, videomme  # noqa: F401
+from mmpost.eval.scorers import (  # noqa: F401
+    drivelm, mathverse, mathvista, mmau, mvbench, refcoco, screenspot, videomme, wemath,
+)

@@ -36,6 +36,20 @@ class Benchmark:
     load_predictions: Callable[..., list[dict]]
     description: str = ""
     modes: tuple[str, ...] = ("official",)
+    # -- what `mmpost eval --model` needs to run the benchmark with a model (see eval/runner.py) --
+    modality: str | None = "image"
+    """Registered modality whose adapter encodes the prompt ("image", "video", "audio"); None = text only."""
+    media: Callable[[dict, Path], dict] | None = None
+    """(item, data_dir) -> the sample's media fields, e.g. {"images": [absolute paths]}; None = no media."""
+    response_key: str = "response"
+    """Key under which `score` expects the model's raw text (MMAU: model_output, MathVerse: model_answer)."""
+    item_id: Callable[[dict, int], str] | None = None
+    """(item, position) -> a stable id; None = the item's `id`/`pid`/`question_id`, else its position."""
+    system_prompt: str | None = None
+    assistant_prefix: str = ""
+    """Text pre-filled at the start of the assistant turn (MVBench: "Best option:(")."""
+    response_prefix: str = ""
+    """Prepended to the generated text before scoring (MVBench puts the pre-filled "(" back)."""
 
 
 def check_mode(mode: str, allowed: Sequence[str], benchmark: str) -> None:
@@ -184,3 +198,21 @@ def levenshtein(first: str, second: str) -> int:
             current.append(min(previous[column] + 1, current[column - 1] + 1, previous[column - 1] + (char_a != char_b)))
         previous = current
     return previous[-1]
+
+
+def resolve_media_path(data_dir: str | Path, relative: str, what: str, subfolders: Sequence[str] = ("", "images", "data")) -> str:
+    """The absolute path of a media file named in an annotation, looked up under `data_dir` and its
+    usual subfolders; raises BenchmarkDataError naming the file and the folders tried."""
+    data_dir = Path(data_dir)
+    relative = str(relative)
+    if relative.startswith("./"):
+        relative = relative[2:]
+    if Path(relative).is_absolute() and Path(relative).is_file():
+        return relative
+    tried = []
+    for folder in subfolders:
+        candidate = data_dir / folder / relative if folder else data_dir / relative
+        if candidate.is_file():
+            return str(candidate.resolve())
+        tried.append(str(candidate.parent))
+    raise BenchmarkDataError(f"{what}: media file {relative!r} not found under {tried}")

@@ -59,7 +59,8 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, *, title: str =
     axis.set_xlabel("step")
     axis.set_ylabel("reward / accuracy")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=7)
     axis.set_title(title)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -152,7 +152,7 @@ def update_mini_batch(accelerator, model, reference, optimizer, scheduler, batch
             loss, parts = micro_batch_loss(model, reference, batch, chunk, settings, norms, rl_coef, sft_coef)
             if not torch.isfinite(loss):
                 ids = [batch.samples[int(batch.prompt_index[r])].get("id", "?") for r in chunk]
-                raise TrainingError(f"non-finite loss ({float(loss)}) at step {step}, micro-batch {index}, sample ids {ids}; "
+                raise TrainingError(f"non-finite loss ({loss.item()}) at step {step}, micro-batch {index}, sample ids {ids}; "
                                     f"no checkpoint was written for this step")
             accelerator.backward(loss * (weight * scale))
         if weight:

@@ -26,7 +26,9 @@ from typing import Any
 
 from mmpost.registry import BENCHMARKS, SCORERS
 
-from mmpost.eval.common import Benchmark, BenchmarkDataError, check_mode, make_result, read_json, require_fields, sample_record
+from mmpost.eval.common import (
+    Benchmark, BenchmarkDataError, check_mode, make_result, read_json, require_fields, resolve_media_path, sample_record,
+)
 from mmpost.judge import Judge
 from mmpost.eval.scorers.caption_metrics import coco_language_scores
 
@@ -220,9 +222,17 @@ def score_drivelm(predictions: list[dict], *, mode: str = "official", judge: Jud
     return result
 
 
+def media(item: dict, data_dir: Path) -> dict:
+    """The frame's camera images in the annotation's order (CAM_FRONT, CAM_FRONT_LEFT, ...), paths
+    relative to the folder of test_eval.json (the challenge's "../nuscenes/samples/..." included)."""
+    paths = item.get("image_paths") or {}
+    return {"images": [resolve_media_path(data_dir, path, f"DriveLM {item['id']} {camera}", ("",))
+                       for camera, path in paths.items()]}
+
+
 SCORERS.add(NAME, score_drivelm)
 BENCHMARKS.add(NAME, Benchmark(
     name=NAME, load=load_drivelm, build_prompt=build_prompt, extract=extract, score=score_drivelm,
-    load_predictions=load_drivelm_predictions, modes=MODES,
+    load_predictions=load_drivelm_predictions, modes=MODES, media=media, response_key="prediction",
     description="DriveLM-nuScenes challenge (accuracy, GPT score, language, match; weighted final)",
 ))

@@ -32,7 +32,7 @@ from mmpost.registry import BENCHMARKS, SCORERS
 
 from mmpost.eval.common import (
     Benchmark, BenchmarkDataError, accuracy_table, check_mode, levenshtein, make_result, option_letters,
-    read_json, require_fields, sample_record,
+    read_json, require_fields, resolve_media_path, sample_record,
 )
 from mmpost.judge import Judge, JudgeUnavailableError
 
@@ -315,9 +315,17 @@ def _extract_for_registry(item: dict, output: str, **kwargs: Any) -> str | None:
                                       item.get("precision"))
 
 
+def media(item: dict, data_dir: Path) -> dict:
+    """`image` ("images/<pid>.jpg") is relative to the folder holding `data/` (or to `data/` itself)."""
+    if not item.get("image"):
+        return {}
+    return {"images": [resolve_media_path(data_dir, item["image"], f"MathVista pid {item['pid']}")]}
+
+
 SCORERS.add(NAME, score_mathvista)
 BENCHMARKS.add(NAME, Benchmark(
     name=NAME, load=load_mathvista, build_prompt=build_prompt, extract=_extract_for_registry,
-    score=score_mathvista, load_predictions=load_mathvista_predictions, modes=MODES,
+    score=score_mathvista, load_predictions=load_mathvista_predictions, modes=MODES, media=media,
+    item_id=lambda item, position: str(item["pid"]),
     description="MathVista testmini (official extraction + normalisation, exact match)",
 ))

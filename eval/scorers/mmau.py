@@ -29,7 +29,7 @@ from mmpost.registry import BENCHMARKS, SCORERS
 
 from mmpost.eval.common import (
     Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, option_letters, read_json,
-    require_fields, sample_record,
+    require_fields, resolve_media_path, sample_record,
 )
 
 NAME = "mmau"
@@ -161,9 +161,17 @@ def score_mmau(predictions: list[dict], *, mode: str = "official", seed: int = 0
     )
 
 
+def media(item: dict, data_dir: Path) -> dict:
+    """`audio_id` ("./test-mini-audios/<id>.wav") is relative to the folder of mmau-test-mini.json."""
+    source = item.get("audio_id") or item.get("audio_path")
+    if not source:
+        raise BenchmarkDataError(f"MMAU id {item.get('id')}: no `audio_id` naming the audio file")
+    return {"audios": [resolve_media_path(data_dir, source, f"MMAU id {item.get('id')}")]}
+
+
 SCORERS.add(NAME, score_mmau)
 BENCHMARKS.add(NAME, Benchmark(
     name=NAME, load=load_mmau, build_prompt=build_prompt, extract=extract, score=score_mmau,
-    load_predictions=load_mmau_predictions, modes=MODES,
+    load_predictions=load_mmau_predictions, modes=MODES, modality="audio", media=media, response_key=OUTPUT_KEY,
     description="MMAU test-mini (official word-set string match)",
 ))

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from mmpost.registry import BENCHMARKS, SCORERS
 
-from mmpost.eval.common import Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, option_letters, read_json, require_fields, sample_record
+from mmpost.eval.common import (
+    Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, option_letters, read_json, require_fields,
+    resolve_media_path, sample_record,
+)
 
 NAME = "mvbench"
 MODES = ("official",)
@@ -88,8 +91,20 @@ def score_mvbench(predictions: list[dict], *, mode: str = "official") -> dict:
                        extra_counts={"correct": correct_count, "empty_credited": empty_credited})
 
 
+def media(item: dict, data_dir: Path) -> dict:
+    """The task JSONs name videos relative to a per-task folder that the official notebook hard-codes;
+    `data_dir/video_roots.json` ({task: folder}) supplies it, else `data_dir/video/<task>/` and
+    `data_dir/video/` are tried."""
+    data_dir = Path(data_dir)
+    roots_file = data_dir / "video_roots.json"
+    roots = read_json(roots_file, "MVBench video roots") if roots_file.is_file() else {}
+    folders = [roots[item["task"]]] if item["task"] in roots else [f"video/{item['task']}", "video"]
+    return {"videos": [resolve_media_path(data_dir, item["video"], f"MVBench {item['id']}", folders)]}
+
+
 SCORERS.add(NAME, score_mvbench)
 BENCHMARKS.add(NAME, Benchmark(
     name=NAME, load=load_mvbench, build_prompt=build_prompt, extract=extract, score=score_mvbench,
     load_predictions=load_mvbench_predictions, modes=MODES, description="MVBench (official check_ans)",
+    modality="video", media=media, system_prompt=SYSTEM_PROMPT, assistant_prefix="Best option:(", response_prefix="(",
 ))

@@ -13,7 +13,10 @@ from pathlib import Path
 from mmpost.registry import BENCHMARKS, SCORERS
 from mmpost.rewards.parsing import parse_box
 
-from mmpost.eval.common import Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, read_json, require_fields, sample_record
+from mmpost.eval.common import (
+    Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, read_json, require_fields,
+    resolve_media_path, sample_record,
+)
 
 NAME = "refcoco"
 MODES = ("official",)
@@ -95,8 +98,16 @@ def score_refcoco(predictions: list[dict], *, mode: str = "official", coords: st
                        breakdown={"split": accuracy_table(rows)}, samples=samples, extra_counts={"correct": correct})
 
 
+def media(item: dict, data_dir: Path) -> dict:
+    """The row's image file (`file_name`, `image_path` or `image`) under `data_dir` or `data_dir/images`."""
+    source = item.get("file_name") or item.get("image_path") or item.get("image")
+    if not isinstance(source, str) or not source:
+        raise BenchmarkDataError(f"RefCOCO {item.get('id')}: no image file name (`file_name`, `image_path` or `image`)")
+    return {"images": [resolve_media_path(data_dir, source, f"RefCOCO {item.get('id')}")]}
+
+
 SCORERS.add(NAME, score_refcoco)
 BENCHMARKS.add(NAME, Benchmark(
     name=NAME, load=load_refcoco, build_prompt=build_prompt, extract=extract, score=score_refcoco,
-    load_predictions=load_refcoco_predictions, modes=MODES, description="RefCOCO/+/g REC Acc@0.5",
+    load_predictions=load_refcoco_predictions, modes=MODES, description="RefCOCO/+/g REC Acc@0.5", media=media,
 ))

@@ -21,7 +21,7 @@ from mmpost.rewards.parsing import parse_box, parse_point
 
 from mmpost.eval.common import (
     Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, read_json, require_fields,
-    sample_record,
+    resolve_media_path, sample_record,
 )
 
 NAME = "screenspot"
@@ -154,9 +154,14 @@ def score_screenspot(predictions: list[dict], *, mode: str = "official", coords:
                        notes=[f"model coordinate convention: {coords}"])
 
 
+def media(item: dict, data_dir: Path) -> dict:
+    return {"images": [resolve_media_path(data_dir, item["img_filename"], f"ScreenSpot {item['instruction']!r}",
+                                          ("images", ""))]}
+
+
 SCORERS.add(NAME, score_screenspot)
 BENCHMARKS.add(NAME, Benchmark(
     name=NAME, load=load_screenspot, build_prompt=build_prompt, extract=extract, score=score_screenspot,
-    load_predictions=load_screenspot_predictions, modes=MODES,
+    load_predictions=load_screenspot_predictions, modes=MODES, media=media,
     description="ScreenSpot v1/v2/Pro click accuracy (point in box, closed bounds)",
 ))

@@ -28,7 +28,7 @@ from mmpost.registry import BENCHMARKS, SCORERS
 
 from mmpost.eval.common import (
     Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, read_lenient_json, require_fields,
-    sample_record,
+    resolve_media_path, sample_record,
 )
 
 NAME = "videomme"
@@ -139,9 +139,17 @@ def score_videomme(predictions: list[dict], *, mode: str = "official") -> dict:
     )
 
 
+def media(item: dict, data_dir: Path) -> dict:
+    """`<video_id>.mp4` under `data_dir`, `data_dir/videos` or `data_dir/data` (the HF zip layout)."""
+    video = item.get("video_path") or f"{item['video_id']}.mp4"
+    return {"videos": [resolve_media_path(data_dir, video, f"Video-MME question {item['question_id']}",
+                                          ("", "videos", "data"))]}
+
+
 SCORERS.add(NAME, score_videomme)
 BENCHMARKS.add(NAME, Benchmark(
     name=NAME, load=load_videomme, build_prompt=build_prompt, extract=extract, score=score_videomme,
-    load_predictions=load_videomme_predictions, modes=MODES,
+    load_predictions=load_videomme_predictions, modes=MODES, modality="video", media=media,
+    item_id=lambda item, position: str(item["question_id"]),
     description="Video-MME (official regex, answered-only accuracy)",
 ))
