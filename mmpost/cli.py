@@ -85,13 +85,12 @@ def cmd_zoo(args) -> int:
     return 0
 
 
-def cmd_eval_score(args) -> int:
+def cmd_eval(args) -> int:
     import importlib
 
     # The CLI front door dispatches to the harness by name; the engine itself never imports eval.
-    score_command = importlib.import_module("mmpost.eval.score_cli").score_command
-    score_command(benchmark=args.benchmark, predictions=args.predictions, data=args.data, output=args.output, mode=args.mode)
-    return 0
+    forwarded = [a for i, a in enumerate(args.eval_args) if not (i == 0 and a == "--")]
+    return importlib.import_module("mmpost.eval.cli").eval_main(forwarded)
 
 
 def _print_summary(summary: dict) -> None:
@@ -135,19 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     zoo_commands.add_parser("list")
     zoo.set_defaults(func=cmd_zoo)
 
-    evaluate = commands.add_parser("eval", help="evaluation harness")
-    eval_commands = evaluate.add_subparsers(dest="eval_command", required=True)
-    score = eval_commands.add_parser("score", help="score existing predictions in a benchmark's official format")
-    score.add_argument("--benchmark", required=True)
-    score.add_argument("--predictions", required=True)
-    score.add_argument("--data")
-    score.add_argument("--output", default="eval_results")
-    score.add_argument("--mode", default="official")
-    score.set_defaults(func=cmd_eval_score)
+    evaluate = commands.add_parser(
+        "eval", help="evaluation harness: mmpost eval --model M --benchmark B --data DIR | mmpost eval score ...",
+        add_help=False)
+    evaluate.add_argument("eval_args", nargs=argparse.REMAINDER)
+    evaluate.set_defaults(func=cmd_eval)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["eval"]:  # the harness parses its own flags (argparse cannot forward `--model ...`)
+        argv = ["eval", "--", *argv[1:]]
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from mmpost.config import ConfigError

@@ -137,6 +137,10 @@ class EvalConfig:
     every_n_steps: int = opt(0, "also evaluate every N steps (0 = off)")
     max_new_tokens: int | None = opt(None, "generation length for evaluation (None = rollout.max_new_tokens)")
     batch_size: int = opt(32, "prompts per evaluation batch")
+    benchmarks: list = opt([], "benchmarks evaluated every `every_n_steps` (names from `mmpost list benchmark`)")
+    benchmark_data: dict = opt({}, "benchmark name -> data folder (official format)")
+    benchmark_limit: int | None = opt(None, "items per benchmark during training (None = all)")
+    score_args: dict = opt({}, "benchmark name -> scorer options (e.g. screenspot: {coords: resized_pixels})")
 
 
 @dataclass

@@ -27,6 +27,13 @@ class TokenPolicy:
         self.eos_token_ids = _eos_ids(self.tokenizer, model)
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_ids[0]
         self.suppressed_token_ids = _media_and_control_ids(self.tokenizer, self.eos_token_ids)
+        # A task may restrict the vocabulary (a VLA emits only action tokens): everything else is suppressed
+        # at sampling and re-scoring alike.
+        allowed = getattr(task, "allowed_token_ids", None)
+        if callable(allowed):
+            keep = set(allowed(self.tokenizer)) | set(self.eos_token_ids)
+            vocabulary = _vocabulary_size(model, self.tokenizer)
+            self.suppressed_token_ids = sorted(set(self.suppressed_token_ids) | (set(range(vocabulary)) - keep))
 
     # -- prompts and targets ----------------------------------------------------------------------
     def encode_prompts(self, samples: Sequence[Sample]) -> list[PromptEncoding]:
@@ -69,13 +76,15 @@ def collate_prompts(prompts: Sequence[PromptEncoding], pad_id: int) -> dict[str,
         input_ids[i, width - n :] = p.input_ids
         attention_mask[i, width - n :] = 1
     batch: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
-    for key in prompts[0].token_fields:
-        values = torch.zeros((len(prompts), width), dtype=prompts[0].token_fields[key].dtype)
+    for key in sorted({k for p in prompts for k in p.token_fields}):
+        values = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, p in enumerate(prompts):
-            values[i, width - p.input_ids.numel() :] = p.token_fields[key]
+            if key in p.token_fields:
+                values[i, width - p.input_ids.numel() :] = p.token_fields[key]
         batch[key] = values
-    for key in prompts[0].media:
-        batch[key] = torch.cat([p.media[key] for p in prompts], dim=0)
+    # A text-only prompt contributes no media rows; the model matches media rows to placeholder tokens in order.
+    for key in sorted({k for p in prompts for k in p.media}):
+        batch[key] = torch.cat([p.media[key] for p in prompts if key in p.media], dim=0)
     return batch
 
 
@@ -87,7 +96,7 @@ def forward_inputs(batch: RolloutBatch, rows: torch.Tensor, pad_id: int) -> tupl
     completion_ids = batch.completion_ids[rows]
     inputs["input_ids"] = torch.cat([inputs["input_ids"], completion_ids], dim=1)
     inputs["attention_mask"] = torch.cat([inputs["attention_mask"], batch.completion_mask[rows].long()], dim=1)
-    for key in batch.prompts[0].token_fields:
+    for key in {k for p in prompts for k in p.token_fields}:
         inputs[key] = torch.cat([inputs[key], torch.zeros_like(completion_ids, dtype=inputs[key].dtype)], dim=1)
     return inputs, width
 
@@ -128,6 +137,11 @@ def adapter_disabled(model: torch.nn.Module):
     unwrapped = getattr(model, "module", model)
     with unwrapped.disable_adapter():
         yield
+
+
+def _vocabulary_size(model: torch.nn.Module, tokenizer: Any) -> int:
+    embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return int(embeddings.weight.shape[0]) if embeddings is not None else len(tokenizer)
 
 
 def _eos_ids(tokenizer: Any, model: torch.nn.Module) -> list[int]:

@@ -183,7 +183,7 @@ AGGREGATIONS: Registry[Callable] = Registry(
     description="[N, T] token losses -> scalar",
 )
 KL_CONTROLLERS: Registry[Any] = Registry(
-    "kl_controller", builtin_modules=["mmpost.algos.kl_control"], required_attributes=["update"],
+    "kl_controller", builtin_modules=["mmpost.algos.kl_control", "mmpost.algos.kl_adversarial"], required_attributes=["update"],
     description="how the KL coefficient evolves (fixed, adaptive, adversarial)",
 )
 SCHEDULES: Registry[Callable] = Registry(

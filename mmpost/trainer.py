@@ -205,6 +205,23 @@ def heldout_accuracy(run: Run) -> float:
     return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
 
 
+def periodic_evaluation(run: Run) -> dict[str, float]:
+    """Held-out accuracy of the task, and the configured benchmarks scored as their official scorers do."""
+    metrics: dict[str, float] = {}
+    if run.heldout_rows:
+        metrics[f"eval/{run.task.name}/accuracy"] = heldout_accuracy(run)
+    if run.config.eval.benchmarks:
+        import importlib
+
+        # Resolved by name so the engine never imports the harness statically.
+        harness = importlib.import_module("mmpost.eval.in_training")
+        metrics.update(harness.evaluate_during_training(
+            run.unwrapped, run.policy.processor, list(run.config.eval.benchmarks), dict(run.config.eval.benchmark_data),
+            limit=run.config.eval.benchmark_limit, max_new_tokens=run.config.eval.max_new_tokens or run.sampling.max_new_tokens,
+            batch_size=run.config.eval.batch_size, score_args=dict(run.config.eval.score_args)))
+    return metrics
+
+
 # -- the run --------------------------------------------------------------------------------------
 def _checkpoint(run: Run, step: int, config_yaml: str) -> Path:
     run.state.update(step=step, scheduler=run.scheduler.state_dict(), sampler=run.sampler.state_dict(),
@@ -251,8 +268,8 @@ def train(config: Config) -> dict[str, Any]:
     for step in range(first_step, config.train.steps + 1):
         metrics = train_step(run, step)
         every = config.eval.every_n_steps
-        if every and step % every == 0 and run.heldout_rows:
-            metrics[f"eval/{run.task.name}/accuracy"] = heldout_accuracy(run)
+        if every and step % every == 0:
+            metrics.update(periodic_evaluation(run))
         run.metrics.write(metrics)
         progress(metrics)
         last = step

@@ -7,3 +7,7 @@ from mmpost.tasks import shapes, vqa
 
 __all__ = ["shapes", "vqa"]
 from mmpost.tasks import audio_mcq  # noqa: E402,F401  (task "audio_mcq", rewards "r1aqa_accuracy", "r1aqa_format", "audiomcq_accuracy")
+from mmpost.tasks import gui_click  # noqa: E402,F401  (task "gui_click")
+from mmpost.tasks import driving  # noqa: E402,F401  (tasks "driving_waypoints", "drivelm")
+from mmpost.tasks import robot_reach  # noqa: E402,F401  (task "robot_reach", rewards robot_reach_progress/_success, robot_action_format)
+from mmpost.tasks import video_motion  # noqa: E402,F401  (task "video_motion")

@@ -59,3 +59,18 @@ def test_visurf_improves_the_warm_start(warm_vl_dir, tmp_path):
     accuracy = [json.loads(line)["reward/shapes_accuracy"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     first, last = sum(accuracy[:4]) / 4, sum(accuracy[-4:]) / 4
     assert last > first + 0.08, accuracy
+
+
+def test_training_evaluates_benchmarks_periodically(tiny_vl_dir, tmp_path):
+    """`eval.benchmarks` scores an official-format benchmark every N steps, logged as eval/<benchmark>/<metric>."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("official_formats", REPO / "tests" / "fixtures" / "eval" / "official_formats.py")
+    formats = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(formats)
+    data = formats.screenspot(tmp_path / "screenspot")
+    train(load_config(REPO / "recipes" / "grpo.yaml", tiny_overrides(tiny_vl_dir, tmp_path / "run", **{
+        "train.steps": 2, "eval.every_n_steps": 1, "eval.benchmarks": "[screenspot]",
+        "eval.benchmark_data": f"{{screenspot: {data}}}", "eval.heldout": "false", "eval.max_new_tokens": 8})))
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all("eval/screenspot/accuracy" in m and 0.0 <= m["eval/screenspot/accuracy"] <= 1.0 for m in metrics), metrics[0].keys()

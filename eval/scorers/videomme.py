@@ -62,8 +62,11 @@ def _questions_from_videos(videos: Any, path: Path) -> list[dict]:
             raise BenchmarkDataError(f"{where}: needs `duration` (or `duration_category`) and `domain` (or `video_category`)")
         for question in video["questions"]:
             require_fields(question, ["question_id", "task_type", "question", "options", "answer"], f"{where} question")
-            items.append({**question, "video_id": video.get("video_id", video.get("videoID")), "duration": duration,
-                          "domain": domain, "sub_category": sub_category})
+            item = {**question, "video_id": video.get("video_id", video.get("videoID")), "duration": duration,
+                    "domain": domain, "sub_category": sub_category}
+            if video.get("videoID"):
+                item["videoID"] = video["videoID"]  # the YouTube id naming the video file in the HF release
+            items.append(item)
     return items
 
 
@@ -140,8 +143,9 @@ def score_videomme(predictions: list[dict], *, mode: str = "official") -> dict:
 
 
 def media(item: dict, data_dir: Path) -> dict:
-    """`<video_id>.mp4` under `data_dir`, `data_dir/videos` or `data_dir/data` (the HF zip layout)."""
-    video = item.get("video_path") or f"{item['video_id']}.mp4"
+    """`<videoID>.mp4` (else `<video_id>.mp4`) under `data_dir`, `data_dir/videos` or `data_dir/data`
+    (the HF zip layout)."""
+    video = item.get("video_path") or f"{item.get('videoID') or item['video_id']}.mp4"
     return {"videos": [resolve_media_path(data_dir, video, f"Video-MME question {item['question_id']}",
                                           ("", "videos", "data"))]}
 

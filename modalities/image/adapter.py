@@ -84,12 +84,19 @@ class ImageModality:
     """Images in, Qwen-VL `pixel_values` [sum of patches, C*T*14*14] and `image_grid_thw` [num_images, 3] out.
 
     Options: `min_pixels` / `max_pixels`, the pixel budget each image is resized into (None = the
-    processor's own budget at encode time; before a processor is seen, transformers' Qwen2-VL defaults).
+    processor's own budget at encode time; before a processor is seen, transformers' Qwen2-VL defaults);
+    `max_prompt_tokens`: when text + images exceed it, images shrink until the prompt fits
+    (`mmpost.modalities.video.budget.fit_media_to_budget`), logged and recorded in
+    `sample["decoded"]["budget_actions"]`.
     """
 
     name = "image"
 
-    def __init__(self, min_pixels: int | None = None, max_pixels: int | None = None) -> None:
+    def __init__(self, min_pixels: int | None = None, max_pixels: int | None = None,
+                 max_prompt_tokens: int | None = None) -> None:
+        if max_prompt_tokens is not None and max_prompt_tokens <= 0:
+            raise ValueError(f"image modality: max_prompt_tokens must be positive, got {max_prompt_tokens}")
+        self.max_prompt_tokens = max_prompt_tokens
         if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
             raise ValueError(f"image modality: min_pixels ({min_pixels}) must not exceed max_pixels ({max_pixels})")
         for option, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
@@ -178,9 +185,11 @@ class ImageModality:
         fitted = [fit_pixels(image, min_pixels=budget[0], max_pixels=budget[1], factor=factor) for image in images]
 
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        # The same budget goes to the processor so it does not resize the already-fitted images again.
+        size = {"shortest_edge": budget[0], "longest_edge": budget[1]}
+        if fitted and self.max_prompt_tokens is not None:
+            fitted, size = self._fit_token_budget(processor, text, sample, fitted, budget, factor)
         if fitted:
-            # The same budget goes to the processor so it does not resize the already-fitted images again.
-            size = {"shortest_edge": budget[0], "longest_edge": budget[1]}
             encoded = processor(text=[text], images=fitted, images_kwargs={"size": size}, return_tensors="pt")
             media = {
                 "pixel_values": encoded["pixel_values"],
@@ -194,3 +203,17 @@ class ImageModality:
         token_fields = {k: encoded[k][0].to(torch.long) for k in ("mm_token_type_ids",) if k in encoded}
         return PromptEncoding(input_ids=encoded["input_ids"][0].to(torch.long), media=media, text=text,
                               token_fields=token_fields)
+
+    def _fit_token_budget(self, processor, text, sample, fitted, budget, factor):
+        """Shrink the images until text + image tokens <= max_prompt_tokens; returns images and processor size."""
+        from mmpost.modalities.video.budget import MediaItem, fit_media_to_budget, processor_size_for, text_token_count
+
+        items = [MediaItem("image", i, image.width, image.height, 1, budget[0], budget[1]) for i, image in enumerate(fitted)]
+        plans, actions = fit_media_to_budget(items, text_tokens=text_token_count(processor, text, ("<|image_pad|>",)),
+                                             max_prompt_tokens=self.max_prompt_tokens, factor=factor,
+                                             name=f"sample {sample_id(sample)}")
+        sample["decoded"]["budget_actions"] = actions
+        sample["decoded"]["model_image_sizes"] = [(p.width, p.height) for p in plans]
+        resized = [image if image.size == (p.width, p.height) else image.resize((p.width, p.height), Image.Resampling.BICUBIC)
+                   for image, p in zip(fitted, plans)]
+        return resized, processor_size_for(plans, budget)

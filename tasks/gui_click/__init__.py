@@ -3,3 +3,4 @@ from mmpost.tasks.gui_click.render import BUTTON_LABELS, FIELD_LABELS, Element, 
 from mmpost.tasks.gui_click.task import GuiClickTask, screen_split
 
 __all__ = ["BUTTON_LABELS", "FIELD_LABELS", "Element", "GuiClickTask", "Screen", "random_screen", "render_screen", "screen_split"]
+from . import warmup  # noqa: E402,F401  (registers the warm-started zoo model "tiny-qwen2.5-vl-gui")

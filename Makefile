@@ -1,0 +1,33 @@
+# mmpost: `make demo` runs the default recipe on CPU; `make test` runs the test suite. Both set up first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mmpost-installed
+RECIPE ?= visurf
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench-learning lint clean
+
+setup: $(STAMP)
+
+# torch/torchvision pinned to the pair verified in shared/notes/environment.md (CPU here, CUDA elsewhere).
+$(STAMP): pyproject.toml setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[test]"
+	touch $(STAMP)
+
+demo: setup
+	OMP_NUM_THREADS=2 $(BIN)/mmpost train $(RECIPE)
+
+test: setup
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-fast: setup
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not multiprocess" $(PYTEST_ARGS)
+
+bench-learning: setup
+	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/learning.py
+
+clean:
+	rm -rf runs artifacts .pytest_cache

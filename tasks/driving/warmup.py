@@ -1,0 +1,16 @@
+"""A tiny Qwen2.5-VL warm-started on driving_waypoints (zoo "tiny-qwen2.5-vl-driving"), so the driving GRPO
+recipe starts from a model that writes six waypoints in the answer format (see tasks/gui_click/warmup.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmpost.registry import MODEL_ZOO
+from mmpost.tasks.gui_click.warmup import warm_start
+
+WARMUP_STEPS = 120
+WARMUP_LR = 2e-3
+
+
+@MODEL_ZOO.register("tiny-qwen2.5-vl-driving")
+def build_warm_driving_model(out_dir, *, seed: int = 0, steps: int = WARMUP_STEPS, lr: float = WARMUP_LR) -> Path:
+    return warm_start(out_dir, task="driving_waypoints", seed=seed, steps=steps, lr=lr)
