@@ -20,6 +20,7 @@ from transformers import (
     WhisperFeatureExtractor,
 )
 
+from mmpost.modalities.image.tiny import TINY_INITIALIZER_RANGE
 from mmpost.registry import MODEL_ZOO
 from mmpost.tokenizer import build_tiny_tokenizer
 
@@ -91,6 +92,8 @@ def tiny_qwen2_audio_config(
         encoder_ffn_dim=2 * audio_hidden,
         d_model=audio_hidden,
         max_source_positions=frames // 2,
+        # The hub's 0.02 is too small at these widths (see mmpost.modalities.image.tiny.TINY_INITIALIZER_RANGE).
+        initializer_range=TINY_INITIALIZER_RANGE,
     )
     text_config = dict(
         model_type="qwen2",
@@ -101,6 +104,7 @@ def tiny_qwen2_audio_config(
         num_attention_heads=heads,
         num_key_value_heads=heads // 2 if heads % 2 == 0 else heads,
         max_position_embeddings=4096,
+        initializer_range=TINY_INITIALIZER_RANGE,
         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
         bos_token_id=None,  # Qwen prepends no BOS
         eos_token_id=token_ids["<|im_end|>"],

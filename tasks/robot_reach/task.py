@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from mmpost.modalities.robot.adapter import format_proprio
-from mmpost.modalities.robot.processing import DEFAULT_BINS, ActionStats, action_token_names, bin_centres, discretize, parse_action_bins
+from mmpost.modalities.robot.processing import DEFAULT_BINS, ActionStats, ActionTokenizer, action_token_names, bin_centres, discretize, parse_action_bins
 from mmpost.registry import REWARDS, TASKS
 from mmpost.tasks.robot_reach.sim import ReachConfig, distance, expert_chunk, render, rollout, step
 from mmpost.types import DataError, Message, Sample
@@ -129,6 +129,14 @@ class RobotReachTask:
 
     def target(self, sample: Sample) -> str:
         return sample["answer"]
+
+    def allowed_token_ids(self, tokenizer) -> list[int]:
+        """The ids of `<act_0>` … `<act_{n_bins−1}>`: the only tokens the policy may sample (the engine's
+        `TokenPolicy` suppresses every other id except EOS, at sampling and re-scoring alike).
+
+        Raises ValueError naming a missing action token when the tokenizer was not built with them
+        (use the `tiny-vla-qwen2.5-vl` zoo entry or `add_action_tokens`)."""
+        return ActionTokenizer.added(self.action_stats(), tokenizer, self.n_bins).allowed_token_ids()
 
 
 # ---- rewards -------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from pathlib import Path
 from mmpost.config import config_from_dict
 from mmpost.registry import MODEL_ZOO
 
-WARMUP_STEPS = 120
-WARMUP_LR = 2e-3
+WARMUP_STEPS = 200
+WARMUP_LR = 1e-3
 
 
 @MODEL_ZOO.register("tiny-qwen2.5-vl-shapes")

@@ -1,0 +1,107 @@
+"""MM-UPT's self-reward (Wei et al. 2025, arXiv 2505.22453; waltonfuture/MM-UPT `verl/workers/reward/function.py`,
+read at f51d7b6 as summarised in shared/research/seed_methods.md section 3) and a label accuracy for held-out use.
+
+For each prompt's n sampled responses o_1..o_n:
+    a_i = content of the LAST `\\boxed{...}` of o_i, or the literal string "None" when there is none
+    y*  = Counter(a_1..a_n).most_common(1)[0][0]     (exact-string vote; ties go to the first-seen answer)
+    r_i = 1.0 if grade(a_i, y*) else 0.0              (normalised match, else math-verify equivalence)
+No format reward, and the ground-truth label is never read: `mm_upt_majority_vote` never touches a sample.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+from mmpost.registry import REWARDS
+from mmpost.rewards.builtin import _math_equivalent_anywhere
+from mmpost.rewards.parsing import extract_boxed, normalize_text
+from mmpost.types import Sample
+
+NO_ANSWER = "None"  # what MM-UPT's extract_boxed_content returns when a response has no box
+
+
+def vote_answer(completion: str) -> str:
+    """The answer a response casts in the vote: its last `\\boxed{}` content, or "None" without a box."""
+    boxed = extract_boxed(completion)
+    return NO_ANSWER if boxed is None else boxed
+
+
+def majority_answer(answers: Sequence[str], *, none_can_win: bool = True) -> str | None:
+    """The most frequent exact string; on a tie the one seen first (Counter keeps insertion order).
+
+    With `none_can_win=False`, "None" votes are left out, and a group with no boxed answer has no winner
+    (returns None). MM-UPT's official behaviour is `none_can_win=True`.
+    """
+    votes = Counter(a for a in answers if none_can_win or a != NO_ANSWER)
+    return votes.most_common(1)[0][0] if votes else None
+
+
+def answers_equal(answer: str, reference: str, *, timeout_seconds: int = 3) -> bool:
+    """MM-UPT's `grade_answer` in spirit: equal after normalisation, else equal by math-verify (1/2 = 0.5)."""
+    if normalize_text(answer) == normalize_text(reference):
+        return True
+    if NO_ANSWER in (answer, reference):
+        return False
+    return bool(_math_equivalent_anywhere(reference, answer, timeout_seconds))
+
+
+def group_rows(group_ids: Sequence[int]) -> dict[int, list[int]]:
+    """Row indices of each group, groups and rows in order of first appearance."""
+    rows: dict[int, list[int]] = {}
+    for index, group in enumerate(group_ids):
+        rows.setdefault(int(group), []).append(index)
+    return rows
+
+
+@REWARDS.register("mm_upt_majority_vote")
+def mm_upt_majority_vote(
+    completions: Sequence[str],
+    samples: Sequence[Sample],
+    *,
+    group_ids: Sequence[int],
+    none_can_win: bool = True,
+    timeout_seconds: int = 3,
+) -> list[float]:
+    """1.0 for each response whose boxed answer grades equal to its group's majority answer, else 0.0.
+
+    Group-aware: the engine passes every completion's `group_ids` (one group = one prompt's n samples),
+    so groups need not be contiguous. `samples` is only counted, never read: labels cannot leak in.
+    """
+    if len(completions) != len(samples) or len(completions) != len(group_ids):
+        raise ValueError(f"mm_upt_majority_vote: got {len(completions)} completions, {len(samples)} samples and "
+                         f"{len(group_ids)} group ids; they must pair up")
+    answers = [vote_answer(c) for c in completions]
+    scores = [0.0] * len(completions)
+    for rows in group_rows(group_ids).values():
+        winner = majority_answer([answers[i] for i in rows], none_can_win=none_can_win)
+        if winner is None:
+            continue
+        graded: dict[str, bool] = {}  # the same string always grades the same; math-verify is the slow part
+        for i in rows:
+            if answers[i] not in graded:
+                graded[answers[i]] = (none_can_win or answers[i] != NO_ANSWER) and answers_equal(
+                    answers[i], winner, timeout_seconds=timeout_seconds)
+            scores[i] = 1.0 if graded[answers[i]] else 0.0
+    return scores
+
+
+@REWARDS.register("mm_upt_label_accuracy")
+def mm_upt_label_accuracy(
+    completions: Sequence[str], samples: Sequence[Sample], *, field: str = "answer", timeout_seconds: int = 3
+) -> list[float | None]:
+    """Held-out accuracy against the hidden label: the last box grades equal to `sample[field]`.
+
+    None (not applicable) for rows without a label. Used for evaluation only, never as a training reward
+    in the MM-UPT recipe.
+    """
+    if len(completions) != len(samples):
+        raise ValueError(f"mm_upt_label_accuracy: got {len(completions)} completions but {len(samples)} samples")
+    scores: list[float | None] = []
+    for completion, sample in zip(completions, samples):
+        label = sample.get(field)
+        if label is None:
+            scores.append(None)
+            continue
+        answer = vote_answer(completion)
+        scores.append(1.0 if answer != NO_ANSWER and answers_equal(answer, str(label), timeout_seconds=timeout_seconds) else 0.0)
+    return scores

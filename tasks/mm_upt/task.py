@@ -1,0 +1,108 @@
+"""The task MM-UPT trains on (registered as "digit_sum"): unlabeled image questions answered in `\\boxed{}`.
+
+Default: synthetic images of two digits, "What is the sum of the numbers shown?". The label exists (it is
+how held-out accuracy is measured) but train rows do not carry it unless `train_labels=True` (used only
+by the warm-up SFT that stands in for a pretrained model). With `path` (and `heldout_path`), rows come from
+the user's own file instead: `id`, `problem`, `images`, optionally `answer` (the MMR1 / Geometry3K form).
+Train and held-out images come from disjoint parts of image space (by a hash of the scene).
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Sequence
+
+from mmpost.data import load_rows
+from mmpost.registry import TASKS
+from mmpost.tasks.mm_upt.render import DigitScene, random_digit_scene, render_digits
+from mmpost.types import DataError, Message, Sample
+
+# MM-UPT's prompt suffix (examples/qwen2_5_vl_7b_mmr1.sh / config.yaml), verbatim.
+MM_UPT_SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."
+QUESTION = "What is the sum of the numbers shown?"
+SPLIT_ALIASES = {"train": "train", "heldout": "heldout", "test": "heldout"}
+DEFAULT_SIZES = {"train": 512, "heldout": 64}
+HELDOUT_FRACTION_DENOMINATOR = 8
+
+
+def scene_split(scene: DigitScene) -> str:
+    """'heldout' or 'train': a fixed partition of all possible images, whatever the seed or sizes."""
+    digest = hashlib.sha256(scene.key().encode()).digest()
+    return "heldout" if int.from_bytes(digest[:8], "big") % HELDOUT_FRACTION_DENOMINATOR == 0 else "train"
+
+
+def worked_answer(numbers: Sequence[int]) -> str:
+    """The demonstration: the numbers read, their sum boxed, e.g. "2 + 3 = \\boxed{5}"."""
+    return " + ".join(str(n) for n in numbers) + f" = \\boxed{{{sum(numbers)}}}"
+
+
+@TASKS.register("digit_sum")
+class DigitSumTask:
+    """Sums of 1-4 rendered digits (default 2 digits in 1..5), asked with MM-UPT's `\\boxed{}` suffix.
+
+    Options: `count` numbers per image, digits in [`low`, `high`], `image_size`, sizes, `seed`,
+    `train_labels` (put the label on train rows; off for unsupervised training), `path`/`heldout_path`
+    (the user's own rows instead of synthetic ones), `suffix` (the instruction after the question).
+    """
+
+    name = "digit_sum"
+    modality = "image"
+    accuracy_reward = "mm_upt_label_accuracy"
+
+    def __init__(self, *, seed: int = 0, count: int = 2, low: int = 1, high: int = 5, image_size: int = 112,
+                 train_size: int = DEFAULT_SIZES["train"], heldout_size: int = DEFAULT_SIZES["heldout"],
+                 train_labels: bool = False, path: str | None = None, heldout_path: str | None = None,
+                 suffix: str = MM_UPT_SUFFIX) -> None:
+        random_digit_scene(random.Random(0), image_size=image_size, count=count, low=low, high=high)  # checks options
+        self.seed, self.count, self.low, self.high, self.image_size = seed, count, low, high, image_size
+        self.sizes = {"train": train_size, "heldout": heldout_size}
+        self.train_labels = train_labels
+        self.paths = {"train": path, "heldout": heldout_path}
+        self.suffix = suffix
+        self.default_rewards = [{"name": "mm_upt_majority_vote", "weight": 1.0}]
+
+    def load(self, split: str, *, size: int | None = None) -> Sequence[Sample]:
+        """`size` rows of `split`. Synthetic rows: id, images, problem, numbers and answer (held-out, or
+        train with `train_labels`); sample i draws from its own stream seeded by (seed, split, i)."""
+        if split not in SPLIT_ALIASES:
+            raise ValueError(f"digit_sum task: unknown split {split!r}; expected one of {sorted(SPLIT_ALIASES)}")
+        split = SPLIT_ALIASES[split]
+        size = self.sizes[split] if size is None else size
+        if self.paths["train"] is not None:
+            return self._load_file(split, size)
+        labelled = split == "heldout" or self.train_labels
+        samples = []
+        for index in range(size):
+            rng = random.Random(f"mmpost.digit_sum:{self.seed}:{split}:{index}")
+            while True:
+                scene = random_digit_scene(rng, image_size=self.image_size, count=self.count, low=self.low, high=self.high)
+                if scene_split(scene) == split:
+                    break
+            sample: Sample = {"id": f"digit_sum-{split}-{self.seed}-{index:05d}", "images": [render_digits(scene)],
+                              "problem": QUESTION}
+            if labelled:
+                sample.update(answer=str(sum(scene.numbers)), numbers=list(scene.numbers))
+            samples.append(sample)
+        return samples
+
+    def _load_file(self, split: str, size: int | None) -> Sequence[Sample]:
+        path = self.paths[split]
+        if path is None:
+            raise ValueError(f"digit_sum task: split {split!r} needs the task option "
+                             f"'{'path' if split == 'train' else 'heldout_path'}' when 'path' is set")
+        rows = load_rows(path, required=("id", "problem"))
+        return rows if size is None else rows[:size]
+
+    def prompt(self, sample: Sample) -> list[Message]:
+        content: list[dict] = [{"type": "image"} for _ in (sample.get("images") or [])]
+        content.append({"type": "text", "text": str(sample["problem"]) + self.suffix})
+        return [{"role": "user", "content": content}]
+
+    def target(self, sample: Sample) -> str:
+        """The worked answer (synthetic rows) or `\\boxed{answer}`; unlabeled rows have no demonstration."""
+        if sample.get("numbers") is not None:
+            return worked_answer(sample["numbers"])
+        if sample.get("answer") is None:
+            raise DataError(f"digit_sum task: sample {sample.get('id', '?')!r} has no label, so no demonstration "
+                            "(MM-UPT trains without labels; use train_labels=true only for a supervised warm-up)")
+        return f"\\boxed{{{sample['answer']}}}"
