@@ -77,8 +77,11 @@ def run_parser() -> argparse.ArgumentParser:
 
 def score_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmpost eval score", description="Score a predictions file in a benchmark's official format.")
-    parser.add_argument("benchmark")
-    parser.add_argument("predictions")
+    # Both `score BENCHMARK PREDICTIONS` and `score --benchmark B --predictions FILE` are accepted.
+    parser.add_argument("benchmark_positional", nargs="?", metavar="BENCHMARK")
+    parser.add_argument("predictions_positional", nargs="?", metavar="PREDICTIONS")
+    parser.add_argument("--benchmark", dest="benchmark_flag")
+    parser.add_argument("--predictions", dest="predictions_flag")
     parser.add_argument("--data", default=None, help="benchmark data folder (needed by DriveLM)")
     parser.add_argument("--output", default=None, help="folder for results.json and samples_<benchmark>.jsonl")
     parser.add_argument("--mode", default="official")
@@ -100,7 +103,12 @@ def eval_main(argv: list[str]) -> int:
     if argv and argv[0] == "score":
         from mmpost.eval.score_cli import score_command
 
-        args = score_parser().parse_args(argv[1:])
+        parser = score_parser()
+        args = parser.parse_args(argv[1:])
+        args.benchmark = args.benchmark_flag or args.benchmark_positional
+        args.predictions = args.predictions_flag or args.predictions_positional
+        if not args.benchmark or not args.predictions:
+            parser.error("give the benchmark and the predictions file (positionally or with --benchmark/--predictions)")
         score_command(benchmark=args.benchmark, predictions=args.predictions, data=args.data, output=args.output,
                       mode=args.mode, judge=build_judge(args, args.output))
         return 0

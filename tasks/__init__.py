@@ -12,3 +12,4 @@ from mmpost.tasks import driving  # noqa: E402,F401  (tasks "driving_waypoints",
 from mmpost.tasks import robot_reach  # noqa: E402,F401  (task "robot_reach", rewards robot_reach_progress/_success, robot_action_format)
 from mmpost.tasks import video_motion  # noqa: E402,F401  (task "video_motion")
 from mmpost.tasks import mm_upt  # noqa: E402,F401  (task "digit_sum", rewards "mm_upt_majority_vote", "mm_upt_label_accuracy", zoo "tiny-qwen2.5-vl-mmupt")
+from mmpost.tasks import propa  # noqa: E402,F401  (task "propa_digits", reward "propa_answer", zoo "tiny-qwen2.5-vl-propa"; registers mmpost.search sources)

@@ -63,3 +63,16 @@ def test_recipe_runs_under_torchrun_two_processes(warm_vl_dir, tmp_path):
     # 4 prompts x 4 generations, split over two processes and summed back.
     assert metrics[0]["rollout/sequences"] == 16
     assert (out / "checkpoints" / "step_2" / "rng_rank1.json").is_file()
+
+
+def test_eval_score_through_the_cli_reproduces_mathvista(tmp_path):
+    """`mmpost eval score` on the published Bard outputs gives the published accuracy (scores_bard.json: 34.8)."""
+    from conftest import SHARED_FIXTURES
+
+    predictions = SHARED_FIXTURES / "mathvista" / "output_bard.json"
+    assert predictions.is_file(), f"missing third-party fixture {predictions}"
+    assert main(["eval", "score", "--benchmark", "mathvista", "--predictions", str(predictions), "--mode", "official_2023",
+                 "--output", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["results"]["mathvista"]["counts"]["correct"] == 348
+    assert (tmp_path / "samples_mathvista.jsonl").is_file()

@@ -77,7 +77,8 @@ def _append_to_last_text(messages: Sequence[Message], suffix: str) -> list[Messa
 
 def step_messages(question_messages: Sequence[Message], steps: Sequence[str], *,
                   system_prompt: str | None = STEP_SYSTEM_PROMPT) -> list[Message]:
-    """The policy's chat for the next step: the step system prompt, then the task's question with the steps."""
+    """The policy's chat for the next step: the step system prompt ("" or None: no system turn), then the
+    task's question with the steps."""
     messages = _append_to_last_text([m for m in question_messages if m.get("role") != "system"], step_user_suffix(steps))
     return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + messages
 

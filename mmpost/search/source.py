@@ -25,7 +25,7 @@ from mmpost.experience import BatchBuilder, ExperienceSource, StepContext, _Row
 from mmpost.registry import EXPERIENCE_SOURCES, REWARDS
 from mmpost.rollout.base import SamplingParams
 from mmpost.search.mcts import (
-    GeneratedStep, MCTSConfig, SearchTree, is_correct_step, is_terminal_step, rollout_evaluator, run_mcts, step_messages,
+    STEP_SYSTEM_PROMPT, GeneratedStep, MCTSConfig, SearchTree, is_correct_step, is_terminal_step, rollout_evaluator, run_mcts, step_messages,
 )
 from mmpost.search.step_groups import MIN_LABEL_SPREAD, needs_demonstration, step_groups
 from mmpost.types import PromptEncoding, Sample
@@ -42,7 +42,7 @@ class PolicyStepProposer:
     """
 
     def __init__(self, policy: Any, backend: Any, samples: Sequence[Sample], *, max_new_tokens: int,
-                 temperature: float = 1.0, system_prompt: str | None = None) -> None:
+                 temperature: float = 1.0, system_prompt: str = STEP_SYSTEM_PROMPT) -> None:
         self.policy = policy
         self.backend = backend
         self.samples = list(samples)
@@ -56,8 +56,7 @@ class PolicyStepProposer:
         key = (question, tuple(steps))
         if key not in self._cache:
             sample = self.samples[question]
-            kwargs = {} if self.system_prompt is None else {"system_prompt": self.system_prompt}
-            messages = step_messages(self.policy.task.prompt(sample), steps, **kwargs)
+            messages = step_messages(self.policy.task.prompt(sample), steps, system_prompt=self.system_prompt)
             self._cache[key] = self.policy.modality.encode_prompt(self.policy.processor, messages, sample)
         return self._cache[key]
 
@@ -117,9 +116,9 @@ class _Rows:
         return builder.build(ctx)
 
 
-def _proposer(ctx: StepContext, samples: Sequence[Sample], max_new_tokens: int | None) -> PolicyStepProposer:
+def _proposer(ctx: StepContext, samples: Sequence[Sample], max_new_tokens: int | None, system_prompt: str) -> PolicyStepProposer:
     return PolicyStepProposer(ctx.policy, ctx.backend, samples, max_new_tokens=max_new_tokens or ctx.sampling.max_new_tokens,
-                              temperature=ctx.sampling.temperature)
+                              temperature=ctx.sampling.temperature, system_prompt=system_prompt)
 
 
 def _rank() -> int:
@@ -135,7 +134,8 @@ class PropaSource(ExperienceSource):
     Options (official values as defaults): `iterations` 25, `num_children` k = 4, `exploration` c = 1.0,
     `max_depth` 8 (simulation length), `min_spread` 0.1 (group filter), `step_max_new_tokens` (None = the
     rollout's max_new_tokens; official 128), `interleaved_sft` (True), `tree_dir` (write each round's trees as
-    JSON lines there, the data a process reward model trains on; None = do not write).
+    JSON lines there, the data a process reward model trains on; None = do not write), `system_prompt` (the
+    official step instruction; "" = no system turn, which the CPU presets use to keep prompts short).
 
     The search draws only from torch's global generator through the rollout backend, in a fixed order, so a
     round is a function of the weights, the questions and the RNG state the engine checkpoints: a run resumed
@@ -144,7 +144,7 @@ class PropaSource(ExperienceSource):
 
     def __init__(self, iterations: int = 25, num_children: int = 4, exploration: float = 1.0, max_depth: int = 8,
                  min_spread: float = MIN_LABEL_SPREAD, step_max_new_tokens: int | None = None,
-                 interleaved_sft: bool = True, tree_dir: str | None = None) -> None:
+                 interleaved_sft: bool = True, tree_dir: str | None = None, system_prompt: str = STEP_SYSTEM_PROMPT) -> None:
         self.search = MCTSConfig(iterations=iterations, num_children=num_children, exploration=exploration)
         if max_depth < 1:
             raise ValueError(f"propa: max_depth must be >= 1, got {max_depth}")
@@ -153,10 +153,11 @@ class PropaSource(ExperienceSource):
         self.step_max_new_tokens = step_max_new_tokens
         self.interleaved_sft = interleaved_sft
         self.tree_dir = tree_dir
+        self.system_prompt = system_prompt
         self._stats: dict[str, float] = {}
 
     def search_trees(self, ctx: StepContext, samples: Sequence[Sample]) -> tuple[list[SearchTree], PolicyStepProposer]:
-        proposer = _proposer(ctx, samples, self.step_max_new_tokens)
+        proposer = _proposer(ctx, samples, self.step_max_new_tokens, self.system_prompt)
         trees = [SearchTree(answer=str(s["answer"])) for s in samples]
         run_mcts(trees, proposer, rollout_evaluator(proposer, self.max_depth), self.search)
         return trees, proposer
@@ -205,8 +206,11 @@ class PropaSource(ExperienceSource):
 class StepSFT(ExperienceSource):
     """SFT on each question's reference chain in the step format: one row per (steps so far -> next step)."""
 
+    def __init__(self, system_prompt: str = STEP_SYSTEM_PROMPT) -> None:
+        self.system_prompt = system_prompt
+
     def collect(self, ctx, samples, prompts):
-        proposer = _proposer(ctx, samples, None)
+        proposer = _proposer(ctx, samples, None, self.system_prompt)
         rows = _Rows()
         group = 0
         for q in range(len(samples)):
@@ -223,14 +227,16 @@ class StepOutcomeGRPO(ExperienceSource):
     A group's GRPO statistics are over its rows, so a longer chain weighs more in the group mean than a short
     one (the official RFT baselines score single whole-answer completions instead)."""
 
-    def __init__(self, num_chains: int = 4, max_depth: int = 8, step_max_new_tokens: int | None = None) -> None:
+    def __init__(self, num_chains: int = 4, max_depth: int = 8, step_max_new_tokens: int | None = None,
+                 system_prompt: str = STEP_SYSTEM_PROMPT) -> None:
+        self.system_prompt = system_prompt
         self.num_chains = num_chains
         self.max_depth = max_depth
         self.step_max_new_tokens = step_max_new_tokens
         self._stats: dict[str, float] = {}
 
     def collect(self, ctx, samples, prompts):
-        proposer = _proposer(ctx, samples, self.step_max_new_tokens)
+        proposer = _proposer(ctx, samples, self.step_max_new_tokens, self.system_prompt)
         chains = sample_chains(proposer, len(samples), self.num_chains, self.max_depth)
         rows = _Rows()
         correct = 0

@@ -1,0 +1,289 @@
+"""Process reward model (PROPA, official `create_RM_train_qwen_grpo.py`, `rm_train.sh`, `test/MCTS_test_intern.py`,
+`test/find_best_path.py`, `test/bestN_test_intern.py`) and inference strategies built on it.
+
+- Model: a VLM with a regression head, `Linear(hidden, 1)` on the last token's final hidden state (what
+  `swift sft --task_type seq_cls --num_labels 1 --problem_type regression` trains). Saved as the backbone's own
+  `save_pretrained` folder (or a PEFT adapter) plus `value_head.safetensors` and `value_head.json`.
+- Data: every non-root node of a search tree, input = question + path so far, label = W/N; an unvisited node
+  gets 0 and is kept only if some sibling's W/N is nonzero.
+- Inference: `prm_guided_answer` (MCTS whose node values are PRM scores clamped to [0, 1]; answer = the terminal
+  path with the highest mean score), `greedy_answer` and `best_of_n_answer` (per step, the PRM-best of n samples).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from mmpost.search.mcts import (
+    STEP_SYSTEM_PROMPT, MCTSConfig, SearchTree, is_terminal_step, path_messages, run_mcts,
+)
+from mmpost.types import PromptEncoding, Sample
+
+HEAD_WEIGHTS = "value_head.safetensors"
+HEAD_CONFIG = "value_head.json"
+
+
+# -- the model -------------------------------------------------------------------------------------
+def _hidden_size(model: torch.nn.Module) -> int:
+    config = model.config
+    text = getattr(config, "text_config", None)
+    size = getattr(text, "hidden_size", None) or getattr(config, "hidden_size", None)
+    if not size:
+        raise ValueError(f"{type(model).__name__}: cannot read hidden_size from its config")
+    return int(size)
+
+
+class ProcessRewardModel(torch.nn.Module):
+    """A VLM backbone with a scalar head on the last token: inputs -> score [B] (unbounded regression output)."""
+
+    def __init__(self, backbone: torch.nn.Module, head: torch.nn.Linear | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head if head is not None else torch.nn.Linear(_hidden_size(backbone), 1)
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Inputs are left-padded (as `collate_prompts` pads), so the last position is every row's last token."""
+        out = self.backbone(**inputs, output_hidden_states=True, use_cache=False)
+        last = out.hidden_states[-1][:, -1, :]  # [B, H]
+        return self.head(last.to(self.head.weight.dtype)).squeeze(-1)
+
+    def save(self, folder: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(str(folder))
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(folder / HEAD_WEIGHTS))
+        (folder / HEAD_CONFIG).write_text(json.dumps({"hidden_size": self.head.in_features, "outputs": 1,
+                                                      "pooling": "last_token", "problem_type": "regression"}, indent=1))
+        return folder
+
+
+def build_prm(backbone_path: str | Path, *, lora: dict | None = None, seed: int = 0) -> ProcessRewardModel:
+    """A fresh PRM on a policy checkpoint; `lora` (PEFT LoraConfig kwargs) trains an adapter plus the head."""
+    from mmpost.config import ModelConfig
+    from mmpost.model import load_model
+
+    backbone = load_model(ModelConfig(path=str(backbone_path)))
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        backbone = get_peft_model(backbone, LoraConfig(**{"target_modules": "all-linear", **lora,
+                                                          "exclude_modules": r".*(visual|vision_tower).*"}))
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(_hidden_size(backbone), 1)
+    torch.nn.init.zeros_(head.bias)
+    return ProcessRewardModel(backbone, head)
+
+
+def load_prm(folder: str | Path, *, base: str | Path | None = None) -> ProcessRewardModel:
+    """Load a PRM saved by `ProcessRewardModel.save` (a LoRA PRM needs `base`, the backbone it was trained on)."""
+    from safetensors.torch import load_file
+
+    from mmpost.config import ModelConfig
+    from mmpost.model import load_model
+
+    folder = Path(folder)
+    if not (folder / HEAD_CONFIG).is_file():
+        raise FileNotFoundError(f"{folder}: not a process reward model folder (no {HEAD_CONFIG})")
+    meta = json.loads((folder / HEAD_CONFIG).read_text())
+    if (folder / "adapter_config.json").is_file():
+        if base is None:
+            raise ValueError(f"{folder}: a LoRA process reward model needs `base`, the backbone folder it adapts")
+        from peft import PeftModel
+
+        backbone = PeftModel.from_pretrained(load_model(ModelConfig(path=str(base))), str(folder))
+    else:
+        backbone = load_model(ModelConfig(path=str(folder)))
+    head = torch.nn.Linear(int(meta["hidden_size"]), 1)
+    head.load_state_dict(load_file(str(folder / HEAD_WEIGHTS)))
+    return ProcessRewardModel(backbone, head)
+
+
+# -- data ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PRMExample:
+    question: int  # index into the samples the trees were searched on
+    steps: tuple[str, ...]
+    label: float
+
+
+def prm_examples(tree: SearchTree, question: int = 0) -> list[PRMExample]:
+    """(question + path -> W/N) for every non-root node; an unvisited node (label 0) only if a sibling is nonzero."""
+    out = []
+    for index, node in enumerate(tree.nodes):
+        if node.parent is None:
+            continue
+        if node.visits == 0:
+            siblings = [tree.nodes[s].q for s in tree.nodes[node.parent].children if s != index]
+            if all(q == 0.0 for q in siblings):
+                continue
+        out.append(PRMExample(question, tuple(tree.path(index)), node.q))
+    return out
+
+
+class PathEncoder:
+    """Encodes (question, path) for the PRM: the task's question followed by the steps, no system turn."""
+
+    def __init__(self, processor: Any, task: Any, modality: Any, samples: Sequence[Sample]) -> None:
+        self.processor, self.task, self.modality, self.samples = processor, task, modality, list(samples)
+        tokenizer = getattr(processor, "tokenizer", processor)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def encode(self, question: int, steps: Sequence[str]) -> PromptEncoding:
+        sample = self.samples[question]
+        return self.modality.encode_prompt(self.processor, path_messages(self.task.prompt(sample), steps), sample)
+
+    def batch(self, requests: Sequence[tuple[int, Sequence[str]]]) -> dict[str, torch.Tensor]:
+        from mmpost.policy import collate_prompts
+
+        return collate_prompts([self.encode(q, s) for q, s in requests], self.pad_id)
+
+
+def prm_scores(prm: ProcessRewardModel, encoder: PathEncoder, requests: Sequence[tuple[int, Sequence[str]]],
+               batch_size: int = 16) -> list[float]:
+    """PRM outputs clamped to [0, 1] (the official inference clamps the parsed score)."""
+    device = next(prm.parameters()).device
+    was_training = prm.training
+    prm.eval()
+    out: list[float] = []
+    with torch.no_grad():
+        for start in range(0, len(requests), batch_size):
+            inputs = {k: v.to(device) for k, v in encoder.batch(requests[start : start + batch_size]).items()}
+            out += prm(**inputs).float().clamp(0.0, 1.0).tolist()
+    prm.train(was_training)
+    return out
+
+
+def train_prm(prm: ProcessRewardModel, encoder: PathEncoder, examples: Sequence[PRMExample], *, epochs: int = 5,
+              lr: float = 1e-4, batch_size: int = 4, seed: int = 0, max_grad_norm: float = 1.0) -> list[float]:
+    """Mean-squared-error regression on the labels (official: 5 epochs, lr 1e-4, batch 4); returns epoch losses."""
+    if not examples:
+        raise ValueError("train_prm: no examples (did every tree lack a visited non-root node?)")
+    parameters = [p for p in prm.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    device = next(prm.parameters()).device
+    prm.train()
+    losses = []
+    for _ in range(epochs):
+        order = torch.randperm(len(examples), generator=generator).tolist()
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            chunk = [examples[i] for i in order[start : start + batch_size]]
+            inputs = {k: v.to(device) for k, v in encoder.batch([(e.question, e.steps) for e in chunk]).items()}
+            labels = torch.tensor([e.label for e in chunk], dtype=torch.float32, device=device)
+            loss = torch.nn.functional.mse_loss(prm(**inputs).float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+            optimizer.step()
+            total += loss.item() * len(chunk)
+        losses.append(total / len(examples))
+    return losses
+
+
+# -- inference -------------------------------------------------------------------------------------
+@dataclass
+class SearchAnswer:
+    """The chosen chain: its steps, its last step (the answer text, "" when no final answer was found), score."""
+
+    steps: list[str]
+    score: float
+
+    @property
+    def text(self) -> str:
+        return self.steps[-1] if self.steps and is_terminal_step(self.steps[-1]) else ""
+
+
+def best_terminal_path(tree: SearchTree) -> tuple[int | None, float]:
+    """The terminal node whose root..node path has the highest mean PRM score (root counted with score 0, as in
+    the official `find_best_path`); ties go to the earlier node. (None, -inf) when the tree has no terminal node."""
+    best, best_score = None, float("-inf")
+    for index, node in enumerate(tree.nodes):
+        if not node.terminal:
+            continue
+        path = tree.path_nodes(index)
+        score = sum(tree.nodes[i].score for i in path) / len(path)
+        if score > best_score:
+            best, best_score = index, score
+    return best, best_score
+
+
+def policy_proposer(model: torch.nn.Module, processor: Any, task: Any, modality: Any, samples: Sequence[Sample], *,
+                    max_new_tokens: int, temperature: float = 1.0, system_prompt: str = STEP_SYSTEM_PROMPT):
+    """A `StepProposer` over HF generate for `model` (the same one the training source uses)."""
+    from mmpost.policy import TokenPolicy
+    from mmpost.rollout.hf import HFGenerateBackend
+    from mmpost.search.source import PolicyStepProposer
+
+    policy = TokenPolicy(model, processor, task, modality)
+    backend = HFGenerateBackend(model, pad_token_id=policy.pad_token_id, eos_token_ids=policy.eos_token_ids,
+                                suppressed_token_ids=policy.suppressed_token_ids)
+    return PolicyStepProposer(policy, backend, samples, max_new_tokens=max_new_tokens, temperature=temperature,
+                              system_prompt=system_prompt)
+
+
+def prm_guided_answer(proposer, prm: ProcessRewardModel, encoder: PathEncoder, questions: int, *,
+                      num_children: int = 4, min_iterations: int = 25, min_final_answers: int = 2,
+                      max_iterations: int = 100, exploration: float = 1.0) -> list[SearchAnswer]:
+    """PRM-guided MCTS per question (all questions in lockstep): expansions sample `num_children` steps; the
+    evaluated children (all if one is terminal, else the first) are scored by the PRM, clamped to [0, 1], and the
+    score is backpropagated; a tree stops after >= `min_iterations` iterations with >= `min_final_answers` final
+    answers seen, or at `max_iterations`. The answer is the terminal path with the highest mean PRM score.
+
+    `proposer`: a `StepProposer` whose question indices match `encoder.samples` (see `policy_proposer`)."""
+    trees = [SearchTree(answer=None) for _ in range(questions)]
+    config = MCTSConfig(iterations=min_iterations, num_children=num_children, exploration=exploration,
+                        min_final_answers=min_final_answers, max_iterations=max_iterations)
+
+    def evaluate(trees_, nodes):
+        return prm_scores(prm, encoder, [(t, trees_[t].path(i)) for t, i in nodes])
+
+    def record(tree, node, value):
+        tree.nodes[node].score = value
+
+    run_mcts(trees, proposer, evaluate, config, on_evaluated=record)
+    answers = []
+    for tree in trees:
+        index, score = best_terminal_path(tree)
+        answers.append(SearchAnswer(tree.path(index) if index is not None else [], score))
+    return answers
+
+
+def greedy_answer(proposer, questions: int, *, max_steps: int = 20) -> list[SearchAnswer]:
+    """Greedy decoding one step at a time until a final answer or `max_steps` (official greedy baseline)."""
+    from mmpost.search.source import sample_chains
+
+    chains = sample_chains(proposer, questions, 1, max_steps, greedy=True)
+    return [SearchAnswer([s.text for s in steps], 0.0) for _, steps in chains]
+
+
+def best_of_n_answer(proposer, prm: ProcessRewardModel, encoder: PathEncoder, questions: int, *, n: int = 4,
+                     max_steps: int = 20) -> list[SearchAnswer]:
+    """Step-level best-of-n (official `bestN_test_intern.py`): at each step sample n candidates, keep the one the
+    PRM scores highest on question + path + candidate, stop at a final answer or `max_steps`."""
+    paths: list[list[str]] = [[] for _ in range(questions)]
+    scores = [0.0] * questions
+    live = list(range(questions))
+    for _ in range(max_steps):
+        if not live:
+            break
+        candidates = proposer.propose([(q, paths[q]) for q in live], n, False)
+        flat = [(q, paths[q] + [c.text]) for q, options in zip(live, candidates) for c in options]
+        values = prm_scores(prm, encoder, flat)
+        still = []
+        for k, q in enumerate(live):
+            block = values[k * n : (k + 1) * n]
+            best = max(range(n), key=lambda j: (block[j], -j))
+            paths[q] = flat[k * n + best][1]
+            scores[q] = block[best]
+            if not is_terminal_step(paths[q][-1]):
+                still.append(q)
+        live = still
+    return [SearchAnswer(p, s) for p, s in zip(paths, scores)]

@@ -1,0 +1,148 @@
+"""MM-UPT: the majority-vote self-reward worked out by hand, labels never read, the digit_sum task, and question
+synthesis on the tiny model."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mmpost.config import RewardSpec
+from mmpost.registry import REWARDS, TASKS
+from mmpost.scoring import bind_rewards
+from mmpost.tasks.mm_upt import (
+    MM_UPT_SUFFIX,
+    NO_ANSWER,
+    majority_answer,
+    mm_upt_label_accuracy,
+    mm_upt_majority_vote,
+    vote_answer,
+)
+from mmpost.tasks.mm_upt.synthesize import image_files, main as synthesize_main, synthesis_messages, synthesize_questions
+from mmpost.tasks.mm_upt.task import scene_split
+from mmpost.types import DataError
+
+
+class LabelSpy(dict):
+    """A sample whose every field access raises: a reward that reads it (label or otherwise) fails the test."""
+
+    def _touched(self, *args, **kwargs):
+        raise AssertionError("the MM-UPT reward read a sample field")
+
+    __getitem__ = get = __contains__ = keys = items = values = __iter__ = _touched
+
+
+def test_vote_answer_is_the_last_box_or_none():
+    assert vote_answer("first \\boxed{3} then \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
+    assert vote_answer("no box here") == NO_ANSWER == "None"
+    assert vote_answer("\\boxed{4} and a cut-off \\boxed{5") == "None"  # the last box never closes
+
+
+def test_majority_ties_go_to_the_first_seen_answer():
+    assert majority_answer(["3", "4", "4", "3"]) == "3"
+    assert majority_answer(["4", "3", "3", "4"]) == "4"
+    assert majority_answer(["None", "None", "5"]) == "None"
+    assert majority_answer(["None", "None", "5"], none_can_win=False) == "5"
+    assert majority_answer(["None", "None"], none_can_win=False) is None
+
+
+def test_reward_by_hand_with_interleaved_groups():
+    completions = ["\\boxed{5}", "\\boxed{6}", "\\boxed{5}",   # group 0 rows 0-2 (and row 6)
+                   "\\boxed{7}", "no box", "no box",           # group 1: "None" wins 2-1
+                   "\\boxed{6}"]                               # group 0 again: 5 and 6 tie 2-2, 5 seen first
+    group_ids = [0, 0, 0, 1, 1, 1, 0]
+    samples = [LabelSpy() for _ in completions]
+    assert mm_upt_majority_vote(completions, samples, group_ids=group_ids) == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0]
+    # The improved variant: "None" cannot win, so group 1's only boxed answer (7) wins and unboxed rows get 0.
+    assert mm_upt_majority_vote(completions, samples, group_ids=group_ids, none_can_win=False) == [
+        1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+
+
+def test_equivalent_forms_split_the_vote_but_grade_equal():
+    completions = ["\\boxed{\\frac{1}{2}}", "\\boxed{0.5}", "\\boxed{\\frac{1}{2}}", "\\boxed{2}"]
+    # The vote is on raw strings (\frac{1}{2} wins 2-1-1); grading is math-verify, so 0.5 also scores.
+    assert mm_upt_majority_vote(completions, [{}] * 4, group_ids=[0, 0, 0, 0]) == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_labels_are_never_read():
+    labelled = [{"id": "a", "answer": "9"}, {"id": "b", "answer": "9"}]
+    unlabelled = [{"id": "a"}, {"id": "b"}]
+    completions = ["\\boxed{4}", "\\boxed{4}"]
+    # Whatever the label says (or whether there is one), agreement with the majority scores.
+    assert mm_upt_majority_vote(completions, labelled, group_ids=[0, 0]) == [1.0, 1.0]
+    assert mm_upt_majority_vote(completions, unlabelled, group_ids=[0, 0]) == [1.0, 1.0]
+    assert mm_upt_majority_vote(completions, [LabelSpy(), LabelSpy()], group_ids=[0, 0]) == [1.0, 1.0]
+
+
+def test_registered_group_aware_with_no_format_reward():
+    (bound,) = bind_rewards([RewardSpec(name="mm_upt_majority_vote", args={"none_can_win": True})])
+    assert bound.wants_groups and REWARDS.get("mm_upt_majority_vote") is mm_upt_majority_vote
+    assert bound(["\\boxed{1}", "\\boxed{2}", "\\boxed{2}"], [LabelSpy()] * 3, [3, 3, 3]) == [0.0, 1.0, 1.0]
+    task = TASKS.get("digit_sum")()
+    assert task.default_rewards == [{"name": "mm_upt_majority_vote", "weight": 1.0}]
+    with pytest.raises(ValueError, match="pair up"):
+        mm_upt_majority_vote(["\\boxed{1}"], [{}], group_ids=[0, 0])
+
+
+def test_label_accuracy_is_for_held_out_rows_only():
+    samples = [{"answer": "5"}, {"answer": "5"}, {}, {"answer": "0.5"}]
+    completions = ["2 + 3 = \\boxed{5}", "\\boxed{6}", "\\boxed{5}", "\\boxed{\\frac{1}{2}}"]
+    assert mm_upt_label_accuracy(completions, samples) == [1.0, 0.0, None, 1.0]
+
+
+def test_digit_sum_hides_train_labels_and_splits_images():
+    task = TASKS.get("digit_sum")(train_size=12, heldout_size=6)
+    train, heldout = task.load("train"), task.load("heldout")
+    assert all("answer" not in row and "numbers" not in row for row in train)
+    assert all(row["answer"] == str(sum(row["numbers"])) and len(row["numbers"]) == 2 for row in heldout)
+    assert all(1 <= n <= 3 for row in heldout for n in row["numbers"])
+    message = task.prompt(train[0])[0]
+    assert message["content"][0] == {"type": "image"}
+    assert message["content"][1]["text"] == "What is the sum of the numbers shown?" + MM_UPT_SUFFIX
+    assert MM_UPT_SUFFIX == "\nPlease reason step by step, and put your final answer within \\boxed{}."
+    with pytest.raises(DataError, match="no label"):
+        task.target(train[0])
+    labelled = TASKS.get("digit_sum")(train_size=2, train_labels=True).load("train")
+    first = labelled[0]["numbers"]
+    assert task.target(labelled[0]) == f"{first[0]} + {first[1]} = \\boxed{{{first[0] + first[1]}}}"
+    assert [r["images"][0].tobytes() for r in task.load("train")] == [r["images"][0].tobytes() for r in train]  # reproducible
+    assert scene_split.__doc__ and {r["id"] for r in train}.isdisjoint({r["id"] for r in heldout})
+
+
+def test_digit_sum_reads_the_users_unlabelled_rows(tmp_path):
+    (tmp_path / "img.png").write_bytes(b"")  # existence is enough for loading; decoding is the modality's job
+    rows = tmp_path / "train.jsonl"
+    rows.write_text(json.dumps({"id": "q1", "problem": "What is 2 + 2?", "images": ["img.png"]}) + "\n")
+    task = TASKS.get("digit_sum")(path=str(rows))
+    loaded = task.load("train")
+    assert loaded[0]["problem"] == "What is 2 + 2?" and "answer" not in loaded[0]
+    with pytest.raises(ValueError, match="heldout_path"):
+        task.load("heldout")
+
+
+def test_synthesize_questions_on_the_tiny_model(tiny_vl_dir, tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for index, row in enumerate(TASKS.get("digit_sum")(train_size=2).load("train")):
+        row["images"][0].save(images / f"img{index}.png")
+    (images / "notes.txt").write_text("not an image")  # not an image suffix: ignored
+    model = AutoModelForImageTextToText.from_pretrained(tiny_vl_dir).eval()
+    processor = AutoProcessor.from_pretrained(tiny_vl_dir)
+    rows = synthesize_questions(model, processor, image_files(images), max_new_tokens=8, seed=0)
+    assert [r["source_image"] for r in rows] == ["img0.png", "img1.png"]
+    assert all(r["mode"] == "direct" and isinstance(r["problem"], str) for r in rows)
+    assert synthesis_messages("in_context", "What is 1 + 2?")[0]["content"][1]["text"].startswith(
+        "Here is a question about this image: What is 1 + 2?")
+    with pytest.raises(ValueError, match="original question"):
+        synthesis_messages("in_context")
+
+    out = tmp_path / "synthetic.jsonl"
+    assert synthesize_main(["--model", str(tiny_vl_dir), "--images", str(images), "--out", str(out),
+                            "--max-new-tokens", "8"]) == 0
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(written) <= 2 and all(r["problem"] and r["images"][0].endswith(".png") for r in written)
+    if written:  # the task reads the synthesized rows back (an empty generation is dropped by the command)
+        assert [r["problem"] for r in TASKS.get("digit_sum")(path=str(out)).load("train")] == [r["problem"] for r in written]
+    with pytest.raises(DataError, match="no image files"):
+        image_files(tmp_path)

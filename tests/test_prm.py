@@ -1,0 +1,100 @@
+"""The process reward model: training data from trees, the value head (save/load, LoRA, learning), best-path
+choice and PRM-guided search, against hand-worked trees."""
+import pytest
+import torch
+
+from mmpost.search.mcts import SearchTree, backpropagate
+from mmpost.search.prm import best_terminal_path, prm_examples
+from test_mcts import ScriptedProposer
+
+
+def small_tree():
+    """root -> a (1/2), b (unvisited); a -> c (1/1), d (0/1), e (unvisited), f (unvisited); b -> nothing."""
+    tree = SearchTree(answer="1")
+    a, b = tree.add_child(0, "a"), tree.add_child(0, "b")
+    c, d = tree.add_child(a, "c"), tree.add_child(a, "d")
+    tree.add_child(a, "e")
+    g = tree.add_child(d, "g")  # unvisited, and its only sibling-less parent d has value 0
+    backpropagate(tree, c, 1.0)
+    backpropagate(tree, d, 0.0)
+    return tree, (a, b, c, d, g)
+
+
+def test_prm_examples_keep_unvisited_nodes_only_beside_a_nonzero_sibling():
+    tree, (a, b, c, d, g) = small_tree()
+    examples = [(e.steps, e.label) for e in prm_examples(tree, question=3)]
+    # b: unvisited, sibling a has 1/2 -> kept with 0; e: unvisited, sibling c = 1 -> kept; g: no siblings -> dropped.
+    assert examples == [(("a",), 0.5), (("b",), 0.0), (("a", "c"), 1.0), (("a", "d"), 0.0), (("a", "e"), 0.0)]
+    assert all(e.question == 3 for e in prm_examples(tree, question=3))
+
+
+def test_best_terminal_path_is_the_highest_mean_score_with_the_root_counted():
+    tree = SearchTree()
+    a, b = tree.add_child(0, "a"), tree.add_child(0, "the final answer is 2")
+    c = tree.add_child(a, "the final answer is 3")
+    tree.nodes[a].score, tree.nodes[b].score, tree.nodes[c].score = 0.9, 0.5, 0.6
+    # path root-a-c: (0 + 0.9 + 0.6) / 3 = 0.5 ; path root-b: (0 + 0.5) / 2 = 0.25
+    assert best_terminal_path(tree) == (c, pytest.approx(0.5))
+    tree.nodes[b].score = 1.0  # (0 + 1) / 2 = 0.5: a tie goes to the earlier node, b
+    assert best_terminal_path(tree)[0] == b
+    assert best_terminal_path(SearchTree()) == (None, float("-inf"))
+
+
+@pytest.fixture(scope="module")
+def parts(tiny_vl_dir):
+    from transformers import AutoProcessor
+
+    from mmpost.modalities.image import ImageModality
+    from mmpost.search.prm import PathEncoder
+    from mmpost.tasks.propa import PropaDigitsTask
+
+    task = PropaDigitsTask(question_style="short")
+    samples = task.load("train", size=2)
+    return PathEncoder(AutoProcessor.from_pretrained(tiny_vl_dir), task, ImageModality(), samples)
+
+
+def test_prm_learns_saves_and_loads(tiny_vl_dir, parts, tmp_path):
+    from mmpost.search.prm import PRMExample, build_prm, load_prm, prm_scores, train_prm
+
+    prm = build_prm(tiny_vl_dir, seed=0)
+    examples = [PRMExample(0, ("The digits are 1, 2.",), 1.0), PRMExample(1, ("The digits are 7.",), 0.0),
+                PRMExample(0, (), 0.5)]
+    losses = train_prm(prm, parts, examples, epochs=12, lr=3e-3, batch_size=3)
+    assert losses[-1] < 0.5 * losses[0], losses
+    requests = [(e.question, e.steps) for e in examples]
+    before = prm_scores(prm, parts, requests)
+    assert all(0.0 <= v <= 1.0 for v in before)
+    folder = prm.save(tmp_path / "prm")
+    assert (folder / "value_head.safetensors").is_file() and (folder / "model.safetensors").is_file()
+    assert prm_scores(load_prm(folder), parts, requests) == pytest.approx(before, abs=1e-5)
+
+
+def test_lora_prm_trains_adapter_and_head_only(tiny_vl_dir, parts, tmp_path):
+    from mmpost.search.prm import PRMExample, build_prm, load_prm, prm_scores, train_prm
+
+    prm = build_prm(tiny_vl_dir, lora={"r": 4, "lora_alpha": 8})
+    trainable = {n for n, p in prm.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)
+    train_prm(prm, parts, [PRMExample(0, (), 1.0)], epochs=2, lr=1e-2, batch_size=1)
+    folder = prm.save(tmp_path / "lora_prm")
+    assert (folder / "adapter_config.json").is_file()
+    with pytest.raises(ValueError, match="needs `base`"):
+        load_prm(folder)
+    reloaded = load_prm(folder, base=tiny_vl_dir)
+    assert prm_scores(reloaded, parts, [(0, ())]) == pytest.approx(prm_scores(prm, parts, [(0, ())]), abs=1e-5)
+
+
+def test_prm_guided_search_returns_the_best_scored_final_answer(tiny_vl_dir, parts):
+    from mmpost.search.prm import best_of_n_answer, build_prm, greedy_answer, prm_guided_answer
+
+    proposer = ScriptedProposer(
+        {"": ["a", "The final answer is 3."], "a": ["The final answer is 4.", "The final answer is 5."]},
+        {"": "a", "a": "The final answer is 4."})
+    prm = build_prm(tiny_vl_dir)
+    answers = prm_guided_answer(proposer, prm, parts, 1, num_children=2, min_iterations=3, min_final_answers=2,
+                                max_iterations=10)
+    assert answers[0].text.startswith("The final answer is") and answers[0].steps[-1] == answers[0].text
+    assert proposer.calls[:2] == [(1, 2, False), (1, 2, False)]  # root, then a; later iterations only revisit leaves
+    assert greedy_answer(proposer, 1, max_steps=5)[0].steps == ["a", "The final answer is 4."]
+    best = best_of_n_answer(proposer, prm, parts, 1, n=2, max_steps=3)[0]
+    assert best.steps[0] in ("a", "The final answer is 3.") and 0.0 <= best.score <= 1.0
