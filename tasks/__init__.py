@@ -13,3 +13,4 @@ from mmpost.tasks import robot_reach  # noqa: E402,F401  (task "robot_reach", re
 from mmpost.tasks import video_motion  # noqa: E402,F401  (task "video_motion")
 from mmpost.tasks import mm_upt  # noqa: E402,F401  (task "digit_sum", rewards "mm_upt_majority_vote", "mm_upt_label_accuracy", zoo "tiny-qwen2.5-vl-mmupt")
 from mmpost.tasks import propa  # noqa: E402,F401  (task "propa_digits", reward "propa_answer", zoo "tiny-qwen2.5-vl-propa"; registers mmpost.search sources)
+from mmpost.tasks.audio_mcq import warmup as _audio_warmup  # noqa: E402,F401  (zoo "tiny-qwen2-audio-mcq")
