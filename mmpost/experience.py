@@ -32,7 +32,9 @@ class StepContext:
 
 
 @dataclass
-class _Row:
+class Row:
+    """One trajectory before padding: which prompt, which group, its tokens and how it is trained."""
+
     prompt_index: int
     group_id: int
     tokens: list[int]
@@ -48,7 +50,12 @@ class BatchBuilder:
 
     samples: list[Sample]
     prompts: list[PromptEncoding]
-    rows: list[_Row] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+
+    def add_row(self, prompt_index: int, group_id: int, tokens: Sequence[int], *, source: str, is_sft: bool,
+                keep: bool = True, sampling_logprobs: list[float] | None = None) -> None:
+        """A row of any provenance (search trees, environments, ...); tokens end with EOS where the turn ended."""
+        self.rows.append(Row(prompt_index, group_id, list(tokens), source, is_sft, keep, sampling_logprobs))
 
     def add_rollouts(self, ctx: StepContext, prompt_indices: Sequence[int] | None = None) -> None:
         indices = list(range(len(self.prompts))) if prompt_indices is None else list(prompt_indices)
@@ -58,14 +65,14 @@ class BatchBuilder:
             for j in range(n):
                 r = k * n + j
                 logprobs = result.logprobs[r] if result.logprobs is not None else None
-                self.rows.append(_Row(index, index, list(result.completion_ids[r]), "policy", False, True, logprobs))
+                self.rows.append(Row(index, index, list(result.completion_ids[r]), "policy", False, True, logprobs))
 
     def add_demonstrations(self, ctx: StepContext, *, source: str, is_sft: bool, keep: bool = True,
                            text_of=None) -> None:
         """One row per prompt holding the task's demonstration (or `text_of(sample)`)."""
         for index, sample in enumerate(self.samples):
             text = text_of(sample) if text_of else ctx.policy.task.target(sample)
-            self.rows.append(_Row(index, index, ctx.policy.encode_target(text), source, is_sft, keep))
+            self.rows.append(Row(index, index, ctx.policy.encode_target(text), source, is_sft, keep))
 
     def build(self, ctx: StepContext) -> RolloutBatch:
         policy = ctx.policy

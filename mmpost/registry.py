@@ -190,11 +190,11 @@ SCHEDULES: Registry[Callable] = Registry(
     "schedule", builtin_modules=["mmpost.algos.schedules"], description="step -> coefficient",
 )
 REWARDS: Registry[Callable] = Registry(
-    "reward", builtin_modules=["mmpost.rewards", "mmpost.tasks"], required_parameters=["completions", "samples"],
+    "reward", builtin_modules=["mmpost.rewards", "mmpost.search", "mmpost.tasks"], required_parameters=["completions", "samples"],
     description="completions + samples -> list[float | None]",
 )
 EXPERIENCE_SOURCES: Registry[Any] = Registry(
-    "experience_source", builtin_modules=["mmpost.experience"], required_attributes=["collect"],
+    "experience_source", builtin_modules=["mmpost.experience", "mmpost.search"], required_attributes=["collect"],
     description="where trajectories come from: rollouts, labels, demonstrations, search trees",
 )
 ROLLOUT_BACKENDS: Registry[Any] = Registry(

@@ -114,6 +114,10 @@ def update_policy(run: Run, batch: RolloutBatch, step: int) -> dict[str, float]:
     algorithm = run.config.algorithm
     rows = torch.nonzero(batch.keep).flatten()
     rl_coef, sft_coef = run.source.loss_weights(step)
+    if _all_reduce(torch.tensor([len(rows)]))[0] == 0:
+        # Nothing carries signal (every group dropped): an optimizer step would still move the weights through
+        # AdamW's momentum and weight decay, so none is taken.
+        return {"loss/skipped_update": 1.0, "perf/lr": run.scheduler.get_last_lr()[0]}
     generator = torch.Generator().manual_seed(run.config.train.seed * 100003 + step)
     totals: dict[str, float] = {}
     updates = 0

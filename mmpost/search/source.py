@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
-from mmpost.experience import BatchBuilder, ExperienceSource, StepContext, _Row
+from mmpost.experience import BatchBuilder, ExperienceSource, Row, StepContext
 from mmpost.registry import EXPERIENCE_SOURCES, REWARDS
 from mmpost.rollout.base import SamplingParams
 from mmpost.search.mcts import (
@@ -94,13 +94,13 @@ class _Rows:
     def __init__(self) -> None:
         self.samples: list[Sample] = []
         self.prompts: list[PromptEncoding] = []
-        self.rows: list[_Row] = []
+        self.rows: list[Row] = []
 
     def add(self, sample: Sample, prompt: PromptEncoding, tokens: Sequence[int], group: int, *, source: str,
-            is_sft: bool) -> None:
+            is_sft: bool, keep: bool = True) -> None:
         self.samples.append(sample)
         self.prompts.append(prompt)
-        self.rows.append(_Row(len(self.samples) - 1, group, list(tokens), source, is_sft))
+        self.rows.append(Row(len(self.samples) - 1, group, list(tokens), source, is_sft, keep))
 
     def demonstrations(self, ctx: StepContext, proposer: PolicyStepProposer, question: int, group_start: int) -> int:
         """One SFT row per reference step (prompt: the reference steps before it); returns the next group id."""
@@ -181,11 +181,11 @@ class PropaSource(ExperienceSource):
                     group = rows.demonstrations(ctx, proposer, q, group)
                     sft_questions += 1
         if not rows.rows:
-            # Nothing to learn this round. The engine needs a row, so one step with a singleton group (advantage
-            # 0, zero gradient) stands in; see recipes/propa.md on what AdamW still does with zero gradients.
+            # Nothing to learn this round: one row keeps the batch well-formed but is kept out of the update
+            # (keep=False), and the engine skips the optimizer step when no process has a row to train.
             first = trees[0].root.children[0]
             rows.add(row_sample(samples[0], [], 0.0), proposer.encode(0, []), trees[0].nodes[first].tokens, group,
-                     source="policy", is_sft=False)
+                     source="policy", is_sft=False, keep=False)
         self._stats = {
             "propa/groups": float(groups_total),
             "propa/sft_questions": float(sft_questions),

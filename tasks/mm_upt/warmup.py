@@ -12,7 +12,7 @@ from pathlib import Path
 from mmpost.config import config_from_dict
 from mmpost.registry import MODEL_ZOO
 
-WARMUP_STEPS = 150
+WARMUP_STEPS = 250
 WARMUP_LR = 1e-3
 
 
