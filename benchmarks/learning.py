@@ -10,6 +10,7 @@ only the recipe differs. Prints a Markdown table (mean ± std over seeds) and wr
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -62,7 +63,9 @@ def run_method(group: Group, method: Method, seed: int, steps: int, out_root: Pa
     from mmpost.config import load_config
     from mmpost.trainer import train
 
-    output_dir = out_root / group.name / method.recipe / f"seed{seed}"
+    # Methods sharing a recipe differ by their overrides, so those name the folder too.
+    folder = method.recipe if not method.overrides else f"{method.recipe}-{hashlib.sha1(repr(method.overrides).encode()).hexdigest()[:8]}"
+    output_dir = out_root / group.name / folder / f"seed{seed}"
     overrides = [f"model.path={group.model_dir}", f"model.zoo={group.model_zoo}", f"train.seed={seed}",
                  f"train.steps={steps}", f"train.output_dir={output_dir}", *group.overrides, *method.overrides]
     finished = output_dir / "summary.json"

@@ -28,7 +28,8 @@ GROUPS = {
     "gui_click": Group(
         name="gui_click", model_zoo="tiny-qwen2.5-vl-gui", model_dir="artifacts/tiny-qwen2.5-vl-gui",
         metric="held-out click accuracy", overrides=SHARED + ["data.task_args={heldout_size: 32}", "optim.lr=1e-3"],
-        methods=[Method("GuirlVG (GRPO + adversarial KL)", "guirlvg")],
+        methods=[Method("GuirlVG (GRPO + adversarial KL), lr 1e-3", "guirlvg"),
+                 Method("GuirlVG (GRPO + adversarial KL), lr 1e-4", "guirlvg", ["optim.lr=1e-4"])],
     ),
     "audio_mcq": Group(
         name="audio_mcq", model_zoo="tiny-qwen2-audio-mcq", model_dir="artifacts/tiny-qwen2-audio-mcq",
@@ -42,10 +43,17 @@ GROUPS = {
         metric="held-out accuracy vs hidden labels",
         overrides=SHARED + ["data.task_args={heldout_size: 48}", "optim.lr=1e-3", "rollout.max_new_tokens=12",
                             "algorithm.mini_batches=1"],
-        methods=[Method("MM-UPT (majority-vote GRPO, no labels)", "mm_upt")],
+        methods=[Method("MM-UPT (official: None can win), lr 1e-3", "mm_upt"),
+                 Method("MM-UPT (official: None can win), lr 1e-4", "mm_upt", ["optim.lr=1e-4"]),
+                 Method("MM-UPT, none_can_win=false, lr 1e-4", "mm_upt", [
+                     "optim.lr=1e-4", "rewards=[{name: mm_upt_majority_vote, args: {none_can_win: false}}]"])],
     ),
 }
 DEFAULT_STEPS = {"gui_click": 20, "audio_mcq": 12, "mm_upt": 20}
+
+
+def method_slug(method: Method) -> str:
+    return "".join(c if c.isalnum() else "-" for c in method.name.lower()).strip("-")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,25 +68,33 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(2)
-    report, raw = [], {}
+    results_dir = Path(args.results)
+    previous = results_dir / "learning_modalities.json"
+    # Groups not rerun keep their last results, so one group can be refreshed without rerunning the others.
+    raw = json.loads(previous.read_text())["groups"] if previous.is_file() and args.group else {}
+    tables = {}
     for name in args.group or sorted(GROUPS):
         group, steps = GROUPS[name], args.steps or DEFAULT_STEPS[name]
         results: dict[str, list[dict]] = {}
         for method in group.methods:
             results[method.name] = []
             for seed in args.seeds:
-                outcome = run_method(group, method, seed, steps, Path(args.out))
+                # One folder per method: run_method names runs by recipe, and these methods share recipes.
+                outcome = run_method(group, method, seed, steps, Path(args.out) / method_slug(method))
                 results[method.name].append(outcome)
                 print(f"[{group.name}] {method.name} seed {seed}: {outcome['before']:.3f} -> {outcome['after']:.3f} "
                       f"({outcome['seconds']:.0f} s, {outcome['seconds_per_step']:.2f} s/step)", flush=True)
-        report.append(table(group, results, steps, args.seeds))
-        raw[name] = {"steps": steps, "results": results}
-    text = "\n\n".join(report)
+        raw[name] = {"steps": steps, "seeds": args.seeds, "results": results}
+    for name, entry in sorted(raw.items()):
+        group = GROUPS[name]
+        shown = Group(group.name, group.model_zoo, group.model_dir, [m for m in group.methods if m.name in entry["results"]],
+                      group.overrides, group.metric)
+        tables[name] = table(shown, entry["results"], entry["steps"], entry.get("seeds", args.seeds))
+    text = "\n\n".join(tables[name] for name in sorted(tables))
     print("\n" + text)
-    results_dir = Path(args.results)
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "learning_modalities.md").write_text(text + "\n")
-    (results_dir / "learning_modalities.json").write_text(json.dumps({"seeds": args.seeds, "groups": raw}, indent=1))
+    (results_dir / "learning_modalities.json").write_text(json.dumps({"groups": raw}, indent=1))
     return 0
 
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from mmpost.config import Config, RewardSpec
+from mmpost.config import Config, ConfigError, RewardSpec
 from mmpost.data import PromptSampler
 from mmpost.experience import ExperienceSource
 from mmpost.metrics import MetricsLog
@@ -79,6 +79,9 @@ def seed_everything(seed: int) -> None:
 def make_accelerator(config: Config):
     from accelerate import Accelerator
 
+    if config.distributed.strategy not in ("auto", "ddp"):
+        raise ValueError(f"distributed.strategy={config.distributed.strategy!r} is not supported yet: only auto/ddp "
+                         "(data parallel through accelerate under torchrun) is implemented")
     return Accelerator(cpu=config.distributed.cpu and not torch.cuda.is_available())
 
 
@@ -199,10 +202,12 @@ def validate(config: Config) -> list[str]:
     for spec in reward_specs(config, task):
         REWARDS.get(spec.name)
         checked.append(f"reward: {spec.name} (weight {spec.weight})")
+    if config.distributed.strategy not in ("auto", "ddp"):
+        raise ConfigError(f"distributed.strategy={config.distributed.strategy!r} is not supported yet (auto | ddp)")
     if algorithm.reward_errors not in ("raise", "zero"):
-        raise ValueError(f"algorithm.reward_errors must be 'raise' or 'zero', got {algorithm.reward_errors!r}")
+        raise ConfigError(f"algorithm.reward_errors must be 'raise' or 'zero', got {algorithm.reward_errors!r}")
     if config.model.reference not in ("auto", "copy", "adapter_disabled", "none"):
-        raise ValueError(f"model.reference must be auto | copy | adapter_disabled | none, got {config.model.reference!r}")
+        raise ConfigError(f"model.reference must be auto | copy | adapter_disabled | none, got {config.model.reference!r}")
     if not config.model.path:
-        raise ValueError("model.path is empty: set it to a model folder or hub id (or set model.zoo)")
+        raise ConfigError("model.path is empty: set it to a model folder or hub id (or set model.zoo)")
     return checked

@@ -145,7 +145,7 @@ class EvalConfig:
 
 @dataclass
 class DistributedConfig:
-    strategy: str = opt("auto", "auto | ddp | fsdp2 | deepspeed (through accelerate)")
+    strategy: str = opt("auto", "auto | ddp (through accelerate); fsdp2 and deepspeed are not wired in yet and are refused")
     cpu: bool = opt(True, "allow running on CPU when no GPU is present")
 
 

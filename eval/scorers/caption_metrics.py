@@ -1,22 +1,101 @@
-"""COCO caption metrics (BLEU-1..4, ROUGE-L, CIDEr-D) as in pycocoevalcap, one reference per item.
+"""COCO caption metrics (BLEU-1..4, ROUGE-L, CIDEr-D) as pycocoevalcap computes them, one reference per item.
 
-pycocoevalcap tokenises with the Stanford PTB tokenizer (Java) and drops punctuation tokens; here
-`ptb_like_tokenize` approximates it in Python (lower-case, split off punctuation, drop the same
-punctuation tokens), so scores can differ slightly from the Java pipeline on unusual text.
+This is what DriveLM's `challenge/evaluation.py` calls through bckim92/language-evaluation's
+`CocoEvaluator(coco_types=["BLEU", "ROUGE_L", "CIDEr"])`, whose bundled `coco_caption_py3` is the
+pycocoevalcap code: Stanford PTBTokenizer 3.4.1 (Java, `-preserveLines -lowerCase`) then dropping the
+tokens in `PUNCTUATION_TOKENS`, corpus BLEU (Papineni et al. 2002, `bleu_scorer.py`), mean sentence
+ROUGE-L with beta=1.2 (Lin 2004), and CIDEr-D (Vedantam et al. 2015, `cider_scorer.py`).
+
+The scoring formulas here reproduce pycocoevalcap exactly given the same tokens. Tokenisation has two
+backends (`tokenizer=`):
+- "java": pycocoevalcap's own PTBTokenizer (needs `pip install pycocoevalcap` and a `java` binary);
+  exact.
+- "python": `ptb_like_tokenize`, a re-implementation of the PTB rules that matter for answers like
+  DriveLM's (clitics, numbers, brackets, quotes, abbreviations). It agrees with the Java tokenizer on
+  the DriveLM sample files token for token, but it is an APPROXIMATION: rarer PTB rules (e.g.
+  sentence-final single-letter abbreviations, currency/units inside words, Unicode normalisation)
+  are not reproduced, so scores can differ on unusual text.
+- "auto" (default): "java" when available, else "python".
 """
 from __future__ import annotations
 
 import math
 import re
+import shutil
 from collections import Counter
 
-PUNCTUATION_TOKENS = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";",
-                      "(", ")", "{", "}"}
-_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|\w+(?:[-']\w+)*|\.\.\.|--|[^\w\s]")
+TOKENIZERS = ("auto", "java", "python")
+# pycocoevalcap's list. The PTB tokenizer runs with -lowerCase, so brackets come out as "-lrb-" etc.
+# and are NOT removed by this (upper-case) list: they stay tokens, as in the official pipeline.
+PUNCTUATION_TOKENS = frozenset({"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-",
+                                "--", "...", ";"})
+_BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
+# PTB lexer rules, in priority order (the regex takes the first alternative that matches at a position):
+_PTB_TOKEN = re.compile(r"""
+    \w+?(?=n't\b)                 # "don't" -> "do" + "n't", "can't" -> "ca" + "n't"
+  | n't\b
+  | '(?:s|re|ve|ll|m|d)\b          # clitics split off the word: "car's" -> "car" + "'s"
+  | (?:[a-z]\.){2,}                # abbreviations: "e.g.", "u.s.a."
+  | \d*(?:[.:,]\d+)+               # numbers, also with a leading separator: "1,000", "10:30", ",1088.3,497.5"
+  | @?\w+(?:[-/]\w+)*              # words, hyphen/slash compounds: "left-turn", "x/y", "@home", "cam_back"
+  | \.\.\.|--|``|''
+  | [^\w\s]
+""", re.VERBOSE)
 
 
 def ptb_like_tokenize(text: str) -> list[str]:
-    return [token for token in _TOKEN.findall(text.lower().replace("\n", " ")) if token not in PUNCTUATION_TOKENS]
+    """Python approximation of PTBTokenizer(-lowerCase) + pycocoevalcap's punctuation removal."""
+    tokens: list[str] = []
+    for token in _PTB_TOKEN.findall(text.lower().replace("\n", " ")):
+        if token == '"':
+            continue  # PTB turns double quotes into `` and '', both removed
+        if token == "cannot":
+            tokens.extend(("can", "not"))
+            continue
+        token = _BRACKETS.get(token, token)
+        if token not in PUNCTUATION_TOKENS:
+            tokens.append(token)
+    return tokens
+
+
+def java_tokenizer_available() -> bool:
+    """True when pycocoevalcap (with its Stanford CoreNLP jar) is importable and `java` is on PATH."""
+    if shutil.which("java") is None:
+        return False
+    try:
+        import pycocoevalcap.tokenizer.ptbtokenizer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_tokenizer(tokenizer: str = "auto") -> str:
+    """"java" or "python" for a requested backend; "java" without Java/pycocoevalcap is an error."""
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"caption_metrics: tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
+    if tokenizer == "auto":
+        return "java" if java_tokenizer_available() else "python"
+    if tokenizer == "java" and not java_tokenizer_available():
+        raise RuntimeError("caption_metrics: tokenizer='java' needs `pip install pycocoevalcap` and a `java` binary "
+                           "(e.g. apt-get install default-jre-headless)")
+    return tokenizer
+
+
+def java_ptb_tokenize(texts: list[str]) -> list[list[str]]:
+    """pycocoevalcap's PTBTokenizer (Java) on each text, punctuation tokens removed, in order."""
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    if not texts:
+        return []
+    tokenized = PTBTokenizer().tokenize({index: [{"caption": text}] for index, text in enumerate(texts)})
+    return [tokenized[index][0].split() for index in range(len(texts))]
+
+
+def tokenize_captions(texts: list[str], tokenizer: str = "auto") -> list[list[str]]:
+    """Token lists for `texts` with the resolved backend (see module docstring)."""
+    if resolve_tokenizer(tokenizer) == "java":
+        return java_ptb_tokenize(texts)
+    return [ptb_like_tokenize(text) for text in texts]
 
 
 def _ngrams(tokens: list[str], n: int) -> Counter:
@@ -74,7 +153,11 @@ def rouge_l(hypotheses: list[list[str]], references: list[list[str]], beta: floa
 
 def cider_d(hypotheses: list[list[str]], references: list[list[str]], max_n: int = 4, sigma: float = 6.0) -> float:
     """pycocoevalcap `Cider` (CIDEr-D): tf-idf n-gram vectors with document frequencies over the
-    references, clipped similarity, Gaussian length penalty, mean over n, times 10, mean over items."""
+    references, clipped similarity, Gaussian length penalty, mean over n, times 10, mean over items.
+
+    As in `cider_scorer.py`, the "length" in the penalty is the number of bigrams (len - 1, 0 for
+    an empty text), which only differs from the token count when a text is empty.
+    """
     document_frequency: Counter = Counter()
     for reference in references:
         grams = set()
@@ -90,7 +173,7 @@ def cider_d(hypotheses: list[list[str]], references: list[list[str]], max_n: int
                    for gram, count in _ngrams(tokens, n).items()}
             vectors.append(vec)
             norms.append(math.sqrt(sum(value * value for value in vec.values())))
-        return vectors, norms, len(tokens)
+        return vectors, norms, max(len(tokens) - 1, 0)
 
     scores = []
     for hypothesis, reference in zip(hypotheses, references):
@@ -108,10 +191,13 @@ def cider_d(hypotheses: list[list[str]], references: list[list[str]], max_n: int
     return sum(scores) / len(scores) if scores else 0.0
 
 
-def coco_language_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """{"Bleu_1".."Bleu_4", "ROUGE_L", "CIDEr"} in pycocoevalcap's key order."""
-    hypotheses = [ptb_like_tokenize(text) for text in predictions]
-    tokenized_refs = [ptb_like_tokenize(text) for text in references]
+def coco_language_scores(predictions: list[str], references: list[str], tokenizer: str = "auto") -> dict[str, float]:
+    """{"Bleu_1".."Bleu_4", "ROUGE_L", "CIDEr"} in pycocoevalcap's key order (DriveLM's language
+    score relies on that order). `tokenizer`: "auto" | "java" | "python" (see module docstring)."""
+    if len(predictions) != len(references):
+        raise ValueError(f"caption_metrics: {len(predictions)} predictions vs {len(references)} references")
+    hypotheses = tokenize_captions(predictions, tokenizer)
+    tokenized_refs = tokenize_captions(references, tokenizer)
     bleu = corpus_bleu(hypotheses, tokenized_refs)
     scores = {f"Bleu_{n + 1}": value for n, value in enumerate(bleu)}
     scores["ROUGE_L"] = rouge_l(hypotheses, tokenized_refs)

@@ -1,14 +1,14 @@
 """A tiny Qwen2-Audio warm-started on audio_mcq (zoo "tiny-qwen2-audio-mcq"), so R1-AQA's GRPO starts from a model
 that answers `<answer>option</answer>` and is sometimes right (a random model never writes the tag, so every
 reward is 0 and GRPO has no signal). Same pattern as tasks/shapes/warmup.py: build the tiny model, a short SFT
-through the engine, save the final model; short on purpose, leaving room for RL to show learning.
+through the engine (`mmpost.warmstart`), save the final model; short on purpose, leaving room for RL to show learning.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from mmpost.registry import MODEL_ZOO
-from mmpost.tasks.mm_upt.warmup import sft_warm_start
+from mmpost.warmstart import sft_warm_start
 
 WARMUP_STEPS = 120
 WARMUP_LR = 1e-3
