@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from mmpost.registry import MODALITIES
+from mmpost.modalities.common import count_placeholders, media_sources, sample_id  # noqa: F401
 from mmpost.types import DataError, MediaError, Message, PromptEncoding, Sample
 
 from .processing import (
@@ -22,31 +23,16 @@ from .processing import (
 log = logging.getLogger(__name__)
 
 
-def sample_id(sample: Sample) -> str:
-    return repr(sample.get("id", "<no id>"))
 
 
 def audio_sources(sample: Sample) -> list[Any]:
-    """The sample's `audios` field as a list (one source is accepted); [] when absent or None."""
-    sources = sample.get("audios")
-    if sources is None:
-        return []
-    if isinstance(sources, list):
-        return list(sources)
-    return [sources]
+    """The sample's `audios` field as a list (a single source is accepted); [] when absent or None."""
+    return media_sources(sample, "audios")
 
 
 def count_audio_placeholders(messages: Sequence[Message]) -> int:
     """Number of audio parts in the messages, counted the way Qwen2-Audio's chat template counts them."""
-    count = 0
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str) or content is None:
-            continue
-        for part in content:
-            if part.get("type") == "audio" or "audio" in part or "audio_url" in part:
-                count += 1
-    return count
+    return count_placeholders(messages, "audio")
 
 
 def feature_window(processor: Any) -> tuple[int, float]:

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from mmpost.registry import MODALITIES
+from mmpost.modalities.common import count_placeholders, media_sources, sample_id  # noqa: F401
 from mmpost.types import DataError, MediaError, Message, PromptEncoding, Sample
 
 from .processing import (
@@ -21,31 +22,16 @@ from .processing import (
 )
 
 
-def sample_id(sample: Sample) -> str:
-    return repr(sample.get("id", "<no id>"))
 
 
 def image_sources(sample: Sample) -> list[Any]:
     """The sample's `images` field as a list (a single source is accepted); [] when absent or None."""
-    sources = sample.get("images")
-    if sources is None:
-        return []
-    if isinstance(sources, (list, tuple)):
-        return list(sources)
-    return [sources]
+    return media_sources(sample, "images")
 
 
 def count_image_placeholders(messages: Sequence[Message]) -> int:
     """Number of image parts in the messages, counted the way the Qwen2.5-VL chat template counts them."""
-    count = 0
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str) or content is None:
-            continue
-        for part in content:
-            if part.get("type") == "image" or "image" in part or "image_url" in part:
-                count += 1
-    return count
+    return count_placeholders(messages, "image")
 
 
 def processor_pixel_budget(processor: Any) -> tuple[int, int]:

@@ -9,6 +9,7 @@ from PIL import Image
 
 from mmpost.modalities.image.adapter import ImageModality, count_image_placeholders, image_sources, processor_factor
 from mmpost.registry import MODALITIES
+from mmpost.modalities.common import count_placeholders, media_sources, sample_id  # noqa: F401
 from mmpost.types import DataError, MediaError, Message, PromptEncoding, Sample
 
 from .budget import MediaItem, MediaPlan, fit_media_to_budget, processor_size_for, text_token_count
@@ -29,8 +30,6 @@ QWEN_VIDEO_MIN_PIXELS = 128 * 28 * 28
 QWEN_VIDEO_MAX_PIXELS = 768 * 28 * 28
 
 
-def sample_id(sample: Sample) -> str:
-    return repr(sample.get("id", "<no id>"))
 
 
 def video_entries(sample: Sample) -> list[Any]:
@@ -48,15 +47,7 @@ def video_entries(sample: Sample) -> list[Any]:
 
 def count_video_placeholders(messages: Sequence[Message]) -> int:
     """Number of video parts in the messages, counted the way the Qwen2.5-VL chat template counts them."""
-    count = 0
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str) or content is None:
-            continue
-        for part in content:
-            if part.get("type") == "video" or "video" in part:
-                count += 1
-    return count
+    return count_placeholders(messages, "video", url_key=False)
 
 
 def video_processor_budget(processor: Any) -> tuple[int, int]:
