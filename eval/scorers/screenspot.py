@@ -10,6 +10,24 @@ The model's coordinate convention must be declared (`coords`), never guessed:
 "normalized" ([0, 1]), "grid1000" (0-1000, Qwen-VL), "pixels" (pixels of the original image) or
 "resized_pixels" (pixels of the resized model input; pass `input_size` = (W, H) per prediction).
 Breakdowns: per platform/group x element type (text/icon), and overall.
+
+Mode "lmms_eval" reproduces lmms-eval's ScreenSpot v1 REC task `screenspot_rec_test`
+(`lmms_eval/tasks/screenspot/utils_rec.py`: `parse_float_sequence_within`, `screenspot_rec_process_result`,
+`compute_iou`, `compute_accuracy`, `compute_center_accuracy`, `screenspot_rec_aggregation_result`), which asks
+for a *box* in normalised coordinates rather than a click:
+- the ground truth is the row's box as normalised [x1, y1, x2, y2] (lmms-eval reads `bbox` of the HF mirror
+  `rootsautomation/ScreenSpot`, already normalised xyxy; here the loader's `box`);
+- the prediction is the FIRST "[a, b, c, d]" in the text (same regex as RefCOCO, see
+  `mmpost.eval.scorers.refcoco.lmms_eval_parse_box`), taken as normalised as is: `coords` is not applied,
+  points "(x, y)" and parenthesised boxes do not parse; an unparsable output becomes [0, 0, 0, 0] and stays
+  in the denominator (counted in `unparseable`/`wrong_format`);
+- metrics: mean IoU, ACC@{0.1,0.3,0.5,0.7,0.9} (IoU >= t) and Center_ACC (predicted box centre in the
+  ground-truth box, closed bounds; the number comparable to click accuracy);
+- breakdown: mobile/desktop/web x text/icon with lmms-eval's substring rule on `data_source`: contains
+  "ios" or "android" -> mobile, else contains "macos" or "windows" -> desktop, else web (any unknown source
+  counts as web); `data_type` == "text" -> text, anything else -> icon; an empty group reports 0.
+lmms-eval's ScreenSpot-v2/-Pro point-in-box tasks (`tasks/screenspot_v2/utils.py`, `tasks/screenspot_pro/`)
+are not reproduced by this mode.
 """
 from __future__ import annotations
 
@@ -19,13 +37,15 @@ from typing import Any
 from mmpost.registry import BENCHMARKS, SCORERS
 from mmpost.rewards.parsing import parse_box, parse_point
 
+from mmpost.eval.scorers.refcoco import lmms_eval_parse_box, mean_rec_metrics, rec_metrics
 from mmpost.eval.common import (
     Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, read_json, require_fields,
     resolve_media_path, sample_record,
 )
 
 NAME = "screenspot"
-MODES = ("official",)
+MODES = ("official", "lmms_eval")
+LMMS_EVAL_GROUPS = ("mobile_text", "mobile_icon", "web_text", "web_icon", "desktop_text", "desktop_icon")
 COORDINATE_CONVENTIONS = ("normalized", "grid1000", "pixels", "resized_pixels")
 V1_SPLITS = {"mobile": "screenspot_mobile.json", "desktop": "screenspot_desktop.json", "web": "screenspot_web.json"}
 V2_SPLITS = {"mobile": "screenspot_mobile_v2.json", "desktop": "screenspot_desktop_v2.json", "web": "screenspot_web_v2.json"}
@@ -126,9 +146,52 @@ def point_in_box(point: tuple[float, float], box: list[float]) -> bool:
     return box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
 
+def lmms_eval_group(data_source: str, data_type: str) -> str:
+    """lmms-eval's ScreenSpot breakdown key (`screenspot_rec_aggregation_result`): substring tests in the
+    order ios/android -> mobile, macos/windows -> desktop, else web; non-"text" types count as icon."""
+    if "ios" in data_source or "android" in data_source:
+        platform = "mobile"
+    elif "macos" in data_source or "windows" in data_source:
+        platform = "desktop"
+    else:
+        platform = "web"
+    return f"{platform}_{'text' if data_type == 'text' else 'icon'}"
+
+
+def _score_lmms_eval(predictions: list[dict]) -> dict:
+    per_sample: list[dict[str, float]] = []
+    by_group: dict[str, list[dict[str, float]]] = {group: [] for group in LMMS_EVAL_GROUPS}
+    samples = []
+    unparseable = 0
+    for index, item in enumerate(predictions):
+        require_fields(item, ["box", "response", "data_source", "data_type"], f"ScreenSpot prediction {item.get('id', index)}")
+        parsed = lmms_eval_parse_box(item["response"])
+        unparseable += parsed is None
+        predicted = parsed if parsed is not None else [0.0, 0.0, 0.0, 0.0]
+        metrics = rec_metrics(list(item["box"]), predicted)
+        per_sample.append(metrics)
+        by_group[lmms_eval_group(str(item["data_source"]), str(item["data_type"]))].append(metrics)
+        samples.append(sample_record(item.get("id", index), None, item["response"], predicted, item["box"],
+                                     metrics["Center_ACC"], **metrics))
+    total = len(per_sample)
+    breakdown = {"group": {group: {**mean_rec_metrics(rows), "total": len(rows)} for group, rows in by_group.items()}}
+    return make_result(NAME, "lmms_eval", mean_rec_metrics(per_sample), total=total, answered=total - unparseable,
+                       unparseable=unparseable, breakdown=breakdown, samples=samples,
+                       extra_counts={"correct": int(sum(sample["Center_ACC"] for sample in per_sample)),
+                                     "wrong_format": unparseable},
+                       notes=["lmms-eval screenspot_rec: predicted box read as normalised [x1, y1, x2, y2]; "
+                              "unparsable -> [0, 0, 0, 0]; `coords` not applied"])
+
+
 def score_screenspot(predictions: list[dict], *, mode: str = "official", coords: str = "normalized") -> dict:
-    """Click accuracy overall, per platform/group, per element type and per platform x type."""
+    """Click accuracy overall, per platform/group, per element type and per platform x type.
+
+    mode="lmms_eval": lmms-eval's REC metrics {IoU, ACC@0.1..0.9, Center_ACC} (see module docstring); needs
+    `data_source` and `data_type` on every row; `correct` counts Center_ACC hits.
+    """
     check_mode(mode, MODES, NAME)
+    if mode == "lmms_eval":
+        return _score_lmms_eval(predictions)
     if coords not in COORDINATE_CONVENTIONS:
         raise ValueError(f"ScreenSpot: coords must be declared as one of {COORDINATE_CONVENTIONS}, got {coords!r}")
     rows: list[tuple[dict, bool]] = []
