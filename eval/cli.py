@@ -4,6 +4,7 @@
                 [--batch-size B] [--output DIR] [--max-new-tokens T] [--mode official]
                 [--judge-endpoint URL --judge-model ID] [--score-arg BENCH.KEY=VALUE ...]
     mmpost eval score BENCHMARK PREDICTIONS [--data DIR] [--output DIR] [--mode M] [judge flags]
+    mmpost eval search --model DIR --strategy greedy|best_of_n|prm_mcts [--prm DIR] --task NAME [...]
 
 The engine CLI reaches this module by name (`importlib.import_module("mmpost.eval.cli").eval_main`),
 so the engine never imports the harness.
@@ -89,6 +90,66 @@ def score_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def search_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmpost eval search",
+                                     description="Answer a step-format task with greedy, step-level best-of-n or PRM-guided MCTS.")
+    parser.add_argument("--model", required=True, help="policy folder or training run directory")
+    parser.add_argument("--strategy", required=True, choices=["greedy", "best_of_n", "prm_mcts"])
+    parser.add_argument("--prm", default=None, help="process reward model folder (needed by best_of_n and prm_mcts)")
+    parser.add_argument("--prm-base", default=None, help="backbone of a LoRA PRM (default: --model)")
+    parser.add_argument("--task", default="propa_digits", help="registered task whose rows carry question + answer")
+    parser.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="task keyword, e.g. question_style=short (repeatable, YAML values)")
+    parser.add_argument("--split", default="heldout")
+    parser.add_argument("--limit", type=int, default=None, help="first N questions of the split")
+    parser.add_argument("--output", default="eval_results", help="folder for results.json and samples_search.jsonl")
+    group = parser.add_argument_group("search (official PROPA values by default)")
+    group.add_argument("--num-children", type=int, default=4, help="steps sampled per expansion; best_of_n's n")
+    group.add_argument("--min-iterations", type=int, default=25)
+    group.add_argument("--min-final-answers", type=int, default=2)
+    group.add_argument("--max-iterations", type=int, default=100)
+    group.add_argument("--exploration", type=float, default=1.0, help="UCT constant c")
+    group.add_argument("--max-steps", type=int, default=20, help="step cap of greedy and best_of_n chains")
+    group.add_argument("--max-new-tokens", type=int, default=64, help="tokens per step")
+    group.add_argument("--temperature", type=float, default=1.0)
+    group.add_argument("--system-prompt", default=None, help="step system prompt (default PROPA's; '' for none)")
+    group.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    return parser
+
+
+def parse_flat_args(pairs: list[str], flag: str) -> dict[str, Any]:
+    """["question_style=short", "heldout_size=8"] -> {"question_style": "short", "heldout_size": 8} (YAML values)."""
+    flat: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: {flag} expects KEY=VALUE, got {pair!r}")
+        flat[key] = yaml.safe_load(value)
+    return flat
+
+
+def search_command(argv: list[str]) -> int:
+    from mmpost.eval.search_strategy import SearchSettings, run_search_evaluation
+
+    parser = search_parser()
+    args = parser.parse_args(argv)
+    if args.strategy in ("best_of_n", "prm_mcts") and not args.prm:
+        parser.error(f"--strategy {args.strategy} needs --prm PRM_DIR (a process reward model folder)")
+    settings = SearchSettings(num_children=args.num_children, min_iterations=args.min_iterations,
+                              min_final_answers=args.min_final_answers, max_iterations=args.max_iterations,
+                              exploration=args.exploration, max_steps=args.max_steps)
+    results = run_search_evaluation(
+        args.model, args.strategy, prm=args.prm, prm_base=args.prm_base, task=args.task,
+        task_args=parse_flat_args(args.task_arg, "--task-arg"), split=args.split, limit=args.limit, output=args.output,
+        settings=settings, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        system_prompt=args.system_prompt, seed=args.seed, dtype=args.dtype)
+    counts = results["counts"]
+    print(f"{results['task']}/{results['split']} strategy={results['strategy']} accuracy={results['metrics']['accuracy']:.4f} "
+          f"({counts['correct']}/{counts['questions']}, {counts['no_final_answer']} without a final answer)")
+    return 0
+
+
 def parse_data(value: str) -> dict[str, str] | str:
     if "=" not in value:
         return value
@@ -100,6 +161,8 @@ def parse_data(value: str) -> dict[str, str] | str:
 
 def eval_main(argv: list[str]) -> int:
     """Entry point of `mmpost eval`; returns the process exit code (1 if a benchmark could not be scored)."""
+    if argv and argv[0] == "search":
+        return search_command(argv[1:])
     if argv and argv[0] == "score":
         from mmpost.eval.score_cli import score_command
 

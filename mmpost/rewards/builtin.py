@@ -212,7 +212,9 @@ class _MathWorker:
 _math_worker = _MathWorker()
 
 
-def _math_equivalent_anywhere(gold: str, predicted: str, timeout_seconds: int) -> bool | None:
+def math_equivalent_anywhere(gold: str, predicted: str, timeout_seconds: int) -> bool | None:
+    """`math_equivalent` from any thread: math-verify's timeouts use SIGALRM, which only the main thread has, so
+    other threads hand the comparison to a helper process."""
     if threading.current_thread() is threading.main_thread():
         return math_equivalent(gold, predicted, timeout_seconds)
     return _math_worker(gold, predicted, timeout_seconds)
@@ -245,7 +247,7 @@ def math_match(
         correct = False
         for gold in _gold_strings(_required_field(sample, field)):
             gold = math_answer_text(gold)
-            if normalize_text(gold) == normalize_text(predicted) or _math_equivalent_anywhere(
+            if normalize_text(gold) == normalize_text(predicted) or math_equivalent_anywhere(
                 gold, predicted, timeout_seconds
             ):
                 correct = True

@@ -1,11 +1,11 @@
 """A tiny Qwen2.5-VL warm-started on driving_waypoints (zoo "tiny-qwen2.5-vl-driving"), so the driving GRPO
-recipe starts from a model that writes six waypoints in the answer format (see tasks/gui_click/warmup.py)."""
+recipe starts from a model that writes six waypoints in the answer format (`mmpost.warmstart`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from mmpost.registry import MODEL_ZOO
-from mmpost.tasks.gui_click.warmup import warm_start
+from mmpost.warmstart import sft_warm_start
 
 WARMUP_STEPS = 120
 WARMUP_LR = 2e-3
@@ -13,4 +13,4 @@ WARMUP_LR = 2e-3
 
 @MODEL_ZOO.register("tiny-qwen2.5-vl-driving")
 def build_warm_driving_model(out_dir, *, seed: int = 0, steps: int = WARMUP_STEPS, lr: float = WARMUP_LR) -> Path:
-    return warm_start(out_dir, task="driving_waypoints", seed=seed, steps=steps, lr=lr)
+    return sft_warm_start(out_dir, base_zoo="tiny-qwen2.5-vl", task="driving_waypoints", seed=seed, steps=steps, lr=lr)

@@ -14,12 +14,7 @@ WARMUP_STEPS = 120
 WARMUP_LR = 2e-3
 
 
-def warm_start(out_dir, *, task: str, seed: int, steps: int, lr: float, modality_args: dict | None = None) -> Path:
-    """Build `tiny-qwen2.5-vl`, SFT it on `task` for `steps` steps, copy the final model to `out_dir`."""
-    return sft_warm_start(out_dir, base_zoo="tiny-qwen2.5-vl", task=task, seed=seed, steps=steps, lr=lr,
-                          modality_args=modality_args)
-
-
 @MODEL_ZOO.register("tiny-qwen2.5-vl-gui")
 def build_warm_gui_model(out_dir, *, seed: int = 0, steps: int = WARMUP_STEPS, lr: float = WARMUP_LR) -> Path:
-    return warm_start(out_dir, task="gui_click", seed=seed, steps=steps, lr=lr, modality_args={"resolution_prompt": True})
+    return sft_warm_start(out_dir, base_zoo="tiny-qwen2.5-vl", task="gui_click", seed=seed, steps=steps, lr=lr,
+                          modality_args={"resolution_prompt": True})

@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Sequence
 
 from mmpost.registry import REWARDS
-from mmpost.rewards.builtin import _math_equivalent_anywhere
+from mmpost.rewards.builtin import math_equivalent_anywhere
 from mmpost.rewards.parsing import extract_boxed, normalize_text
 from mmpost.types import Sample
 
@@ -42,7 +42,7 @@ def answers_equal(answer: str, reference: str, *, timeout_seconds: int = 3) -> b
         return True
     if NO_ANSWER in (answer, reference):
         return False
-    return bool(_math_equivalent_anywhere(reference, answer, timeout_seconds))
+    return bool(math_equivalent_anywhere(reference, answer, timeout_seconds))
 
 
 def group_rows(group_ids: Sequence[int]) -> dict[int, list[int]]:

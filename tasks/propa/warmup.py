@@ -7,43 +7,20 @@ questions, so search finds correct and incorrect branches and there is room to i
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
-from mmpost.config import config_from_dict
 from mmpost.registry import MODEL_ZOO
+from mmpost.warmstart import sft_warm_start
 
 WARMUP_STEPS = 150
 WARMUP_LR = 1e-3
 STEP_MAX_NEW_TOKENS = 28
 
 
-def warmup_config(base: str | Path, output_dir: str | Path, *, seed: int, steps: int, lr: float, prompts_per_step: int = 16,
-                  task_args: dict | None = None) -> dict:
-    return {
-        "model": {"path": str(base)},
-        "data": {"task": "propa_digits", "task_args": {"seed": seed, "question_style": "short", **(task_args or {})}, "prompts_per_step": prompts_per_step},
-        "rollout": {"max_new_tokens": STEP_MAX_NEW_TOKENS},
-        "algorithm": {"source": "step_sft", "source_args": {"system_prompt": ""}, "micro_batch_size": 32},
-        "optim": {"lr": lr},
-        "train": {"steps": steps, "seed": seed, "output_dir": str(output_dir), "progress": False},
-        "eval": {"heldout": False},
-    }
-
-
 @MODEL_ZOO.register("tiny-qwen2.5-vl-propa")
 def build_warm_tiny_qwen2_5_vl_propa(out_dir, *, seed: int = 0, steps: int = WARMUP_STEPS, lr: float = WARMUP_LR,
                                      task_args: dict | None = None) -> Path:
-    from mmpost.trainer import train
-
-    out = Path(out_dir)
-    with tempfile.TemporaryDirectory(prefix="mmpost-propa-warmup-") as scratch:
-        base = Path(scratch) / "base"
-        MODEL_ZOO.get("tiny-qwen2.5-vl")(base, seed=seed)
-        summary = train(config_from_dict(warmup_config(base, Path(scratch) / "run", seed=seed, steps=steps, lr=lr,
-                                                       task_args=task_args)))
-        if out.exists():
-            shutil.rmtree(out)
-        shutil.copytree(Path(summary["checkpoint"]) / "model", out)
-    return out
+    return sft_warm_start(out_dir, base_zoo="tiny-qwen2.5-vl", task="propa_digits", seed=seed, steps=steps, lr=lr,
+                          task_args={"question_style": "short", **(task_args or {})}, source="step_sft",
+                          source_args={"system_prompt": ""},
+                          extra={"rollout": {"max_new_tokens": STEP_MAX_NEW_TOKENS}, "algorithm": {"micro_batch_size": 32}})
