@@ -1,9 +1,11 @@
 """Helpers every modality adapter shares: naming a sample in errors, listing its media, counting placeholders."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Sequence
 
-from mmpost.types import Message, Sample
+from mmpost.types import MediaError, Message, Sample
 
 
 def sample_id(sample: Sample) -> str:
@@ -33,3 +35,19 @@ def count_placeholders(messages: Sequence[Message], kind: str, *, url_key: bool 
             if part.get("type") == kind or any(key in part for key in keys):
                 count += 1
     return count
+
+
+def resolve_media_path(source: str | os.PathLike, root: str | os.PathLike | None, kind: str) -> Path:
+    """A local media path: `file://` stripped, relative paths taken from `root` (the dataset file's folder).
+
+    Remote URLs are refused: nothing is downloaded at training time.
+    """
+    text = os.fspath(source)
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    if "://" in text:
+        raise MediaError(f"{kind} {text}: remote URLs are not fetched; download the file and give its path")
+    path = Path(text).expanduser()
+    if not path.is_absolute() and root is not None:
+        path = Path(root) / path
+    return path

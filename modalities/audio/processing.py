@@ -18,6 +18,7 @@ from typing import Any, Union
 import numpy as np
 
 from mmpost.types import MediaError
+from mmpost.modalities.common import resolve_media_path
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +72,7 @@ def describe_audio_source(source: Any) -> str:
 
 
 def _resolve_path(source: str | os.PathLike, root: str | os.PathLike | None) -> Path:
-    text = os.fspath(source)
-    if text.startswith("file://"):
-        text = text[len("file://"):]
-    if "://" in text:
-        raise MediaError(f"audio {text}: remote URLs are not fetched; download the file and give its path")
-    path = Path(text).expanduser()
-    if not path.is_absolute() and root is not None:
-        path = Path(root) / path
-    return path
+    return resolve_media_path(source, root, "audio")
 
 
 def _read_with_soundfile(handle: Any) -> tuple[np.ndarray, int]:

@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from qwen_vl_utils.vision_process import smart_resize, to_rgb
 
 from mmpost.types import MediaError
+from mmpost.modalities.common import resolve_media_path
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, Image.Image]
 
@@ -51,15 +52,7 @@ def _decode_data_uri(uri: str) -> bytes:
 
 
 def _resolve_path(source: str | os.PathLike, root: str | os.PathLike | None) -> Path:
-    text = os.fspath(source)
-    if text.startswith("file://"):
-        text = text[len("file://"):]
-    if "://" in text:
-        raise MediaError(f"image {text}: remote URLs are not fetched; download the file and give its path")
-    path = Path(text).expanduser()
-    if not path.is_absolute() and root is not None:
-        path = Path(root) / path
-    return path
+    return resolve_media_path(source, root, "image")
 
 
 def _open_fully(opener: Any, name: str) -> Image.Image:

@@ -30,6 +30,7 @@ from qwen_vl_utils.vision_process import (
 )
 
 from mmpost.types import MediaError
+from mmpost.modalities.common import resolve_media_path
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +85,7 @@ def describe_video_source(source: Any) -> str:
 
 
 def _resolve_path(source: str | os.PathLike, root: str | os.PathLike | None) -> Path:
-    text = os.fspath(source)
-    if text.startswith("file://"):
-        text = text[len("file://"):]
-    if "://" in text:
-        raise MediaError(f"video {text}: remote URLs are not fetched; download the file and give its path")
-    path = Path(text).expanduser()
-    if not path.is_absolute() and root is not None:
-        path = Path(root) / path
-    return path
+    return resolve_media_path(source, root, "video")
 
 
 def frame_indices(options: dict[str, Any], total_frames: int, video_fps: float, name: str) -> tuple[list[int], int, list[str]]:
