@@ -41,9 +41,9 @@ def run_config(model: Path, output: Path, seed: int, rounds: int, source: str, s
 def heldout_accuracy(model_dir: Path, size: int, max_steps: int) -> float:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from mmpost.eval.search_strategy import SearchSettings, accuracy_of, answer_questions
     from mmpost.modalities.image import ImageModality
-    from mmpost.search.mcts import is_correct_step
-    from mmpost.search.prm import greedy_answer, policy_proposer
+    from mmpost.search.prm import policy_proposer
     from mmpost.tasks.propa import PropaDigitsTask
 
     task = PropaDigitsTask(question_style="short")
@@ -51,17 +51,16 @@ def heldout_accuracy(model_dir: Path, size: int, max_steps: int) -> float:
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
     proposer = policy_proposer(model, AutoProcessor.from_pretrained(model_dir), task, ImageModality(), samples,
                                max_new_tokens=28, system_prompt="")
-    answers = greedy_answer(proposer, len(samples), max_steps=max_steps)
-    return sum(is_correct_step(a.text, s["answer"]) for a, s in zip(answers, samples)) / len(samples)
+    answers = answer_questions("greedy", proposer, len(samples), SearchSettings(max_steps=max_steps))
+    return accuracy_of(answers, samples)
 
 
 def inference_comparison(model_dir: Path, tree_dir: Path, size: int, args) -> dict[str, float]:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from mmpost.eval.search_strategy import SearchSettings, accuracy_of, answer_questions
     from mmpost.modalities.image import ImageModality
-    from mmpost.search.mcts import is_correct_step
-    from mmpost.search.prm import (PathEncoder, best_of_n_answer, build_prm, greedy_answer, policy_proposer, prm_examples,
-                                   prm_guided_answer, train_prm)
+    from mmpost.search.prm import PathEncoder, build_prm, policy_proposer, prm_examples, train_prm
     from mmpost.search.source import load_trees
     from mmpost.tasks.propa import PropaDigitsTask
 
@@ -79,15 +78,14 @@ def inference_comparison(model_dir: Path, tree_dir: Path, size: int, args) -> di
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
     proposer = policy_proposer(model, processor, task, ImageModality(), samples, max_new_tokens=28, system_prompt="")
 
-    def accuracy(answers):
-        return sum(is_correct_step(a.text, s["answer"]) for a, s in zip(answers, samples)) / len(samples)
-
+    # The same strategies as `mmpost eval search` (n = num_children = 4 for best-of-n), run in this order on one
+    # proposer so the sampling stream matches the earlier results.
+    settings = SearchSettings(num_children=4, min_iterations=args.prm_iterations, min_final_answers=2,
+                              max_iterations=4 * args.prm_iterations, max_steps=args.max_steps)
     out = {"prm_examples": len(examples), "prm_loss_first": losses[0], "prm_loss_last": losses[-1]}
-    out["greedy"] = accuracy(greedy_answer(proposer, len(samples), max_steps=args.max_steps))
-    out["best_of_4"] = accuracy(best_of_n_answer(proposer, prm, encoder, len(samples), n=4, max_steps=args.max_steps))
-    out["prm_mcts"] = accuracy(prm_guided_answer(proposer, prm, encoder, len(samples), num_children=4,
-                                                 min_iterations=args.prm_iterations, min_final_answers=2,
-                                                 max_iterations=4 * args.prm_iterations))
+    for key, strategy in (("greedy", "greedy"), ("best_of_4", "best_of_n"), ("prm_mcts", "prm_mcts")):
+        answers = answer_questions(strategy, proposer, len(samples), settings, prm=prm, encoder=encoder)
+        out[key] = accuracy_of(answers, samples)
     return out
 
 
