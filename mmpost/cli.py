@@ -99,7 +99,7 @@ def _print_summary(summary: dict) -> None:
 
     table = Table(title="run summary", show_header=False)
     for key in ["steps", "seconds", "seconds_per_step", "heldout_accuracy_before", "heldout_accuracy_after",
-                "output_dir", "metrics", "checkpoint", "curves", "stopped_at"]:
+                "output_dir", "metrics", "checkpoint", "curves", "stopped_at", "interrupted_at", "signal"]:
         if key in summary and summary[key] is not None:
             value = summary[key]
             table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))

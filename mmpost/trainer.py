@@ -269,19 +269,27 @@ def train(config: Config) -> dict[str, Any]:
             run.state["heldout_accuracy_before"] = heldout_accuracy(run)
     progress = _progress(run, first_step)
     last = first_step - 1
-    for step in range(first_step, config.train.steps + 1):
-        metrics = train_step(run, step)
-        every = config.eval.every_n_steps
-        if every and step % every == 0:
-            metrics.update(periodic_evaluation(run))
-        run.metrics.write(metrics)
-        progress(metrics)
-        last = step
-        if config.train.save_every and step % config.train.save_every == 0 and step < config.train.steps:
-            _checkpoint(run, step, config_yaml)
-        if config.train.stop_after and step >= config.train.stop_after:
-            progress(None)
-            return {"stopped_at": step}
+    with _StopSignals() as signals:
+        for step in range(first_step, config.train.steps + 1):
+            metrics = train_step(run, step)
+            every = config.eval.every_n_steps
+            if every and step % every == 0:
+                metrics.update(periodic_evaluation(run))
+            run.metrics.write(metrics)
+            progress(metrics)
+            last = step
+            if signals.requested(run) and step < config.train.steps:
+                # The step in flight finished; its checkpoint is consistent, and resume=auto continues after it.
+                progress(None)
+                checkpoint = _checkpoint(run, step, config_yaml)
+                log.warning("%s received: stopped after step %d, checkpoint %s (continue with train.resume=auto)",
+                            signals.name, step, checkpoint)
+                return {"interrupted_at": step, "signal": signals.name, "checkpoint": str(checkpoint)}
+            if config.train.save_every and step % config.train.save_every == 0 and step < config.train.steps:
+                _checkpoint(run, step, config_yaml)
+            if config.train.stop_after and step >= config.train.stop_after:
+                progress(None)
+                return {"stopped_at": step}
     progress(None)
     summary: dict[str, Any] = {"steps": last, "seconds": time.perf_counter() - started + run.state.get("seconds", 0.0)}
     run.state["seconds"] = summary["seconds"]
@@ -300,6 +308,47 @@ def train(config: Config) -> dict[str, Any]:
         (run.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     run.accelerator.wait_for_everyone()
     return summary
+
+
+class _StopSignals:
+    """SIGTERM/SIGINT during a step ask the loop to stop after it; a second signal interrupts at once.
+
+    Every process must stop at the same step, so the request is reduced over processes.
+    """
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "_StopSignals":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        if self.name is not None:  # asked twice: stop now
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            raise KeyboardInterrupt
+        self.name = signal.Signals(signum).name
+
+    def requested(self, run: Run) -> bool:
+        flag = torch.tensor([1 if self.name else 0])
+        flag = _all_reduce(flag, op=torch.distributed.ReduceOp.MAX if torch.distributed.is_initialized() else None)
+        if flag.item() and self.name is None:
+            self.name = "signal on another process"
+        return bool(flag.item())
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def _progress(run: Run, first_step: int):
