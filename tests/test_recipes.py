@@ -88,3 +88,32 @@ def test_training_evaluates_benchmarks_periodically(tiny_vl_dir, tmp_path):
         "eval.benchmark_data": f"{{screenspot: {data}}}", "eval.heldout": "false", "eval.max_new_tokens": 8})))
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all("eval/screenspot/accuracy" in m and 0.0 <= m["eval/screenspot/accuracy"] <= 1.0 for m in metrics), metrics[0].keys()
+
+
+@pytest.mark.parametrize("overrides,expected,absent", [
+    ({"algorithm.kl_coef": 0.1, "algorithm.kl_in_reward": "true"}, ["reward/kl_penalty"], ["loss/kl"]),
+    ({"algorithm.kl_coef": 0.1, "algorithm.kl_estimator": "k2"}, ["loss/kl", "loss/kl_coef"], ["reward/kl_penalty"]),
+    ({"algorithm.drop_zero_variance_groups": "true", "algorithm.advantage": "rloo"}, ["rollout/zero_variance_fraction"], []),
+    ({"algorithm.policy_loss": "gspo", "algorithm.aggregation": "seq_mean_token_mean"}, ["loss/policy"], []),
+    ({"algorithm.policy_loss": "gppo", "algorithm.ppo_epochs": 2}, ["loss/policy", "rollout/logprob_mismatch"], []),
+])
+def test_algorithm_options_reach_the_loop(warm_vl_dir, tmp_path, overrides, expected, absent):
+    out = tmp_path / "run"
+    train(load_config(REPO / "recipes" / "grpo.yaml", tiny_overrides(warm_vl_dir, out, **{"train.steps": 2, "eval.heldout": "false",
+                                                                                            **overrides})))
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for key in expected:
+        assert all(m.get(key) is not None for m in metrics), key
+    for key in absent:
+        assert all(key not in m for m in metrics), key
+    if "rollout/logprob_mismatch" in expected:  # HF sampling log-probs equal the trainer's re-scored ones
+        assert all(m["rollout/logprob_mismatch"] < 1e-4 for m in metrics)
+
+
+@pytest.mark.parametrize("loss", ["dft", "asft", "chord_phi"])
+def test_sft_losses_train_through_the_loop(warm_vl_dir, tmp_path, loss):
+    out = tmp_path / loss
+    train(load_config(REPO / "recipes" / "sft.yaml", tiny_overrides(warm_vl_dir, out, **{
+        "train.steps": 2, "eval.heldout": "false", "algorithm.sft_loss": loss})))
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(m["loss/sft"] is not None and m["loss/sft"] > 0 for m in metrics)

@@ -171,6 +171,8 @@ def flow_grpo_kl(
     sqrt(-dt) factor. That is the official value, and it equals the exact per-step KL times (-dt).
     Passing `dt` (σ_next - σ < 0; float, [B] or [B, 1, ...]) uses s² = σ_t²·(-dt) instead: the exact
     per-element KL of the step. `torch.mean` of the result is the official `kl_loss` (with `dt=None`).
+    (The repo's newer `scripts/train_wan2_1.py` divides by 2·(std_dev_t·dt_ref)² from its own Wan step
+    function instead; SD3 / the paper's setting is the `dt=None` value.)
 
     Args:
         prev_sample_mean: policy step mean μ_θ, [B, ...] (gradients flow through it).
