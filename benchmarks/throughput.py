@@ -1,0 +1,354 @@
+"""Throughput: mmpost GRPO against TRL's GRPOTrainer and against the bare model work, same model, data and settings.
+
+    python benchmarks/throughput.py                       # shape "small", threads 1 and 2, 2 alternating rounds
+    python benchmarks/throughput.py --rounds 1 --threads 1 --shapes small large
+
+Each run is a fresh subprocess (so peak RSS and thread settings belong to that run alone), runs
+`warmup + measured` optimizer steps and reports the median step time of the measured steps. Runs alternate
+(round-robin over implementation x threads, repeated `--rounds` times) so machine noise spreads evenly.
+
+- mmpost: `mmpost.train` with overrides; times from `metrics.jsonl` (`perf/step_s`, `perf/update_s`,
+  `rollout/gen_tokens`).
+- TRL: `trl.GRPOTrainer` (benchmark-only dependency: `pip install trl==1.16`), step time from a callback
+  around each optimizer step, tokens from its logged `completions/mean_length`.
+- naive: generate + reference forward + policy forward/backward + AdamW written by hand with transformers:
+  the floor any trainer pays for this model work.
+
+All three use the shapes task's rows and prompts, a reward equal to mmpost's `exact_match` on the `<answer>`
+tag, KL to a frozen reference (beta), and suppress media/control tokens while sampling (a tiny random model
+otherwise samples `<|image_pad|>` and the next forward fails). Not a test: it takes minutes.
+Writes `benchmarks/results/throughput.{md,json}`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+SETTINGS = {
+    "num_generations": 8,
+    "prompts_per_step": 2,
+    "max_new_tokens": 32,
+    "beta": 0.04,
+    "lr": 1e-6,
+    "temperature": 1.0,
+    "warmup_steps": 2,
+    "measured_steps": 5,
+}
+# Shape "small": the tiny model's default pixel budget (112x112 image -> 16 image tokens).
+# Shape "large": a 448x448 image with max_pixels raised -> 256 image tokens; completions a fraction of that.
+SHAPES = {
+    "small": {"image_size": 112, "max_pixels": None, "max_new_tokens": 32},
+    "large": {"image_size": 448, "max_pixels": 448 * 448, "max_new_tokens": 64},
+}
+IMPLEMENTATIONS = ("mmpost", "trl", "naive")
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def _rows(shape: dict, count: int) -> tuple[object, list[dict]]:
+    """The shapes task (at the shape's image size) and its first `count` training rows."""
+    from mmpost.registry import TASKS
+    import mmpost.tasks  # noqa: F401  (registers the shapes task)
+
+    task = TASKS.get("shapes")(image_size=shape["image_size"])
+    return task, task.load("train", size=count)
+
+
+def _suppressed_ids(tokenizer) -> list[int]:
+    from mmpost.policy import _media_and_control_ids
+
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return _media_and_control_ids(tokenizer, [eos, tokenizer.eos_token_id])
+
+
+def _total_steps() -> int:
+    return SETTINGS["warmup_steps"] + SETTINGS["measured_steps"]
+
+
+def _prepare_model(model_dir: Path, shape: dict) -> Path:
+    """The tiny Qwen2.5-VL, with its processor's pixel budget raised for the large shape."""
+    from mmpost.registry import MODEL_ZOO
+    import mmpost.modalities  # noqa: F401  (registers the zoo entry)
+
+    if not (model_dir / "config.json").exists():
+        options = {"max_pixels": shape["max_pixels"]} if shape["max_pixels"] else {}
+        MODEL_ZOO.get("tiny-qwen2.5-vl")(model_dir, **options)
+    return model_dir
+
+
+# -- one run per implementation (in a subprocess) -------------------------------------------------------
+def run_mmpost(model_dir: Path, shape: dict, threads: int, work: Path) -> dict:
+    import mmpost
+
+    overrides = {
+        "model.path": str(model_dir), "model.zoo": "null", "train.output_dir": str(work / "mmpost"),
+        "train.threads": threads, "train.progress": "false", "train.steps": _total_steps(),
+        "data.prompts_per_step": SETTINGS["prompts_per_step"], "rollout.num_generations": SETTINGS["num_generations"],
+        "rollout.max_new_tokens": shape["max_new_tokens"], "rollout.temperature": SETTINGS["temperature"],
+        "algorithm.kl_coef": SETTINGS["beta"], "optim.lr": SETTINGS["lr"], "eval.heldout": "false",
+        "data.task_args": f"{{image_size: {shape['image_size']}, train_size: 64, heldout_size: 8}}",
+        "rewards": "[{name: exact_match, weight: 1.0}]",
+    }
+    if shape["max_pixels"]:
+        overrides["data.modality_args"] = f"{{max_pixels: {shape['max_pixels']}}}"
+    config = mmpost.load_config(REPO / "recipes" / "grpo.yaml", [f"{k}={v}" for k, v in overrides.items()])
+    summary = mmpost.train(config)
+    steps = [json.loads(line) for line in Path(summary["metrics"]).read_text().splitlines() if line.strip()]
+    measured = [s for s in steps if s["step"] > SETTINGS["warmup_steps"]]
+    return {
+        "step_s": [s["perf/step_s"] for s in measured],
+        "update_s": [s["perf/update_s"] for s in measured],
+        "gen_tokens": [s["rollout/gen_tokens"] for s in measured],
+    }
+
+
+def run_trl(model_dir: Path, shape: dict, threads: int, work: Path) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from mmpost.rewards.builtin import exact_match
+
+    torch.set_num_threads(threads)
+    task, rows = _rows(shape, 64)
+    dataset = Dataset.from_list([{"prompt": task.prompt(r), "image": r["images"][0], "answer": r["answer"]} for r in rows])
+
+    def answer_exact_match(completions, answer, **_):
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return exact_match(texts, [{"answer": a} for a in answer])
+
+    processor = AutoProcessor.from_pretrained(model_dir)
+    if shape["max_pixels"]:
+        processor.image_processor.max_pixels = shape["max_pixels"]
+        processor.image_processor.size["longest_edge"] = shape["max_pixels"]
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    generations = SETTINGS["num_generations"]
+    args = GRPOConfig(
+        output_dir=str(work / "trl"), use_cpu=True, report_to="none", save_strategy="no", logging_steps=1,
+        max_steps=_total_steps(), per_device_train_batch_size=generations * SETTINGS["prompts_per_step"],
+        gradient_accumulation_steps=1, num_generations=generations, max_completion_length=shape["max_new_tokens"],
+        beta=SETTINGS["beta"], learning_rate=SETTINGS["lr"], temperature=SETTINGS["temperature"],
+        lr_scheduler_type="constant", warmup_steps=0, seed=0, dataloader_num_workers=0, disable_tqdm=True,
+        generation_kwargs={"suppress_tokens": _suppressed_ids(processor.tokenizer)},
+    )
+
+    class Timer(TrainerCallback):
+        def __init__(self):
+            self.step_s, self.mean_length, self._start = [], [], 0.0
+
+        def on_step_begin(self, *_, **__):
+            self._start = time.perf_counter()
+
+        def on_step_end(self, *_, **__):
+            self.step_s.append(time.perf_counter() - self._start)
+
+        def on_log(self, _args, _state, _control, logs=None, **__):
+            if logs and "completions/mean_length" in logs:
+                self.mean_length.append(logs["completions/mean_length"])
+
+    timer = Timer()
+    trainer = GRPOTrainer(model=model, reward_funcs=answer_exact_match, args=args, train_dataset=dataset,
+                          processing_class=processor, callbacks=[timer])
+    trainer.train()
+    warm = SETTINGS["warmup_steps"]
+    sequences = generations * SETTINGS["prompts_per_step"]
+    return {"step_s": timer.step_s[warm:], "update_s": None,
+            "gen_tokens": [m * sequences for m in timer.mean_length[warm:]]}
+
+
+def run_naive(model_dir: Path, shape: dict, threads: int, work: Path) -> dict:
+    import copy
+
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from mmpost.rewards.builtin import exact_match
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    task, rows = _rows(shape, 64)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    if shape["max_pixels"]:
+        processor.image_processor.max_pixels = shape["max_pixels"]
+        processor.image_processor.size["longest_edge"] = shape["max_pixels"]
+    processor.tokenizer.padding_side = "left"
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=SETTINGS["lr"], weight_decay=0.0)
+    suppressed = _suppressed_ids(processor.tokenizer)
+    pad = processor.tokenizer.pad_token_id
+    G, P, T = SETTINGS["num_generations"], SETTINGS["prompts_per_step"], SETTINGS["temperature"]
+    step_s, update_s, gen_tokens, prompt_tokens = [], [], [], []
+
+    def token_logprobs(net, ids, attention, media, prompt_len):
+        logits = net(input_ids=ids, attention_mask=attention, **media).logits[:, prompt_len - 1 : -1] / T
+        return torch.log_softmax(logits.float(), -1).gather(-1, ids[:, prompt_len:, None]).squeeze(-1)
+
+    for step in range(_total_steps()):
+        start = time.perf_counter()
+        batch_rows = [rows[(step * P + i) % len(rows)] for i in range(P) for _ in range(G)]
+        texts = [processor.apply_chat_template(task.prompt(r), add_generation_prompt=True, tokenize=False) for r in batch_rows]
+        inputs = processor(text=texts, images=[r["images"][0] for r in batch_rows], return_tensors="pt", padding=True)
+        media = {"pixel_values": inputs["pixel_values"], "image_grid_thw": inputs["image_grid_thw"]}
+        prompt_len = inputs["input_ids"].shape[1]
+        model.eval()
+        with torch.no_grad():
+            sequences = model.generate(**inputs, do_sample=True, temperature=T, top_k=0, top_p=1.0,
+                                       max_new_tokens=shape["max_new_tokens"], suppress_tokens=suppressed, pad_token_id=pad)
+        completion = sequences[:, prompt_len:]
+        ended = torch.cumsum((completion == pad) | (completion == processor.tokenizer.convert_tokens_to_ids("<|im_end|>")), 1)
+        mask = ((ended - ((completion == pad) | (completion == processor.tokenizer.convert_tokens_to_ids("<|im_end|>"))).long()) == 0).float()
+        answers = processor.tokenizer.batch_decode(completion, skip_special_tokens=True)
+        rewards = torch.tensor(exact_match(answers, batch_rows))
+        grouped = rewards.view(P, G)
+        advantages = ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-4)).flatten()
+        attention = torch.cat([inputs["attention_mask"], mask.long()], 1)
+        update_start = time.perf_counter()
+        with torch.no_grad():
+            ref_logprobs = token_logprobs(reference, sequences, attention, media, prompt_len)
+        model.train()
+        logprobs = token_logprobs(model, sequences, attention, media, prompt_len)
+        ratio = torch.exp(logprobs - logprobs.detach())
+        delta = ref_logprobs - logprobs
+        kl = torch.exp(delta) - delta - 1  # k3 estimator (Schulman 2020), as GRPO (Shao et al. 2024, eq. 4)
+        per_token = -(ratio * advantages[:, None]) + SETTINGS["beta"] * kl
+        loss = (per_token * mask).sum() / mask.sum().clamp(min=1)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        end = time.perf_counter()
+        step_s.append(end - start)
+        update_s.append(end - update_start)
+        gen_tokens.append(float(mask.sum()))
+        prompt_tokens.append(int(inputs["attention_mask"].sum(1).max()))
+    warm = SETTINGS["warmup_steps"]
+    return {"step_s": step_s[warm:], "update_s": update_s[warm:], "gen_tokens": gen_tokens[warm:],
+            "prompt_tokens": max(prompt_tokens)}
+
+
+RUNNERS = {"mmpost": run_mmpost, "trl": run_trl, "naive": run_naive}
+
+
+def child(args: argparse.Namespace) -> None:
+    """One run; prints one JSON line on stdout (last line)."""
+    shape = SHAPES[args.shape]
+    with tempfile.TemporaryDirectory(prefix="mmpost-throughput-") as work:
+        raw = RUNNERS[args.impl](Path(args.model_dir), shape, args.child_threads, Path(work))
+    raw["peak_rss_mib"] = _peak_rss_mib()
+    print("RESULT " + json.dumps(raw), flush=True)
+
+
+# -- the driver -------------------------------------------------------------------------------------
+def summarise(raw: dict) -> dict:
+    step = statistics.median(raw["step_s"])
+    tokens = statistics.median(raw["gen_tokens"]) if raw["gen_tokens"] else float("nan")
+    return {
+        "step_s": step,
+        "update_s": statistics.median(raw["update_s"]) if raw.get("update_s") else None,
+        "gen_tokens_per_step": tokens,
+        "tokens_per_s": sum(raw["gen_tokens"]) / sum(raw["step_s"]) if raw["gen_tokens"] else float("nan"),
+        "peak_rss_mib": raw["peak_rss_mib"],
+        "steps_measured": len(raw["step_s"]),
+    }
+
+
+def launch(impl: str, shape: str, threads: int, model_dir: Path) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
+    command = [sys.executable, __file__, "--child", "--impl", impl, "--shape", shape, "--child-threads", str(threads),
+               "--model-dir", str(model_dir)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{impl} run ({shape}, {threads} threads) failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def table(results: list[dict]) -> str:
+    head = ("| shape | threads | implementation | s/step (median) | update s | gen tokens/step | gen tokens/s | "
+            "peak RSS MiB | runs | mmpost/TRL s/step |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for row in results:
+        update = f"{row['update_s']:.3f}" if row["update_s"] is not None else "n/a"
+        ratio = f"{row['ratio_vs_trl']:.2f}" if row.get("ratio_vs_trl") is not None else ""
+        lines.append(f"| {row['shape']} | {row['threads']} | {row['impl']} | {row['step_s']:.3f} | {update} | "
+                     f"{row['gen_tokens_per_step']:.0f} | {row['tokens_per_s']:.0f} | {row['peak_rss_mib']:.0f} | "
+                     f"{row['runs']} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", nargs="+", default=["small"], choices=sorted(SHAPES))
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--impls", nargs="+", default=list(IMPLEMENTATIONS), choices=IMPLEMENTATIONS)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating repetitions of every run")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--impl", help=argparse.SUPPRESS)
+    parser.add_argument("--shape", help=argparse.SUPPRESS)
+    parser.add_argument("--child-threads", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    settings = {**SETTINGS, "shapes": {s: SHAPES[s] for s in args.shapes}, "threads": args.threads, "rounds": args.rounds}
+    print("settings:", json.dumps(settings), flush=True)
+    runs: dict[tuple, list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="mmpost-throughput-models-") as models:
+        for shape in args.shapes:
+            model_dir = _prepare_model(Path(models) / shape, SHAPES[shape])
+            for round_index in range(args.rounds):
+                for threads in args.threads:
+                    for impl in args.impls:
+                        raw = launch(impl, shape, threads, model_dir)
+                        summary = summarise(raw)
+                        print(f"round {round_index} {shape} threads={threads} {impl}: {summary['step_s']:.3f} s/step", flush=True)
+                        runs.setdefault((shape, threads, impl), []).append({"raw": raw, "summary": summary})
+    results = []
+    for (shape, threads, impl), items in runs.items():
+        pooled = {key: [v for item in items for v in (item["raw"][key] or [])] for key in ("step_s", "update_s", "gen_tokens")}
+        pooled["peak_rss_mib"] = max(item["raw"]["peak_rss_mib"] for item in items)
+        row = {"shape": shape, "threads": threads, "impl": impl, "runs": len(items), **summarise(pooled)}
+        results.append(row)
+    for row in results:
+        trl = next((r for r in results if r["impl"] == "trl" and r["shape"] == row["shape"] and r["threads"] == row["threads"]), None)
+        row["ratio_vs_trl"] = row["step_s"] / trl["step_s"] if row["impl"] == "mmpost" and trl else None
+    import torch, transformers  # noqa: E401  (versions for the record)
+
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__}
+    try:
+        import trl as trl_module
+
+        versions["trl"] = trl_module.__version__
+    except ImportError:
+        pass
+    markdown = (f"# Throughput (CPU, {os.cpu_count()} cores)\n\nSettings: `{json.dumps(settings)}`\n\nVersions: `{json.dumps(versions)}`\n\n"
+                f"s/step: median over all measured steps of all rounds ({SETTINGS['warmup_steps']} warm-up steps dropped per run); "
+                "gen tokens/s: generated tokens / step time, summed over measured steps; update s: mmpost "
+                "`perf/update_s` (policy forward/backward + AdamW; its reference forward is in `perf/logprob_s`), "
+                "naive: reference forward + policy forward/backward + AdamW, so the two are not directly comparable; "
+                "TRL does not report it; peak RSS: per run (`ru_maxrss`), max over rounds.\n\n" + table(results) + "\n")
+    print(markdown)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "throughput.md").write_text(markdown)
+    (RESULTS / "throughput.json").write_text(json.dumps({"settings": settings, "versions": versions, "results": results,
+                                                         "runs": {"/".join(map(str, k)): v for k, v in runs.items()}}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
