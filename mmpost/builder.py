@@ -18,9 +18,8 @@ from mmpost.config import Config, ConfigError, RewardSpec
 from mmpost.data import PromptSampler
 from mmpost.experience import ExperienceSource
 from mmpost.metrics import MetricsLog
-from mmpost.model import build_reference, ensure_model_folder, load_model, load_processor, prepare_policy
-from mmpost.policy import TokenPolicy
-from mmpost.registry import EXPERIENCE_SOURCES, KL_CONTROLLERS, MODALITIES, ROLLOUT_BACKENDS, TASKS
+from mmpost.model import build_reference, ensure_model_folder, prepare_policy
+from mmpost.registry import EXPERIENCE_SOURCES, KL_CONTROLLERS, MODALITIES, POLICIES, ROLLOUT_BACKENDS, TASKS
 from mmpost.rollout.base import SamplingParams
 from mmpost.scoring import BoundReward, bind_rewards
 from mmpost.update import LossSettings
@@ -34,7 +33,7 @@ class Run:
     accelerator: Any
     task: Any
     modality: Any
-    policy: TokenPolicy
+    policy: Any  # a policy kind (mmpost.policy.TokenPolicy, mmpost.denoising.DenoisingPolicy, ...)
     model: torch.nn.Module  # prepared (possibly DDP-wrapped)
     reference: torch.nn.Module | None
     needs_reference: bool
@@ -76,13 +75,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_accelerator(config: Config):
-    from accelerate import Accelerator
+STRATEGIES = ("auto", "ddp", "fsdp2", "deepspeed_zero2", "deepspeed_zero3")
 
-    if config.distributed.strategy not in ("auto", "ddp"):
-        raise ValueError(f"distributed.strategy={config.distributed.strategy!r} is not supported yet: only auto/ddp "
-                         "(data parallel through accelerate under torchrun) is implemented")
-    return Accelerator(cpu=config.distributed.cpu and not torch.cuda.is_available())
+
+def make_accelerator(config: Config):
+    """The accelerate `Accelerator` for `distributed.strategy` (DDP, FSDP2, DeepSpeed ZeRO-2/3)."""
+    try:
+        from mmpost import distributed
+    except ImportError:  # TEMPORARY until mmpost/distributed.py lands
+        from accelerate import Accelerator
+
+        return Accelerator(cpu=config.distributed.cpu and not torch.cuda.is_available())
+    return distributed.make_accelerator(config)
 
 
 def build_task(config: Config):
@@ -121,15 +125,16 @@ def build_run(config: Config, *, policy_path: str | None = None) -> Run:
 
     model_path = ensure_model_folder(config.model) if accelerator.is_main_process else config.model.path
     accelerator.wait_for_everyone()
-    processor = load_processor(model_path, trust_remote_code=config.model.trust_remote_code)
+    policy_kind = POLICIES.get(config.model.policy)
+    processor = policy_kind.load_processor(model_path, trust_remote_code=config.model.trust_remote_code)
     algorithm = config.algorithm
     needs_reference = algorithm.kl_coef > 0 or bool(getattr(_sft_loss(config), "needs_full_distribution", False))
-    base = load_model(config.model, model_path)
+    base = policy_kind.load_model(config.model, model_path)
     reference = None
     if needs_reference and not config.model.lora.enabled:
         reference = build_reference(base, config.model, needed=True)  # the initial weights, also on resume
     if policy_path and not config.model.lora.enabled:
-        base = load_model(config.model, policy_path)
+        base = policy_kind.load_model(config.model, policy_path)
     model = prepare_policy(base, config.model)
     if needs_reference and config.model.lora.enabled:
         reference = build_reference(model, config.model, needed=True)
@@ -147,10 +152,11 @@ def build_run(config: Config, *, policy_path: str | None = None) -> Run:
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
 
-    policy = TokenPolicy(unwrapped, processor, task, modality)
+    policy = policy_kind(unwrapped, processor, task, modality)
+    policy.logprob_pass, policy.token_budget = algorithm.logprob_pass, algorithm.token_budget
     backend_class = ROLLOUT_BACKENDS.get(config.rollout.backend)
     backend = backend_class(unwrapped, pad_token_id=policy.pad_token_id, eos_token_ids=policy.eos_token_ids,
-                            suppressed_token_ids=policy.suppressed_token_ids, **config.rollout.backend_args)
+                            suppressed_token_ids=policy.suppressed_token_ids, policy=policy, **config.rollout.backend_args)
     source_class = EXPERIENCE_SOURCES.get(algorithm.source)
     source = source_class(**algorithm.source_args)
 
@@ -202,8 +208,12 @@ def validate(config: Config) -> list[str]:
     for spec in reward_specs(config, task):
         REWARDS.get(spec.name)
         checked.append(f"reward: {spec.name} (weight {spec.weight})")
-    if config.distributed.strategy not in ("auto", "ddp"):
-        raise ConfigError(f"distributed.strategy={config.distributed.strategy!r} is not supported yet (auto | ddp)")
+    if config.distributed.strategy not in STRATEGIES:
+        raise ConfigError(f"distributed.strategy={config.distributed.strategy!r} is not one of {' | '.join(STRATEGIES)}")
+    if algorithm.logprob_pass not in ("padded", "packed", "shared_prefix"):
+        raise ConfigError(f"algorithm.logprob_pass must be padded | packed | shared_prefix, got {algorithm.logprob_pass!r}")
+    POLICIES.get(config.model.policy)
+    checked.append(f"policy: {config.model.policy}")
     if algorithm.reward_errors not in ("raise", "zero"):
         raise ConfigError(f"algorithm.reward_errors must be 'raise' or 'zero', got {algorithm.reward_errors!r}")
     if config.model.reference not in ("auto", "copy", "adapter_disabled", "none"):

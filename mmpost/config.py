@@ -51,6 +51,10 @@ class ModelConfig:
     freeze_vision: bool = opt(False, "freeze the vision tower")
     gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass")
     reference: str = opt("auto", "auto | copy | adapter_disabled | none: where reference log-probs come from")
+    policy: str = opt("token", "policy kind: token (transformers models that emit tokens) | denoising (flow/diffusion "
+                               "generators sampled as an SDE); see `mmpost list policy`")
+    reuse_vision_features: bool = opt(True, "with a frozen vision tower, encode each image/video once per step and reuse "
+                                            "the features in the old-policy, reference and update passes")
     lora: LoraConfig = sub(LoraConfig, "LoRA settings")
 
 
@@ -105,6 +109,11 @@ class AlgorithmConfig:
     mini_batches: int = opt(1, "optimizer steps per pass: the rollout batch is split into this many mini-batches")
     micro_batch_size: int = opt(16, "rows per forward/backward (gradient accumulation inside a mini-batch)")
     reward_errors: str = opt("raise", "raise | zero: a reward that raises stops the run, or scores 0 and is counted")
+    logprob_pass: str = opt("padded", "how log-prob/update passes lay out rows: padded | packed (padding-free, token-budget "
+                                      "micro-batches) | shared_prefix (each group's prompt computed once)")
+    token_budget: int | None = opt(None, "packed passes: tokens per micro-batch (None = micro_batch_size rows' worth)")
+    tis_cap: float | None = opt(None, "truncated importance sampling: weight each RL token by min(pi_old/pi_rollout, cap) "
+                                      "when the rollout engine's log-probs differ from the trainer's (None = off)")
 
 
 @dataclass
@@ -145,8 +154,12 @@ class EvalConfig:
 
 @dataclass
 class DistributedConfig:
-    strategy: str = opt("auto", "auto | ddp (through accelerate); fsdp2 and deepspeed are not wired in yet and are refused")
+    strategy: str = opt("auto", "auto | ddp | fsdp2 | deepspeed_zero2 | deepspeed_zero3 (all through accelerate); "
+                                "launch with torchrun / accelerate launch for several processes")
     cpu: bool = opt(True, "allow running on CPU when no GPU is present")
+    cpu_offload: bool = opt(False, "fsdp2 / deepspeed_zero3: keep parameters (and optimizer state) on the CPU")
+    accelerate_config: str | None = opt(None, "an accelerate config YAML (e.g. recipes/accelerate/fsdp2.yaml) whose plugin "
+                                              "settings are used; `strategy` must agree with it")
 
 
 @dataclass

@@ -42,30 +42,54 @@ class Row:
     is_sft: bool
     keep: bool = True
     sampling_logprobs: list[float] | None = None
+    episode_id: int | None = None
+    mask: list[float] | None = None  # overrides the EOS-derived mask (e.g. the trained denoising steps)
+    aux: dict[str, torch.Tensor] | None = None  # this row's re-scoring tensors (no leading row dim)
+    output: Any = None  # what rewards receive instead of decoded text
+    has_output: bool = False
 
 
 @dataclass
 class BatchBuilder:
-    """Collects rows of a step and pads them into a `RolloutBatch`."""
+    """Collects rows of a step and pads them into a `RolloutBatch`.
+
+    A source may append prompts/samples (one per environment observation, say) and point rows at them.
+    """
 
     samples: list[Sample]
     prompts: list[PromptEncoding]
     rows: list[Row] = field(default_factory=list)
 
     def add_row(self, prompt_index: int, group_id: int, tokens: Sequence[int], *, source: str, is_sft: bool,
-                keep: bool = True, sampling_logprobs: list[float] | None = None) -> None:
+                keep: bool = True, sampling_logprobs: list[float] | None = None, episode_id: int | None = None) -> None:
         """A row of any provenance (search trees, environments, ...); tokens end with EOS where the turn ended."""
-        self.rows.append(Row(prompt_index, group_id, list(tokens), source, is_sft, keep, sampling_logprobs))
+        self.rows.append(Row(prompt_index, group_id, list(tokens), source, is_sft, keep, sampling_logprobs, episode_id))
+
+    def add_prompt(self, sample: Sample, prompt: PromptEncoding) -> int:
+        """Append a prompt (e.g. a new observation) and return its index."""
+        self.samples.append(sample)
+        self.prompts.append(prompt)
+        return len(self.prompts) - 1
 
     def add_rollouts(self, ctx: StepContext, prompt_indices: Sequence[int] | None = None) -> None:
         indices = list(range(len(self.prompts))) if prompt_indices is None else list(prompt_indices)
         result = ctx.backend.generate([self.prompts[i] for i in indices], [self.samples[i] for i in indices], ctx.sampling)
-        n = ctx.sampling.n
-        for k, index in enumerate(indices):
+        self.add_generation(result, indices, ctx.sampling.n)
+
+    def add_generation(self, result, prompt_indices: Sequence[int], n: int, *, group_ids: Sequence[int] | None = None,
+                       episode_ids: Sequence[int] | None = None) -> None:
+        """Rows from a backend's `GenerationResult` for `prompt_indices` (n per prompt, prompt-major)."""
+        for k, index in enumerate(prompt_indices):
             for j in range(n):
                 r = k * n + j
-                logprobs = result.logprobs[r] if result.logprobs is not None else None
-                self.rows.append(Row(index, index, list(result.completion_ids[r]), "policy", False, True, logprobs))
+                self.rows.append(Row(
+                    index, index if group_ids is None else group_ids[k], list(result.completion_ids[r]), "policy", False, True,
+                    result.logprobs[r] if result.logprobs is not None else None,
+                    episode_id=None if episode_ids is None else episode_ids[r],
+                    mask=None if result.masks is None else list(result.masks[r]),
+                    aux=None if result.aux is None else {key: value[r] for key, value in result.aux.items()},
+                    output=None if result.outputs is None else result.outputs[r], has_output=result.outputs is not None,
+                ))
 
     def add_demonstrations(self, ctx: StepContext, *, source: str, is_sft: bool, keep: bool = True,
                            text_of=None) -> None:
@@ -80,6 +104,10 @@ class BatchBuilder:
         mask = completion_mask(completion_ids, policy.eos_token_ids)
         lengths = torch.tensor([len(r.tokens) for r in self.rows])
         mask = mask * (torch.arange(completion_ids.shape[1])[None, :] < lengths[:, None]).float()
+        for i, r in enumerate(self.rows):
+            if r.mask is not None:
+                mask[i] = 0.0
+                mask[i, : len(r.mask)] = torch.tensor(r.mask, dtype=mask.dtype)
         sampling_logprobs = None
         if all(r.sampling_logprobs is not None for r in self.rows if r.source == "policy") and any(
             r.source == "policy" for r in self.rows
@@ -99,9 +127,36 @@ class BatchBuilder:
             is_sft=torch.tensor([r.is_sft for r in self.rows], dtype=torch.bool),
             keep=torch.tensor([r.keep for r in self.rows], dtype=torch.bool),
             sampling_logprobs=sampling_logprobs,
+            episode_ids=_episode_ids(self.rows),
+            aux=_stack_aux(self.rows),
         )
-        batch.completions = policy.decode(batch.completion_ids, batch.completion_mask)
+        decoded = policy.decode(batch.completion_ids, batch.completion_mask) if not all(r.has_output for r in self.rows) else None
+        batch.completions = [r.output if r.has_output else decoded[i] for i, r in enumerate(self.rows)]
         return batch
+
+
+def _episode_ids(rows: Sequence[Row]) -> torch.Tensor | None:
+    """Rows without an episode id are episodes of their own (ids after the largest given one)."""
+    if all(r.episode_id is None for r in rows):
+        return None
+    next_id = max(r.episode_id for r in rows if r.episode_id is not None) + 1
+    ids = []
+    for r in rows:
+        if r.episode_id is None:
+            ids.append(next_id)
+            next_id += 1
+        else:
+            ids.append(r.episode_id)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def _stack_aux(rows: Sequence[Row]) -> dict[str, torch.Tensor]:
+    with_aux = [r.aux for r in rows if r.aux is not None]
+    if not with_aux:
+        return {}
+    if len(with_aux) != len(rows):
+        raise ValueError("some rows of a step carry re-scoring tensors (aux) and others do not: a step mixes policy kinds")
+    return {key: torch.stack([r.aux[key] for r in rows]) for key in with_aux[0]}
 
 
 class ExperienceSource:

@@ -12,11 +12,33 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from mmpost.registry import POLICIES
 from mmpost.types import Modality, PromptEncoding, RolloutBatch, Sample, Task
 
 
+@POLICIES.register("token")
 class TokenPolicy:
-    """A chat model plus the task's prompts and the modality's encoder."""
+    """A chat model plus the task's prompts and the modality's encoder.
+
+    The policy kind of every transformers model that emits tokens (VLMs, audio LMs, VLAs with action tokens,
+    autoregressive world models over frame tokens): a trajectory is a token sequence, log-probs are per token.
+    """
+
+    # How the log-prob passes lay rows out (`algorithm.logprob_pass`, `algorithm.token_budget`); set by the builder.
+    logprob_pass: str = "padded"
+    token_budget: int | None = None
+
+    @classmethod
+    def load_model(cls, model_config, path: str) -> torch.nn.Module:
+        from mmpost.model import load_model
+
+        return load_model(model_config, path)
+
+    @classmethod
+    def load_processor(cls, path: str, trust_remote_code: bool = False) -> Any:
+        from mmpost.model import load_processor
+
+        return load_processor(path, trust_remote_code=trust_remote_code)
 
     def __init__(self, model: torch.nn.Module, processor: Any, task: Task, modality: Modality) -> None:
         self.model = model
@@ -48,6 +70,13 @@ class TokenPolicy:
             self.tokenizer.decode(ids[m.bool()].tolist(), skip_special_tokens=True)
             for ids, m in zip(completion_ids, mask)
         ]
+
+    def logprobs(self, model: torch.nn.Module, batch: RolloutBatch, rows: torch.Tensor, *, temperature: float,
+                 full_distribution: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token log-probs [n, T] of `rows` under the sampling temperature and vocabulary mask."""
+        return completion_logprobs(model, batch, rows, pad_id=self.pad_token_id, temperature=temperature,
+                                   suppressed_token_ids=self.suppressed_token_ids, full_distribution=full_distribution,
+                                   layout=self.logprob_pass, token_budget=self.token_budget)
 
 
 def completion_mask(completion_ids: torch.Tensor, eos_token_ids: Sequence[int]) -> torch.Tensor:
@@ -101,6 +130,9 @@ def forward_inputs(batch: RolloutBatch, rows: torch.Tensor, pad_id: int) -> tupl
     return inputs, width
 
 
+LOGPROB_LAYOUTS = ("padded", "packed", "shared_prefix")
+
+
 def completion_logprobs(
     model: torch.nn.Module,
     batch: RolloutBatch,
@@ -110,15 +142,41 @@ def completion_logprobs(
     temperature: float = 1.0,
     suppressed_token_ids: Sequence[int] = (),
     full_distribution: bool = False,
+    layout: str = "padded",
+    token_budget: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probs of the completion tokens of `rows`: [n, T]; with `full_distribution`, also [n, T, V] log-softmax."""
+    """Log-probs of the completion tokens of `rows`: [n, T]; with `full_distribution`, also [n, T, V] log-softmax.
+
+    layout (`algorithm.logprob_pass`), all giving the same numbers up to float rounding:
+    - "padded": one [left-padded prompt | right-padded completion] batch;
+    - "packed": rows' valid tokens end to end, no padding (`mmpost.packing`), in micro-batches of at most
+      `token_budget` tokens when set; with `full_distribution` it runs padded (masked slots need a distribution);
+    - "shared_prefix": each distinct prompt once, its KV cache shared by its completions (`mmpost.prefix_sharing`).
+    """
+    if layout == "shared_prefix":
+        from mmpost.prefix_sharing import shared_prefix_completion_logprobs
+
+        return shared_prefix_completion_logprobs(model, batch, rows, pad_id=pad_id, temperature=temperature,
+                                                 suppressed_token_ids=suppressed_token_ids,
+                                                 full_distribution=full_distribution)
+    if layout == "packed" and not full_distribution:
+        return _packed_logprobs(model, batch, rows, pad_id=pad_id, temperature=temperature,
+                                suppressed_token_ids=suppressed_token_ids, token_budget=token_budget), None
+    if layout not in LOGPROB_LAYOUTS:
+        raise ValueError(f"algorithm.logprob_pass: unknown layout {layout!r}; expected one of {', '.join(LOGPROB_LAYOUTS)}")
+    from mmpost.packing import accepts_argument
+
     inputs, width = forward_inputs(batch, rows, pad_id)
     device = next(model.parameters()).device
     inputs = {k: v.to(device) for k, v in inputs.items()}
-    logits = model(**inputs, use_cache=False).logits
     T = batch.completion_ids.shape[1]
-    # The logit at position j predicts token j + 1.
-    logits = logits[:, width - 1 : width - 1 + T, :].float() / temperature
+    # Only the T positions that predict completion tokens (and the last one) need the vocabulary projection.
+    if accepts_argument(model, "logits_to_keep"):
+        logits = model(**inputs, use_cache=False, logits_to_keep=T + 1).logits[:, :T, :]
+    else:
+        # The logit at position j predicts token j + 1.
+        logits = model(**inputs, use_cache=False).logits[:, width - 1 : width - 1 + T, :]
+    logits = logits.float() / temperature
     if suppressed_token_ids:
         logits[..., list(suppressed_token_ids)] = float("-inf")
     log_dist = F.log_softmax(logits, dim=-1)
@@ -129,6 +187,25 @@ def completion_logprobs(
     mask = inputs["attention_mask"][:, width : width + T].bool()
     logprobs = torch.where(mask, logprobs, torch.zeros_like(logprobs))
     return logprobs, (log_dist if full_distribution else None)
+
+
+def _packed_logprobs(model: torch.nn.Module, batch: RolloutBatch, rows: torch.Tensor, *, pad_id: int, temperature: float,
+                     suppressed_token_ids: Sequence[int], token_budget: int | None) -> torch.Tensor:
+    """[n, T] log-probs of `rows`, each token-budget chunk run as one packed sequence."""
+    from mmpost.packing import packed_completion_logprobs, row_token_counts, token_budget_chunks
+
+    device = next(model.parameters()).device
+    T = batch.completion_ids.shape[1]
+    chunks = token_budget_chunks(row_token_counts(batch, rows), token_budget) if token_budget else [torch.arange(len(rows))]
+    pieces, order = [], []
+    for chunk in chunks:
+        inputs, width = forward_inputs(batch, rows[chunk], pad_id)
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        pieces.append(packed_completion_logprobs(model, inputs, width, T, temperature=temperature,
+                                                 suppressed_token_ids=suppressed_token_ids))
+        order.append(chunk)
+    logprobs = torch.cat(pieces)
+    return logprobs.index_select(0, torch.argsort(torch.cat(order)).to(logprobs.device))
 
 
 @contextlib.contextmanager

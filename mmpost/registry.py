@@ -194,11 +194,11 @@ REWARDS: Registry[Callable] = Registry(
     description="completions + samples -> list[float | None]",
 )
 EXPERIENCE_SOURCES: Registry[Any] = Registry(
-    "experience_source", builtin_modules=["mmpost.experience", "mmpost.search"], required_attributes=["collect"],
+    "experience_source", builtin_modules=["mmpost.experience", "mmpost.search", "mmpost.envs"], required_attributes=["collect"],
     description="where trajectories come from: rollouts, labels, demonstrations, search trees",
 )
 ROLLOUT_BACKENDS: Registry[Any] = Registry(
-    "rollout_backend", builtin_modules=["mmpost.rollout"], required_attributes=["generate"],
+    "rollout_backend", builtin_modules=["mmpost.rollout", "mmpost.denoising"], required_attributes=["generate"],
     description="batched generation with n samples per prompt",
 )
 MODALITIES: Registry[Any] = Registry(
@@ -212,7 +212,13 @@ TASKS: Registry[Any] = Registry(
 MODEL_ZOO: Registry[Callable] = Registry(
     "zoo", builtin_modules=["mmpost.modalities", "mmpost.tasks"], description="tiny real-architecture model builders",
 )
-ENVIRONMENTS: Registry[Any] = Registry("environment", description="environments for acting policies")
+ENVIRONMENTS: Registry[Any] = Registry(
+    "environment", builtin_modules=["mmpost.envs", "mmpost.tasks"], description="batched, chunked environments for acting policies",
+)
+POLICIES: Registry[Any] = Registry(
+    "policy", builtin_modules=["mmpost.policy", "mmpost.denoising"], required_attributes=["load_model", "load_processor"],
+    description="policy kinds: how a model is loaded, prompted, sampled from and re-scored (token, denoising)",
+)
 SCORERS: Registry[Callable] = Registry("scorer", builtin_modules=["mmpost.eval"], description="benchmark scorers")
 BENCHMARKS: Registry[Any] = Registry("benchmark", builtin_modules=["mmpost.eval"], description="benchmark loaders")
 
@@ -220,6 +226,6 @@ ALL_REGISTRIES: dict[str, Registry] = {
     r.kind: r
     for r in [
         ADVANTAGES, POLICY_LOSSES, SFT_LOSSES, KL_ESTIMATORS, KL_CONTROLLERS, AGGREGATIONS, SCHEDULES, REWARDS,
-        EXPERIENCE_SOURCES, ROLLOUT_BACKENDS, MODALITIES, TASKS, MODEL_ZOO, ENVIRONMENTS, SCORERS, BENCHMARKS,
+        EXPERIENCE_SOURCES, ROLLOUT_BACKENDS, MODALITIES, TASKS, MODEL_ZOO, ENVIRONMENTS, POLICIES, SCORERS, BENCHMARKS,
     ]
 }

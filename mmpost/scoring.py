@@ -24,16 +24,27 @@ class BoundReward:
     function: Callable
     args: dict
 
-    @property
-    def wants_groups(self) -> bool:
-        """Group-aware rewards (e.g. MM-UPT's majority vote) declare a `group_ids` parameter."""
+    def _declares(self, name: str) -> bool:
         try:
-            return "group_ids" in inspect.signature(self.function).parameters
+            return name in inspect.signature(self.function).parameters
         except (TypeError, ValueError):
             return False
 
-    def __call__(self, completions: Sequence[str], samples: Sequence[Sample], group_ids: Sequence[int] | None = None) -> list:
+    @property
+    def wants_groups(self) -> bool:
+        """Group-aware rewards (e.g. MM-UPT's majority vote) declare a `group_ids` parameter."""
+        return self._declares("group_ids")
+
+    @property
+    def wants_token_ids(self) -> bool:
+        """Rewards on token ids (frame tokens, action tokens) declare a `completion_ids` parameter."""
+        return self._declares("completion_ids")
+
+    def __call__(self, completions: Sequence, samples: Sequence[Sample], group_ids: Sequence[int] | None = None,
+                 completion_ids: Sequence[Sequence[int]] | None = None) -> list:
         extra = {"group_ids": list(group_ids)} if self.wants_groups else {}
+        if self.wants_token_ids:
+            extra["completion_ids"] = [list(ids) for ids in completion_ids] if completion_ids is not None else None
         return self.function(list(completions), list(samples), **self.args, **extra)
 
 
@@ -46,10 +57,10 @@ def bind_rewards(specs: Sequence[RewardSpec]) -> list[BoundReward]:
     return rewards
 
 
-def _values(reward: BoundReward, completions: Sequence[str], samples: Sequence[Sample], on_error: str,
-            group_ids: Sequence[int]) -> tuple[list, int]:
+def _values(reward: BoundReward, completions: Sequence, samples: Sequence[Sample], on_error: str,
+            group_ids: Sequence[int], completion_ids: Sequence[Sequence[int]]) -> tuple[list, int]:
     try:
-        values = reward(completions, samples, group_ids)
+        values = reward(completions, samples, group_ids, completion_ids)
         _check_length(reward, values, len(completions))
         return values, 0
     except RewardError:
@@ -61,9 +72,9 @@ def _values(reward: BoundReward, completions: Sequence[str], samples: Sequence[S
             raise RewardError(f"reward '{reward.name}' raised on a batch of sample ids "
                               f"{sorted({str(s.get('id', '?')) for s in samples})[:8]}: {type(batch_error).__name__}: {batch_error}") from batch_error
         values, errors = [], 0
-        for completion, sample in zip(completions, samples):
+        for completion, sample, ids in zip(completions, samples, completion_ids):
             try:
-                value = reward([completion], [sample])
+                value = reward([completion], [sample], completion_ids=[ids])
                 _check_length(reward, value, 1)
                 values.append(value[0])
             except Exception as error:  # noqa: BLE001
@@ -87,8 +98,9 @@ def score_batch(batch: RolloutBatch, rewards: Sequence[BoundReward], *, on_error
     samples = [batch.samples[int(i)] for i in batch.prompt_index]
     total = torch.zeros(len(batch))
     errors = 0
+    completion_ids = [ids[m.bool()].tolist() for ids, m in zip(batch.completion_ids, batch.completion_mask)]
     for reward in rewards:
-        values, failed = _values(reward, batch.completions, samples, on_error, batch.group_ids.tolist())
+        values, failed = _values(reward, batch.completions, samples, on_error, batch.group_ids.tolist(), completion_ids)
         errors += failed
         part = torch.tensor([float("nan") if v is None else float(v) for v in values])
         if any(math.isinf(float(v)) for v in part if not math.isnan(float(v))):

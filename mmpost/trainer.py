@@ -5,6 +5,7 @@ One loop for SFT, RL and their mixtures; the experience source decides what a st
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import time
@@ -19,7 +20,6 @@ from mmpost.checkpoint import find_resume_checkpoint, load_model_weights, optimi
 from mmpost.config import Config, save_config, to_dict
 from mmpost.experience import StepContext
 from mmpost.metrics import plot_curves
-from mmpost.policy import completion_logprobs
 from mmpost.registry import ADVANTAGES, KL_ESTIMATORS
 from mmpost.rollout.base import SamplingParams
 from mmpost.scoring import score_batch
@@ -60,26 +60,45 @@ def batched_logprobs(model, batch: RolloutBatch, run: Run, *, reference: bool) -
             logprobs, _ = reference_logprobs(model, run.reference, batch, rows, settings)
         else:
             with torch.no_grad():
-                logprobs, _ = completion_logprobs(model, batch, rows, pad_id=settings.pad_token_id, temperature=settings.temperature,
-                                                  suppressed_token_ids=settings.suppressed_token_ids)
+                logprobs, _ = settings.logprobs(model, batch, rows)
         out.append(logprobs.cpu())
     return torch.cat(out) * batch.completion_mask
 
 
+def episode_rows(episode_ids: torch.Tensor | None, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first row of each episode [E], episode index of each row [N]); without episode ids every row is one."""
+    if episode_ids is None:
+        rows = torch.arange(n)
+        return rows, rows
+    unique, inverse = torch.unique(episode_ids, return_inverse=True)
+    first = torch.full((len(unique),), n, dtype=torch.long).scatter_reduce(0, inverse, torch.arange(n), reduce="amin")
+    return first, inverse
+
+
 def compute_advantages(run: Run, batch: RolloutBatch) -> dict[str, float]:
+    """The estimator runs once per episode (a row is an episode unless the source says otherwise) and the
+    result is broadcast to the episode's rows, so a long episode does not weigh more in its group's statistics."""
     algorithm = run.config.algorithm
-    rl = ~batch.is_sft
-    advantages = torch.zeros(len(batch))
+    first, episode_of_row = episode_rows(batch.episode_ids, len(batch))
+    if batch.episode_ids is not None:
+        def reduce(how: str) -> torch.Tensor:
+            return torch.zeros(len(first)).scatter_reduce(0, episode_of_row, batch.rewards, reduce=how, include_self=False)
+
+        spread = reduce("amax") - reduce("amin")
+        if bool((spread.abs() > 1e-6).any()):
+            raise ValueError("rows of one episode carry different rewards; an episode's rows must share its return")
+    rewards, groups, rl = batch.rewards[first], batch.group_ids[first], ~batch.is_sft[first]
+    episode_advantages = torch.zeros(len(first))
     if rl.any():
         estimator = ADVANTAGES.get(algorithm.advantage)
-        advantages[rl] = estimator(batch.rewards[rl], batch.group_ids[rl], **algorithm.advantage_args).float()
-    batch.advantages = advantages
+        episode_advantages[rl] = estimator(rewards[rl], groups[rl], **algorithm.advantage_args).float()
+    batch.advantages = episode_advantages[episode_of_row]
     dropped = 0.0
     if algorithm.drop_zero_variance_groups and rl.any():
-        flat = torch.zeros(len(batch), dtype=torch.bool)
-        flat[rl] = zero_variance_groups(batch.rewards[rl], batch.group_ids[rl])
-        batch.keep &= ~flat
-        dropped = float(flat.sum()) / max(float(rl.sum()), 1.0)
+        flat_episode = torch.zeros(len(first), dtype=torch.bool)
+        flat_episode[rl] = zero_variance_groups(rewards[rl], groups[rl])
+        batch.keep &= ~flat_episode[episode_of_row]
+        dropped = float(flat_episode.sum()) / max(float(rl.sum()), 1.0)
     return {"rollout/zero_variance_fraction": dropped}
 
 
@@ -161,7 +180,7 @@ def train_step(run: Run, step: int) -> dict[str, Any]:
                 policy_rows = torch.tensor([s == "policy" for s in batch.sources])
                 diff = (batch.old_logprobs - batch.sampling_logprobs.nan_to_num(0.0)).abs() * batch.completion_mask
                 metrics["rollout/logprob_mismatch"] = float(diff[policy_rows].sum() / batch.completion_mask[policy_rows].sum().clamp(min=1))
-        if run.needs_reference and algorithm.kl_coef > 0:
+        if run.needs_reference and algorithm.kl_coef > 0 and not run.settings.kl_from_policy:
             batch.ref_logprobs = batched_logprobs(run.model, batch, run, reference=True)
     if algorithm.kl_in_reward and batch.ref_logprobs is not None:
         current = batch.old_logprobs if batch.old_logprobs is not None else batched_logprobs(run.model, batch, run, reference=False)
@@ -188,6 +207,12 @@ def train_step(run: Run, step: int) -> dict[str, Any]:
 def heldout_accuracy(run: Run) -> float:
     """Greedy decoding on the held-out split, scored by the task's accuracy reward, across processes."""
     rows = list(run.heldout_rows)[run.rank :: run.world]
+    evaluate_policy = getattr(run.task, "evaluate_policy", None)
+    if callable(evaluate_policy):
+        # Tasks that act in an environment score the policy there (World-Env: success in the ground-truth env).
+        total, count = evaluate_policy(run.policy, run.backend, rows, rank=run.rank, world=run.world)
+        totals = _all_reduce(torch.tensor([float(total), float(count)], dtype=torch.float64))
+        return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
     reward = next((r for r in run.rewards if r.name == run.task.accuracy_reward), None)
     from mmpost.registry import REWARDS
 
@@ -201,8 +226,11 @@ def heldout_accuracy(run: Run) -> float:
             continue
         prompts = run.policy.encode_prompts(samples)
         result = run.backend.generate(prompts, samples, params)
-        texts = [run.policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
-        values = accuracy_fn(texts, samples, **(reward.args if reward else {}))
+        outputs = result.outputs if result.outputs is not None else \
+            [run.policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
+        extra = {"completion_ids": [list(ids) for ids in result.completion_ids]} \
+            if "completion_ids" in inspect.signature(accuracy_fn).parameters else {}
+        values = accuracy_fn(outputs, samples, **(reward.args if reward else {}), **extra)
         total += sum(float(v) for v in values if v is not None)
         count += sum(1 for v in values if v is not None)
     totals = _all_reduce(torch.tensor([total, float(count)], dtype=torch.float64))

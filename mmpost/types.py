@@ -88,7 +88,7 @@ class RolloutBatch:
     completion_mask: torch.Tensor  # [N, T] float
     sources: list[str]  # "policy" | "label" | "expert" per row
     is_sft: torch.Tensor  # [N] bool: trained with the SFT loss instead of the policy-gradient loss
-    completions: list[str] = field(default_factory=list)
+    completions: list[Any] = field(default_factory=list)  # decoded text, or the backend's outputs (e.g. images)
     rewards: torch.Tensor | None = None  # [N]
     reward_parts: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [N], NaN = not applicable
     advantages: torch.Tensor | None = None  # [N] (or [N, T] for per-token advantages)
@@ -96,6 +96,10 @@ class RolloutBatch:
     ref_logprobs: torch.Tensor | None = None  # [N, T]
     sampling_logprobs: torch.Tensor | None = None  # [N, T], from the rollout engine when it reports them
     keep: torch.Tensor | None = None  # [N] bool, rows that enter the update (zero-variance groups dropped)
+    # Rows of one environment episode share a reward and an advantage; None = every row is its own episode.
+    episode_ids: torch.Tensor | None = None  # [N] long
+    # Per-row tensors a policy kind needs to re-score its rows (denoising: latents [N, K+1, ...], sigmas [N, K+1]).
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.group_ids.numel())
@@ -122,4 +126,6 @@ class RolloutBatch:
             ref_logprobs=pick(self.ref_logprobs),
             sampling_logprobs=pick(self.sampling_logprobs),
             keep=pick(self.keep),
+            episode_ids=pick(self.episode_ids),
+            aux={k: v[rows] for k, v in self.aux.items()},
         )

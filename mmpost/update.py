@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
-from mmpost.policy import adapter_disabled, completion_logprobs
+from mmpost.policy import adapter_disabled
 from mmpost.registry import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, SFT_LOSSES
 from mmpost.types import RolloutBatch
 
@@ -35,6 +35,16 @@ class LossSettings:
     temperature: float
     pad_token_id: int
     suppressed_token_ids: list[int] = field(default_factory=list)
+    policy: Any = None  # the policy kind: computes [n, K] log-probs of rows (tokens, denoising steps)
+    tis_cap: float | None = None
+
+    def logprobs(self, model, batch, rows, *, full_distribution: bool = False):
+        return self.policy.logprobs(model, batch, rows, temperature=self.temperature, full_distribution=full_distribution)
+
+    @property
+    def kl_from_policy(self) -> bool:
+        """The policy kind computes its own KL term (Flow-GRPO: KL between step means), not from reference log-probs."""
+        return self.kl is not None and hasattr(self.policy, "kl_terms")
 
     @classmethod
     def from_config(cls, algorithm: Any, rollout: Any, policy: Any) -> "LossSettings":
@@ -51,6 +61,8 @@ class LossSettings:
             temperature=rollout.temperature,
             pad_token_id=policy.pad_token_id,
             suppressed_token_ids=list(policy.suppressed_token_ids),
+            policy=policy,
+            tis_cap=getattr(algorithm, "tis_cap", None),
         )
 
     @property
@@ -82,13 +94,11 @@ def normalisers(batch: RolloutBatch, rows: torch.Tensor) -> dict[str, float]:
 
 def reference_logprobs(policy_model, reference, batch, rows, settings, *, full_distribution=False):
     """Log-probs under the frozen reference: a separate model, or the policy with its adapter disabled."""
-    kwargs = dict(pad_id=settings.pad_token_id, temperature=settings.temperature,
-                  suppressed_token_ids=settings.suppressed_token_ids, full_distribution=full_distribution)
     with torch.no_grad():
         if reference is not None:
-            return completion_logprobs(reference, batch, rows, **kwargs)
+            return settings.logprobs(reference, batch, rows, full_distribution=full_distribution)
         with adapter_disabled(policy_model):
-            return completion_logprobs(policy_model, batch, rows, **kwargs)
+            return settings.logprobs(policy_model, batch, rows, full_distribution=full_distribution)
 
 
 def micro_batch_loss(model, reference, batch: RolloutBatch, rows: torch.Tensor, settings: LossSettings,
@@ -96,10 +106,7 @@ def micro_batch_loss(model, reference, batch: RolloutBatch, rows: torch.Tensor, 
     """Loss of `rows`, normalised by mini-batch-wide counts; returns the loss and its parts as floats."""
     is_sft = batch.is_sft[rows]
     need_full = settings.sft_needs_full_distribution and bool(is_sft.any())
-    logprobs, log_dist = completion_logprobs(
-        model, batch, rows, pad_id=settings.pad_token_id, temperature=settings.temperature,
-        suppressed_token_ids=settings.suppressed_token_ids, full_distribution=need_full,
-    )
+    logprobs, log_dist = settings.logprobs(model, batch, rows, full_distribution=need_full)
     mask = batch.completion_mask[rows].to(logprobs.device)
     total = logprobs.sum() * 0.0  # keeps every micro-batch in the autograd graph, also empty ones
     parts: dict[str, float] = {}
@@ -116,8 +123,11 @@ def micro_batch_loss(model, reference, batch: RolloutBatch, rows: torch.Tensor, 
         for key, value in loss_metrics.items():
             parts[f"loss/{key}"] = float(value) * float(rl.sum()) / norms["rl_sequences"]
         if settings.kl is not None:
-            ref = batch.ref_logprobs[rows][rl].to(logprobs.device)
-            kl_term = settings.aggregation(settings.kl(logprobs[rl], ref), mask[rl], **agg)
+            if settings.kl_from_policy:
+                kl_tokens = settings.policy.kl_terms(model, reference, batch, rows[rl], _select(log_dist, rl))
+            else:
+                kl_tokens = settings.kl(logprobs[rl], batch.ref_logprobs[rows][rl].to(logprobs.device))
+            kl_term = settings.aggregation(kl_tokens, mask[rl], **agg)
             total = total + rl_coef * settings.kl_coef * kl_term
             parts["loss/kl"] = float(kl_term.detach())
     if is_sft.any() and norms["sft_sequences"] > 0:
@@ -131,6 +141,15 @@ def micro_batch_loss(model, reference, batch: RolloutBatch, rows: torch.Tensor, 
         parts["loss/sft"] = float(sft_term.detach())
     parts["loss/total"] = float(total.detach())
     return total, parts
+
+
+def _select(extra, rows_mask: torch.Tensor):
+    """Rows of a policy kind's extra output (a tensor or a dict of tensors), or None."""
+    if extra is None:
+        return None
+    if isinstance(extra, dict):
+        return {k: v[rows_mask.to(v.device)] for k, v in extra.items()}
+    return extra[rows_mask.to(extra.device)]
 
 
 def update_mini_batch(accelerator, model, reference, optimizer, scheduler, batch: RolloutBatch, rows: torch.Tensor,

@@ -142,3 +142,15 @@ def test_registered_names():
     for name in ["grpo", "dr_grpo", "rloo", "reinforce_pp", "flow_grpo"]:
         assert ADVANTAGES.get(name) is getattr(adv, name)
     assert "zero_variance_groups" not in ADVANTAGES.names()
+
+
+def test_flow_grpo_advantage_clip_max_clamps_both_sides():
+    from mmpost.algos.advantages import flow_grpo
+
+    rewards = torch.tensor([0.0, 10.0, 0.0, 0.0])
+    group_ids = torch.tensor([0, 0, 1, 1])
+    # population std of [0, 10, 0, 0] = sqrt(18.75) = 4.3301; group 0 mean 5 -> +-5/4.3301 = +-1.1547
+    free = flow_grpo(rewards, group_ids, eps=0.0)
+    assert torch.allclose(free, torch.tensor([-1.1547, 1.1547, 0.0, 0.0]), atol=1e-4)
+    clipped = flow_grpo(rewards, group_ids, eps=0.0, clip_max=1.0)
+    assert clipped.tolist() == [-1.0, 1.0, 0.0, 0.0]

@@ -141,17 +141,21 @@ def reinforce_pp(rewards: torch.Tensor, group_ids: torch.Tensor, *, eps: float =
 
 
 @ADVANTAGES.register("flow_grpo")
-def flow_grpo(rewards: torch.Tensor, group_ids: torch.Tensor, *, eps: float = 1e-4) -> torch.Tensor:
+def flow_grpo(rewards: torch.Tensor, group_ids: torch.Tensor, *, eps: float = 1e-4,
+              clip_max: float | None = None) -> torch.Tensor:
     """Flow-GRPO advantage (Liu et al. 2025, arXiv 2505.05470) with `global_std=True`.
 
     A_i = (r_i - mean_g) / (std_all + eps), where std_all is the POPULATION std (ddof 0) of all N
     rewards: the official `flow_grpo/stat_tracking.py::PerPromptStatTracker.update` uses `np.std`.
-    A singleton group gets 0 there too (its mean is its own reward). Shapes: [N], [N] -> [N].
+    A singleton group gets 0 there too (its mean is its own reward). `clip_max` clamps the advantages to
+    [-clip_max, clip_max] as `train_sd3.py` does before the loss (`adv_clip_max`, 5 in the official configs).
+    Shapes: [N], [N] -> [N].
     """
     rewards = _check(rewards, group_ids)
     stats = group_stats(rewards, group_ids)
     centred = rewards - stats.mean
-    return torch.where(centred == 0, torch.zeros_like(centred), centred / (_batch_std(rewards, unbiased=False) + eps))
+    advantages = torch.where(centred == 0, torch.zeros_like(centred), centred / (_batch_std(rewards, unbiased=False) + eps))
+    return advantages if clip_max is None else advantages.clamp(-clip_max, clip_max)
 
 
 def zero_variance_groups(rewards: torch.Tensor, group_ids: torch.Tensor, *, tol: float = 0.0) -> torch.Tensor:

@@ -14,6 +14,11 @@ import torch
 from mmpost.types import PromptEncoding, Sample
 
 
+class RolloutBackendError(RuntimeError):
+    """The rollout engine failed (its process died, or it raised): the message names the backend, the phase
+    and the cause. The trainer stops on it without writing a checkpoint for the step."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     n: int = 1
@@ -30,6 +35,12 @@ class GenerationResult:
 
     completion_ids: list[list[int]]  # without padding, ending at (and including) EOS when one was sampled
     logprobs: list[list[float]] | None = None  # per token, under the sampling distribution
+    # Per-row tensors the policy kind needs to re-score the rows (dim 0 = rows, prompt-major), e.g. a denoising
+    # chain's latents; outputs handed to rewards instead of decoded text (e.g. images); per-row masks over
+    # `completion_ids` overriding the EOS-derived one (e.g. which denoising steps are trained).
+    aux: dict[str, torch.Tensor] | None = None
+    outputs: list | None = None
+    masks: list[list[float]] | None = None
 
 
 class RolloutBackend(Protocol):

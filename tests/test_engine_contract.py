@@ -1,0 +1,116 @@
+"""Engine pieces that serve all policy kinds: episode-level advantages, aux/outputs/masks from a backend,
+rewards on token ids, the policy-kind registry and the task's own evaluation hook."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from mmpost.config import RewardSpec, config_from_dict
+from mmpost.experience import BatchBuilder, StepContext
+from mmpost.registry import POLICIES, REWARDS
+from mmpost.rollout.base import GenerationResult, SamplingParams
+from mmpost.scoring import bind_rewards, score_batch
+from mmpost.trainer import compute_advantages, episode_rows
+from mmpost.types import PromptEncoding
+
+
+class StubPolicy:
+    """The attributes BatchBuilder needs; decoding writes token ids as text."""
+
+    eos_token_ids = [9]
+    pad_token_id = 0
+
+    def decode(self, completion_ids, mask):
+        return [" ".join(str(t) for t in ids[m.bool()].tolist()) for ids, m in zip(completion_ids, mask)]
+
+
+def prompt(n=3):
+    return PromptEncoding(input_ids=torch.arange(n), media={})
+
+
+def run_with(advantage="grpo", drop=False):
+    config = config_from_dict({"algorithm": {"advantage": advantage, "advantage_args": {"eps": 0.0},
+                                             "drop_zero_variance_groups": drop}})
+    return SimpleNamespace(config=config)
+
+
+def episode_batch(rewards_per_row, episode_ids, group_ids):
+    builder = BatchBuilder([{"id": "s"}], [prompt()])
+    for episode, group in zip(episode_ids, group_ids):
+        builder.add_row(0, group, [1, 9], source="policy", is_sft=False, episode_id=episode)
+    batch = builder.build(SimpleNamespace(policy=StubPolicy()))
+    batch.rewards = torch.tensor(rewards_per_row)
+    return batch
+
+
+def test_episode_rows_maps_rows_to_first_row_of_their_episode():
+    first, inverse = episode_rows(torch.tensor([5, 5, 7, 5, 7]), 5)
+    assert first.tolist() == [0, 2] and inverse.tolist() == [0, 0, 1, 0, 1]
+    first, inverse = episode_rows(None, 3)
+    assert first.tolist() == [0, 1, 2] and inverse.tolist() == [0, 1, 2]
+
+
+def test_advantages_are_per_episode_not_per_row():
+    # Group 0: episode 0 (3 rows, return 1) and episode 1 (1 row, return 0). Per episode the group is {1, 0}:
+    # mean 0.5, sample std 0.7071 -> +0.7071 / -0.7071. Per row it would be {1, 1, 1, 0}: different numbers.
+    batch = episode_batch([1.0, 1.0, 1.0, 0.0], [0, 0, 0, 1], [0, 0, 0, 0])
+    compute_advantages(run_with(), batch)
+    assert torch.allclose(batch.advantages, torch.tensor([0.7071, 0.7071, 0.7071, -0.7071]), atol=1e-4)
+
+
+def test_zero_variance_episodes_are_dropped_with_all_their_rows():
+    batch = episode_batch([1.0, 1.0, 1.0, 0.0, 0.0], [0, 0, 1, 2, 3], [0, 0, 0, 1, 1])
+    metrics = compute_advantages(run_with(drop=True), batch)
+    # group 0 episodes {1, 1}: flat; group 1 episodes {0, 0}: flat -> every episode dropped
+    assert batch.keep.tolist() == [False] * 5
+    assert metrics["rollout/zero_variance_fraction"] == 1.0
+
+
+def test_rows_of_one_episode_must_share_the_reward():
+    batch = episode_batch([1.0, 0.5], [0, 0], [0, 0])
+    with pytest.raises(ValueError, match="rows of one episode carry different rewards"):
+        compute_advantages(run_with(), batch)
+
+
+def test_builder_carries_aux_outputs_and_masks_from_the_backend():
+    latents = torch.arange(2 * 4 * 2, dtype=torch.float32).reshape(2, 4, 2)  # 2 rows, K+1 = 4 steps, 2 dims
+    result = GenerationResult(completion_ids=[[0, 0, 0], [0, 0, 0]], logprobs=[[-1.0, -2.0, -3.0]] * 2,
+                              aux={"latents": latents}, outputs=["image-a", "image-b"], masks=[[1, 0, 1], [0, 1, 1]])
+    builder = BatchBuilder([{"id": "c"}], [prompt()])
+    builder.add_generation(result, [0], 2)
+    batch = builder.build(SimpleNamespace(policy=StubPolicy()))
+    assert batch.completions == ["image-a", "image-b"]
+    assert batch.completion_mask.tolist() == [[1, 0, 1], [0, 1, 1]]
+    assert torch.equal(batch.aux["latents"], latents)
+    assert torch.equal(batch.select([1]).aux["latents"][0], latents[1])
+    assert batch.sampling_logprobs[0].tolist() == [-1.0, -2.0, -3.0]
+
+
+def test_add_prompt_lets_a_source_append_observations():
+    builder = BatchBuilder([{"id": "a"}], [prompt()])
+    index = builder.add_prompt({"id": "obs-1"}, prompt(5))
+    builder.add_row(index, 0, [4, 9], source="policy", is_sft=False, episode_id=3)
+    batch = builder.build(SimpleNamespace(policy=StubPolicy()))
+    assert index == 1 and batch.prompt_index.tolist() == [1] and batch.samples[1]["id"] == "obs-1"
+    assert batch.episode_ids.tolist() == [3]
+
+
+@REWARDS.register("test_engine_contract:first_token")
+def first_token(completions, samples, completion_ids):
+    return [float(ids[0]) for ids in completion_ids]
+
+
+def test_rewards_that_declare_completion_ids_receive_masked_token_ids():
+    builder = BatchBuilder([{"id": "t"}], [prompt()])
+    builder.add_row(0, 0, [7, 9], source="policy", is_sft=False)
+    builder.add_row(0, 0, [3, 4, 9], source="policy", is_sft=False)
+    batch = builder.build(SimpleNamespace(policy=StubPolicy()))
+    score_batch(batch, bind_rewards([RewardSpec(name="test_engine_contract:first_token")]))
+    assert batch.rewards.tolist() == [7.0, 3.0]
+
+
+def test_token_policy_kind_is_registered_with_its_loaders():
+    kind = POLICIES.get("token")
+    assert callable(kind.load_model) and callable(kind.load_processor) and hasattr(kind, "logprobs")
+    with pytest.raises(Exception, match="policy"):
+        POLICIES.get("no-such-kind")
