@@ -21,7 +21,7 @@ from mmpost.config import Config, save_config, to_dict
 from mmpost.experience import StepContext
 from mmpost.metrics import plot_curves
 from mmpost.registry import ADVANTAGES, KL_ESTIMATORS
-from mmpost.rollout.base import SamplingParams
+from mmpost.rollout.base import RolloutBackendError, SamplingParams
 from mmpost.scoring import score_batch
 from mmpost.types import MediaError, RolloutBatch
 from mmpost.update import _all_reduce, reference_logprobs, update_mini_batch
@@ -299,7 +299,14 @@ def train(config: Config) -> dict[str, Any]:
     last = first_step - 1
     with _StopSignals() as signals:
         for step in range(first_step, config.train.steps + 1):
-            metrics = train_step(run, step)
+            try:
+                metrics = train_step(run, step)
+            except RolloutBackendError as error:
+                progress(None)
+                latest = run.output_dir / "checkpoints" / "latest"
+                kept = f"checkpoints/{latest.read_text().strip()}" if latest.is_file() else "none yet"
+                raise RolloutBackendError(f"step {step}: {error} -- nothing was written for this step; the last consistent "
+                                          f"checkpoint is {kept} (continue with train.resume=auto)") from error
             every = config.eval.every_n_steps
             if every and step % every == 0:
                 metrics.update(periodic_evaluation(run))

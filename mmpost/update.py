@@ -116,6 +116,10 @@ def micro_batch_loss(model, reference, batch: RolloutBatch, rows: torch.Tensor, 
         advantages = batch.advantages[rows][rl].to(logprobs.device)
         token_loss, loss_metrics = settings.policy_loss(logprobs[rl], old.to(logprobs.device), advantages, mask[rl],
                                                         **settings.policy_loss_args)
+        if settings.tis_cap is not None and batch.sampling_logprobs is not None:
+            token_loss, tis_mean = _tis_weighted(token_loss, old.to(logprobs.device), batch.sampling_logprobs[rows][rl],
+                                                 mask[rl], settings.tis_cap)
+            loss_metrics = {**loss_metrics, "tis_weight_mean": tis_mean}
         agg = dict(num_tokens=norms["rl_tokens"], num_sequences=norms["rl_sequences"], norm_constant=settings.norm_constant)
         policy_term = settings.aggregation(token_loss, mask[rl], **agg)
         total = total + rl_coef * policy_term
@@ -141,6 +145,20 @@ def micro_batch_loss(model, reference, batch: RolloutBatch, rows: torch.Tensor, 
         parts["loss/sft"] = float(sft_term.detach())
     parts["loss/total"] = float(total.detach())
     return total, parts
+
+
+def _tis_weighted(token_loss: torch.Tensor, old: torch.Tensor, sampling: torch.Tensor, mask: torch.Tensor,
+                  cap: float) -> tuple[torch.Tensor, float]:
+    """Token losses times min(pi_old / pi_rollout, cap); rows without engine log-probs (labels) keep weight 1."""
+    from mmpost.algos.tis import truncated_is_weights
+
+    sampling = sampling.to(old.device)
+    known = ~sampling.isnan()
+    weights = truncated_is_weights(old.detach(), torch.where(known, sampling, old.detach()), mask * known, cap)
+    weights = torch.where(known, weights, torch.ones_like(weights))
+    used = (mask * known).sum()
+    mean = float((weights * mask * known).sum() / used) if used > 0 else 1.0
+    return token_loss * weights, mean
 
 
 def _select(extra, rows_mask: torch.Tensor):

@@ -114,3 +114,15 @@ def test_token_policy_kind_is_registered_with_its_loaders():
     assert callable(kind.load_model) and callable(kind.load_processor) and hasattr(kind, "logprobs")
     with pytest.raises(Exception, match="policy"):
         POLICIES.get("no-such-kind")
+
+
+def test_tis_weights_scale_token_losses_and_leave_label_rows_alone():
+    from mmpost.update import _tis_weighted
+
+    token_loss = torch.ones(2, 2)
+    old = torch.log(torch.tensor([[0.5, 0.2], [0.3, 0.3]]))
+    # row 0 from the engine: ratios 0.5/0.25 = 2 (capped at 1.5) and 0.2/0.4 = 0.5; row 1 a label row (no engine log-probs)
+    sampling = torch.tensor([[torch.log(torch.tensor(0.25)), torch.log(torch.tensor(0.4))], [float("nan"), float("nan")]])
+    weighted, mean = _tis_weighted(token_loss, old, sampling, torch.ones(2, 2), cap=1.5)
+    assert torch.allclose(weighted, torch.tensor([[1.5, 0.5], [1.0, 1.0]]))
+    assert mean == pytest.approx(1.0)
