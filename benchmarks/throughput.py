@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py                       # shape "small", threads 1 and 2, 2 alternating rounds
     python benchmarks/throughput.py --rounds 1 --threads 1 --shapes small large
+    python benchmarks/throughput.py --shapes large --threads 1 --freeze-vision --layouts padded shared_prefix packed
 
 Each run is a fresh subprocess (so peak RSS and thread settings belong to that run alone), runs
 `warmup + measured` optimizer steps and reports the median step time of the measured steps. Runs alternate
@@ -13,6 +14,10 @@ Each run is a fresh subprocess (so peak RSS and thread settings belong to that r
   around each optimizer step, tokens from its logged `completions/mean_length`.
 - naive: generate + reference forward + policy forward/backward + AdamW written by hand with transformers:
   the floor any trainer pays for this model work.
+
+`--layouts` runs mmpost once per `algorithm.logprob_pass` (padded | packed | shared_prefix); `--freeze-vision`
+freezes the vision tower in all three implementations (mmpost: `model.freeze_vision=true`, which also turns on
+per-step reuse of vision features); mmpost rows then report `perf/vision_encodes` (encoder calls per step).
 
 All three use the shapes task's rows and prompts, a reward equal to mmpost's `exact_match` on the `<answer>`
 tag, KL to a frozen reference (beta), and suppress media/control tokens while sampling (a tiny random model
@@ -90,7 +95,8 @@ def _prepare_model(model_dir: Path, shape: dict) -> Path:
 
 
 # -- one run per implementation (in a subprocess) -------------------------------------------------------
-def run_mmpost(model_dir: Path, shape: dict, threads: int, work: Path) -> dict:
+def run_mmpost(model_dir: Path, shape: dict, threads: int, work: Path, *, layout: str = "padded",
+               freeze_vision: bool = False) -> dict:
     import mmpost
 
     overrides = {
@@ -101,6 +107,7 @@ def run_mmpost(model_dir: Path, shape: dict, threads: int, work: Path) -> dict:
         "algorithm.kl_coef": SETTINGS["beta"], "optim.lr": SETTINGS["lr"], "eval.heldout": "false",
         "data.task_args": f"{{image_size: {shape['image_size']}, train_size: 64, heldout_size: 8}}",
         "rewards": "[{name: exact_match, weight: 1.0}]",
+        "algorithm.logprob_pass": layout, "model.freeze_vision": str(freeze_vision).lower(),
     }
     if shape["max_pixels"]:
         overrides["data.modality_args"] = f"{{max_pixels: {shape['max_pixels']}}}"
@@ -112,10 +119,11 @@ def run_mmpost(model_dir: Path, shape: dict, threads: int, work: Path) -> dict:
         "step_s": [s["perf/step_s"] for s in measured],
         "update_s": [s["perf/update_s"] for s in measured],
         "gen_tokens": [s["rollout/gen_tokens"] for s in measured],
+        "vision_encodes": [s["perf/vision_encodes"] for s in measured if "perf/vision_encodes" in s],
     }
 
 
-def run_trl(model_dir: Path, shape: dict, threads: int, work: Path) -> dict:
+def run_trl(model_dir: Path, shape: dict, threads: int, work: Path, *, freeze_vision: bool = False, **_) -> dict:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
@@ -136,6 +144,8 @@ def run_trl(model_dir: Path, shape: dict, threads: int, work: Path) -> dict:
         processor.image_processor.max_pixels = shape["max_pixels"]
         processor.image_processor.size["longest_edge"] = shape["max_pixels"]
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    if freeze_vision:
+        model.model.visual.requires_grad_(False)
     generations = SETTINGS["num_generations"]
     args = GRPOConfig(
         output_dir=str(work / "trl"), use_cpu=True, report_to="none", save_strategy="no", logging_steps=1,
@@ -170,7 +180,7 @@ def run_trl(model_dir: Path, shape: dict, threads: int, work: Path) -> dict:
             "gen_tokens": [m * sequences for m in timer.mean_length[warm:]]}
 
 
-def run_naive(model_dir: Path, shape: dict, threads: int, work: Path) -> dict:
+def run_naive(model_dir: Path, shape: dict, threads: int, work: Path, *, freeze_vision: bool = False, **_) -> dict:
     import copy
 
     import torch
@@ -187,8 +197,10 @@ def run_naive(model_dir: Path, shape: dict, threads: int, work: Path) -> dict:
         processor.image_processor.size["longest_edge"] = shape["max_pixels"]
     processor.tokenizer.padding_side = "left"
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    if freeze_vision:
+        model.model.visual.requires_grad_(False)
     reference = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=SETTINGS["lr"], weight_decay=0.0)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=SETTINGS["lr"], weight_decay=0.0)
     suppressed = _suppressed_ids(processor.tokenizer)
     pad = processor.tokenizer.pad_token_id
     G, P, T = SETTINGS["num_generations"], SETTINGS["prompts_per_step"], SETTINGS["temperature"]
@@ -248,7 +260,10 @@ def child(args: argparse.Namespace) -> None:
     """One run; prints one JSON line on stdout (last line)."""
     shape = SHAPES[args.shape]
     with tempfile.TemporaryDirectory(prefix="mmpost-throughput-") as work:
-        raw = RUNNERS[args.impl](Path(args.model_dir), shape, args.child_threads, Path(work))
+        options = {"freeze_vision": args.freeze_vision}
+        if args.impl == "mmpost":
+            options["layout"] = args.layout
+        raw = RUNNERS[args.impl](Path(args.model_dir), shape, args.child_threads, Path(work), **options)
     raw["peak_rss_mib"] = _peak_rss_mib()
     print("RESULT " + json.dumps(raw), flush=True)
 
@@ -264,13 +279,15 @@ def summarise(raw: dict) -> dict:
         "tokens_per_s": sum(raw["gen_tokens"]) / sum(raw["step_s"]) if raw["gen_tokens"] else float("nan"),
         "peak_rss_mib": raw["peak_rss_mib"],
         "steps_measured": len(raw["step_s"]),
+        "vision_encodes": statistics.median(raw["vision_encodes"]) if raw.get("vision_encodes") else None,
     }
 
 
-def launch(impl: str, shape: str, threads: int, model_dir: Path) -> dict:
+def launch(impl: str, shape: str, threads: int, model_dir: Path, *, layout: str = "padded",
+           freeze_vision: bool = False) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
     command = [sys.executable, __file__, "--child", "--impl", impl, "--shape", shape, "--child-threads", str(threads),
-               "--model-dir", str(model_dir)]
+               "--model-dir", str(model_dir), "--layout", layout] + (["--freeze-vision"] if freeze_vision else [])
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
@@ -280,14 +297,15 @@ def launch(impl: str, shape: str, threads: int, model_dir: Path) -> dict:
 
 def table(results: list[dict]) -> str:
     head = ("| shape | threads | implementation | s/step (median) | update s | gen tokens/step | gen tokens/s | "
-            "peak RSS MiB | runs | mmpost/TRL s/step |")
+            "peak RSS MiB | runs | vision encodes/step | mmpost/TRL s/step |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in results:
         update = f"{row['update_s']:.3f}" if row["update_s"] is not None else "n/a"
         ratio = f"{row['ratio_vs_trl']:.2f}" if row.get("ratio_vs_trl") is not None else ""
+        encodes = f"{row['vision_encodes']:.0f}" if row.get("vision_encodes") is not None else ""
         lines.append(f"| {row['shape']} | {row['threads']} | {row['impl']} | {row['step_s']:.3f} | {update} | "
                      f"{row['gen_tokens_per_step']:.0f} | {row['tokens_per_s']:.0f} | {row['peak_rss_mib']:.0f} | "
-                     f"{row['runs']} | {ratio} |")
+                     f"{row['runs']} | {encodes} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -297,6 +315,11 @@ def main() -> None:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--impls", nargs="+", default=list(IMPLEMENTATIONS), choices=IMPLEMENTATIONS)
     parser.add_argument("--rounds", type=int, default=2, help="alternating repetitions of every run")
+    parser.add_argument("--layouts", nargs="+", default=["padded"], choices=["padded", "packed", "shared_prefix"],
+                        help="mmpost algorithm.logprob_pass values, one mmpost run each")
+    parser.add_argument("--freeze-vision", action="store_true", help="freeze the vision tower in every implementation")
+    parser.add_argument("--layout", default="padded", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="throughput", help="results file stem under benchmarks/results/")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
@@ -306,7 +329,8 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    settings = {**SETTINGS, "shapes": {s: SHAPES[s] for s in args.shapes}, "threads": args.threads, "rounds": args.rounds}
+    settings = {**SETTINGS, "shapes": {s: SHAPES[s] for s in args.shapes}, "threads": args.threads, "rounds": args.rounds,
+                "layouts": args.layouts, "freeze_vision": args.freeze_vision}
     print("settings:", json.dumps(settings), flush=True)
     runs: dict[tuple, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="mmpost-throughput-models-") as models:
@@ -315,19 +339,23 @@ def main() -> None:
             for round_index in range(args.rounds):
                 for threads in args.threads:
                     for impl in args.impls:
-                        raw = launch(impl, shape, threads, model_dir)
-                        summary = summarise(raw)
-                        print(f"round {round_index} {shape} threads={threads} {impl}: {summary['step_s']:.3f} s/step", flush=True)
-                        runs.setdefault((shape, threads, impl), []).append({"raw": raw, "summary": summary})
+                        for layout in (args.layouts if impl == "mmpost" else ["padded"]):
+                            label = f"mmpost[{layout}]" if impl == "mmpost" and args.layouts != ["padded"] else impl
+                            raw = launch(impl, shape, threads, model_dir, layout=layout, freeze_vision=args.freeze_vision)
+                            summary = summarise(raw)
+                            print(f"round {round_index} {shape} threads={threads} {label}: {summary['step_s']:.3f} s/step",
+                                  flush=True)
+                            runs.setdefault((shape, threads, label), []).append({"raw": raw, "summary": summary})
     results = []
     for (shape, threads, impl), items in runs.items():
-        pooled = {key: [v for item in items for v in (item["raw"][key] or [])] for key in ("step_s", "update_s", "gen_tokens")}
+        pooled = {key: [v for item in items for v in (item["raw"].get(key) or [])]
+                  for key in ("step_s", "update_s", "gen_tokens", "vision_encodes")}
         pooled["peak_rss_mib"] = max(item["raw"]["peak_rss_mib"] for item in items)
         row = {"shape": shape, "threads": threads, "impl": impl, "runs": len(items), **summarise(pooled)}
         results.append(row)
     for row in results:
         trl = next((r for r in results if r["impl"] == "trl" and r["shape"] == row["shape"] and r["threads"] == row["threads"]), None)
-        row["ratio_vs_trl"] = row["step_s"] / trl["step_s"] if row["impl"] == "mmpost" and trl else None
+        row["ratio_vs_trl"] = row["step_s"] / trl["step_s"] if row["impl"].startswith("mmpost") and trl else None
     import torch, transformers  # noqa: E401  (versions for the record)
 
     versions = {"torch": torch.__version__, "transformers": transformers.__version__}
@@ -345,8 +373,8 @@ def main() -> None:
                 "TRL does not report it; peak RSS: per run (`ru_maxrss`), max over rounds.\n\n" + table(results) + "\n")
     print(markdown)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "throughput.md").write_text(markdown)
-    (RESULTS / "throughput.json").write_text(json.dumps({"settings": settings, "versions": versions, "results": results,
+    (RESULTS / f"{args.out}.md").write_text(markdown)
+    (RESULTS / f"{args.out}.json").write_text(json.dumps({"settings": settings, "versions": versions, "results": results,
                                                          "runs": {"/".join(map(str, k)): v for k, v in runs.items()}}, indent=1))
 
 

@@ -75,18 +75,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-STRATEGIES = ("auto", "ddp", "fsdp2", "deepspeed_zero2", "deepspeed_zero3")
-
-
 def make_accelerator(config: Config):
     """The accelerate `Accelerator` for `distributed.strategy` (DDP, FSDP2, DeepSpeed ZeRO-2/3)."""
-    try:
-        from mmpost import distributed
-    except ImportError:  # TEMPORARY until mmpost/distributed.py lands
-        from accelerate import Accelerator
+    from mmpost import distributed
 
-        return Accelerator(cpu=config.distributed.cpu and not torch.cuda.is_available())
     return distributed.make_accelerator(config)
+
+
+def check_layout_for_strategy(config: Config) -> None:
+    """Resolve `algorithm.logprob_pass: auto`. Sharded weights need the same number of forwards on every rank, which
+    packed/shared-prefix passes do not guarantee."""
+    sharded = config.distributed.strategy in ("fsdp2", "deepspeed_zero3")
+    if config.algorithm.logprob_pass == "auto":
+        config.algorithm.logprob_pass = "padded" if sharded else "shared_prefix"
+    if sharded and config.algorithm.logprob_pass != "padded":
+        raise ConfigError(f"algorithm.logprob_pass={config.algorithm.logprob_pass!r} can run a different number of forward "
+                          f"passes on each process, which sharded weights ({config.distributed.strategy}) cannot allow: "
+                          "use algorithm.logprob_pass=padded")
 
 
 def build_task(config: Config):
@@ -118,6 +123,7 @@ def build_run(config: Config, *, policy_path: str | None = None) -> Run:
     """Everything a training run needs; `policy_path` loads the policy weights from a checkpoint folder."""
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
+    check_layout_for_strategy(config)
     accelerator = make_accelerator(config)
     seed_everything(config.train.seed + accelerator.process_index)
     task = build_task(config)
@@ -208,10 +214,13 @@ def validate(config: Config) -> list[str]:
     for spec in reward_specs(config, task):
         REWARDS.get(spec.name)
         checked.append(f"reward: {spec.name} (weight {spec.weight})")
-    if config.distributed.strategy not in STRATEGIES:
-        raise ConfigError(f"distributed.strategy={config.distributed.strategy!r} is not one of {' | '.join(STRATEGIES)}")
-    if algorithm.logprob_pass not in ("padded", "packed", "shared_prefix"):
-        raise ConfigError(f"algorithm.logprob_pass must be padded | packed | shared_prefix, got {algorithm.logprob_pass!r}")
+    from mmpost.distributed import resolve_strategy
+
+    resolve_strategy(config.distributed)
+    checked.append(f"distributed: {config.distributed.strategy}")
+    check_layout_for_strategy(config)
+    if algorithm.logprob_pass not in ("auto", "padded", "packed", "shared_prefix"):
+        raise ConfigError(f"algorithm.logprob_pass must be auto | padded | packed | shared_prefix, got {algorithm.logprob_pass!r}")
     POLICIES.get(config.model.policy)
     checked.append(f"policy: {config.model.policy}")
     if algorithm.reward_errors not in ("raise", "zero"):

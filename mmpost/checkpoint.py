@@ -93,10 +93,19 @@ def save_checkpoint(output_dir: str | Path, step: int, *, model, processor, opti
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     barrier()
+    from mmpost.distributed import full_model_state_dict, is_sharded, save_sharded_state
+
+    sharded = is_sharded(model)
+    if sharded:
+        # FSDP2: every rank writes its own parameter and optimizer shards (exact resume at the same world size),
+        # and rank 0 also writes the gathered full model (loadable anywhere with from_pretrained).
+        full_state = full_model_state_dict(model)
+        save_sharded_state(staging / "sharded", model, optimizer, rank)
     if is_main:
-        model.save_pretrained(str(staging / "model"), safe_serialization=True)
+        model.save_pretrained(str(staging / "model"), safe_serialization=True, **({"state_dict": full_state} if sharded else {}))
         processor.save_pretrained(str(staging / "model"))
-        optimizer_state_to_files(optimizer, staging)
+        if not sharded:
+            optimizer_state_to_files(optimizer, staging)
         _write_json(staging / "trainer_state.json", trainer_state)
         (staging / "config.yaml").write_text(config_yaml)
     rng_state_to_files(staging, rank)

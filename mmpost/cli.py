@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def cmd_train(args) -> int:
 
     config = load_config(resolve_recipe(args.recipe), args.overrides)
     summary = train(config)
-    _print_summary(summary)
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary per run, not one per process
+        _print_summary(summary)
     return 0
 
 

@@ -109,8 +109,9 @@ class AlgorithmConfig:
     mini_batches: int = opt(1, "optimizer steps per pass: the rollout batch is split into this many mini-batches")
     micro_batch_size: int = opt(16, "rows per forward/backward (gradient accumulation inside a mini-batch)")
     reward_errors: str = opt("raise", "raise | zero: a reward that raises stops the run, or scores 0 and is counted")
-    logprob_pass: str = opt("padded", "how log-prob/update passes lay out rows: padded | packed (padding-free, token-budget "
-                                      "micro-batches) | shared_prefix (each group's prompt computed once)")
+    logprob_pass: str = opt("auto", "how log-prob/update passes lay out rows: padded | packed (padding-free, token-budget "
+                                    "micro-batches) | shared_prefix (each group's prompt computed once) | auto (shared_prefix, "
+                                    "or padded with sharded weights: fsdp2, deepspeed_zero3)")
     token_budget: int | None = opt(None, "packed passes: tokens per micro-batch (None = micro_batch_size rows' worth)")
     tis_cap: float | None = opt(None, "truncated importance sampling: weight each RL token by min(pi_old/pi_rollout, cap) "
                                       "when the rollout engine's log-probs differ from the trainer's (None = off)")

@@ -151,11 +151,16 @@ def completion_logprobs(
     - "padded": one [left-padded prompt | right-padded completion] batch;
     - "packed": rows' valid tokens end to end, no padding (`mmpost.packing`), in micro-batches of at most
       `token_budget` tokens when set; with `full_distribution` it runs padded (masked slots need a distribution);
-    - "shared_prefix": each distinct prompt once, its KV cache shared by its completions (`mmpost.prefix_sharing`).
+    - "shared_prefix": each distinct prompt once, its KV cache shared by its completions (`mmpost.prefix_sharing`);
+      padded instead when gradient checkpointing is on and gradients are needed (checkpointed layers keep no cache).
     """
     if layout == "shared_prefix":
-        from mmpost.prefix_sharing import shared_prefix_completion_logprobs
+        from mmpost.prefix_sharing import checkpointing_drops_cache, shared_prefix_completion_logprobs
 
+        # Under gradient checkpointing the layers keep no KV cache, so the update pass runs padded (same numbers).
+        if checkpointing_drops_cache(model):
+            layout = "padded"
+    if layout == "shared_prefix":
         return shared_prefix_completion_logprobs(model, batch, rows, pad_id=pad_id, temperature=temperature,
                                                  suppressed_token_ids=suppressed_token_ids,
                                                  full_distribution=full_distribution)

@@ -20,6 +20,8 @@ from mmpost.checkpoint import find_resume_checkpoint, load_model_weights, optimi
 from mmpost.config import Config, save_config, to_dict
 from mmpost.experience import StepContext
 from mmpost.metrics import plot_curves
+from mmpost.packing import micro_batch_rows
+from mmpost.vision_cache import reuse_vision_features
 from mmpost.registry import ADVANTAGES, KL_ESTIMATORS
 from mmpost.rollout.base import RolloutBackendError, SamplingParams
 from mmpost.scoring import score_batch
@@ -51,18 +53,31 @@ def decode_samples(run: Run, rows: list[dict]) -> tuple[list[dict], int]:
     return samples, skipped
 
 
+def _same_count_on_every_rank(run: Run, count: int) -> int:
+    """With sharded weights (FSDP2, ZeRO-3) every forward gathers parameters collectively, so every rank must run
+    as many forwards as the busiest one; otherwise each rank runs its own count."""
+    from mmpost.distributed import is_sharded
+
+    if run.world == 1 or not is_sharded(run.model):
+        return count
+    return int(_all_reduce(torch.tensor([count]), op=torch.distributed.ReduceOp.MAX)[0])
+
+
 def batched_logprobs(model, batch: RolloutBatch, run: Run, *, reference: bool) -> torch.Tensor:
-    size = run.config.algorithm.micro_batch_size
     settings = run.settings
-    out = []
-    for rows in torch.split(torch.arange(len(batch)), size):
+    chunks = micro_batch_rows(batch, torch.arange(len(batch)), layout=run.config.algorithm.logprob_pass,
+                              micro_batch_size=run.config.algorithm.micro_batch_size, token_budget=run.config.algorithm.token_budget)
+    padding = _same_count_on_every_rank(run, len(chunks)) - len(chunks)
+    out = torch.zeros(batch.completion_mask.shape)
+    for index, rows in enumerate(chunks + [torch.tensor([0])] * padding):
         if reference:
             logprobs, _ = reference_logprobs(model, run.reference, batch, rows, settings)
         else:
             with torch.no_grad():
                 logprobs, _ = settings.logprobs(model, batch, rows)
-        out.append(logprobs.cpu())
-    return torch.cat(out) * batch.completion_mask
+        if index < len(chunks):  # padding forwards only keep the ranks in step
+            out[rows] = logprobs.float().cpu()
+    return out * batch.completion_mask
 
 
 def episode_rows(episode_ids: torch.Tensor | None, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,33 +181,36 @@ def train_step(run: Run, step: int) -> dict[str, Any]:
     indices = run.sampler.next_batch()[run.rank :: run.world]
     samples, skipped = decode_samples(run, [run.train_rows[i] for i in indices])
     ctx = StepContext(run.policy, run.backend, run.sampling, step, run.task.accuracy_reward, [r.name for r in run.rewards])
-    with timed(metrics, "perf/rollout_s"):
-        batch = run.source.collect(ctx, samples, run.policy.encode_prompts(samples))
-    with timed(metrics, "perf/score_s"):
-        metrics.update(score_batch(batch, run.rewards, on_error=algorithm.reward_errors))
-        metrics.update(run.source.after_rewards(ctx, batch))
-        recompute_total_reward(run, batch)
-    metrics.update(reward_metrics(run, batch))
-    with timed(metrics, "perf/logprob_s"):
-        if algorithm.ppo_epochs > 1 or algorithm.mini_batches > 1:
-            batch.old_logprobs = batched_logprobs(run.model, batch, run, reference=False)
-            if batch.sampling_logprobs is not None:
-                policy_rows = torch.tensor([s == "policy" for s in batch.sources])
-                diff = (batch.old_logprobs - batch.sampling_logprobs.nan_to_num(0.0)).abs() * batch.completion_mask
-                metrics["rollout/logprob_mismatch"] = float(diff[policy_rows].sum() / batch.completion_mask[policy_rows].sum().clamp(min=1))
-        if run.needs_reference and algorithm.kl_coef > 0 and not run.settings.kl_from_policy:
-            batch.ref_logprobs = batched_logprobs(run.model, batch, run, reference=True)
-    if algorithm.kl_in_reward and batch.ref_logprobs is not None:
-        current = batch.old_logprobs if batch.old_logprobs is not None else batched_logprobs(run.model, batch, run, reference=False)
-        kl = KL_ESTIMATORS.get(algorithm.kl_estimator)(current, batch.ref_logprobs) * batch.completion_mask
-        batch.rewards = batch.rewards - run.kl_controller.coef * kl.sum(1)
-        metrics["reward/kl_penalty"] = float(kl.sum(1).mean())
-    metrics.update(compute_advantages(run, batch))
-    metrics.update(run.source.after_advantages(ctx, batch))
-    if run.settings.kl is not None:
-        run.settings.kl_coef = metrics["loss/kl_coef"] = run.kl_controller.coef
-    with timed(metrics, "perf/update_s"):
-        metrics.update(update_policy(run, batch, step))
+    # A frozen vision tower encodes each image once per step; the old-policy, reference and update passes reuse it.
+    with reuse_vision_features([run.unwrapped, run.reference], enabled=config.model.reuse_vision_features) as encodes:
+        with timed(metrics, "perf/rollout_s"):
+            batch = run.source.collect(ctx, samples, run.policy.encode_prompts(samples))
+        with timed(metrics, "perf/score_s"):
+            metrics.update(score_batch(batch, run.rewards, on_error=algorithm.reward_errors))
+            metrics.update(run.source.after_rewards(ctx, batch))
+            recompute_total_reward(run, batch)
+        metrics.update(reward_metrics(run, batch))
+        with timed(metrics, "perf/logprob_s"):
+            if algorithm.ppo_epochs > 1 or algorithm.mini_batches > 1:
+                batch.old_logprobs = batched_logprobs(run.model, batch, run, reference=False)
+                if batch.sampling_logprobs is not None:
+                    policy_rows = torch.tensor([s == "policy" for s in batch.sources])
+                    diff = (batch.old_logprobs - batch.sampling_logprobs.nan_to_num(0.0)).abs() * batch.completion_mask
+                    metrics["rollout/logprob_mismatch"] = float(diff[policy_rows].sum() / batch.completion_mask[policy_rows].sum().clamp(min=1))
+            if run.needs_reference and algorithm.kl_coef > 0 and not run.settings.kl_from_policy:
+                batch.ref_logprobs = batched_logprobs(run.model, batch, run, reference=True)
+        if algorithm.kl_in_reward and batch.ref_logprobs is not None:
+            current = batch.old_logprobs if batch.old_logprobs is not None else batched_logprobs(run.model, batch, run, reference=False)
+            kl = KL_ESTIMATORS.get(algorithm.kl_estimator)(current, batch.ref_logprobs) * batch.completion_mask
+            batch.rewards = batch.rewards - run.kl_controller.coef * kl.sum(1)
+            metrics["reward/kl_penalty"] = float(kl.sum(1).mean())
+        metrics.update(compute_advantages(run, batch))
+        metrics.update(run.source.after_advantages(ctx, batch))
+        if run.settings.kl is not None:
+            run.settings.kl_coef = metrics["loss/kl_coef"] = run.kl_controller.coef
+        with timed(metrics, "perf/update_s"):
+            metrics.update(update_policy(run, batch, step))
+    metrics["perf/vision_encodes"] = float(encodes.calls)
     metrics["rollout/sequences"] = float(sum(s == "policy" for s in batch.sources) * run.world)
     run.kl_controller.update(metrics)
     with timed(metrics, "perf/sync_s"):
@@ -220,6 +238,11 @@ def heldout_accuracy(run: Run) -> float:
     params = SamplingParams(n=1, greedy=True, max_new_tokens=run.config.eval.max_new_tokens or run.sampling.max_new_tokens)
     total, count = 0.0, 0
     size = run.config.eval.batch_size
+    scored = len(rows)
+    padded = _same_count_on_every_rank(run, len(rows))
+    if padded > len(rows):  # repeat rows (not scored) so every rank generates the same batches
+        filler = rows or list(run.heldout_rows)[:1]
+        rows = rows + [filler[i % len(filler)] for i in range(padded - len(rows))]
     for start in range(0, len(rows), size):
         samples, _ = decode_samples(run, rows[start : start + size])
         if not samples:
@@ -231,6 +254,7 @@ def heldout_accuracy(run: Run) -> float:
         extra = {"completion_ids": [list(ids) for ids in result.completion_ids]} \
             if "completion_ids" in inspect.signature(accuracy_fn).parameters else {}
         values = accuracy_fn(outputs, samples, **(reward.args if reward else {}), **extra)
+        values = values[: max(0, scored - start)]
         total += sum(float(v) for v in values if v is not None)
         count += sum(1 for v in values if v is not None)
     totals = _all_reduce(torch.tensor([total, float(count)], dtype=torch.float64))
@@ -265,9 +289,18 @@ def _checkpoint(run: Run, step: int, config_yaml: str) -> Path:
 
 def _resume(run: Run, folder: Path) -> int:
     state = json.loads((folder / "trainer_state.json").read_text())
+    from mmpost.distributed import is_sharded, load_sharded_state
+
+    if run.config.distributed.strategy.startswith("deepspeed"):
+        raise NotImplementedError(f"{folder}: resuming under DeepSpeed is not supported: DeepSpeed's own checkpoints are "
+                                  "pickled (torch.save), which mmpost never loads; resume with ddp or fsdp2, or start anew "
+                                  "from the checkpoint's model/ folder (model.path=...)")
     if run.config.model.lora.enabled:
         load_model_weights(run.unwrapped, folder)
-    optimizer_state_from_files(run.optimizer, folder)
+    if is_sharded(run.model):
+        load_sharded_state(folder / "sharded", run.unwrapped, run.optimizer, run.rank)
+    else:
+        optimizer_state_from_files(run.optimizer, folder)
     run.scheduler.load_state_dict(state["scheduler"])
     run.sampler.load_state_dict(state["sampler"])
     run.kl_controller.load_state_dict(state["kl_controller"])

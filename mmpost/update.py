@@ -13,6 +13,8 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
+from mmpost.distributed import gradient_sync
+from mmpost.packing import micro_batch_rows
 from mmpost.policy import adapter_disabled
 from mmpost.registry import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, SFT_LOSSES
 from mmpost.types import RolloutBatch
@@ -175,7 +177,9 @@ def update_mini_batch(accelerator, model, reference, optimizer, scheduler, batch
                       max_grad_norm: float, step: int) -> dict[str, float]:
     """Forward/backward over micro-batches of `rows`, then one optimizer step. Returns summed loss parts."""
     norms = normalisers(batch, rows)
-    chunks = list(torch.split(rows, micro_batch_size)) or [batch.completion_mask.new_zeros(0, dtype=torch.long)]
+    chunks = micro_batch_rows(batch, rows, layout=getattr(settings.policy, "logprob_pass", "padded"),
+                              micro_batch_size=micro_batch_size, token_budget=getattr(settings.policy, "token_budget", None))
+    chunks = chunks or [batch.completion_mask.new_zeros(0, dtype=torch.long)]
     # Every process must run the same number of backward passes or DDP waits forever.
     count = _all_reduce(torch.tensor([len(chunks)]), op=dist.ReduceOp.MAX if dist.is_initialized() else None)
     weights = [1.0] * len(chunks) + [0.0] * (int(count) - len(chunks))
@@ -184,8 +188,7 @@ def update_mini_batch(accelerator, model, reference, optimizer, scheduler, batch
     totals: dict[str, float] = {}
     for index, (chunk, weight) in enumerate(zip(chunks, weights)):
         last = index == len(chunks) - 1
-        context = contextlib.nullcontext() if last else accelerator.no_sync(model)
-        with context:
+        with gradient_sync(accelerator, model, sync=last):
             loss, parts = micro_batch_loss(model, reference, batch, chunk, settings, norms, rl_coef, sft_coef)
             if not torch.isfinite(loss):
                 ids = [batch.samples[int(batch.prompt_index[r])].get("id", "?") for r in chunk]

@@ -5,7 +5,9 @@ from typing import Any, Sequence
 
 import torch
 
+from mmpost.distributed import sharded_generation
 from mmpost.policy import collate_prompts
+from mmpost.prefix_sharing import generate_with_shared_prefill
 from mmpost.registry import ROLLOUT_BACKENDS
 from mmpost.rollout.base import GenerationResult, SamplingParams
 from mmpost.types import PromptEncoding, Sample
@@ -16,12 +18,15 @@ class HFGenerateBackend:
     """Prompts are bucketed by length (fewer pad tokens) and generated `batch_size` prompts at a time."""
 
     def __init__(self, model: torch.nn.Module, *, pad_token_id: int, eos_token_ids: Sequence[int],
-                 suppressed_token_ids: Sequence[int] = (), batch_size: int = 16, **_: Any) -> None:
+                 suppressed_token_ids: Sequence[int] = (), batch_size: int = 16, shared_prefill: bool = True,
+                 **_: Any) -> None:
         self.model = model
         self.pad_token_id = pad_token_id
         self.eos_token_ids = list(eos_token_ids)
         self.suppressed_token_ids = list(suppressed_token_ids)
         self.batch_size = batch_size
+        # Prefill each prompt once and copy its KV cache to the n samples (generate alone prefills it n times).
+        self.shared_prefill = shared_prefill
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         self.model = model
@@ -49,17 +54,15 @@ class HFGenerateBackend:
         was_training = self.model.training
         self.model.eval()
         try:
-            out = self.model.generate(
-                **inputs,
-                **sampling,
-                max_new_tokens=params.max_new_tokens,
-                num_return_sequences=params.n,
-                eos_token_id=self.eos_token_ids,
-                pad_token_id=self.pad_token_id,
-                suppress_tokens=self.suppressed_token_ids or None,
-                output_scores=True,
-                return_dict_in_generate=True,
-            )
+            # Sharded weights (FSDP2, ZeRO-3) are gathered inside forwards: every rank must take part in each one.
+            with sharded_generation(self.model) as synced:
+                kwargs = dict(**sampling, max_new_tokens=params.max_new_tokens, eos_token_id=self.eos_token_ids,
+                              pad_token_id=self.pad_token_id, suppress_tokens=self.suppressed_token_ids or None,
+                              output_scores=True, return_dict_in_generate=True, synced_gpus=synced)
+                if self.shared_prefill and params.n > 1 and not synced:
+                    out = generate_with_shared_prefill(self.model, inputs, num_return_sequences=params.n, **kwargs)
+                else:
+                    out = self.model.generate(**inputs, num_return_sequences=params.n, **kwargs)
         finally:
             self.model.train(was_training)
         width = inputs["input_ids"].shape[1]

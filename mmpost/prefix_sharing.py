@@ -1,0 +1,140 @@
+"""Shared-prefix log-prob passes: each distinct prompt runs once, its KV cache serves all of its completions.
+
+The G completions of a GRPO group share one prompt, and in multimodal RL the prompt (hundreds to thousands of
+image/video tokens) is usually far longer than the completion. The naive pass runs [prompt | completion] for every
+row, so the prompt's layers run G times. Here:
+
+1. the distinct prompts of the rows run once, left-padded, with a KV cache (and with gradients in the update pass);
+2. each layer's cached keys/values are gathered to the rows (`index_select`, whose backward sums the rows'
+   gradients into the one prompt computation, so parameter gradients equal the naive pass's);
+3. the completions run on top of the gathered cache, with positions continuing the prompt's (for M-RoPE the
+   completion is text, so all three axes continue from the prompt's last position + 1, as `get_rope_index` gives).
+
+The logit that predicts completion token 0 is the prompt's last-position logit; the others come from step 3.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import DynamicCache
+
+from mmpost.packing import accepts_argument, position_ids_for, rope_index_module, unwrap
+from mmpost.types import PromptEncoding, RolloutBatch
+
+
+def _cache_argument(model: nn.Module) -> str:
+    # transformers 5.2x renamed `past_key_values` to `cache` (the old name still works, with a deprecation warning).
+    return "cache" if accepts_argument(model, "cache") else "past_key_values"
+
+
+def _output_cache(output) -> DynamicCache:
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+def gather_cache(cache: DynamicCache, index: torch.Tensor) -> DynamicCache:
+    """A new cache whose row r is row index[r] of `cache` in every layer (differentiable: gradients sum back)."""
+    layers = [(layer.keys.index_select(0, index), layer.values.index_select(0, index)) for layer in cache.layers]
+    return DynamicCache(ddp_cache_data=layers)
+
+
+def prompt_pass(model: nn.Module, prompts: Sequence[PromptEncoding], pad_id: int):
+    """Run distinct prompts once with a KV cache.
+
+    Returns (last-position logits [P, V], cache, attention mask [P, W], position ids [3, P, W] or [P, W]).
+    """
+    from mmpost.policy import collate_prompts  # policy imports this module
+
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in collate_prompts(prompts, pad_id).items()}
+    positions = position_ids_for(model, inputs)
+    extra = {"logits_to_keep": 1} if accepts_argument(model, "logits_to_keep") else {}
+    output = model(**inputs, position_ids=positions, use_cache=True, **extra)
+    return output.logits[:, -1, :], _output_cache(output), inputs["attention_mask"], positions
+
+
+def continuation_positions(prompt_positions: torch.Tensor, length: int) -> torch.Tensor:
+    """Positions of `length` text tokens after left-padded prompts: last prompt position + 1 + j.
+
+    prompt_positions: [3, P, W] (M-RoPE) or [P, W]; returns [3, P, length] or [P, length].
+    """
+    steps = torch.arange(1, length + 1, device=prompt_positions.device)
+    return prompt_positions[..., -1:] + steps
+
+
+def shared_prefix_logits(model: nn.Module, batch: RolloutBatch, rows: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Logits [n, T, V] predicting each completion token of `rows` (position j predicts token j)."""
+    device = next(model.parameters()).device
+    prompt_index = batch.prompt_index[rows]
+    distinct, inverse = torch.unique(prompt_index, return_inverse=True)
+    inverse = inverse.to(device)
+    first, cache, prompt_mask, positions = prompt_pass(model, [batch.prompts[int(i)] for i in distinct], pad_id)
+    first = first.index_select(0, inverse).unsqueeze(1)  # [n, 1, V]
+    completion_ids = batch.completion_ids[rows].to(device)
+    width = completion_ids.shape[1]
+    if width <= 1:
+        return first[:, :width]
+    # The last completion token predicts nothing we score, so it is not fed.
+    fed = completion_ids[:, : width - 1]
+    attention = torch.cat([prompt_mask.index_select(0, inverse), batch.completion_mask[rows, : width - 1].long().to(device)], 1)
+    later_positions = continuation_positions(positions, width - 1).index_select(-2, inverse)
+    output = model(input_ids=fed, attention_mask=attention, position_ids=later_positions, use_cache=True,
+                   **{_cache_argument(model): gather_cache(cache, inverse)})
+    return torch.cat([first, output.logits], dim=1)
+
+
+def checkpointing_drops_cache(model: nn.Module) -> bool:
+    """True when transformers' gradient checkpointing would discard the KV cache of this forward pass
+    (`GradientCheckpointingLayer` turns `use_cache` off in training with gradients), so no prefix can be shared."""
+    return (torch.is_grad_enabled() and model.training
+            and any(getattr(m, "gradient_checkpointing", False) for m in unwrap(model).modules()))
+
+
+def shared_prefix_completion_logprobs(model: nn.Module, batch: RolloutBatch, rows: torch.Tensor, *, pad_id: int,
+                                      temperature: float = 1.0, suppressed_token_ids: Sequence[int] = (),
+                                      full_distribution: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`completion_logprobs` with each distinct prompt of `rows` computed once: [n, T] (and [n, T, V])."""
+    logits = shared_prefix_logits(model, batch, rows, pad_id).float() / temperature
+    if suppressed_token_ids:
+        logits[..., list(suppressed_token_ids)] = float("-inf")
+    log_dist = F.log_softmax(logits, dim=-1)
+    targets = batch.completion_ids[rows].to(logits.device).unsqueeze(-1)
+    logprobs = torch.gather(log_dist, -1, targets).squeeze(-1)
+    mask = batch.completion_mask[rows].to(logits.device).bool()
+    logprobs = torch.where(mask, logprobs, torch.zeros_like(logprobs))
+    return logprobs, (log_dist if full_distribution else None)
+
+
+@torch.no_grad()
+def generate_with_shared_prefill(model: nn.Module, inputs: dict[str, torch.Tensor], *, num_return_sequences: int,
+                                 **generate_kwargs):
+    """`model.generate(**inputs, num_return_sequences=G, **generate_kwargs)` with each prompt prefilled once.
+
+    `generate` repeats every prompt G times before its prefill, so the prompt's layers (and, before transformers 5,
+    its images) run G times. Here prompt[:-1] (all media included) runs once, its KV cache is gathered to the G
+    copies, and `generate` continues from the cache with the last prompt token. inputs: left-padded collated
+    prompts [P, W] plus media. Returns what `generate` returns, rows ordered prompt-major as with
+    `num_return_sequences`. M-RoPE models get their `rope_deltas` set for the expanded rows, as `generate` would.
+    """
+    copies = num_return_sequences
+    prompts, width = inputs["input_ids"].shape
+    if width < 2 or copies == 1:
+        return model.generate(**inputs, num_return_sequences=copies, **generate_kwargs)
+    positions = position_ids_for(model, inputs)
+    head = {k: (v[:, : width - 1] if v.ndim >= 2 and v.shape[:2] == (prompts, width) else v) for k, v in inputs.items()}
+    extra = {"logits_to_keep": 1} if accepts_argument(model, "logits_to_keep") else {}
+    prefill = model(**head, position_ids=positions[..., : width - 1], use_cache=True, **extra)
+    rows = torch.arange(prompts, device=inputs["input_ids"].device).repeat_interleave(copies)
+    cache = gather_cache(_output_cache(prefill), rows)
+    module = rope_index_module(model)
+    if module is not None and positions.ndim == 3:
+        # The offset between M-RoPE and 1-D positions after the prompt (`get_rope_index`'s mrope_position_deltas).
+        valid = inputs["attention_mask"].sum(1)
+        deltas = positions[:, :, -1].max(0).values + 1 - valid
+        module.rope_deltas = deltas.index_select(0, rows).unsqueeze(1)
+    return model.generate(input_ids=inputs["input_ids"].index_select(0, rows),
+                          attention_mask=inputs["attention_mask"].index_select(0, rows),
+                          num_return_sequences=1, **{_cache_argument(model): cache}, **generate_kwargs)
