@@ -322,7 +322,8 @@ class DenoisingPolicy:
 
         Only steps some row trains (`completion_mask`) are computed; the others are 0. `temperature` does not
         apply (the SDE's noise_level is the sampling temperature's counterpart) and `full_distribution` is
-        token-only; both are accepted for the contract. `extra` holds the steps, their means and σ_t for `kl_terms`.
+        token-only; both are accepted for the contract. `extra` holds per-row tensors only (the engine slices it by
+        rows): `computed` bool [n, K] (the steps re-run), `means` [n, S, ...] and `std_dev_t` [n, S] of those S steps.
         """
         if "latents" not in batch.aux or "sigmas" not in batch.aux:
             raise KeyError(f"{_WHERE}: RolloutBatch.aux needs 'latents' and 'sigmas' from the sde backend to re-score rows")
@@ -331,18 +332,21 @@ class DenoisingPolicy:
         steps = [k for k in range(mask.shape[1]) if bool(mask[:, k].any())]
         parameter = next(model.parameters())
         result = torch.zeros(len(rows), mask.shape[1], dtype=torch.float32, device=parameter.device)
+        computed = torch.zeros(len(rows), mask.shape[1], dtype=torch.bool, device=parameter.device)
         if not steps:
-            return result, {"steps": steps}
+            return result, {"computed": computed}
+        computed[:, steps] = True
         logprobs, means, stds = self._step_means(model, batch, rows, steps)
         result = result.index_copy(1, torch.tensor(steps, device=result.device), logprobs)
-        return result, {"steps": steps, "means": means, "std_dev_t": stds}
+        return result, {"computed": computed, "means": means, "std_dev_t": stds}
 
     def kl_terms(self, model: torch.nn.Module, reference: torch.nn.Module | None, batch: RolloutBatch,
                  rows: torch.Tensor, extra: dict) -> torch.Tensor:
         """Flow-GRPO's KL on step means, ‖μ_θ - μ_ref‖² (mean over non-batch dims) / (2σ_t²): [n, K], 0 off the
         computed steps. `reference=None` on a PEFT model disables the adapter for the reference pass."""
         rows = torch.as_tensor(rows, dtype=torch.long)
-        steps = extra.get("steps") or []
+        computed = extra.get("computed")
+        steps = [] if computed is None or computed.shape[0] == 0 else computed[0].nonzero().flatten().tolist()
         parameter = next(model.parameters())
         result = torch.zeros(len(rows), batch.completion_mask.shape[1], dtype=torch.float32, device=parameter.device)
         if not steps:
@@ -371,17 +375,19 @@ class DenoisingPolicy:
 class SDEBackend:
     """Samples n denoising chains per prompt with Flow-GRPO's SDE step, batched over all rows.
 
-    `seed` fixes the backend's noise generator (initial latents, SDE noise, random trained steps).
+    Noise (initial latents, SDE noise, random trained steps) comes from torch's global RNG, which the trainer
+    checkpoints, so a resumed run draws what an uninterrupted one would; `seed` gives the backend a private
+    generator instead (fixed-noise evaluation).
     """
 
-    def __init__(self, model: torch.nn.Module, *, policy: DenoisingPolicy, seed: int = 0, pad_token_id: int = 0,
+    def __init__(self, model: torch.nn.Module, *, policy: DenoisingPolicy, seed: int | None = None, pad_token_id: int = 0,
                  eos_token_ids: Sequence[int] = (), suppressed_token_ids: Sequence[int] = (), **unused: Any) -> None:
         if not isinstance(policy, DenoisingPolicy):
             raise TypeError(f"{_WHERE}: the sde backend serves `model.policy: denoising`, got {type(policy).__name__}")
         if unused:
             raise TypeError(f"{_WHERE}: unknown sde backend argument(s) {sorted(unused)}; known: seed")
         self.model, self.policy = model, policy
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """The backend samples from the trained module itself."""
@@ -429,3 +435,15 @@ class SDEBackend:
             outputs=outputs,
             masks=[step_mask.tolist() for _ in range(rows)],
         )
+
+
+def fixed_noise_scores(policy: DenoisingPolicy, backend: Any, rows: Sequence[Sample], score: Any, *, seed: int = 1234
+                       ) -> tuple[float, float]:
+    """(sum, count) of `score(outputs, rows)` for deterministic ODE samples of `rows` from start noise seeded by
+    `seed`: held-out numbers before and after training then compare the same draws (a task's `evaluate_policy`)."""
+    if not rows:
+        return 0.0, 0.0
+    fixed = type(backend)(backend.model, policy=policy, seed=seed)
+    result = fixed.generate(policy.encode_prompts(rows), rows, SamplingParams(n=1, greedy=True))
+    values = [v for v in score(result.outputs, list(rows)) if v is not None]
+    return float(sum(values)), float(len(values))
