@@ -190,7 +190,7 @@ SCHEDULES: Registry[Callable] = Registry(
     "schedule", builtin_modules=["mmpost.algos.schedules"], description="step -> coefficient",
 )
 REWARDS: Registry[Callable] = Registry(
-    "reward", builtin_modules=["mmpost.rewards", "mmpost.search", "mmpost.tasks"], required_parameters=["completions", "samples"],
+    "reward", builtin_modules=["mmpost.rewards", "mmpost.search", "mmpost.envs", "mmpost.tasks"], required_parameters=["completions", "samples"],
     description="completions + samples -> list[float | None]",
 )
 EXPERIENCE_SOURCES: Registry[Any] = Registry(
