@@ -194,7 +194,7 @@ REWARDS: Registry[Callable] = Registry(
     description="completions + samples -> list[float | None]",
 )
 EXPERIENCE_SOURCES: Registry[Any] = Registry(
-    "experience_source", builtin_modules=["mmpost.experience", "mmpost.search", "mmpost.envs"], required_attributes=["collect"],
+    "experience_source", builtin_modules=["mmpost.experience", "mmpost.search", "mmpost.envs", "mmpost.tasks"], required_attributes=["collect"],
     description="where trajectories come from: rollouts, labels, demonstrations, search trees",
 )
 ROLLOUT_BACKENDS: Registry[Any] = Registry(

@@ -95,7 +95,8 @@ class RlirDiffusionTask:
 
 @MODEL_ZOO.register("tiny-diffusion-world-model-sft")
 def build_diffusion_world_model_sft(out_dir: str | os.PathLike, *, seed: int = 0, frames: int = 1, steps: int = 150,
-                                    lr: float = 2e-3, num_steps: int = 8, noise_level: float = 0.7) -> Path:
+                                    lr: float = 2e-3, num_steps: int = 8, noise_level: float = 0.7,
+                                    action_encoder: str = "embedding") -> Path:
     """ActionConditionedFrameModel (F = `frames`, 1 context frame) flow-matching pre-trained for `steps` steps on
     the "world_model" split (deliberately under-trained, as RLIR's starting point); saved as a generator folder."""
     # Seeded initialisation without disturbing the caller's RNG (a training run's resume depends on it).
@@ -103,7 +104,7 @@ def build_diffusion_world_model_sft(out_dir: str | os.PathLike, *, seed: int = 0
         from mmpost.denoising import save_generator
 
         torch.manual_seed(seed)
-        model = ActionConditionedFrameModel(num_frames=frames, context_frames=1)
+        model = ActionConditionedFrameModel(num_frames=frames, context_frames=1, action_encoder=action_encoder)
         data = collect_trajectories(SFT_TRAJECTORIES, SFT_LENGTH, seed=seed, split="world_model")
         pretrain_frame_model(model, data, steps=steps, lr=lr, seed=seed)
         size = model.config.frame_size

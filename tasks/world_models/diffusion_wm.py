@@ -6,8 +6,14 @@ Design (chosen for the DotGrid toy, documented so the World-Env work can reuse i
   each chunk conditioned on the last `context_frames` frames (`sample_frames` does this), so F = 1 is the
   one-step model and F > 1 a chunked one. A Flow-GRPO rollout is one chain = one chunk.
 - Context frame(s) enter as extra input channels (concatenated to the noisy latent, as in image-to-video
-  diffusion models); actions enter through an MLP whose output is added to the UNet's timestep embedding
-  (diffusers `class_embed_type="identity"`), from one-hot discrete ids [B, F] or continuous vectors [B, F, D].
+  diffusion models); actions enter as a vector added to the UNet's timestep embedding (diffusers
+  `class_embed_type="identity"`). Discrete ids [B, F] go through a class embedding by default
+  (`action_encoder="embedding"`: one N(0, 1)-initialised row per (frame, action), summed over frames, i.e. diffusers'
+  `num_class_embeds` for F = 1); continuous vectors [B, F, D] through an MLP (`"mlp"`, also allowed for ids as
+  one-hots). The encoder matters for RLIR: the MLP's default init adds a vector about 10x smaller than the timestep
+  embedding, and after 150 flow-matching steps the generator still ignored the action (same IDM read-out whatever
+  action it was given), which leaves Flow-GRPO no action-dependent variation to reinforce; with the embedding the
+  action is used from the first SFT steps (recipes/rlir_diffusion.md).
 - Pixel space, no VAE: uint8 frames map to [-1, 1] (`frames_to_model`), generated frames map back with
   `frames_to_uint8` (clamped), which is what the IDM reads.
 - Flow matching / rectified flow (Lipman et al. 2023; Liu et al. 2023; the SD3 convention of diffusers'
@@ -31,6 +37,7 @@ from mmpost.denoising import flow_match_sigmas, flow_matching_loss
 
 _WHERE = "mmpost/tasks/world_models/diffusion_wm.py"
 ACTION_KINDS = ("discrete", "continuous")
+ACTION_ENCODERS = ("embedding", "mlp")
 
 
 class ActionConditionedFrameModel(ModelMixin, ConfigMixin):
@@ -43,10 +50,14 @@ class ActionConditionedFrameModel(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, frame_size: int = 8, num_frames: int = 1, context_frames: int = 1, action_kind: str = "discrete",
                  num_actions: int = 5, action_dim: int = 2, block_out_channels: Sequence[int] = (16, 32),
-                 layers_per_block: int = 1, norm_num_groups: int = 4) -> None:
+                 layers_per_block: int = 1, norm_num_groups: int = 4, action_encoder: str | None = None) -> None:
         super().__init__()
         if action_kind not in ACTION_KINDS:
             raise ValueError(f"{_WHERE}: action_kind must be one of {ACTION_KINDS}, got {action_kind!r}")
+        encoder = action_encoder or ("embedding" if action_kind == "discrete" else "mlp")
+        if encoder not in ACTION_ENCODERS or (encoder == "embedding" and action_kind != "discrete"):
+            raise ValueError(f"{_WHERE}: action_encoder must be one of {ACTION_ENCODERS} ('embedding' only for discrete "
+                             f"actions), got {action_encoder!r} for action_kind {action_kind!r}")
         if frame_size % (2 ** (len(block_out_channels) - 1)):
             raise ValueError(f"{_WHERE}: frame_size {frame_size} must be divisible by 2^(levels-1) for the UNet")
         levels = len(block_out_channels)
@@ -58,9 +69,14 @@ class ActionConditionedFrameModel(ModelMixin, ConfigMixin):
             class_embed_type="identity", norm_num_groups=norm_num_groups,
         )
         per_frame = num_actions if action_kind == "discrete" else action_dim
-        self.action_embedding = nn.Sequential(
-            nn.Linear(num_frames * per_frame, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim)
-        )
+        if encoder == "embedding":
+            # nn.Embedding's N(0, 1) init, as diffusers' num_class_embeds: row f·A + a_f for frame f, summed over frames.
+            self.action_embedding = nn.Embedding(num_frames * num_actions, time_embed_dim)
+        else:
+            self.action_embedding = nn.Sequential(
+                nn.Linear(num_frames * per_frame, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim)
+            )
+        self.action_encoder = encoder
 
     def embed_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """[B, F] action ids or [B, F, D] action vectors -> [B, time_embed_dim]."""
@@ -70,6 +86,9 @@ class ActionConditionedFrameModel(ModelMixin, ConfigMixin):
                 raise ValueError(f"{_WHERE}: discrete actions must be [B, {config.num_frames}] ids, got {list(actions.shape)}")
             if actions.dtype.is_floating_point or bool(((actions < 0) | (actions >= config.num_actions)).any()):
                 raise ValueError(f"{_WHERE}: discrete actions must be integer ids in 0..{config.num_actions - 1}")
+            if self.action_encoder == "embedding":
+                frame_offsets = torch.arange(config.num_frames, device=actions.device) * config.num_actions
+                return self.action_embedding(actions.long() + frame_offsets).sum(1)
             features = nn.functional.one_hot(actions.long(), config.num_actions).float()
         else:
             if actions.dim() != 3 or actions.shape[1:] != (config.num_frames, config.action_dim):
