@@ -6,7 +6,7 @@ STAMP := $(VENV)/.mmpost-installed
 RECIPE ?= visurf
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast test-vllm vllm-env bench-learning lint clean
+.PHONY: setup demo test test-main test-fast test-vllm test-deepspeed vllm-env bench-learning lint clean
 
 setup: $(STAMP)
 
@@ -20,7 +20,10 @@ $(STAMP): pyproject.toml setup.py
 demo: setup
 	OMP_NUM_THREADS=2 $(BIN)/mmpost train $(RECIPE)
 
-test: setup
+# The whole suite, then the vLLM backend's real tests in their own venv (make test-main skips the latter).
+test: test-main test-vllm
+
+test-main: setup
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: setup
@@ -34,6 +37,11 @@ vllm-env: .venv-vllm/.mmpost-vllm-installed
 
 test-vllm: vllm-env
 	OMP_NUM_THREADS=2 .venv-vllm/bin/python -m pytest -q -p no:cacheprovider -m vllm tests/test_vllm_backend.py $(PYTEST_ARGS)
+
+# DeepSpeed ZeRO-2/3 on 2 CPU processes (opt-in: installs deepspeed, whose ops compile on first use, ~2 min).
+test-deepspeed: setup
+	DS_BUILD_OPS=0 $(BIN)/pip install --disable-pip-version-check -q --no-build-isolation "deepspeed>=0.15"
+	MMPOST_DEEPSPEED_TESTS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fsdp.py -k deepspeed $(PYTEST_ARGS)
 
 bench-learning: setup
 	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/learning.py

@@ -2,6 +2,7 @@
 
     python benchmarks/learning.py                      # all groups, 3 seeds
     python benchmarks/learning.py --group shapes --seeds 0 1 2 3 --steps 60
+    python benchmarks/learning.py --suite world_models # RLIR-AR, RLIR-diffusion, World-Env vs direct RL in the GT env
 
 Each method is a shipped recipe run through `mmpost.train` with the same model, data, step budget and seeds;
 only the recipe differs. Prints a Markdown table (mean ± std over seeds) and writes it with the raw numbers to
@@ -106,7 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--out", default="runs/benchmark-learning")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--suite", choices=["methods", "world_models", "all"], default="methods",
+                        help="methods: the groups above; world_models: benchmarks/learning_rlir.py (RLIR-AR and "
+                             "RLIR-diffusion: held-out IDM accuracy and gold metrics before/after) and "
+                             "benchmarks/learning_world_env.py (World-Env vs direct RL in the ground-truth env)")
     args = parser.parse_args(argv)
+    if args.suite in ("world_models", "all"):
+        import subprocess
+
+        seeds = [str(seed) for seed in args.seeds]
+        for script in ("learning_rlir.py", "learning_world_env.py"):
+            subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--seeds", *seeds], check=True)
+        if args.suite == "world_models":
+            return 0
 
     import torch
 
