@@ -103,3 +103,21 @@ def test_recipe_runs_under_fsdp2_and_resumes_from_sharded_checkpoint(warm_vl_dir
     assert [m["step"] for m in metrics] == [1, 2, 3]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 3 and 0.0 <= summary["heldout_accuracy_after"] <= 1.0
+
+
+def test_flow_grpo_recipe_runs_from_the_command_line(tmp_path):
+    """A denoising-policy recipe through the CLI itself (zoo build of the generator included)."""
+    out = tmp_path / "flow"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mmpost.cli", "train", str(REPO / "recipes" / "flow_grpo.yaml"),
+         f"model.path={tmp_path / 'generator'}", f"train.output_dir={out}", "train.steps=2", "train.threads=1",
+         "train.progress=false", "data.prompts_per_step=2", "rollout.num_generations=4", "data.task_args.heldout_size=8",
+         "eval.batch_size=8"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "heldout_accuracy_after" in result.stdout
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2] and "loss/kl" in metrics[0]
+    assert (out / "checkpoints" / "step_2" / "model" / "mmpost_generator.json").is_file()
