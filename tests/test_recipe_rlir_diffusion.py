@@ -9,7 +9,9 @@ import torch
 
 import mmpost
 from mmpost.config import load_config
-from mmpost.tasks.world_models.diffusion_rewards import idm_exact_frames, idm_gold_exact_frames, idm_soft_frames, pixel_mae_frames
+from mmpost.tasks.world_models.diffusion_rewards import (
+    forced_action_accuracy, idm_exact_frames, idm_gold_exact_frames, idm_soft_frames, pixel_mae_frames,
+)
 from mmpost.tasks.world_models.diffusion_wm import (
     ActionConditionedFrameModel, frames_to_model, frames_to_uint8, pretrain_frame_model, sample_frames, trajectory_chunks,
 )
@@ -57,6 +59,36 @@ def test_frame_model_conditions_on_context_and_actions_and_samples_in_chunks():
     assert frames_to_uint8(frames_to_model(torch.tensor([0, 255], dtype=torch.uint8))).tolist() == [0, 255]
 
 
+def test_discrete_actions_enter_through_summed_per_frame_embedding_rows():
+    torch.manual_seed(0)
+    model = ActionConditionedFrameModel(num_frames=2)
+    table = model.action_embedding.weight  # [F * A, D] = [10, 64]
+    embedded = model.embed_actions(torch.tensor([[2, 4], [0, 0]]))
+    # Row f*A + a_f for frame f: (2) + (5 + 4), and (0) + (5 + 0).
+    assert torch.allclose(embedded, torch.stack([table[2] + table[9], table[0] + table[5]]))
+    assert 0.8 < float(table.detach().std()) < 1.2  # nn.Embedding's N(0, 1) init, as diffusers' num_class_embeds
+    assert isinstance(ActionConditionedFrameModel(action_encoder="mlp").action_embedding, torch.nn.Sequential)
+    with pytest.raises(ValueError, match="action_encoder"):
+        ActionConditionedFrameModel(action_kind="continuous", action_encoder="embedding")
+
+
+def test_embedding_encoder_makes_the_sft_generator_follow_its_action_and_the_mlp_does_not():
+    # The diagnosis of issue #5: after the same short flow-matching SFT, the MLP-conditioned generator reads back its
+    # action at chance whatever action it is given (RL has nothing action-dependent to reinforce); the embedding does not.
+    data = collect_trajectories(256, 8, seed=0, split="world_model")
+    held = collect_trajectories(64, 1, seed=0, split="heldout")["frames"][:, :1]
+    accuracy = {}
+    for encoder in ("embedding", "mlp"):
+        torch.manual_seed(0)
+        model = ActionConditionedFrameModel(action_encoder=encoder)
+        pretrain_frame_model(model, data, steps=80, lr=2e-3, seed=0)
+        accuracy[encoder] = float(np.mean(forced_action_accuracy(model.eval(), held, steps=8)))
+    assert accuracy["mlp"] < 0.3  # ~0.22: the base rate of a 5-way read-out of action-blind frames
+    assert accuracy["embedding"] > accuracy["mlp"] + 0.15  # ~0.46
+    with pytest.raises(ValueError, match="uint8"):
+        forced_action_accuracy(model, held[:, 0])
+
+
 def test_flow_matching_pretraining_fits_ground_truth_windows():
     data = collect_trajectories(32, 3, seed=0, split="world_model")
     chunks = trajectory_chunks(data, num_frames=2, context_frames=1)
@@ -71,7 +103,7 @@ def test_flow_matching_pretraining_fits_ground_truth_windows():
 def test_cpu_preset_runs_with_gold_metrics_and_exact_rescoring(tmp_path, monkeypatch):
     from mmpost.registry import MODEL_ZOO
 
-    # Two jointly generated frames and a short pre-training keep the preset small; the recipe uses F = 1, 150 steps.
+    # Two jointly generated frames and a short pre-training keep the preset small; the recipe uses F = 1, 80 steps.
     builder = MODEL_ZOO.get("tiny-diffusion-world-model-sft")
     monkeypatch.setitem(MODEL_ZOO._entries, "tiny-diffusion-world-model-sft",
                         lambda out, **kw: builder(out, frames=2, steps=5, num_steps=4, **kw))

@@ -221,3 +221,14 @@ def test_frames_modality_rejects_bad_samples_naming_the_field():
         modality.decode({"id": "y", "context_frames": np.full((1, 2, 2), 300), "actions": [1]})
     with pytest.raises(DataError, match="'target_frames' must be \\[2, 2, 2\\]"):
         modality.decode({"id": "z", "context_frames": np.zeros((1, 2, 2)), "actions": [1, 2], "target_frames": np.zeros((1, 2, 2))})
+
+
+def test_loading_an_idm_leaves_the_global_random_stream_alone(tmp_path):
+    from mmpost.tasks.world_models.idm import IDMConfig, InverseDynamicsModel, load_idm, save_idm
+
+    save_idm(InverseDynamicsModel(IDMConfig()), tmp_path / "idm")
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    load_idm(tmp_path / "idm")
+    assert torch.equal(torch.rand(3), expected)

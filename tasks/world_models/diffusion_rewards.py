@@ -8,6 +8,8 @@ For conditioning (context x_0, actions a_1 … a_F) the policy returns F frames 
 - `idm_gold_exact_frames`: `idm_exact_frames` under the held-out gold IDM (disjoint split, other seed): a gold
   metric, logged with weight 0 and never optimised (the guard against hacking the reward IDM);
 - `pixel_mae_frames`: mean |x̂_t - x_t| / 255 against the ground-truth frames (lower is better; gold metric).
+
+`forced_action_accuracy` is a diagnostic, not a reward: does the generator's output depend on its action at all?
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import numpy as np
 import torch
 
 from mmpost.registry import REWARDS
-from mmpost.tasks.world_models.diffusion_wm import frames_to_uint8
+from mmpost.tasks.world_models.diffusion_wm import frames_to_model, frames_to_uint8, sample_frames
+from mmpost.tasks.world_models.gridworld import unambiguous_actions
 from mmpost.tasks.world_models.idm import idm_action_probs, idm_artifact
 from mmpost.types import DataError, Sample
 
@@ -92,3 +95,33 @@ def pixel_mae_frames(completions: Sequence[torch.Tensor], samples: Sequence[Samp
                             f"target_frames {list(target.shape)}")
         scores.append(float((generated - target).abs().mean() / 255.0))
     return scores
+
+
+@torch.no_grad()
+def forced_action_accuracy(model: torch.nn.Module, context_frames: torch.Tensor | np.ndarray, *, steps: int = 8,
+                           seed: int = 1234, idm: str = "idm", idm_path: str | None = None) -> list[float]:
+    """Per action a: the fraction of ODE samples generated under a (all F frames) that the IDM reads back as a.
+
+    context_frames: uint8 [B, C, H, W] ground-truth DotGrid context (one lit cell). Every action is tried from the
+    same start noise (seeded `seed`); a (context, a) pair whose move hits the border is skipped, since no frame
+    can show it. A generator that ignores its action gets about the IDM's base rate for every a (~1/A); one that
+    follows it approaches 1. Returns [num_actions] accuracies (NaN for an action with no valid context).
+    """
+    context = torch.as_tensor(np.asarray(context_frames)).to(torch.uint8)
+    if context.dim() != 4:
+        raise ValueError(f"forced_action_accuracy: context_frames must be uint8 [B, C, H, W], got {list(context.shape)}")
+    frames_per_chunk, num_actions = model.config.num_frames, model.config.num_actions
+    width = context.shape[-1]
+    lit = context[:, -1].flatten(1).float().argmax(1)
+    positions = torch.stack([lit // width, lit % width], 1).tolist()
+    accuracies = []
+    for action in range(num_actions):
+        valid = torch.tensor([action in unambiguous_actions(p, grid=width) for p in positions])
+        generator = torch.Generator().manual_seed(seed)
+        actions = torch.full((len(context), frames_per_chunk), action, dtype=torch.long)
+        generated = sample_frames(model, frames_to_model(context), actions, steps=steps, generator=generator)
+        # Only the first generated frame is scored: after it the dot may sit at the border, where the move is invisible.
+        stacks = torch.cat([context[:, -1:], frames_to_uint8(generated[:, :1])], 1)
+        read = idm_action_probs(idm_artifact(idm, idm_path), stacks).argmax(-1)[:, 0]
+        accuracies.append(float((read[valid] == action).float().mean()) if bool(valid.any()) else float("nan"))
+    return accuracies

@@ -94,11 +94,14 @@ class RlirDiffusionTask:
 
 
 @MODEL_ZOO.register("tiny-diffusion-world-model-sft")
-def build_diffusion_world_model_sft(out_dir: str | os.PathLike, *, seed: int = 0, frames: int = 1, steps: int = 150,
+def build_diffusion_world_model_sft(out_dir: str | os.PathLike, *, seed: int = 0, frames: int = 1, steps: int = 80,
                                     lr: float = 2e-3, num_steps: int = 8, noise_level: float = 0.7,
                                     action_encoder: str = "embedding") -> Path:
     """ActionConditionedFrameModel (F = `frames`, 1 context frame) flow-matching pre-trained for `steps` steps on
-    the "world_model" split (deliberately under-trained, as RLIR's starting point); saved as a generator folder."""
+    the "world_model" split (deliberately under-trained, as RLIR's starting point); saved as a generator folder.
+
+    80 steps with the class-embedding action encoder: held-out ODE IDM accuracy ~0.48, and the frames already
+    depend on the action (`forced_action_accuracy` ~0.46 vs ~0.22 for an action-blind model), which RL needs."""
     # Seeded initialisation without disturbing the caller's RNG (a training run's resume depends on it).
     with torch.random.fork_rng():
         from mmpost.denoising import save_generator

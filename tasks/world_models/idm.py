@@ -150,7 +150,10 @@ def load_idm(folder: str | os.PathLike) -> InverseDynamicsModel:
         config = IDMConfig(**json.loads(config_path.read_text()))
     except (TypeError, ValueError) as error:
         raise ValueError(f"{config_path}: not a valid IDM config ({error})") from None
-    model = InverseDynamicsModel(config)
+    # Building the module draws initial weights from the global RNG; loading a reward model mid-run must not shift
+    # the run's random stream (rollout noise), or a resumed run would differ from an uninterrupted one.
+    with torch.random.fork_rng():
+        model = InverseDynamicsModel(config)
     model.load_state_dict(load_file(str(weights_path)))
     return model.eval()
 
