@@ -18,7 +18,7 @@ import torch
 from mmpost.registry import MODEL_ZOO, TASKS
 from mmpost.tasks.world_models.diffusion_rewards import idm_exact_frames
 from mmpost.tasks.world_models.diffusion_wm import ActionConditionedFrameModel, frames_to_model, pretrain_frame_model
-from mmpost.tasks.world_models.gridworld import ACTION_NAMES, SPLITS, collect_trajectories
+from mmpost.tasks.world_models.gridworld import ACTION_NAMES, SPLITS, collect_trajectories, conditioning_samples
 from mmpost.types import DataError, Message, Sample
 
 EVAL_SEED = 1234
@@ -51,23 +51,11 @@ class RlirDiffusionTask:
         ]
 
     def load(self, split: str, *, size: int | None = None, **_: Any) -> list[Sample]:
-        if split == "train":
-            data_split, kind = self.train_split, "train"
-        elif split in ("heldout", "test"):
-            data_split, kind = "heldout", "heldout"
-        elif split in SPLITS:
-            data_split, kind = split, "train"
-        else:
-            raise DataError(f"rlir_diffusion: unknown split {split!r}; expected train, heldout or one of {list(SPLITS)}")
-        size = self.sizes[kind] if size is None else size
-        data = collect_trajectories(size, self.context - 1 + self.frames, seed=self.seed, split=data_split)
-        return [{
-            "id": f"rlir_diffusion-{data_split}-{self.seed}-{i:05d}",
-            "context_frames": data["frames"][i, : self.context],
-            "actions": data["actions"][i, self.context - 1 :].tolist(),
-            "target_frames": data["frames"][i, self.context :],
-            "problem": "after " + ", ".join(ACTION_NAMES[int(a)] for a in data["actions"][i, self.context - 1 :]),
-        } for i in range(size)]
+        samples = conditioning_samples(self.name, split, train_split=self.train_split, sizes=self.sizes,
+                                       context=self.context, frames=self.frames, seed=self.seed, size=size)
+        for sample in samples:
+            sample["problem"] = "after " + ", ".join(ACTION_NAMES[int(a)] for a in sample["actions"])
+        return samples
 
     def conditioning(self, sample: Sample) -> dict[str, torch.Tensor]:
         """{"context": float [C, H, W] in [-1, 1], "actions": long [F]} for ActionConditionedFrameModel."""

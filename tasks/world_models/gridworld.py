@@ -150,3 +150,31 @@ def collect_trajectories(n: int, length: int, *, seed: int, split: str, grid: in
             frames[i, t + 1] = observation
         actions[i], starts[i] = chosen, start
     return {"frames": frames, "actions": actions, "starts": starts}
+
+
+def conditioning_samples(task: str, split: str, *, train_split: str, sizes: dict[str, int], context: int, frames: int,
+                         seed: int, size: int | None = None) -> list[dict]:
+    """RLIR conditioning rows shared by the world-model tasks: `context` ground-truth frames, the `frames` actions that
+    follow, and the true next frames (for SFT targets and the gold pixel metric).
+
+    `split`: "train" (the task's `train_split`), "heldout"/"test", or any data split by name. Rows:
+    {id, context_frames uint8 [context, H, W], actions list[int] (len frames), target_frames uint8 [frames, H, W]}.
+    """
+    from mmpost.types import DataError
+
+    if split == "train":
+        data_split, kind = train_split, "train"
+    elif split in ("heldout", "test"):
+        data_split, kind = "heldout", "heldout"
+    elif split in SPLITS:
+        data_split, kind = split, "train"
+    else:
+        raise DataError(f"{task}: unknown split {split!r}; expected train, heldout or one of {list(SPLITS)}")
+    size = sizes[kind] if size is None else size
+    data = collect_trajectories(size, context - 1 + frames, seed=seed, split=data_split)
+    return [{
+        "id": f"{task}-{data_split}-{seed}-{i:05d}",
+        "context_frames": data["frames"][i, :context],
+        "actions": data["actions"][i, context - 1 :].tolist(),
+        "target_frames": data["frames"][i, context:],
+    } for i in range(size)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mmpost.modalities.frames.processing import completion_token_names, pixel_token, separator_token
 from mmpost.registry import TASKS
-from mmpost.tasks.world_models.gridworld import ACTION_NAMES, SPLITS, collect_trajectories
+from mmpost.tasks.world_models.gridworld import ACTION_NAMES, SPLITS, conditioning_samples
 from mmpost.types import Message, Sample
 
 
@@ -40,27 +40,11 @@ class RlirArTask:
         ]
 
     def load(self, split: str, *, size: int | None = None) -> list[Sample]:
-        if split == "train":
-            data_split, kind = self.train_split, "train"
-        elif split in ("heldout", "test"):
-            data_split, kind = "heldout", "heldout"
-        elif split in SPLITS:
-            data_split, kind = split, "train"
-        else:
-            raise ValueError(f"rlir_ar: unknown split {split!r}; expected train, heldout or one of {list(SPLITS)}")
-        size = self.sizes[kind] if size is None else size
-        data = collect_trajectories(size, self.context - 1 + self.frames, seed=self.seed, split=data_split)
-        samples = []
-        for i in range(size):
-            target = data["frames"][i, self.context :]
-            samples.append({
-                "id": f"rlir_ar-{data_split}-{self.seed}-{i:05d}",
-                "context_frames": data["frames"][i, : self.context],
-                "actions": data["actions"][i, self.context - 1 :].tolist(),
-                "target_frames": target,
-                "pixel_levels": self.levels,
-                "answer": " ".join(completion_token_names(target, self.levels)),
-            })
+        samples = conditioning_samples(self.name, split, train_split=self.train_split, sizes=self.sizes,
+                                       context=self.context, frames=self.frames, seed=self.seed, size=size)
+        for sample in samples:
+            sample["pixel_levels"] = self.levels
+            sample["answer"] = " ".join(completion_token_names(sample["target_frames"], self.levels))
         return samples
 
     def prompt(self, sample: Sample) -> list[Message]:
