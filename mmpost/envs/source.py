@@ -77,6 +77,13 @@ def _task_function(task: Any, name: str):
     return function
 
 
+def _accepts(function: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _outputs(policy: Any, result: Any) -> list[Any]:
     """What the task turns into actions: the backend's decoded outputs, else the policy's decoding of the ids."""
     if result.outputs is not None:
@@ -99,6 +106,7 @@ def run_episodes(policy: Any, backend: Any, env: Any, samples: Sequence[Sample],
     observations = env.reset([initial_state(samples[b // group_size]) for b in range(count)], seed=seed)
     returns, lengths = [0.0] * count, [0] * count
     active = list(range(count))
+    steps_subset = _accepts(env.chunk_step, "active")
     params = replace(sampling, n=1)
     for call in range(max_policy_calls):
         if not active:
@@ -116,7 +124,8 @@ def run_episodes(policy: Any, backend: Any, env: Any, samples: Sequence[Sample],
             actions[b] = chunks[k]
             logprobs = result.logprobs[k] if result.logprobs else None
             episodes[b].calls.append(PolicyCall(call_samples[k], prompts[k], list(result.completion_ids[k]), logprobs))
-        step = env.chunk_step(actions)
+        # an env that can step a subset skips the episodes that already ended (their results are never read)
+        step = env.chunk_step(actions, active=active) if steps_subset else env.chunk_step(actions)
         done = step.done
         for b in active:
             returns[b] += float(step.rewards[b].sum())

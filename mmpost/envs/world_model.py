@@ -107,36 +107,46 @@ class WorldModelEnv:
 
     # -- stepping -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def chunk_step(self, action_chunks: Any) -> StepResult:
-        """Imagine C frames per episode, score them, and apply termination, truncation and auto-reset."""
+    def chunk_step(self, action_chunks: Any, active: Sequence[int] | None = None) -> StepResult:
+        """Imagine C frames per episode, score them, and apply termination, truncation and auto-reset.
+
+        `active` (episode indices; default all) steps only those episodes: the others are left as they are
+        (rewards 0, flags False, no info), which saves generating and scoring frames a caller no longer reads
+        (`run_episodes` stops reading an episode once it ended). The active episodes' results are the same as in a
+        full step when the generator and the reward model treat rows independently (World-Env's do)."""
         batch = len(self._states)
         if not batch:
             raise RuntimeError("WorldModelEnv.chunk_step before reset")
         actions = check_action_chunks(action_chunks, batch, self.chunk, "WorldModelEnv.chunk_step")
-        frames = self.generator(self._window(), actions)
-        expected = (batch, self.chunk, *self._first.shape[1:])
-        if tuple(frames.shape) != expected:
-            raise ValueError(f"WorldModelEnv: the generator returned frames of shape {list(frames.shape)}, expected {list(expected)}")
-        scores = torch.as_tensor(self.reward_model(frames, self._states), dtype=torch.float32)
-        if tuple(scores.shape) != (batch, self.chunk):
-            raise ValueError(f"WorldModelEnv: the reward model returned scores of shape {list(scores.shape)}, "
-                             f"expected {[batch, self.chunk]}")
+        rows = list(range(batch)) if active is None else sorted({int(b) for b in active})
+        if any(not 0 <= b < batch for b in rows):
+            raise ValueError(f"WorldModelEnv.chunk_step: active episodes {rows} outside 0..{batch - 1}")
         rewards = torch.zeros(batch, self.chunk)
         terminated = torch.zeros(batch, self.chunk, dtype=torch.bool)
         truncated = torch.zeros(batch, self.chunk, dtype=torch.bool)
         infos: list[dict[str, Any]] = [{} for _ in range(batch)]
-        for b in range(batch):
+        if not rows:
+            return StepResult([self._observation(b) for b in range(batch)], rewards, terminated, truncated, infos)
+        frames = self.generator(self._window()[rows], actions[rows])
+        expected = (len(rows), self.chunk, *self._first.shape[1:])
+        if tuple(frames.shape) != expected:
+            raise ValueError(f"WorldModelEnv: the generator returned frames of shape {list(frames.shape)}, expected {list(expected)}")
+        scores = torch.as_tensor(self.reward_model(frames, [self._states[b] for b in rows]), dtype=torch.float32)
+        if tuple(scores.shape) != (len(rows), self.chunk):
+            raise ValueError(f"WorldModelEnv: the reward model returned scores of shape {list(scores.shape)}, "
+                             f"expected {[len(rows), self.chunk]}")
+        for k, b in enumerate(rows):
             for c in range(self.chunk):
-                score = float(scores[b, c])
+                score = float(scores[k, c])
                 rewards[b, c] = score - self._previous_score[b] if self.reward_mode == "relative" else score
                 self._previous_score[b] = score
                 self._return[b] += float(rewards[b, c])
                 self._steps[b] += 1
-                self._recent[b] = torch.cat([self._recent[b, 1:], frames[b, c : c + 1].float()], dim=0)
+                self._recent[b] = torch.cat([self._recent[b, 1:], frames[k, c : c + 1].float()], dim=0)
                 terminated[b, c] = score >= self.threshold
                 truncated[b, c] = not terminated[b, c] and self._steps[b] >= self.max_steps
                 if terminated[b, c] or truncated[b, c]:
-                    infos[b] = {"final_observation": self._observation(b), "scores": scores[b, : c + 1].clone(),
+                    infos[b] = {"final_observation": self._observation(b), "scores": scores[k, : c + 1].clone(),
                                 "episode": EpisodeStats(self._return[b], self._steps[b], bool(terminated[b, c]), score)}
                     self._reset_one(b)
                     break

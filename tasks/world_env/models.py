@@ -7,7 +7,10 @@
 - Reflector (zoo "world-env-reflector", World-Env's "VLM-guided instant reflector"): the tiny Qwen2.5-VL with a
   scalar value head (`mmpost.search.prm.ProcessRewardModel`), regressed (MSE) on GT frames to the success score
   s(p, g) in [0, 1]; its clamped output is the per-step reward and `score >= threshold` is its termination call.
-  Half the training frames are drawn near the target, so success and failure frames are both common.
+  Training frames are balanced (1/2 successes, 1/4 near misses, 1/4 anywhere); the threshold is the one with the
+  best balanced accuracy on held-out frames, and the call is reported on other held-out frames (accuracy,
+  balanced accuracy, AUC, precision/recall at the threshold). The VLM sees the frame with robot and target
+  pixels also in their own channels (`reflector_image`), which the tiny ViT needs to tell them apart.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ WM_META = "world_env_wm.json"
 REFLECTOR_META = "world_env_reflector.json"
 REFLECTOR_PROMPT = "Is the white dot on the grey dot?"
 WM_STEPS, WM_TRAJECTORIES, WM_LENGTH, WM_SAMPLING_STEPS = 300, 256, 8, 4
-REFLECTOR_STEPS, REFLECTOR_EXAMPLES, REFLECTOR_LR = 800, 768, 5e-4
+REFLECTOR_STEPS, REFLECTOR_EXAMPLES, REFLECTOR_LR, REFLECTOR_IMAGE_SIZE, REFLECTOR_HELDOUT = 3000, 2048, 1e-3, 112, 256
 
 
 def frame_image(frame: Any, size: int | None = None):
@@ -39,6 +42,25 @@ def frame_image(frame: Any, size: int | None = None):
 
     array = np.asarray(frame.detach().cpu() if isinstance(frame, torch.Tensor) else frame, dtype=np.float64)
     image = Image.fromarray(np.clip(np.round(array), 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    return image.resize((size, size), Image.NEAREST) if size else image
+
+
+ROBOT_PIXEL_THRESHOLD = 200  # between the target (110) and the robot (255)
+TARGET_PIXEL_THRESHOLD = 55  # between the background (0) and the target (110)
+
+
+def reflector_image(frame: Any, size: int | None = None):
+    """The reflector's view of a grayscale frame [S, S]: RGB with R = the frame, G = 255 where a pixel is robot
+    (> ROBOT_PIXEL_THRESHOLD), B = 255 where it is target (TARGET_PIXEL_THRESHOLD..ROBOT_PIXEL_THRESHOLD]; upscaled
+    (nearest) to `size`. Why: success is "almost no target pixel left visible", and the tiny ViT's linear patch
+    embedding cannot count grey pixels apart from white ones in one channel; in separate channels it can."""
+    from PIL import Image
+
+    array = np.asarray(frame.detach().cpu() if isinstance(frame, torch.Tensor) else frame, dtype=np.float64)
+    robot = array > ROBOT_PIXEL_THRESHOLD
+    target = (array > TARGET_PIXEL_THRESHOLD) & ~robot
+    rgb = np.stack([np.clip(np.round(array), 0, 255), 255.0 * robot, 255.0 * target], axis=-1).astype(np.uint8)
+    image = Image.fromarray(rgb, mode="RGB")
     return image.resize((size, size), Image.NEAREST) if size else image
 
 
@@ -76,7 +98,9 @@ def build_world_model(out_dir, *, seed: int = 0, steps: int = WM_STEPS, trajecto
 
 class WorldModelGenerator:
     """The frozen world model as a `WorldModelEnv` generator: (context [B, 1, S, S] in [0, 255], actions [B, C, 2])
-    -> frames [B, C, S, S] in [0, 255], deterministic (Euler ODE from noise seeded `noise_seed` on every call)."""
+    -> frames [B, C, S, S] in [0, 255], deterministic: the Euler ODE (`sampling_steps` steps) from one noise per
+    chunk position, seeded `noise_seed` and shared by every row, so a row's frames depend on its context and
+    actions only (not on the batch it is in: the env can step a subset of its episodes and get the same frames)."""
 
     def __init__(self, model: torch.nn.Module, *, max_step: float, sampling_steps: int = WM_SAMPLING_STEPS,
                  noise_seed: int = 0) -> None:
@@ -84,12 +108,29 @@ class WorldModelGenerator:
 
     @torch.no_grad()
     def __call__(self, context: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        from mmpost.tasks.world_models.diffusion_wm import frames_to_model, frames_to_uint8, sample_frames
+        from mmpost.algos.flow_sde import sde_step_with_logprob
+        from mmpost.denoising import flow_match_sigmas
+        from mmpost.tasks.world_models.diffusion_wm import frames_to_model, frames_to_uint8
 
-        generator = torch.Generator().manual_seed(self.noise_seed)
-        frames = sample_frames(self.model, frames_to_model(context.round().clamp(0, 255).to(torch.uint8)),
-                               actions.float() / self.max_step, steps=self.sampling_steps, generator=generator)
-        return frames_to_uint8(frames).float()
+        batch, chunk = actions.shape[:2]
+        size = context.shape[-1]
+        if self.model.config.num_frames != 1 or self.model.config.context_frames != 1:
+            raise ValueError("WorldModelGenerator: the World-Env world model generates 1 frame from 1 context frame")
+        noise = torch.randn((chunk, size, size), generator=torch.Generator().manual_seed(self.noise_seed))
+        unused = torch.Generator().manual_seed(0)  # the ODE step draws noise it multiplies by 0: keep it off global RNG
+        sigmas = flow_match_sigmas(self.sampling_steps)
+        previous = frames_to_model(context.round().clamp(0, 255).to(torch.uint8))[:, -1:]
+        scaled = actions.float() / self.max_step
+        frames = []
+        for c in range(chunk):  # each frame is conditioned on the one before: a chain, not a batch
+            latent = noise[c].expand(batch, 1, size, size).clone()
+            for k in range(self.sampling_steps):
+                velocity = self.model(latent, float(sigmas[k]) * 1000, context=previous, actions=scaled[:, c : c + 1])
+                latent = sde_step_with_logprob(velocity, latent, float(sigmas[k]), float(sigmas[k + 1]), noise_level=0.0,
+                                               sigma_max=float(sigmas[1]), generator=unused)[0]
+            frames.append(latent)
+            previous = latent
+        return frames_to_uint8(torch.cat(frames, dim=1)).float()
 
 
 def load_world_model(folder: str | Path) -> WorldModelGenerator:
@@ -103,9 +144,6 @@ def load_world_model(folder: str | Path) -> WorldModelGenerator:
     model = ActionConditionedFrameModel.from_pretrained(str(folder))
     return WorldModelGenerator(model, max_step=float(meta["max_step"]), sampling_steps=int(meta["sampling_steps"]),
                                noise_seed=int(meta.get("noise_seed", 0)))
-
-
-ROBOT_PIXEL_THRESHOLD = 200  # between the target (110) and the robot (255)
 
 
 def robot_pixel(frames: np.ndarray) -> np.ndarray:
@@ -134,29 +172,82 @@ def world_model_error(generator: WorldModelGenerator, trajectories: dict) -> dic
 
 
 # -- the reflector --------------------------------------------------------------------------------------------
+NEAR_MISS_FACTOR = 2.5  # near-miss negatives lie between 1 and 2.5 success radii from the target
+
+
 def reflector_examples(count: int, config: WorldEnvConfig, *, seed: int) -> tuple[list[np.ndarray], list[float]]:
-    """GT frames and their success scores: half with the robot near the target (about half of those within the
-    success radius), half anywhere."""
+    """GT frames and their success scores s(p, g), balanced: 1/2 successes (robot uniform in the success disc),
+    1/4 near misses (1 to NEAR_MISS_FACTOR radii away: the frames a reflector confuses with success) and 1/4
+    anywhere. The label is the score of the clipped position, so a frame's success is `label >= 1`."""
     rng = np.random.default_rng(seed)
     frames, labels = [], []
+    radius = config.success_radius
     for n in range(count):
         target = rng.uniform(0.1, 0.9, 2)
-        if n % 2 == 0:
-            position = np.clip(target + rng.uniform(-1.2, 1.2, 2) * config.success_radius, 0, 1)
-        else:
+        angle = rng.uniform(0.0, 2.0 * np.pi)
+        kind = n % 4
+        if kind == 3:
             position = rng.uniform(0, 1, 2)
+        else:
+            gap = (radius * np.sqrt(rng.uniform(0.0, 1.0)) if kind < 2  # uniform over the success disc's area
+                   else rng.uniform(1.02 * radius, NEAR_MISS_FACTOR * radius))  # 1.02: clearly outside
+            position = np.clip(target + gap * np.array([np.cos(angle), np.sin(angle)]), 0, 1)
         frames.append(render_frame(position, target, config))
         labels.append(success_score(position, target, config))
     return frames, labels
 
 
-class Reflector:
-    """The reflector as a `WorldModelEnv` reward model: frames [B, C, S, S] -> scores [B, C] in [0, 1]."""
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve = P(score of a random positive > score of a random negative), ties counting 1/2
+    (the Mann-Whitney U statistic divided by n_pos * n_neg). NaN when either class is empty."""
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    pos, neg = scores[positive], scores[~positive]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
 
-    def __init__(self, prm: torch.nn.Module, processor: Any, *, batch_size: int = 32, image_size: int = 112) -> None:
+
+def success_call_metrics(scores: np.ndarray, positive: np.ndarray, threshold: float) -> dict[str, float]:
+    """How well `score >= threshold` calls success: accuracy, balanced accuracy (mean of the true-positive and
+    true-negative rates, so always saying "no" scores 0.5), AUC of the raw scores, and the call's calibration at the
+    threshold: precision (P(success | called success)), recall, and the called vs true success rates."""
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    if scores.shape != positive.shape or scores.ndim != 1 or not len(scores):
+        raise ValueError(f"success_call_metrics: scores {scores.shape} and labels {positive.shape} must be equal 1-D, non-empty")
+    called = scores >= threshold
+    tpr = float(called[positive].mean()) if positive.any() else float("nan")
+    tnr = float((~called[~positive]).mean()) if (~positive).any() else float("nan")
+    return {"accuracy": float((called == positive).mean()), "balanced_accuracy": 0.5 * (tpr + tnr), "auc": roc_auc(scores, positive),
+            "precision": float(positive[called].mean()) if called.any() else float("nan"), "recall": tpr,
+            "called_success_rate": float(called.mean()), "true_success_rate": float(positive.mean())}
+
+
+def pick_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
+    """The termination threshold with the best balanced accuracy on (held-out) scores: the midpoint between two
+    adjacent distinct scores; ties go to the higher threshold (fewer false "success" calls end fewer episodes early)."""
+    values = np.unique(np.asarray(scores, dtype=np.float64))
+    candidates = np.concatenate([[values[0] - 1e-6], (values[1:] + values[:-1]) / 2, [values[-1] + 1e-6]])
+    best = max(candidates, key=lambda t: (success_call_metrics(scores, positive, float(t))["balanced_accuracy"], t))
+    return float(best)
+
+
+REFLECTOR_VIEWS = {"gray": frame_image, "channels": reflector_image}  # how a frame is shown to the reflector
+
+
+class Reflector:
+    """The reflector as a `WorldModelEnv` reward model: frames [B, C, S, S] -> scores [B, C] in [0, 1];
+    `threshold` is its termination call (picked on held-out frames when it was built)."""
+
+    def __init__(self, prm: torch.nn.Module, processor: Any, *, batch_size: int = 64, image_size: int = 112,
+                 threshold: float = 0.9, view: str = "channels") -> None:
         from mmpost.modalities.image.adapter import ImageModality
 
+        if view not in REFLECTOR_VIEWS:
+            raise ValueError(f"Reflector: view must be one of {sorted(REFLECTOR_VIEWS)}, got {view!r}")
         self.prm, self.processor, self.batch_size, self.image_size = prm.eval(), processor, batch_size, image_size
+        self.threshold, self.view_name, self.view = threshold, view, REFLECTOR_VIEWS[view]
         self.modality = ImageModality()
         tokenizer = getattr(processor, "tokenizer", processor)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -165,7 +256,7 @@ class Reflector:
         from mmpost.policy import collate_prompts
 
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": REFLECTOR_PROMPT}]}]
-        prompts = [self.modality.encode_prompt(self.processor, messages, {"id": "reflector", "images": [frame_image(f, self.image_size)]})
+        prompts = [self.modality.encode_prompt(self.processor, messages, {"id": "reflector", "images": [self.view(f, self.image_size)]})
                    for f in frames]
         return collate_prompts(prompts, self.pad_id)
 
@@ -182,12 +273,25 @@ class Reflector:
         return self.scores(list(frames.reshape(batch * chunk, *frames.shape[2:]))).reshape(batch, chunk)
 
 
+def evaluate_reflector(reflector: Reflector, count: int, config: WorldEnvConfig, *, seed: int,
+                       threshold: float | None = None) -> dict[str, float]:
+    """Held-out metrics of the reflector on `count` fresh balanced GT frames (`reflector_examples`, this seed):
+    MAE of the score, and `success_call_metrics` at `threshold` (the reflector's own when None)."""
+    frames, labels = reflector_examples(count, config, seed=seed)
+    predicted, truth = reflector.scores(frames).numpy(), np.array(labels)
+    metrics = success_call_metrics(predicted, truth >= 1.0, reflector.threshold if threshold is None else threshold)
+    return {"mae": float(np.abs(predicted - truth).mean()), **metrics}
+
+
 @MODEL_ZOO.register("world-env-reflector")
 def build_reflector(out_dir, *, seed: int = 0, steps: int = REFLECTOR_STEPS, examples: int = REFLECTOR_EXAMPLES,
-                    lr: float = REFLECTOR_LR, batch_size: int = 16, threshold: float = 0.9,
+                    lr: float = REFLECTOR_LR, batch_size: int = 16, image_size: int = REFLECTOR_IMAGE_SIZE,
+                    heldout: int = REFLECTOR_HELDOUT, view: str = "channels",
                     backbone: str | os.PathLike | None = None) -> Path:
-    """Train the tiny-VLM reflector on GT success/failure frames; save backbone, head, processor and metrics.
-    The backbone is a fresh `tiny-qwen2.5-vl` (seeded), or the VLM folder `backbone` when given."""
+    """Train the tiny-VLM reflector (MSE to s) on balanced GT success / near-miss / other frames; pick the
+    termination threshold that maximises balanced accuracy on `heldout` selection frames, and report the call's
+    metrics on another `heldout` test frames (seeds seed+1000 and seed+2000). Saves backbone, head, processor and
+    metrics. The backbone is a fresh `tiny-qwen2.5-vl` (seeded), or the VLM folder `backbone` when given."""
     from mmpost.model import load_processor
     from mmpost.search.prm import build_prm
 
@@ -197,10 +301,11 @@ def build_reflector(out_dir, *, seed: int = 0, steps: int = REFLECTOR_STEPS, exa
         base = Path(backbone) if backbone else MODEL_ZOO.get("tiny-qwen2.5-vl")(Path(scratch) / "base", seed=seed)
         processor = load_processor(str(base))
         prm = build_prm(base, seed=seed)
-    reflector = Reflector(prm, processor)
+    reflector = Reflector(prm, processor, image_size=image_size, view=view)
     frames, labels = reflector_examples(examples, config, seed=seed)
     encoded = [reflector.inputs([f]) for f in frames]  # one prompt each; batches are re-collated below
     optimizer = torch.optim.AdamW(prm.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0 - k / max(steps, 1))  # linear decay
     generator = torch.Generator().manual_seed(seed)
     prm.train()
     losses = []
@@ -212,18 +317,18 @@ def build_reflector(out_dir, *, seed: int = 0, steps: int = REFLECTOR_STEPS, exa
         loss.backward()
         torch.nn.utils.clip_grad_norm_(prm.parameters(), 1.0)
         optimizer.step()
-        losses.append(float(loss))
+        schedule.step()
+        losses.append(float(loss.detach()))
     prm.eval()
-    held_frames, held_labels = reflector_examples(128, config, seed=seed + 1000)
-    predicted = reflector.scores(held_frames).numpy()
-    truth = np.array(held_labels)
+    select_frames, select_labels = reflector_examples(heldout, config, seed=seed + 1000)
+    reflector.threshold = pick_threshold(reflector.scores(select_frames).numpy(), np.array(select_labels) >= 1.0)
+    test = evaluate_reflector(reflector, heldout, config, seed=seed + 2000)
     out.mkdir(parents=True, exist_ok=True)
     prm.save(out)
     processor.save_pretrained(str(out))
-    meta = {"threshold": threshold, "train_steps": steps, "image_size": reflector.image_size, "final_loss": float(np.mean(losses[-20:])),
-            "heldout_mae": float(np.abs(predicted - truth).mean()),
-            "heldout_success_accuracy": float(((predicted >= threshold) == (truth >= 1.0)).mean()),
-            "heldout_success_fraction": float((truth >= 1.0).mean())}
+    meta = {"threshold": reflector.threshold, "train_steps": steps, "train_examples": examples, "lr": lr,
+            "image_size": image_size, "view": view, "final_loss": float(np.mean(losses[-20:])),
+            **{f"heldout_{k}": v for k, v in test.items()}, "heldout_frames": heldout}
     (out / REFLECTOR_META).write_text(json.dumps(meta, indent=1))
     return out
 
@@ -242,7 +347,8 @@ def load_reflector(folder: str | Path) -> Reflector:
         raise FileNotFoundError(f"{folder}: not a World-Env reflector folder (no {REFLECTOR_META}); build it with the "
                                 "zoo entry 'world-env-reflector'")
     meta = json.loads((folder / REFLECTOR_META).read_text())
-    return Reflector(load_prm(folder), load_processor(str(folder)), image_size=meta.get("image_size", 112))
+    return Reflector(load_prm(folder), load_processor(str(folder)), image_size=int(meta.get("image_size", 112)),
+                     threshold=float(meta.get("threshold", 0.9)), view=meta.get("view", "gray"))
 
 
 # -- artifacts built once and cached ----------------------------------------------------------------------------
