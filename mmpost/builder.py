@@ -51,6 +51,7 @@ class Run:
     output_dir: Path
     kl_controller: Any = None
     state: dict = field(default_factory=dict)
+    diagnostics: Any = None  # mmpost.diagnostics.RunDiagnostics, set by the trainer
 
     @property
     def rank(self) -> int:

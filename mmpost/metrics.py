@@ -1,6 +1,7 @@
 """Run metrics: one JSON object per optimizer step in metrics.jsonl, and the reward/accuracy curve PNG.
 
-Fixed namespaces: `loss/…`, `reward/<name>`, `rollout/…`, `perf/…`, `eval/<benchmark>/<metric>`.
+Fixed namespaces: `loss/…`, `reward/<name>`, `rollout/…`, `perf/…`, `eval/<benchmark>/<metric>`, `diag/…`
+(mmpost/diagnostics.py).
 """
 from __future__ import annotations
 

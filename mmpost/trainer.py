@@ -18,6 +18,7 @@ from mmpost.algos.advantages import zero_variance_groups
 from mmpost.builder import Run, build_run
 from mmpost.checkpoint import find_resume_checkpoint, load_model_weights, optimizer_state_from_files, rng_state_from_files, save_checkpoint
 from mmpost.config import Config, save_config, to_dict
+from mmpost.diagnostics import RunDiagnostics
 from mmpost.experience import StepContext
 from mmpost.metrics import plot_curves
 from mmpost.packing import micro_batch_rows
@@ -206,6 +207,8 @@ def train_step(run: Run, step: int) -> dict[str, Any]:
             metrics["reward/kl_penalty"] = float(kl.sum(1).mean())
         metrics.update(compute_advantages(run, batch))
         metrics.update(run.source.after_advantages(ctx, batch))
+        if run.diagnostics is not None:  # entropy, KL to the warm start, flat groups: on the policy that sampled
+            metrics.update(run.diagnostics.step_metrics(run, batch, step))
         if run.settings.kl is not None:
             run.settings.kl_coef = metrics["loss/kl_coef"] = run.kl_controller.coef
         with timed(metrics, "perf/update_s"):
@@ -315,6 +318,7 @@ def train(config: Config) -> dict[str, Any]:
     resume_from = find_resume_checkpoint(config.train.resume, config.train.output_dir)
     policy_path = str(resume_from / "model") if resume_from and not config.model.lora.enabled else None
     run = build_run(config, policy_path=policy_path)
+    run.diagnostics = RunDiagnostics(run)
     config_yaml = __import__("yaml").safe_dump(to_dict(config), sort_keys=False)
     if run.is_main:
         save_config(config, run.output_dir / "config.yaml")
@@ -328,6 +332,7 @@ def train(config: Config) -> dict[str, Any]:
             run.metrics.path.unlink()
         if config.eval.heldout and run.heldout_rows:
             run.state["heldout_accuracy_before"] = heldout_accuracy(run)
+            run.state.update(_prefixed(run.diagnostics.heldout_sampling(run), "heldout_", "_before"))
     progress = _progress(run, first_step)
     last = first_step - 1
     with _StopSignals() as signals:
@@ -364,6 +369,8 @@ def train(config: Config) -> dict[str, Any]:
     if config.eval.heldout and run.heldout_rows:
         summary["heldout_accuracy_before"] = run.state.get("heldout_accuracy_before")
         summary["heldout_accuracy_after"] = heldout_accuracy(run)
+        summary.update({k: v for k, v in run.state.items() if k.startswith("heldout_") and k.endswith("_before")})
+        summary.update(_prefixed(run.diagnostics.heldout_sampling(run), "heldout_", "_after"))
     final = _checkpoint(run, last, config_yaml)
     summary.update(output_dir=str(run.output_dir), metrics=str(run.metrics.path), checkpoint=str(final),
                    curves=str(run.output_dir / "curves.png"))
@@ -417,6 +424,10 @@ class _StopSignals:
 
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+
+def _prefixed(values: dict[str, float], prefix: str, suffix: str) -> dict[str, float]:
+    return {f"{prefix}{key}{suffix}": value for key, value in values.items()}
 
 
 def _progress(run: Run, first_step: int):
