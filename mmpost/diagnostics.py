@@ -111,8 +111,7 @@ class RunDiagnostics:
         self.token_policy = isinstance(run.policy, TokenPolicy)
         self.start_model: torch.nn.Module | None = None
         self.start_mode = "none"
-        if self.every and self.token_policy and run.config.eval.kl_to_start:
-            self._set_start_model(run)
+        self._start_pending = bool(self.every and self.token_policy and run.config.eval.kl_to_start)
 
     def _set_start_model(self, run: Any) -> None:
         """The warm start: the run's reference when it has one (the initial weights, also on resume), the LoRA base,
@@ -152,6 +151,9 @@ class RunDiagnostics:
         from mmpost.packing import micro_batch_rows
         from mmpost.policy import adapter_disabled
 
+        if self._start_pending:  # loaded on first use: runs without rollouts (SFT) never pay for it
+            self._start_pending = False
+            self._set_start_model(run)
         settings = run.settings
         sums = {"entropy": [0.0, 0.0], "kl": [0.0, 0.0]}
         chunks = micro_batch_rows(batch, rows, layout=run.config.algorithm.logprob_pass,
@@ -223,6 +225,10 @@ class RunDiagnostics:
         devices = [run.accelerator.device] if run.accelerator.device.type == "cuda" else []
         per_prompt: list[list[float | None]] = []
         votes: list[float | None] = []
+        # Tasks whose rows carry a `kind` (question type) also get each kind's greedy accuracy and pass@k.
+        kinds = sorted({str(r["kind"]) for r in run.heldout_rows if isinstance(r, dict) and "kind" in r})
+        by_kind: dict[str, list[float]] = {f"{what}_{kind}": [0.0, 0.0] for kind in kinds for what in ("accuracy", "pass_at_k")}
+        greedy = replace(params, n=1, greedy=True)
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(run.config.train.seed * 7919 + 17)
             size = max(1, run.config.eval.batch_size // max(k, 1))
@@ -236,6 +242,13 @@ class RunDiagnostics:
                 repeated = [s for s in samples for _ in range(k)]
                 scores = _score(run.task.accuracy_reward, outputs, repeated, [list(i) for i in result.completion_ids],
                                 bound=next((r for r in run.rewards if r.name == run.task.accuracy_reward), None))
+                greedy_scores = None
+                if kinds:
+                    result = run.backend.generate(run.policy.encode_prompts(samples), samples, greedy)
+                    texts = result.outputs if result.outputs is not None else \
+                        [run.policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
+                    greedy_scores = _score(run.task.accuracy_reward, texts, samples, [list(i) for i in result.completion_ids],
+                                           bound=next((r for r in run.rewards if r.name == run.task.accuracy_reward), None))
                 for index in range(len(samples)):
                     if start + index >= scored:
                         break
@@ -243,10 +256,20 @@ class RunDiagnostics:
                     per_prompt.append(row_scores)
                     answers = [vote_key(str(o)) for o in outputs[index * k : (index + 1) * k]]
                     votes.append(majority_vote_correct(answers, row_scores))
+                    kind = str(samples[index].get("kind"))
+                    if greedy_scores is not None and f"accuracy_{kind}" in by_kind:
+                        if greedy_scores[index] is not None:
+                            by_kind[f"accuracy_{kind}"][0] += greedy_scores[index]
+                            by_kind[f"accuracy_{kind}"][1] += 1
+                        present = [v for v in row_scores if v is not None]
+                        if present:
+                            by_kind[f"pass_at_k_{kind}"][0] += max(present)
+                            by_kind[f"pass_at_k_{kind}"][1] += 1
         local = {
             "sampled_accuracy": _sum_count([s for row in per_prompt for s in row if s is not None]),
             "pass_at_k": _sum_count([max(s for s in row if s is not None) for row in per_prompt if any(s is not None for s in row)]),
             "majority_accuracy": _sum_count([v for v in votes if v is not None]),
+            **{key: tuple(value) for key, value in by_kind.items()},
         }
         keys = sorted(local)
         totals = _all_reduce(torch.tensor([x for key in keys for x in local[key]], dtype=torch.float64))
