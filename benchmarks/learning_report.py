@@ -96,16 +96,37 @@ class Job:
     seed: int = 0
     threads: int = 1
     steps: int | None = None  # a finished run with this many steps is read back instead of rerun
+    command: list[str] | None = None  # another program that writes summary.json + metrics.jsonl (a TRL control)
+
+    def build_command(self) -> list[str]:
+        if self.command is not None:
+            return list(self.command)
+        command = [sys.executable, "-m", "mmpost.cli", "train", str(REPO / "recipes" / f"{self.recipe}.yaml"),
+                   *self.overrides, f"train.seed={self.seed}", f"train.output_dir={self.output_dir}",
+                   f"train.threads={self.threads}", "train.progress=false"]
+        if self.steps is not None:
+            command.append(f"train.steps={self.steps}")
+        return command
+
+    def fingerprint(self) -> str:
+        """The command and the recipe's text: a finished run is reused only if neither changed."""
+        import hashlib
+
+        recipe = REPO / "recipes" / f"{self.recipe}.yaml"
+        text = recipe.read_text() if recipe.is_file() else ""
+        return hashlib.sha256(json.dumps([self.build_command()[1:], text]).encode()).hexdigest()[:16]
 
     def finished(self) -> bool:
-        summary = self.output_dir / "summary.json"
-        if not summary.is_file():
+        summary, stamp = self.output_dir / "summary.json", self.output_dir / "job.json"
+        if not summary.is_file() or not stamp.is_file():
+            return False
+        if json.loads(stamp.read_text()).get("fingerprint") != self.fingerprint():
             return False
         return self.steps is None or json.loads(summary.read_text()).get("steps") == self.steps
 
 
 def run_jobs(jobs: Sequence[Job], *, parallel: int = 2, log_dir: Path | None = None) -> dict[Any, SeedRun]:
-    """Run `jobs` as `python -m mmpost.cli train` processes, `parallel` at a time (each with `threads` torch threads);
+    """Run `jobs` as `python -m mmpost.cli train` processes (or their own `command`), `parallel` at a time (each with `threads` torch threads);
     a job whose run directory already holds a finished summary is read back. A failed job stops the benchmark and
     names its log."""
     pending = [j for j in jobs if not j.finished()]
@@ -117,11 +138,8 @@ def run_jobs(jobs: Sequence[Job], *, parallel: int = 2, log_dir: Path | None = N
             job.output_dir.mkdir(parents=True, exist_ok=True)
             log = (log_dir or job.output_dir) / f"{job.output_dir.name}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
-            command = [sys.executable, "-m", "mmpost.cli", "train", str(REPO / "recipes" / f"{job.recipe}.yaml"),
-                       *job.overrides, f"train.seed={job.seed}", f"train.output_dir={job.output_dir}",
-                       f"train.threads={job.threads}", "train.progress=false"]
-            if job.steps is not None:
-                command.append(f"train.steps={job.steps}")
+            command = job.build_command()
+            (job.output_dir / "summary.json").unlink(missing_ok=True)
             handle = log.open("w")
             process = subprocess.Popen(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
                                        env={**env, "OMP_NUM_THREADS": str(job.threads)})
@@ -139,6 +157,7 @@ def run_jobs(jobs: Sequence[Job], *, parallel: int = 2, log_dir: Path | None = N
                 raise RuntimeError(f"{job.recipe} {job.key} failed (exit {process.returncode}); log {log}:\n{tail}")
             seconds = time.perf_counter() - started
             (job.output_dir / "wall_seconds.json").write_text(json.dumps({"seconds": seconds}))
+            (job.output_dir / "job.json").write_text(json.dumps({"fingerprint": job.fingerprint(), "command": job.build_command()}))
             print(f"  done {job.key} in {seconds:.0f} s", flush=True)
     out = {}
     for job in jobs:
