@@ -25,7 +25,7 @@ SIZES = {  # name -> tiny builder options
     "tiny": {"text_hidden": 64, "layers": 2, "heads": 4, "vision_hidden": 32, "vision_layers": 2},
     "small": {"text_hidden": 128, "layers": 4, "heads": 4, "vision_hidden": 64, "vision_layers": 2},
 }
-KINDS = {"position": "left/right (width)", "vertical": "top/bottom (height)", "color": "colour (no position)",
+KINDS = {"position1": "left/right, one shape", "position": "left/right (width)", "vertical": "top/bottom (height)", "color": "colour (no position)",
          "mix": "colour, count, left/right, top/bottom"}
 
 
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--out", default="runs/warmstart-study")
+    parser.add_argument("--name", default="warmstart_study", help="results file name (benchmarks/results/NAME.md)")
     args = parser.parse_args(argv)
 
     from mmpost.registry import MODEL_ZOO
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                     MODEL_ZOO.get("tiny-qwen2.5-vl")(folder, seed=seed, rope_theta=theta, **SIZES[size])
                 models[(size, theta, seed)] = folder
                 for kind in args.kinds:
-                    kinds = "[color, count, position, vertical]" if kind == "mix" else f"[{kind}]"
+                    kinds = {"mix": "[color, count, position, vertical]", "position1": "[position], max_shapes: 1"}.get(kind, f"[{kind}]")
                     jobs.append(Job(key=(size, theta, kind, seed), recipe="sft", seed=seed, steps=args.steps,
                                     output_dir=out / f"{size}-theta{theta:g}-{kind}-seed{seed}",
                                     overrides=[f"model.path={folder}", "model.zoo=null", "data.prompts_per_step=16",
@@ -129,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "warmstart_study.md").write_text(text + "\n")
-    (RESULTS / "warmstart_study.json").write_text(json.dumps({"steps": args.steps, "lr": args.lr, "runs": raw}, indent=1))
+    (RESULTS / f"{args.name}.md").write_text(text + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps({"steps": args.steps, "lr": args.lr, "runs": raw}, indent=1))
     return 0
 
 

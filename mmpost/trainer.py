@@ -442,7 +442,9 @@ def _progress(run: Run, first_step: int):
         if metrics is None:
             bar.close()
             return
-        bar.set_postfix(reward=f"{metrics.get('reward/mean', float('nan')):.3f}", loss=f"{metrics.get('loss/total', 0.0):.4f}")
+        reward = metrics.get("reward/mean")
+        shown = {"reward": f"{reward:.3f}"} if reward is not None and reward == reward else {}  # SFT has no reward
+        bar.set_postfix(**shown, loss=f"{metrics.get('loss/total', 0.0):.4f}")
         bar.update(1)
 
     return update

@@ -120,6 +120,16 @@ def test_kinds_rotate_and_are_checked(task):
         ShapesTask(kinds=["colour"])
 
 
+def test_max_shapes_bounds_the_scene():
+    """max_shapes=1: every scene has one shape (the positional study's "is the one shape left or right")."""
+    rows = ShapesTask(kinds=["position", "count"], max_shapes=1).load("train", size=20)
+    assert all(len(r["shapes"]) == 1 for r in rows)
+    assert {r["answer"] for r in rows if r["kind"] == "count"} == {"1"}
+    assert max(len(r["shapes"]) for r in ShapesTask(kinds=["count"]).load("train", size=40)) == 4
+    with pytest.raises(ValueError, match="max_shapes must be 1..4"):
+        ShapesTask(max_shapes=5)
+
+
 # ---- answers agree with the pixels -------------------------------------------------------------
 def test_every_answer_matches_the_rendered_image(train):
     for sample in train:

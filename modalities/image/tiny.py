@@ -29,6 +29,14 @@ from mmpost.tokenizer import build_tiny_tokenizer
 TINY_INITIALIZER_RANGE = 0.1
 TINY_MIN_PIXELS = 56 * 56
 TINY_MAX_PIXELS = 112 * 112
+# RoPE base of the text decoder. The hub's 1e6 suits head_dim 128; with head_dim 16 the M-RoPE sections [2, 3, 3] give
+# width positions 1.8e-4 rad per image column and height 0.03 rad per row, so image tokens a column apart look the
+# same to attention. At 10 the width frequencies are 0.24/0.18/0.13 rad per column and height 0.56/0.42/0.32 per row.
+# Measured (benchmarks/warmstart_study.py, SFT from random init, greedy held-out accuracy; results in
+# benchmarks/results/warmstart_*.md): "is the one shape left or right" after 1000 steps is 0.508 at 1e6 (chance) and
+# 0.992 at 10; a colour/count/left-right/top-bottom mix after 300 steps reaches 0.398/0.398 (2 seeds) at 1e6 and
+# 0.531/0.508 at 10 (100: 0.563/0.422; 2: 0.508/0.547). Below 10 nothing more is gained, so 10.
+TINY_ROPE_THETA = 10.0
 
 
 def mrope_section_for(head_dim: int) -> list[int]:
@@ -53,7 +61,7 @@ def tiny_qwen2_5_vl_config(
     heads: int = 4,
     vision_hidden: int = 32,
     vision_layers: int = 2,
-    rope_theta: float = 1_000_000.0,
+    rope_theta: float = TINY_ROPE_THETA,
 ) -> Qwen2_5_VLConfig:
     """A Qwen2.5-VL config with a tiny text decoder and vision tower; `token_ids` maps Qwen token names to ids."""
     if text_hidden % heads:
@@ -113,7 +121,7 @@ def build_tiny_qwen2_5_vl(
     heads: int = 4,
     vision_hidden: int = 32,
     vision_layers: int = 2,
-    rope_theta: float = 1_000_000.0,
+    rope_theta: float = TINY_ROPE_THETA,
     min_pixels: int = TINY_MIN_PIXELS,
     max_pixels: int = TINY_MAX_PIXELS,
 ) -> Path:
@@ -153,3 +161,7 @@ def build_tiny_qwen2_5_vl(
     model.save_pretrained(out)  # safetensors is the only format in transformers 5
     processor.save_pretrained(out)
     return out
+
+
+# A cached folder built with the hub's rope_theta (before TINY_ROPE_THETA) is rebuilt (mmpost.model.ensure_model_folder).
+build_tiny_qwen2_5_vl.zoo_version = f"rope_theta={TINY_ROPE_THETA:g}"

@@ -39,9 +39,9 @@ def _scene_in_split(rng: random.Random, split: str, image_size: int, num_shapes:
             return scene
 
 
-def make_sample(kind: str, rng: random.Random, *, split: str, image_size: int, sample_id: str) -> Sample:
-    """One question of `kind` about a fresh scene of `split`, drawn only from `rng`."""
-    num_shapes = 1 if kind == "color" else rng.randint(1, 4)
+def make_sample(kind: str, rng: random.Random, *, split: str, image_size: int, sample_id: str, max_shapes: int = 4) -> Sample:
+    """One question of `kind` about a fresh scene of `split` (1 to `max_shapes` shapes), drawn only from `rng`."""
+    num_shapes = 1 if kind == "color" else rng.randint(1, max_shapes)
     scene = _scene_in_split(rng, split, image_size, num_shapes, both_midlines=kind == "vertical")
     target = rng.choice(scene.shapes)
     extras: dict[str, Any] = {}
@@ -103,7 +103,11 @@ class ShapesTask:
         kinds: Sequence[str] | None = None,
         train_size: int = DEFAULT_SIZES["train"],
         heldout_size: int = DEFAULT_SIZES["heldout"],
+        max_shapes: int = 4,
     ) -> None:
+        if not 1 <= max_shapes <= 4:
+            raise ValueError(f"shapes task: max_shapes must be 1..4, got {max_shapes}")
+        self.max_shapes = max_shapes
         self.seed = seed
         self.image_size = image_size
         self.kinds = _check_kinds(kinds)
@@ -140,7 +144,8 @@ class ShapesTask:
             rng = random.Random(f"mmpost.shapes:{seed}:{split}:{index}")
             sample_id = f"shapes-{split}-{seed}-{index:05d}"
             kind = kinds[index % len(kinds)]
-            samples.append(make_sample(kind, rng, split=split, image_size=image_size, sample_id=sample_id))
+            samples.append(make_sample(kind, rng, split=split, image_size=image_size, sample_id=sample_id,
+                                       max_shapes=self.max_shapes))
         return samples
 
     def prompt(self, sample: Sample) -> list[Message]:

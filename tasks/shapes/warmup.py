@@ -12,7 +12,7 @@ from pathlib import Path
 from mmpost.registry import MODEL_ZOO
 from mmpost.warmstart import sft_warm_start
 
-WARMUP_STEPS = 200
+WARMUP_STEPS = 300
 WARMUP_LR = 1e-3
 
 
@@ -21,3 +21,7 @@ def build_warm_tiny_qwen2_5_vl(out_dir, *, seed: int = 0, steps: int = WARMUP_ST
                                kinds: list[str] | None = None) -> Path:
     return sft_warm_start(out_dir, base_zoo="tiny-qwen2.5-vl", task="shapes", seed=seed, steps=steps, lr=lr,
                           task_args={"kinds": kinds} if kinds else None)
+
+
+# A cached folder built by another version (other steps, lr or base model) is rebuilt (mmpost.model.ensure_model_folder).
+build_warm_tiny_qwen2_5_vl.zoo_version = f"theta10:{WARMUP_STEPS}:{WARMUP_LR}"

@@ -19,4 +19,4 @@ def build_warm_video_model(out_dir, *, seed: int = 0, steps: int = WARMUP_STEPS,
                           task_args={"train_size": TRAIN_CLIPS})
 
 
-build_warm_video_model.zoo_version = f"1:{WARMUP_STEPS}:{WARMUP_LR}:{TRAIN_CLIPS}"
+build_warm_video_model.zoo_version = f"theta10:{WARMUP_STEPS}:{WARMUP_LR}:{TRAIN_CLIPS}"
