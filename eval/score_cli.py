@@ -15,7 +15,7 @@ from typing import Any
 from mmpost.registry import BENCHMARKS
 
 import mmpost.eval  # noqa: F401  (registers the built-in benchmarks)
-from mmpost.judge import Judge
+from mmpost.judge import Judge, JudgeUnavailableError
 
 
 def package_versions() -> dict[str, str]:
@@ -35,7 +35,7 @@ def _format_metric(value: Any) -> str:
 
 
 def score_command(benchmark: str, predictions: str, data: str | None, output: str | None,
-                  mode: str = "official", judge: Judge | None = None) -> dict:
+                  mode: str = "official", judge: Judge | None = None, score_args: dict | None = None) -> dict:
     """Score `predictions` (the benchmark's official output file) and write the result files.
 
     Args:
@@ -45,17 +45,22 @@ def score_command(benchmark: str, predictions: str, data: str | None, output: st
         output: folder for `results.json` and `samples_<benchmark>.jsonl`; None writes nothing.
         mode: scorer mode ("official" by default; see each scorer's docstring for the others).
         judge: LLM judge for scorers that need one.
-    Returns the results dict written to `results.json`.
+        score_args: scorer options (e.g. {"missing_extraction": "wrong"} for MathVista).
+    Returns the results dict written to `results.json`. A scorer that needs a judge it was not given raises
+    JudgeUnavailableError naming the predictions file and the row.
     """
     spec = BENCHMARKS.get(benchmark)
     if mode not in spec.modes:
         raise ValueError(f"{benchmark}: mode '{mode}' not supported; choose one of {list(spec.modes)}")
     annotations = spec.load(data) if data else None
     items = spec.load_predictions(predictions, annotations)
-    kwargs: dict[str, Any] = {"mode": mode}
+    kwargs: dict[str, Any] = {"mode": mode, **(score_args or {})}
     if judge is not None:
         kwargs["judge"] = judge
-    result = spec.score(items, **kwargs)
+    try:
+        result = spec.score(items, **kwargs)
+    except JudgeUnavailableError as error:
+        raise JudgeUnavailableError(f"{predictions}: {error}") from None
     samples = result.pop("samples", [])
     entry = {**result, "predictions_file": str(Path(predictions).resolve()),
              "data": str(Path(data).resolve()) if data else None}
