@@ -26,7 +26,7 @@ from mmpost.registry import ADVANTAGES, KL_ESTIMATORS
 from mmpost.rollout.base import RolloutBackendError, SamplingParams
 from mmpost.scoring import score_batch
 from mmpost.types import MediaError, RolloutBatch
-from mmpost.update import _all_reduce, gather_rows, reference_logprobs, update_mini_batch
+from mmpost.update import _all_reduce, gather_rows, process_rank, reference_logprobs, update_mini_batch, world_size
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def compute_advantages(run: Run, batch: RolloutBatch) -> dict[str, float]:
     # Group ids are only unique within a process: renumber them (local index * world + rank) before gathering.
     local_groups = torch.unique(groups[used], return_inverse=True)[1] if bool(used.any()) else torch.zeros(0, dtype=torch.long)
     (all_rewards, all_groups, all_lengths), own = gather_rows(
-        rewards[used].double(), local_groups * run.world + run.rank, lengths[used].double())
+        rewards[used].double(), local_groups * world_size() + process_rank(), lengths[used].double())
     episode_advantages = torch.zeros(len(first))
     if all_rewards.numel():
         estimator = ADVANTAGES.get(algorithm.advantage)

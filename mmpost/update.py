@@ -97,6 +97,10 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def process_rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def gather_rows(*columns: torch.Tensor) -> tuple[list[torch.Tensor], slice]:
     """Concatenate per-row columns [n_rank] of every process in rank order; also this process's slice.
 
