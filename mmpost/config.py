@@ -481,6 +481,7 @@ def config_changes(before: dict, after: dict) -> tuple[dict[str, tuple], dict[st
     """Keys whose values differ between two config dicts, split into (resumable, fixed) as `{key: (old, new)}`.
     Keys present on one side only (a config written by another mmpost version) are not compared."""
     old, new = flatten(before), flatten(after)
+    old.pop("train.resume", None)  # how the run was started, not a setting of it
     resumable: dict[str, tuple] = {}
     fixed: dict[str, tuple] = {}
     for key in old.keys() & new.keys():
