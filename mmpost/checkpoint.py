@@ -211,21 +211,6 @@ def _prune(root: Path, keep: int, run_id: str | None, current: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def find_resume_checkpoint(resume: str | None, output_dir: str | Path) -> Path | None:
-    if not resume:
-        return None
-    if resume == "auto":
-        pointer = checkpoint_root(output_dir) / "latest"
-        if not pointer.is_file():
-            return None
-        path = checkpoint_root(output_dir) / pointer.read_text().strip()
-    else:
-        path = Path(resume)
-    if not is_complete_checkpoint(path):
-        raise FileNotFoundError(f"{path}: not a complete mmpost checkpoint (no trainer_state.json)")
-    return path
-
-
 def load_model_weights(model, folder: Path) -> None:
     """Load a checkpoint's weights into an already-built (possibly PEFT-wrapped) model."""
     model_dir = folder / "model"

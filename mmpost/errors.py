@@ -67,8 +67,7 @@ def run_command(command: Callable[[], int], *, debug: bool = False) -> int:
     except KeyboardInterrupt as error:
         if debug:
             traceback.print_exc()
-        message = str(error) or "interrupted (Ctrl-C)"
-        print(f"interrupted: {one_line(error) if str(error) else message}", file=sys.stderr)
+        print(f"interrupted: {one_line(error) if str(error) else 'stopped by Ctrl-C'}", file=sys.stderr)
         return 128 + int(getattr(error, "signum", signal.SIGINT))
     except SystemExit as error:
         if error.code is None or isinstance(error.code, int):

@@ -85,13 +85,17 @@ def _lock(output_dir: Path):
 def plan_start(config: Config, output_dir: Path) -> RunStart:
     """Fresh start, resume, or refusal, from what `output_dir` holds and `train.resume` / `train.overwrite_output_dir`."""
     resume = config.train.resume
-    if resume and resume != "auto":
-        return _resumed(config, output_dir, Path(resume))
     root = checkpoint_root(output_dir)
     latest = root / "latest"
     steps = step_folders(root)
     metrics = output_dir / "metrics.jsonl"
     has_metrics = metrics.is_file() and metrics.stat().st_size > 0
+    if resume and resume != "auto":
+        folder = Path(resume)
+        if (steps or has_metrics) and os.path.abspath(folder.parent) != os.path.abspath(root):
+            raise OutputDirError(f"train.resume={resume!r} continues a checkpoint from elsewhere, but train.output_dir="
+                                 f"{str(output_dir)!r} holds another run; give an empty train.output_dir", key="train.output_dir")
+        return _resumed(config, output_dir, folder)
     if resume == "auto":
         if latest.is_file():
             return _resumed(config, output_dir, root / latest.read_text().strip())

@@ -112,6 +112,10 @@ def test_secret_detection_by_key_and_by_value():
         with pytest.raises(ConfigError) as refused:
             check_no_secrets(raw)
         assert refused.value.secret
+    from mmpost.judge import Judge
+
+    with pytest.raises(ValueError, match="password in its URL"):
+        Judge(endpoint="https://user:hunter2@judge.example/v1", model="m")
     config = load_config(GRPO, ["rollout.backend_args={token: abc}"])
     from mmpost.config import check_values
 

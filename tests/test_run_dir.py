@@ -200,3 +200,12 @@ def test_no_pickle_eval_or_shell_in_the_code():
              for folder in ("mmpost", "modalities", "tasks", "eval") for path in sorted((REPO / folder).rglob("*.py"))
              for number, line in enumerate(path.read_text().splitlines(), start=1) if UNSAFE.search(line)]
     assert found == []
+
+
+def test_resuming_a_checkpoint_from_elsewhere_into_a_folder_holding_another_run_is_refused(tiny_vl_dir, tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints" / "step_5").mkdir(parents=True)
+    (out / "checkpoints" / "step_5" / "trainer_state.json").write_text('{"step": 5, "run_id": "other"}')
+    with pytest.raises(OutputDirError, match="continues a checkpoint from elsewhere.*give an empty train.output_dir"):
+        run(tiny_vl_dir, out, **{"train.resume": str(tmp_path / "elsewhere" / "checkpoints" / "step_2")})
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, "checkpoints"]  # nothing written, no model loaded
