@@ -56,6 +56,8 @@ class Allowed:
         return f"must be {self.describe()}" if below or above else None
 
     def describe(self) -> str:
+        if self.choices:
+            return "one of " + " | ".join(map(str, self.choices))
         parts = []
         if self.low is not None:
             parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")

@@ -10,6 +10,7 @@ import pytest
 
 from mmpost.cli import main
 from mmpost.config import ConfigError, check_no_secrets, load_config
+from mmpost.registry import REWARDS
 from conftest import REPO, SHARED_FIXTURES, tiny_overrides
 
 GRPO = REPO / "recipes" / "grpo.yaml"
@@ -17,9 +18,10 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def error_line(capsys) -> str:
+    """The one error line on stderr (progress bars of model loading aside), and no traceback."""
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err
-    lines = err.splitlines()
+    lines = [line for line in err.splitlines() if line.startswith(("error:", "interrupted:"))]
     assert len(lines) == 1, err
     return lines[0]
 
@@ -123,36 +125,33 @@ def test_secret_detection_by_key_and_by_value():
         check_values(config)
 
 
-def test_training_errors_on_the_command_line(tiny_vl_dir, tmp_path):
-    """A reward that raises: one line (reward, sample id, exception) and exit code 1, the traceback in train.log.
-    A non-UTF-8 data line: one line naming file and line, exit code 2. vLLM missing: exit 2 before any model loads."""
-    (tmp_path / "exploding_reward.py").write_text(
-        "def explode(completions, samples, **_):\n    raise ValueError('no score for ' + samples[0]['id'])\n")
-    env = {**ENV, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ENV.get('PYTHONPATH', '')}"}
+@REWARDS.register("test_explodes")
+def explodes(completions, samples, **_):
+    raise ValueError("no score for " + samples[0]["id"])
+
+
+def test_training_errors_on_the_command_line(tiny_vl_dir, tmp_path, capsys):
+    """Through `mmpost train` (main(), as the console script calls it): a reward that raises is one line (reward,
+    sample id, exception) and exit code 1, the traceback in train.log; a non-UTF-8 data line is one line naming file
+    and line, exit code 2; vLLM missing: exit 2 from a real process, before the zoo model is built."""
     out = tmp_path / "run"
-    train = [sys.executable, "-m", "mmpost.cli", "train", str(GRPO)]
     common = tiny_overrides(tiny_vl_dir, out, **{"train.steps": 1, "eval.heldout": "false"})
-    result = subprocess.run([*train, *common, "rewards=[{name: 'exploding_reward:explode'}]"],
-                            capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 1, result.stderr[-2000:]
-    [line] = [l for l in result.stderr.splitlines() if l.startswith("error:")]
-    assert "Traceback" not in result.stderr
-    assert "reward 'explode' raised on sample id 'shapes-train-" in line and "ValueError: no score for" in line
+    assert main(["train", str(GRPO), *common, "rewards=[{name: test_explodes}]"]) == 1
+    line = error_line(capsys)
+    assert "reward 'test_explodes' raised on sample id 'shapes-train-" in line and "ValueError: no score for" in line
     assert f"(full traceback: {out / 'train.log'})" in line
     assert "Traceback" in (out / "train.log").read_text()
 
     data = tmp_path / "data.jsonl"
     data.write_bytes(b'{"id": "a", "problem": "colour?", "answer": "red"}\n{"id": "b", "problem": "caf\xe9?", "answer": "x"}\n')
-    result = subprocess.run([*train, *tiny_overrides(tiny_vl_dir, tmp_path / "vqa", **{"train.steps": 1}),
-                             "data.task=vqa", f"data.task_args={{path: {data}}}", "eval.heldout=false"],
-                            capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 2, result.stderr[-2000:]
-    [line] = [l for l in result.stderr.splitlines() if l.startswith("error:")]
-    assert f"{data}:2: not UTF-8 text (byte 0xe9 at column 28)" in line and "Traceback" not in result.stderr
+    assert main(["train", str(GRPO), *tiny_overrides(tiny_vl_dir, tmp_path / "vqa", **{"train.steps": 1}),
+                 "data.task=vqa", f"data.task_args={{path: {data}}}", "eval.heldout=false"]) == 2
+    assert f"error: {data}:2: not UTF-8 text (byte 0xe9 at column 28)" in error_line(capsys)
 
     missing_model = tmp_path / "not-built"
-    result = subprocess.run([*train, *tiny_overrides(missing_model, tmp_path / "vllm"), "model.zoo=tiny-qwen2.5-vl",
-                             "rollout.backend=vllm"], capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run([sys.executable, "-m", "mmpost.cli", "train", str(GRPO),
+                             *tiny_overrides(missing_model, tmp_path / "vllm"), "model.zoo=tiny-qwen2.5-vl",
+                             "rollout.backend=vllm"], capture_output=True, text=True, timeout=300, env=ENV)
     if importlib.util.find_spec("vllm") is None:
         assert result.returncode == 2 and "the vllm package is not installed" in result.stderr
-        assert not missing_model.exists()  # refused before the zoo model was built
+        assert "Traceback" not in result.stderr and not missing_model.exists()  # refused before the zoo model was built
