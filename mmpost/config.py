@@ -50,7 +50,7 @@ class Allowed:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None  # the type check reports non-numbers
         if not math.isfinite(value):
-            return f"must be a finite number {self.describe()}"
+            return f"must be a finite number {self.describe()}".strip()
         below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
         return f"must be {self.describe()}" if below or above else None
