@@ -201,13 +201,17 @@ def run_log(output_dir: Path, rank: int) -> Iterator[Path]:
         handler.close()
 
 
+def append_to_log(path: Path, text: str) -> None:
+    """A line in the run log only (the console gets the command's own one-line message)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+
+
 def log_failure(path: Path, error: BaseException) -> None:
     """Append the full traceback of `error` to the run log; a runtime failure (not a usage, config or data error,
     whose message says it all) gets a note saying where."""
     from mmpost.errors import EXIT_USAGE, exit_code
 
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} run failed:\n")
-        handle.write("".join(traceback.format_exception(error)))
+    append_to_log(path, "run failed:\n" + "".join(traceback.format_exception(error)).rstrip())
     if exit_code(error) != EXIT_USAGE:
         error.add_note(f"full traceback: {path}")

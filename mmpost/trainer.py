@@ -20,7 +20,8 @@ from mmpost.algos.advantages import zero_variance_groups
 from mmpost.builder import Run, build_run, validate
 from mmpost.checkpoint import load_model_weights, optimizer_state_from_files, rng_state_from_files, save_checkpoint
 from mmpost.errors import RunInterrupted
-from mmpost.run_dir import RunStart, apply_resumed_settings, claim_output_dir, last_checkpoint_text, log_failure, run_log
+from mmpost.run_dir import (RunStart, append_to_log, apply_resumed_settings, claim_output_dir, last_checkpoint_text, log_failure,
+                            run_log)
 from mmpost.config import Config, save_config, to_dict
 from mmpost.experience import StepContext
 from mmpost.metrics import plot_curves
@@ -339,7 +340,7 @@ def train(config: Config) -> dict[str, Any]:
                 signum = int(getattr(interrupt, "signum", 0) or signals.signum or signal.SIGINT)
                 how = "a second signal" if signals.count > 1 else signal.Signals(signum).name
                 message = f"{how} stopped the run {signals.phase}; {last_checkpoint_text(start.output_dir)}"
-                log.warning("interrupted: %s", message)
+                append_to_log(log_file, f"interrupted: {message}")
                 raise RunInterrupted(message, signum) from None
             except Exception as error:
                 log_failure(log_file, error)
