@@ -100,3 +100,4 @@ def test_ctrl_c_while_loading_is_one_line_and_exit_130(tiny_vl_dir, tmp_path):
     [line] = [line for line in stderr.splitlines() if line.startswith("interrupted:")]
     assert "SIGINT stopped the run" in line and "before the first step" in line and "no checkpoint was written yet" in line
     assert not (out / "checkpoints").exists()
+    assert "interrupted: SIGINT stopped the run" in (out / "train.log").read_text()
