@@ -174,14 +174,9 @@ def eval_main(argv: list[str]) -> int:
         args.predictions = args.predictions_flag or args.predictions_positional
         if not args.benchmark or not args.predictions:
             parser.error("give the benchmark and the predictions file (positionally or with --benchmark/--predictions)")
-        from mmpost.judge import JudgeUnavailableError
-
         score_args = parse_nested_args(args.score_arg, "--score-arg").get(args.benchmark, {})
-        try:
-            score_command(benchmark=args.benchmark, predictions=args.predictions, data=args.data, output=args.output,
-                          mode=args.mode, judge=build_judge(args, args.output), score_args=score_args)
-        except JudgeUnavailableError as error:
-            raise SystemExit(f"error: {error}") from None
+        score_command(benchmark=args.benchmark, predictions=args.predictions, data=args.data, output=args.output,
+                      mode=args.mode, judge=build_judge(args, args.output), score_args=score_args)
         return 0
     args = run_parser().parse_args(argv)
     from mmpost.eval.runner import run_evaluation

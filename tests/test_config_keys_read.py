@@ -33,8 +33,19 @@ ONLY_ON_OTHER_PATHS: dict[str, object] = {}
 
 
 def config_classes() -> list[type]:
-    return [cls for cls in vars(config_module).values()
-            if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == config_module.__name__]
+    """Config and every section dataclass reachable from it (helpers such as validators are not config)."""
+    found, todo = [], [config_module.Config, config_module.RewardSpec]
+    while todo:
+        cls = todo.pop()
+        if cls in found:
+            continue
+        found.append(cls)
+        instance = cls()
+        todo += [type(getattr(instance, f.name)) for f in dataclasses.fields(cls)
+                 if dataclasses.is_dataclass(getattr(instance, f.name))]
+    missing = [cls.__name__ for cls in found if cls.__name__ not in SECTION]
+    assert not missing, f"new config sections {missing}: add them to SECTION"
+    return found
 
 
 @contextlib.contextmanager
