@@ -222,8 +222,8 @@ def extract(item: dict, response: str, *, judge: Judge | None = None, quick_extr
         if missing_extraction == "wrong":
             return None, "missing"
         raise JudgeUnavailableError(
-            f"MathVista pid {item.get('pid')}: the row has no `extraction` and its response needs the LLM extraction "
-            "step; give a judge (--judge-endpoint/--judge-model), or score such rows as unanswered and wrong with "
+            f"MathVista pid {item.get('pid')}: the response needs the LLM extraction step (the row has no `extraction`); "
+            "give a judge (--judge-endpoint/--judge-model), or score such rows as unanswered and wrong with "
             "--score-arg mathvista.missing_extraction=wrong (the published scores did that)"
         )
     reply = judge(extraction_prompt(item, response))
