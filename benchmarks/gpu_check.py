@@ -382,7 +382,10 @@ def standalone_replay(backend, calls: list[dict[str, Any]]) -> dict[str, Any]:
     for call in calls:
         requests = backend.requests(call["prompts"], call["samples"])
         sampling = backend.sampling_params(call["params"])
-        backend._reset_caches()  # the loop's rollouts follow a weight push, which resets the prefix cache too
+        # As in the loop: a weight push reset the prefix and encoder caches, and each step's media were new to the
+        # engine's multimodal processor cache (here they would all be hits).
+        backend._reset_caches()
+        backend.llm.reset_mm_cache()
         start = time.perf_counter()
         outputs = backend.llm.generate(requests, sampling, use_tqdm=False)
         seconds += time.perf_counter() - start

@@ -1,7 +1,7 @@
 """benchmarks/gpu_check.py: the dry run (every phase's config validated, model sizes) and its summary arithmetic.
 
 The GPU run itself needs a GPU machine (docs/vllm.md, "GPU check"); its CPU fallback runs in .venv-vllm
-(tests/test_vllm_multimodal.py::test_gpu_check_cpu_fallback).
+(tests/test_vllm_multimodal.py::test_gpu_check_cpu_fallback_runs_the_vllm_phase).
 """
 from __future__ import annotations
 

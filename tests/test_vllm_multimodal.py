@@ -239,3 +239,27 @@ def test_grpo_with_vllm_rollouts_end_to_end_from_the_cli(tmp_path):
     assert all(r["rollout/logprob_mismatch"] < LOGPROB_TOLERANCE for r in records), records
     assert (output / "checkpoints" / "step_5" / "model").is_dir()
     assert summary["heldout_accuracy_before"] is not None  # greedy held-out decoding went through vLLM too
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_fallback_runs_the_vllm_phase(tmp_path):
+    """benchmarks/gpu_check.py --cpu, vLLM phase: GRPO steps under torchrun + FSDP2 with the engine, then the same
+    engine replays the same requests standalone; the JSON carries the numbers the GPU run reports."""
+    command = [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--cpu", "--steps", "2", "--phases", "grpo_vllm",
+               "--out", str(tmp_path), "--phase-timeout-s", "1100", "--budget-s", "1100"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200,
+                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    phase = report["phases"]["grpo_vllm"]
+    assert "error" not in phase, phase.get("log_tail")
+    summary = phase["summary"]
+    print(f"\ngpu_check --cpu grpo_vllm: {json.dumps(summary, default=str)}")
+    assert summary["rollout_tokens_per_s"] > 0 and summary["standalone_tokens_per_s"] > 0
+    assert 0 < summary["rollout_over_standalone"] < 10
+    assert summary["sync_bytes"] == pytest.approx(4 * phase["parameters"], rel=0.01)  # float32, every tensor pushed
+    assert summary["sync_reload_s"] > 0 and summary["update_mfu"] > 0
+    targets = report["targets"]
+    assert targets["rollout_at_least_90pct_of_standalone"]["met"] in (True, False)
+    assert targets["weight_sync_3b_under_1s"]["extrapolated_reload_s"] > 0
+    assert targets["no_host_device_copies_in_step"]["met"] is None  # no device on CPU
