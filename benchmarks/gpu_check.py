@@ -407,9 +407,20 @@ def run_resume_phase(args, spec: dict[str, Any]) -> dict[str, Any]:
     for path in (straight_dir, resumed_dir):
         shutil.rmtree(path, ignore_errors=True)
     start = time.perf_counter()
-    train(grpo_config(args, folder, "hf", straight_dir, steps=4, extra=common))
-    stopped = train(grpo_config(args, folder, "hf", resumed_dir, steps=4, extra=common + ["train.stop_after=2"]))
-    train(grpo_config(args, folder, "hf", resumed_dir, steps=4, extra=common + ["train.resume=auto"]))
+
+    def run(output: Path, *extra: str) -> dict:
+        # accelerate leaves ACCELERATE_USE_FSDP=true in the environment once an FSDP Accelerator exists, which the
+        # next run in this process would read as an `accelerate launch` request (mmpost.distributed.launcher_strategy).
+        saved = dict(os.environ)
+        try:
+            return train(grpo_config(args, folder, "hf", output, steps=4, extra=common + list(extra)))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    run(straight_dir)
+    stopped = run(resumed_dir, "train.stop_after=2")
+    run(resumed_dir, "train.resume=auto")
 
     def learning(path: Path) -> list[dict]:
         rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line.strip()]
