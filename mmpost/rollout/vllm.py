@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -81,23 +81,6 @@ def policy_state(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
         yield from merged_lora_state(unwrapped)
     else:
         yield from unwrapped.state_dict().items()
-
-
-def unique_tensors(weights: Iterable[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor]]:
-    """Drop a tensor already listed under another name (tied weights: `lm_head.weight` is `embed_tokens.weight`).
-
-    The engine ties those itself (vLLM skips `lm_head.weight` of a tied model when loading), so the second copy
-    would only cost transfer time: for Qwen2.5-VL-3B the tied embedding is 0.6 GB in bf16.
-    """
-    seen: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
-    kept = []
-    for name, tensor in weights:
-        key = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()))
-        if tensor.numel() and key in seen:
-            continue
-        seen.add(key)
-        kept.append((name, tensor))
-    return kept
 
 
 # -- requests --------------------------------------------------------------------------------------
@@ -316,8 +299,11 @@ class VLLMBackend:
         start = time.perf_counter()
         self.synced_model = model
         # FSDP2 parameters are DTensor shards; the engine holds full tensors.
-        weights = unique_tensors((name, (tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor).detach())
-                                 for name, tensor in policy_state(model))
+        # Tied tensors (`lm_head.weight` is `embed_tokens.weight` in the trainer) are sent under both names: the
+        # engine may hold them apart (vLLM ties only when the *text* config says so; the tiny Qwen2.5-VL configs tie
+        # at the top level), and a skipped copy would leave the engine's head on the old weights.
+        weights = [(name, (tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor).detach())
+                   for name, tensor in policy_state(model)]
         timings = {"gather_s": time.perf_counter() - start, "wake_s": 0.0,
                    "bytes": float(sum(t.numel() * t.element_size() for _, t in weights))}
         if self.asleep:
