@@ -135,6 +135,9 @@ def matmul_flops() -> float:
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+    del a, b
+    if cuda:
+        torch.cuda.empty_cache()  # the phases' processes (and vLLM's memory check) need this memory back
     return 2 * size**3 / statistics.median(times[3:])
 
 
