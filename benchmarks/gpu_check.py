@@ -369,9 +369,18 @@ def profiled_step(run, step: int, train_step) -> tuple[dict, dict[str, Any]]:
             counts[where][direction] += 1
             if where == "rest_of_step":
                 issuers[event.name] = issuers.get(event.name, 0) + 1
-    rest = sum(counts.get("rest_of_step", {}).values())
+    # The device-side copies themselves, however the trace attached them to CPU ops: any the walk above did not
+    # attribute count against the step (a copy cannot be waved through for lack of a parent).
+    from torch.autograd import DeviceType
+
+    device_copies = sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA and e.name.startswith("Memcpy")
+                        and "DtoD" not in e.name)
+    attributed = sum(sum(c.values()) for c in counts.values())
+    unattributed = max(0, device_copies - attributed)
+    rest = sum(counts.get("rest_of_step", {}).values()) + unattributed
     top = sorted(issuers.items(), key=lambda item: -item[1])[:12]
-    return metrics, {"measured": True, "by_range": counts, "outside_engine_and_sync": rest,
+    return metrics, {"measured": True, "by_range": counts, "device_copy_events": device_copies,
+                     "unattributed": unattributed, "outside_engine_and_sync": rest,
                      "top_ops_outside_engine": [{"op": op, "copies": c} for op, c in top]}
 
 
