@@ -52,7 +52,15 @@ def parse_nested_args(pairs: list[str], flag: str) -> dict[str, dict[str, Any]]:
 
 
 def run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmpost eval", description="Run benchmarks with a model and score them officially.")
+    parser = argparse.ArgumentParser(
+        prog="mmpost eval", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run benchmarks with a model and score them officially.",
+        epilog="other commands:\n"
+               "  mmpost eval score BENCHMARK PREDICTIONS [--mode M] [--score-arg B.K=V]   score an existing predictions file "
+               "(no model); mmpost eval score --help\n"
+               "  mmpost eval search --model DIR --strategy greedy|best_of_n|prm_mcts --task T   step-by-step inference "
+               "strategies (PROPA); mmpost eval search --help\n"
+               "benchmarks: mmpost list benchmarks")
     parser.add_argument("--model", required=True, help="model folder or hub id, or a training run directory")
     parser.add_argument("--benchmark", required=True, help="comma-separated benchmark names")
     parser.add_argument("--data", required=True,
@@ -86,6 +94,8 @@ def score_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=None, help="benchmark data folder (needed by DriveLM)")
     parser.add_argument("--output", default=None, help="folder for results.json and samples_<benchmark>.jsonl")
     parser.add_argument("--mode", default="official")
+    parser.add_argument("--score-arg", action="append", default=[], metavar="BENCH.KEY=VALUE",
+                        help="scorer keyword, e.g. screenspot.coords=resized_pixels (repeatable)")
     _add_judge_flags(parser)
     return parser
 
@@ -172,8 +182,12 @@ def eval_main(argv: list[str]) -> int:
         args.predictions = args.predictions_flag or args.predictions_positional
         if not args.benchmark or not args.predictions:
             parser.error("give the benchmark and the predictions file (positionally or with --benchmark/--predictions)")
+        score_args = parse_nested_args(args.score_arg, "--score-arg")
+        unrelated = sorted(set(score_args) - {args.benchmark})
+        if unrelated:
+            parser.error(f"--score-arg names {unrelated}, but the benchmark scored is {args.benchmark!r}")
         score_command(benchmark=args.benchmark, predictions=args.predictions, data=args.data, output=args.output,
-                      mode=args.mode, judge=build_judge(args, args.output))
+                      mode=args.mode, judge=build_judge(args, args.output), score_args=score_args.get(args.benchmark))
         return 0
     args = run_parser().parse_args(argv)
     from mmpost.eval.runner import run_evaluation

@@ -35,7 +35,7 @@ def _format_metric(value: Any) -> str:
 
 
 def score_command(benchmark: str, predictions: str, data: str | None, output: str | None,
-                  mode: str = "official", judge: Judge | None = None) -> dict:
+                  mode: str = "official", judge: Judge | None = None, score_args: dict[str, Any] | None = None) -> dict:
     """Score `predictions` (the benchmark's official output file) and write the result files.
 
     Args:
@@ -45,6 +45,7 @@ def score_command(benchmark: str, predictions: str, data: str | None, output: st
         output: folder for `results.json` and `samples_<benchmark>.jsonl`; None writes nothing.
         mode: scorer mode ("official" by default; see each scorer's docstring for the others).
         judge: LLM judge for scorers that need one.
+        score_args: scorer keywords (`--score-arg screenspot.coords=pixels` gives {"coords": "pixels"}).
     Returns the results dict written to `results.json`.
     """
     spec = BENCHMARKS.get(benchmark)
@@ -52,7 +53,7 @@ def score_command(benchmark: str, predictions: str, data: str | None, output: st
         raise ValueError(f"{benchmark}: mode '{mode}' not supported; choose one of {list(spec.modes)}")
     annotations = spec.load(data) if data else None
     items = spec.load_predictions(predictions, annotations)
-    kwargs: dict[str, Any] = {"mode": mode}
+    kwargs: dict[str, Any] = {**(score_args or {}), "mode": mode}
     if judge is not None:
         kwargs["judge"] = judge
     result = spec.score(items, **kwargs)

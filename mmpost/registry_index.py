@@ -1,0 +1,302 @@
+"""The registered names, read from source without importing it.
+
+`mmpost list` and `mmpost validate` must answer in a second or two, but importing the built-in modules pulls in
+torch, transformers and torchvision (5-10 s on a loaded 2-core machine). The registrations themselves are plain
+statements (`@REWARDS.register("name")`, `AGGREGATIONS.add("token-mean", token_mean)`), so this module reads them
+with `ast` from the files of every registry's built-in modules and from installed plugins' entry points, and
+records each object's parameters so `validate` can check `task_args`, `modality_args` and reward `args`.
+
+The index is a fast path only: training still resolves names by importing (`Registry.get`), and
+tests/test_cli.py checks that this index lists exactly the names the imported registries hold.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from mmpost import registry as _registry
+from mmpost.registry import ALL_REGISTRIES, Registry, RegistryError, closest_names
+
+
+@dataclass
+class Signature:
+    """Keyword parameters an object accepts (a function's, or a class's `__init__`)."""
+
+    parameters: tuple[str, ...]
+    var_keyword: bool
+
+    def unknown(self, keys) -> list[str]:
+        return [] if self.var_keyword else [k for k in keys if k not in self.parameters]
+
+
+@dataclass
+class IndexEntry:
+    name: str
+    module: str
+    object: str | None = None  # the function/class name in `module`, when the source names one
+    aliases: list[str] = field(default_factory=list)
+    signature: Signature | None = None  # None where the source does not show it (inherited __init__, entry point)
+    task_modality: str | None = None  # for tasks: the class attribute `modality`, when a string literal
+
+
+def _registry_variables() -> dict[str, str]:
+    """Module-level variable name in mmpost.registry -> registry kind (REWARDS -> "reward")."""
+    return {name: value.kind for name, value in vars(_registry).items() if isinstance(value, Registry)}
+
+
+def _source_files(module: str) -> list[tuple[Path, str]]:
+    """(file, dotted module name) of a built-in module, or of every module in a built-in package."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return []
+    origin = Path(spec.origin)
+    if origin.name != "__init__.py":
+        return [(origin, module)]
+    root = origin.parent
+    files = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        files.append((path, ".".join((module, *parts))))
+    return files
+
+
+def _signature(node: ast.AST) -> Signature | None:
+    if isinstance(node, ast.ClassDef):
+        init = next((n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == "__init__"), None)
+        if init is None:
+            # A dataclass's fields are its keyword parameters; any other class inherits an __init__ we cannot see.
+            if any(_decorator_name(d) == "dataclass" for d in node.decorator_list):
+                fields = [n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+                return Signature(tuple(fields), False)
+            return None if node.bases else Signature((), False)
+        node = init
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return None
+    args = node.args
+    names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+    if names and names[0] in ("self", "cls"):
+        names = names[1:]
+    return Signature(tuple(names), args.kwarg is not None)
+
+
+def _decorator_name(node: ast.AST) -> str | None:
+    target = node.func if isinstance(node, ast.Call) else node
+    return target.attr if isinstance(target, ast.Attribute) else target.id if isinstance(target, ast.Name) else None
+
+
+def _registry_call(node: ast.AST, variables: dict[str, str]) -> tuple[str, str, ast.Call | None] | None:
+    """(kind, method, call) for `KIND.register(...)`, `KIND.register`, `KIND.add(...)`, `registry.KIND.add(...)`."""
+    call = node if isinstance(node, ast.Call) else None
+    target = call.func if call is not None else node
+    if not isinstance(target, ast.Attribute) or target.attr not in ("register", "add"):
+        return None
+    owner = target.value
+    owner_name = owner.attr if isinstance(owner, ast.Attribute) else owner.id if isinstance(owner, ast.Name) else None
+    if owner_name not in variables:
+        return None
+    return variables[owner_name], target.attr, call
+
+
+def _string(node: ast.AST | None, constants: dict[str, str]) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
+    return None
+
+
+def _class_string(node: ast.AST, attribute: str) -> str | None:
+    if not isinstance(node, ast.ClassDef):
+        return None
+    for statement in node.body:
+        if isinstance(statement, ast.Assign) and any(isinstance(t, ast.Name) and t.id == attribute for t in statement.targets):
+            if isinstance(statement.value, ast.Constant) and isinstance(statement.value.value, str):
+                return statement.value.value
+    return None
+
+
+def scan_file(path: Path, module: str, variables: dict[str, str] | None = None) -> list[tuple[str, IndexEntry, str | None]]:
+    """(kind, entry, alias_of) for every registration statement in one source file."""
+    variables = variables if variables is not None else _registry_variables()
+    text = path.read_text(encoding="utf-8")
+    if not any(f"{name}." in text for name in variables):
+        return []
+    tree = ast.parse(text, filename=str(path))
+    constants = {t.id: s.value.value for s in tree.body if isinstance(s, ast.Assign)
+                 for t in s.targets if isinstance(t, ast.Name) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str)}
+    definitions = {n.name: n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    found: list[tuple[str, IndexEntry, str | None]] = []
+    registered: dict[tuple[str, str], str] = {}  # (kind, object name) -> registered name
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for decorator in node.decorator_list:
+                hit = _registry_call(decorator, variables)
+                if hit is None or hit[1] != "register":
+                    continue
+                kind, _, call = hit
+                name = None
+                if call is not None:
+                    name = _string(call.args[0], constants) if call.args else \
+                        _string(next((k.value for k in call.keywords if k.arg == "name"), None), constants)
+                name = name or _class_string(node, "name") or node.name
+                registered[(kind, node.name)] = name
+                found.append((kind, IndexEntry(name, module, node.name, signature=_signature(node),
+                                               task_modality=_class_string(node, "modality")), None))
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        hit = _registry_call(node, variables)
+        if hit is None or hit[1] != "add" or len(node.args) < 2:
+            continue
+        kind = hit[0]
+        name = _string(node.args[0], constants)
+        if name is None:
+            continue
+        target = node.args[1]
+        object_name = target.id if isinstance(target, ast.Name) else None
+        alias_of = registered.get((kind, object_name)) if object_name else None
+        definition = definitions.get(object_name) if object_name else None
+        found.append((kind, IndexEntry(name, module, object_name, signature=_signature(definition) if definition else None,
+                                       task_modality=_class_string(definition, "modality") if definition else None), alias_of))
+    return found
+
+
+@lru_cache(maxsize=1)
+def builtin_index() -> dict[str, dict[str, IndexEntry]]:
+    """kind -> name -> entry, from the built-in modules of every registry (no imports of them)."""
+    variables = _registry_variables()
+    modules = sorted({m for r in ALL_REGISTRIES.values() for m in r._builtin_modules})
+    files: dict[Path, str] = {}
+    for module in modules:
+        for path, dotted in _source_files(module):
+            files.setdefault(path, dotted)
+    return _merge(hit for path, dotted in files.items() for hit in scan_file(path, dotted, variables))
+
+
+def _merge(hits) -> dict[str, dict[str, IndexEntry]]:
+    index: dict[str, dict[str, IndexEntry]] = {kind: {} for kind in ALL_REGISTRIES}
+    aliases: list[tuple[str, IndexEntry, str]] = []
+    for kind, entry, alias_of in hits:
+        if alias_of is not None:
+            aliases.append((kind, entry, alias_of))
+        else:
+            index.setdefault(kind, {}).setdefault(entry.name, entry)
+    for kind, entry, alias_of in aliases:
+        primary = index[kind].get(alias_of)
+        if primary is not None and entry.name != primary.name:
+            primary.aliases.append(entry.name)
+        else:
+            index[kind].setdefault(entry.name, entry)
+    return index
+
+
+def plugin_index() -> dict[str, dict[str, IndexEntry]]:
+    """Names that installed packages declare through `mmpost.<kind>` entry points. An object entry point is its
+    name; a module entry point registers by decorators, so its file is read like a built-in's."""
+    variables = _registry_variables()
+    hits = []
+    for kind in ALL_REGISTRIES:
+        for entry in entry_points(group=f"mmpost.{kind}"):
+            module, _, attribute = entry.value.partition(":")
+            if attribute:
+                hits.append((kind, IndexEntry(entry.name, module, attribute.strip()), None))
+                continue
+            try:
+                files = _source_files(module)
+            except (ImportError, ValueError):  # a broken plugin must not hide the rest
+                files = []
+            hits += [hit for path, dotted in files for hit in scan_file(path, dotted, variables)]
+    return _merge(hits)
+
+
+def full_index() -> dict[str, dict[str, IndexEntry]]:
+    index = {kind: dict(entries) for kind, entries in builtin_index().items()}
+    for kind, entries in plugin_index().items():
+        for name, entry in entries.items():
+            index.setdefault(kind, {}).setdefault(name, entry)
+    return index
+
+
+def known_names(kind: str, index: dict[str, dict[str, IndexEntry]] | None = None) -> dict[str, IndexEntry]:
+    """name or alias -> entry for one kind."""
+    entries = (index or full_index()).get(kind, {})
+    names = dict(entries)
+    for entry in entries.values():
+        for alias in entry.aliases:
+            names.setdefault(alias, entry)
+    return names
+
+
+def lookup(kind: str, name: str, index: dict[str, dict[str, IndexEntry]] | None = None) -> IndexEntry | None:
+    """The entry for `name`, None for a `module:attribute` path (only an import can check it); raises the same
+    RegistryError as `Registry.get` for an unknown name."""
+    if ":" in name:
+        return None
+    names = known_names(kind, index)
+    if name in names:
+        return names[name]
+    hint = closest_names(name, names)
+    raise RegistryError(f"unknown {kind} '{name}'" + (f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else "")
+                        + f" Registered: {sorted(names)}")
+
+
+def _check_arguments(kind: str, entry: IndexEntry | None, given: dict, where: str) -> str:
+    if entry is None or entry.signature is None or not given:
+        return ""
+    unknown = entry.signature.unknown(given)
+    if unknown:
+        from mmpost.config import ConfigError
+
+        hint = closest_names(unknown[0], entry.signature.parameters)
+        raise ConfigError(f"{where}: {kind} '{entry.name}' ({entry.module}.{entry.object}) takes no argument '{unknown[0]}'"
+                          + (f"; did you mean '{hint[0]}'?" if hint else "")
+                          + f" It accepts: {sorted(entry.signature.parameters)}")
+    return f" (arguments {sorted(given)} accepted)"
+
+
+def check_config(config) -> list[str]:
+    """Check every registered name a config uses, and the keyword arguments it passes to its task, modality and
+    rewards, from source (no imports of the components); returns what was checked, like `builder.validate`.
+
+    A `package.module:attribute` name and a non-default distributed strategy are checked by importing them.
+    """
+    index = full_index()
+    algorithm = config.algorithm
+    checked = []
+    for kind, name in [("advantage", algorithm.advantage), ("policy_loss", algorithm.policy_loss),
+                       ("aggregation", algorithm.aggregation), ("kl", algorithm.kl_estimator),
+                       ("sft_loss", algorithm.sft_loss), ("experience_source", algorithm.source),
+                       ("kl_controller", algorithm.kl_controller), ("rollout_backend", config.rollout.backend),
+                       ("policy", config.model.policy)]:
+        lookup(kind, name, index) if ":" not in name else ALL_REGISTRIES[kind].get(name)
+        checked.append(f"{kind}: {name}")
+    task = lookup("task", config.data.task, index) if ":" not in config.data.task else None
+    checked.append(f"task: {config.data.task}" + _check_arguments("task", task, config.data.task_args, "data.task_args"))
+    modality_name = task.task_modality if task is not None else None
+    if modality_name:
+        modality = lookup("modality", modality_name, index)
+        checked.append(f"modality: {modality_name}"
+                       + _check_arguments("modality", modality, config.data.modality_args, "data.modality_args"))
+    for position, spec in enumerate(config.reward_specs()):
+        reward = lookup("reward", spec.name, index) if ":" not in spec.name else ALL_REGISTRIES["reward"].get(spec.name)
+        args = _check_arguments("reward", reward if isinstance(reward, IndexEntry) else None, spec.args, f"rewards[{position}].args")
+        checked.append(f"reward: {spec.name} (weight {spec.weight})" + args)
+    for name in config.eval.benchmarks:
+        lookup("benchmark", name, index)
+        checked.append(f"benchmark: {name}")
+    if config.distributed.strategy != "auto" or config.distributed.accelerate_config:
+        from mmpost.distributed import resolve_strategy  # imports torch; only configs that name a strategy pay for it
+
+        resolve_strategy(config.distributed)
+    checked.append(f"distributed: {config.distributed.strategy}")
+    if not config.model.path:
+        from mmpost.config import ConfigError
+
+        raise ConfigError("model.path is empty: set it to a model folder or hub id (or set model.zoo)")
+    return checked
