@@ -138,6 +138,12 @@ class TrainConfig:
     resume: str | None = opt(None, "auto (latest in output_dir) | a checkpoint folder | None")
     threads: int | None = opt(None, "torch CPU threads (None = torch's default)")
     progress: bool = opt(True, "show a progress bar")
+    report_to: list | str = opt([], "experiment trackers, through accelerate: tensorboard | wandb | mlflow | comet_ml | aim | "
+                                    "clearml | dvclive | swanlab | trackio, a list or comma-separated; all = every installed "
+                                    "one; [] = metrics.jsonl only")
+    project: str = opt("mmpost", "tracker project (W&B/Comet/Trackio project, MLflow experiment, TensorBoard subfolder)")
+    run_name: str | None = opt(None, "run name shown by the trackers (None = the output folder's name)")
+    tracker_args: dict = opt({}, "per-tracker init keyword arguments, e.g. {wandb: {entity: my-team, tags: [grpo]}}")
     stop_after: int | None = opt(None, "stop (as if killed) after this many steps; for resume tests")
 
 

@@ -295,6 +295,11 @@ def check_config(config) -> list[str]:
 
         resolve_strategy(config.distributed)
     checked.append(f"distributed: {config.distributed.strategy}")
+    from mmpost.trackers import resolve_report_to
+
+    trackers = resolve_report_to(config.train.report_to)
+    if trackers:
+        checked.append(f"trackers: {', '.join(trackers)} (installed)")
     if not config.model.path:
         from mmpost.config import ConfigError
 

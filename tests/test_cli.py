@@ -54,7 +54,8 @@ def test_recipe_runs_under_torchrun_two_processes(warm_vl_dir, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m", "mmpost.cli",
-         "train", str(REPO / "recipes" / "visurf.yaml"), *tiny_overrides(warm_vl_dir, out, **{"train.steps": 2})],
+         "train", str(REPO / "recipes" / "visurf.yaml"),
+         *tiny_overrides(warm_vl_dir, out, **{"train.steps": 2, "train.report_to": "tensorboard"})],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -63,6 +64,9 @@ def test_recipe_runs_under_torchrun_two_processes(warm_vl_dir, tmp_path):
     # 4 prompts x 4 generations, split over two processes and summed back.
     assert metrics[0]["rollout/sequences"] == 16
     assert (out / "checkpoints" / "step_2" / "rng_rank1.json").is_file()
+    # Only the main process logs to the trackers: every TensorBoard event file comes from one process id.
+    events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and len({path.name.rsplit(".", 2)[1] for path in events}) == 1, events
 
 
 def test_eval_score_through_the_cli_reproduces_mathvista(tmp_path):
