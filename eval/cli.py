@@ -1,6 +1,6 @@
 """`mmpost eval ...`: run benchmarks with a model, or score an existing predictions file.
 
-    mmpost eval --model PATH_OR_RUN_DIR --benchmark NAME[,NAME...] --data DIR [--limit N]
+    mmpost eval --model PATH_OR_RUN_DIR --benchmark NAME[,NAME...] [--data DIR] [--limit N]
                 [--batch-size B] [--output DIR] [--max-new-tokens T] [--mode official]
                 [--judge-endpoint URL --judge-model ID] [--score-arg BENCH.KEY=VALUE ...]
     mmpost eval score BENCHMARK PREDICTIONS [--data DIR] [--output DIR] [--mode M] [judge flags]
@@ -63,8 +63,12 @@ def run_parser() -> argparse.ArgumentParser:
                "benchmarks: mmpost list benchmarks")
     parser.add_argument("--model", required=True, help="model folder or hub id, or a training run directory")
     parser.add_argument("--benchmark", required=True, help="comma-separated benchmark names")
-    parser.add_argument("--data", required=True,
-                        help="folder with one subfolder per benchmark (or the benchmark's folder), or NAME=DIR[,NAME=DIR]")
+    parser.add_argument("--data", default=None,
+                        help="folder with one subfolder per benchmark (or the benchmark's folder), or NAME=DIR[,NAME=DIR]; "
+                             "the official files or a local copy of the published dataset (parquet/arrow). Without it, "
+                             "a benchmark loads its published dataset through datasets (cached); offline, pass --data")
+    parser.add_argument("--split", action="append", default=[], metavar="BENCH=SPLIT",
+                        help="split of a published dataset, e.g. refcoco=testA (repeatable)")
     parser.add_argument("--limit", type=int, default=None, help="first N items of each benchmark")
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per generate call")
     parser.add_argument("--output", default="eval_results", help="folder for results.json, samples, cache")
@@ -190,18 +194,29 @@ def eval_main(argv: list[str]) -> int:
                       mode=args.mode, judge=build_judge(args, args.output), score_args=score_args.get(args.benchmark))
         return 0
     args = run_parser().parse_args(argv)
+    from mmpost.eval.common import BenchmarkDataError
     from mmpost.eval.runner import run_evaluation
 
     benchmarks = [name.strip() for name in args.benchmark.split(",") if name.strip()]
-    results = run_evaluation(
-        args.model, benchmarks, parse_data(args.data), limit=args.limit, batch_size=args.batch_size, output=args.output,
+    try:
+        results = _run_benchmarks(args, benchmarks, run_evaluation)
+    except BenchmarkDataError as error:  # missing or unreachable data: one line that says what to do
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_summary(results)
+    return 1 if any("error" in entry for entry in results["results"].values()) else 0
+
+
+def _run_benchmarks(args: argparse.Namespace, benchmarks: list[str], run_evaluation) -> dict:
+    return run_evaluation(
+        args.model, benchmarks, parse_data(args.data) if args.data else None, limit=args.limit,
+        batch_size=args.batch_size, output=args.output,
         max_new_tokens=args.max_new_tokens, mode=args.mode, judge=build_judge(args, args.output),
         score_args=parse_nested_args(args.score_arg, "--score-arg"), load_args=parse_nested_args(args.load_arg, "--load-arg"),
         prompt_args=parse_nested_args(args.prompt_arg, "--prompt-arg"),
         modality_args=parse_nested_args(args.modality_arg, "--modality-arg"), dtype=args.dtype, use_cache=not args.no_cache,
+        splits=parse_flat_args(args.split, "--split"),
     )
-    print_summary(results)
-    return 1 if any("error" in entry for entry in results["results"].values()) else 0
 
 
 def print_summary(results: dict) -> None:
