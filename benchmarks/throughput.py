@@ -136,6 +136,18 @@ def _prepare_model(model_dir: Path, shape: dict) -> Path:
 def run_mmpost(model_dir: Path, shape: dict, threads: int, work: Path, *, layout: str = "padded",
                freeze_vision: bool = False) -> dict:
     import mmpost
+    import mmpost.trainer as trainer
+
+    cpu_s: list[float] = []
+    step = trainer.train_step
+
+    def timed_step(*args, **kwargs):  # the CPU seconds of each step, beside its wall time in metrics.jsonl
+        start = time.process_time()
+        out = step(*args, **kwargs)
+        cpu_s.append(time.process_time() - start)
+        return out
+
+    trainer.train_step = timed_step
 
     overrides = {
         "model.path": str(model_dir), "model.zoo": "null", "train.output_dir": str(work / "mmpost"),
@@ -157,6 +169,7 @@ def run_mmpost(model_dir: Path, shape: dict, threads: int, work: Path, *, layout
     measured = [s for s in steps if s["step"] > SETTINGS["warmup_steps"]]
     return {
         "step_s": [s["perf/step_s"] for s in measured],
+        "cpu_s": cpu_s[SETTINGS["warmup_steps"]:],
         "update_s": [s["perf/update_s"] for s in measured],
         "logprob_s": [s["perf/logprob_s"] for s in measured],
         "gen_tokens": [s["rollout/gen_tokens"] for s in measured],
@@ -206,13 +219,14 @@ def run_trl(model_dir: Path, shape: dict, threads: int, work: Path, *, freeze_vi
 
     class Timer(TrainerCallback):
         def __init__(self):
-            self.step_s, self.mean_length, self._start = [], [], 0.0
+            self.step_s, self.cpu_s, self.mean_length, self._start, self._cpu = [], [], [], 0.0, 0.0
 
         def on_step_begin(self, *_, **__):
-            self._start = time.perf_counter()
+            self._start, self._cpu = time.perf_counter(), time.process_time()
 
         def on_step_end(self, *_, **__):
             self.step_s.append(time.perf_counter() - self._start)
+            self.cpu_s.append(time.process_time() - self._cpu)
 
         def on_log(self, _args, _state, _control, logs=None, **__):
             if logs and "completions/mean_length" in logs:
@@ -224,7 +238,7 @@ def run_trl(model_dir: Path, shape: dict, threads: int, work: Path, *, freeze_vi
     trainer.train()
     warm = SETTINGS["warmup_steps"]
     sequences = generations * SETTINGS["prompts_per_step"]
-    return {"step_s": timer.step_s[warm:], "update_s": None,
+    return {"step_s": timer.step_s[warm:], "cpu_s": timer.cpu_s[warm:], "update_s": None,
             "gen_tokens": [m * sequences for m in timer.mean_length[warm:]]}
 
 
@@ -252,14 +266,14 @@ def run_naive(model_dir: Path, shape: dict, threads: int, work: Path, *, freeze_
     suppressed = _suppressed_ids(processor.tokenizer)
     pad = processor.tokenizer.pad_token_id
     G, P, T = SETTINGS["num_generations"], SETTINGS["prompts_per_step"], SETTINGS["temperature"]
-    step_s, update_s, gen_tokens, prompt_tokens = [], [], [], []
+    step_s, cpu_s, update_s, gen_tokens, prompt_tokens = [], [], [], [], []
 
     def token_logprobs(net, ids, attention, media, prompt_len):
         logits = net(input_ids=ids, attention_mask=attention, **media).logits[:, prompt_len - 1 : -1] / T
         return torch.log_softmax(logits.float(), -1).gather(-1, ids[:, prompt_len:, None]).squeeze(-1)
 
     for step in range(_total_steps()):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         batch_rows = [rows[(step * P + i) % len(rows)] for i in range(P) for _ in range(G)]
         texts = [processor.apply_chat_template(task.prompt(r), add_generation_prompt=True, tokenize=False) for r in batch_rows]
         images = [r["images"] for r in batch_rows] if shape.get("frames") else [r["images"][0] for r in batch_rows]
@@ -294,11 +308,12 @@ def run_naive(model_dir: Path, shape: dict, threads: int, work: Path, *, freeze_
         optimizer.step()
         end = time.perf_counter()
         step_s.append(end - start)
+        cpu_s.append(time.process_time() - cpu_start)
         update_s.append(end - update_start)
         gen_tokens.append(float(mask.sum()))
         prompt_tokens.append(int(inputs["attention_mask"].sum(1).max()))
     warm = SETTINGS["warmup_steps"]
-    return {"step_s": step_s[warm:], "update_s": update_s[warm:], "gen_tokens": gen_tokens[warm:],
+    return {"step_s": step_s[warm:], "cpu_s": cpu_s[warm:], "update_s": update_s[warm:], "gen_tokens": gen_tokens[warm:],
             "prompt_tokens": max(prompt_tokens)}
 
 
@@ -327,6 +342,7 @@ def summarise(raw: dict) -> dict:
     tokens = statistics.median(raw["gen_tokens"]) if raw["gen_tokens"] else float("nan")
     return {
         "step_s": step,
+        "cpu_s": statistics.median(raw["cpu_s"]) if raw.get("cpu_s") else None,
         "update_s": statistics.median(raw["update_s"]) if raw.get("update_s") else None,
         "gen_tokens_per_step": tokens,
         "tokens_per_s": sum(raw["gen_tokens"]) / sum(raw["step_s"]) if raw["gen_tokens"] else float("nan"),
@@ -353,17 +369,20 @@ def launch(impl: str, shape: str, threads: int, model_dir: Path, *, layout: str 
 
 
 def table(results: list[dict]) -> str:
-    head = ("| shape | threads | implementation | s/step (median) | update s | gen tokens/step | gen tokens/s | "
-            "peak RSS MiB | runs | vision encodes/step | update + log-prob share | mmpost / fair TRL | mmpost / TRL defaults |")
+    head = ("| shape | threads | implementation | s/step (wall, median) | CPU s/step (median) | update s | gen tokens/step | "
+            "peak RSS MiB | runs | vision encodes/step | update + log-prob share | mmpost / fair TRL (wall; CPU) | "
+            "mmpost / TRL defaults (wall; CPU) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in results:
         update = f"{row['update_s']:.3f}" if row["update_s"] is not None else "n/a"
-        fair = f"{row['ratio_vs_trl_fp32']:.2f}" if row.get("ratio_vs_trl_fp32") is not None else ""
-        defaults = f"{row['ratio_vs_trl']:.2f}" if row.get("ratio_vs_trl") is not None else ""
+        fair = (f"{row['ratio_vs_trl_fp32']:.2f}; {row['cpu_ratio_vs_trl_fp32']:.2f}"
+                if row.get("ratio_vs_trl_fp32") is not None else "")
+        defaults = (f"{row['ratio_vs_trl']:.2f}; {row['cpu_ratio_vs_trl']:.2f}" if row.get("ratio_vs_trl") is not None else "")
+        cpu = f"{row['cpu_s']:.3f}" if row.get("cpu_s") is not None else ""
         encodes = f"{row['vision_encodes']:.0f}" if row.get("vision_encodes") is not None else ""
         share = f"{row['non_generation_share']:.0%}" if row.get("non_generation_share") is not None else ""
         lines.append(f"| {row['shape']} | {row['threads']} | {LABELS.get(row['impl'], row['impl'])} | {row['step_s']:.3f} | "
-                     f"{update} | {row['gen_tokens_per_step']:.0f} | {row['tokens_per_s']:.0f} | {row['peak_rss_mib']:.0f} | "
+                     f"{cpu} | {update} | {row['gen_tokens_per_step']:.0f} | {row['peak_rss_mib']:.0f} | "
                      f"{row['runs']} | {encodes} | {share} | {fair} | {defaults} |")
     return "\n".join(lines)
 
@@ -412,7 +431,7 @@ def main() -> None:
     results = []
     for (shape, threads, impl), items in runs.items():
         pooled = {key: [v for item in items for v in (item["raw"].get(key) or [])]
-                  for key in ("step_s", "update_s", "logprob_s", "gen_tokens", "vision_encodes")}
+                  for key in ("step_s", "cpu_s", "update_s", "logprob_s", "gen_tokens", "vision_encodes")}
         pooled["peak_rss_mib"] = max(item["raw"]["peak_rss_mib"] for item in items)
         row = {"shape": shape, "threads": threads, "impl": impl, "runs": len(items), **summarise(pooled)}
         results.append(row)
@@ -420,7 +439,9 @@ def main() -> None:
         for peer in ("trl_fp32", "trl"):
             match = next((r for r in results if r["impl"] == peer and r["shape"] == row["shape"]
                           and r["threads"] == row["threads"]), None)
-            row[f"ratio_vs_{peer}"] = row["step_s"] / match["step_s"] if row["impl"].startswith("mmpost") and match else None
+            mine = row["impl"].startswith("mmpost") and match
+            row[f"ratio_vs_{peer}"] = row["step_s"] / match["step_s"] if mine else None
+            row[f"cpu_ratio_vs_{peer}"] = row["cpu_s"] / match["cpu_s"] if mine and row.get("cpu_s") and match.get("cpu_s") else None
     settings["load_average_after"] = os.getloadavg()
     import torch, transformers  # noqa: E401  (versions for the record)
 
@@ -432,8 +453,10 @@ def main() -> None:
     except ImportError:
         pass
     markdown = (f"# Throughput (CPU, {os.cpu_count()} cores)\n\nSettings: `{json.dumps(settings)}`\n\nVersions: `{json.dumps(versions)}`\n\n"
-                f"s/step: median over all measured steps of all rounds ({SETTINGS['warmup_steps']} warm-up steps dropped per run); "
-                "gen tokens/s: generated tokens / step time, summed over measured steps; update s: mmpost "
+                f"s/step: median wall time over all measured steps of all rounds ({SETTINGS['warmup_steps']} warm-up steps "
+                "dropped per run); CPU s/step: the process's CPU time per step (`time.process_time`), median: with 1 thread "
+                "it measures the work itself and moves little with the machine's load, while wall time on a shared machine "
+                "includes the time other jobs held the core; update s: mmpost "
                 "`perf/update_s` (policy forward/backward + AdamW; its reference forward is in `perf/logprob_s`), "
                 "naive: reference forward + policy forward/backward + AdamW, so the two are not directly comparable; "
                 "TRL does not report it; peak RSS: per run (`ru_maxrss`), max over rounds. Fair TRL = `bf16=False, "

@@ -74,7 +74,7 @@ def cmd_train(args) -> int:
         print("usage: mmpost train RECIPE [key.sub=value ...]   (a shipped recipe name or a YAML file)\n\n"
               f"shipped recipes:\n{recipes_text()}\n\nexample: mmpost train grpo train.steps=10\n"
               "every key, its default and the recipe's value: mmpost validate RECIPE --explain")
-        return 2
+        return 0  # asked what there is to train: an answer, not an error
     _, config, _ = _load_checked_config(args.recipe, args.overrides)
     _announce_zoo_build(config.model.zoo, config.model.path)
     from mmpost.trainer import train
