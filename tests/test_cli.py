@@ -215,3 +215,25 @@ def test_eval_score_takes_score_args(tmp_path, capsys):
                  "--output", str(tmp_path / "b")]) == 0
     pixels = json.loads((tmp_path / "b" / "results.json").read_text())["results"]["screenspot"]["metrics"]["accuracy"]
     assert (normalized, pixels) == (0.0, 1.0)  # (150, 75) px in a 1000x500 image is inside the box; as [0, 1] it is not
+
+
+def test_every_shipped_recipe_passes_the_source_read_checks():
+    from mmpost.cli import RECIPES_DIR
+    from mmpost.config import load_config
+    from mmpost.registry_index import check_config
+
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        checked = check_config(load_config(path))
+        assert any(line.startswith("task: ") for line in checked), path
+
+
+def test_mmpost_makes_waiting_openmp_threads_sleep_unless_a_policy_is_chosen():
+    """Spinning OpenMP threads made a step 15-70x slower beside another job (benchmarks/shared_machine.py); mmpost
+    sets OMP_WAIT_POLICY=PASSIVE before torch loads, and leaves a policy the user chose."""
+    code = "import mmpost, os, sys; assert 'torch' not in sys.modules; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "MMPOST_OMP_WAIT_POLICY")}
+    run = lambda extra: subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True,
+                                       text=True, timeout=120).stdout.strip()
+    assert run({}) == "PASSIVE"
+    assert run({"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+    assert run({"MMPOST_OMP_WAIT_POLICY": "keep"}) == "None"
