@@ -82,7 +82,9 @@ def cmd_train(args) -> int:
     summary = train(config)
     if int(os.environ.get("RANK", "0")) == 0:  # one summary per run, not one per process
         _print_summary(summary)
-    return 0
+    from mmpost.errors import summary_exit_code
+
+    return summary_exit_code(summary)
 
 
 def _announce_zoo_build(zoo: str | None, path: str) -> None:
@@ -92,17 +94,23 @@ def _announce_zoo_build(zoo: str | None, path: str) -> None:
 
 
 def cmd_validate(args) -> int:
+    from mmpost.registry_index import needs_import_checks
+
     path, config, checked = _load_checked_config(args.recipe, args.overrides)
-    if args.deep:
+    reasons = needs_import_checks(config)
+    deep = args.deep or bool(reasons)
+    if deep:
+        # The checks `train` runs before loading a model that need the components imported (torch: seconds).
         from mmpost.builder import validate
 
-        checked += [f"{line} (imported)" for line in validate(config)]
+        checked += [f"{line} (imported{': ' + '; '.join(reasons) if reasons and not args.deep else ''})"
+                    for line in validate(config)]
     for line in checked:
         print(f"  ok  {line}")
     if args.explain:
         print(explain_table(config))
-    print(f"{path}: valid" + ("" if args.deep else " (names and arguments read from source; --deep also imports "
-                                                    "every component and builds the task)"))
+    print(f"{path}: valid" + ("" if deep else " (names and arguments read from source; the rest of what train checks "
+                                              "needs no import for this config; --deep imports every component anyway)"))
     return 0
 
 
@@ -253,32 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors reported as one line. The data/media errors live in mmpost.types (which imports torch); none can
-    have been raised before that module was imported, so it is only looked up, never imported, here."""
-    from mmpost.config import ConfigError
-    from mmpost.registry import RegistryError
-
-    errors: list[type[BaseException]] = [ConfigError, RegistryError, FileNotFoundError]
-    types = sys.modules.get("mmpost.types")
-    if types is not None:
-        errors += [types.DataError, types.MediaError]
-    return tuple(errors)
-
-
 def main(argv: list[str] | None = None) -> int:
+    from mmpost.errors import run_command
+
     argv = sys.argv[1:] if argv is None else list(argv)
+    # `--debug` anywhere (or MMPOST_DEBUG=1): tracebacks instead of one-line errors.
+    debug = "--debug" in argv or os.environ.get("MMPOST_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     if argv[:1] == ["eval"]:  # the harness parses its own flags (argparse cannot forward `--model ...`)
         argv = ["eval", "--", *argv[1:]]
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except Exception as error:
-        if not isinstance(error, _user_errors()):
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_command(lambda: args.func(args), debug=debug)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,11 @@ from mmpost.registry import ALL_REGISTRIES, Registry, RegistryError, closest_nam
 
 @dataclass
 class Signature:
-    """Keyword parameters an object accepts (a function's, or a class's `__init__`)."""
+    """Keyword parameters an object accepts (a function's, or a class's `__init__`), and those without a default."""
 
     parameters: tuple[str, ...]
     var_keyword: bool
+    required: tuple[str, ...] = ()
 
     def unknown(self, keys) -> list[str]:
         return [] if self.var_keyword else [k for k in keys if k not in self.parameters]
@@ -41,6 +42,7 @@ class IndexEntry:
     aliases: list[str] = field(default_factory=list)
     signature: Signature | None = None  # None where the source does not show it (inherited __init__, entry point)
     task_modality: str | None = None  # for tasks: the class attribute `modality`, when a string literal
+    methods: tuple[str, ...] = ()  # for classes: the methods the class body defines
 
 
 def _registry_variables() -> dict[str, str]:
@@ -72,17 +74,21 @@ def _signature(node: ast.AST) -> Signature | None:
         if init is None:
             # A dataclass's fields are its keyword parameters; any other class inherits an __init__ we cannot see.
             if any(_decorator_name(d) == "dataclass" for d in node.decorator_list):
-                fields = [n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
-                return Signature(tuple(fields), False)
+                fields = [n for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+                return Signature(tuple(f.target.id for f in fields), False,
+                                 tuple(f.target.id for f in fields if f.value is None))
             return None if node.bases else Signature((), False)
         node = init
     if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return None
     args = node.args
-    names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
-    if names and names[0] in ("self", "cls"):
-        names = names[1:]
-    return Signature(tuple(names), args.kwarg is not None)
+    positional = args.posonlyargs + args.args
+    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    pairs = list(zip(positional, defaults)) + list(zip(args.kwonlyargs, args.kw_defaults))
+    if pairs and pairs[0][0].arg in ("self", "cls"):
+        pairs = pairs[1:]
+    return Signature(tuple(a.arg for a, _ in pairs), args.kwarg is not None,
+                     tuple(a.arg for a, default in pairs if default is None))
 
 
 def _decorator_name(node: ast.AST) -> str | None:
@@ -109,6 +115,12 @@ def _string(node: ast.AST | None, constants: dict[str, str]) -> str | None:
     if isinstance(node, ast.Name):
         return constants.get(node.id)
     return None
+
+
+def _methods(node: ast.AST) -> tuple[str, ...]:
+    if not isinstance(node, ast.ClassDef):
+        return ()
+    return tuple(n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
 
 
 def _class_string(node: ast.AST, attribute: str) -> str | None:
@@ -147,7 +159,7 @@ def scan_file(path: Path, module: str, variables: dict[str, str] | None = None) 
                 name = name or _class_string(node, "name") or node.name
                 registered[(kind, node.name)] = name
                 found.append((kind, IndexEntry(name, module, node.name, signature=_signature(node),
-                                               task_modality=_class_string(node, "modality")), None))
+                                               task_modality=_class_string(node, "modality"), methods=_methods(node)), None))
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
@@ -246,7 +258,7 @@ def lookup(kind: str, name: str, index: dict[str, dict[str, IndexEntry]] | None 
                         + f" Registered: {sorted(names)}")
 
 
-def _check_arguments(kind: str, entry: IndexEntry | None, given: dict, where: str) -> str:
+def _check_arguments(kind: str, entry: IndexEntry | None, given: dict, key: str) -> str:
     if entry is None or entry.signature is None or not given:
         return ""
     unknown = entry.signature.unknown(given)
@@ -254,54 +266,118 @@ def _check_arguments(kind: str, entry: IndexEntry | None, given: dict, where: st
         from mmpost.config import ConfigError
 
         hint = closest_names(unknown[0], entry.signature.parameters)
-        raise ConfigError(f"{where}: {kind} '{entry.name}' ({entry.module}.{entry.object}) takes no argument '{unknown[0]}'"
+        raise ConfigError(f"{key}: {kind} '{entry.name}' ({entry.module}.{entry.object}) takes no argument '{unknown[0]}'"
                           + (f"; did you mean '{hint[0]}'?" if hint else "")
-                          + f" It accepts: {sorted(entry.signature.parameters)}")
+                          + f" It accepts: {sorted(entry.signature.parameters)}", key=key)
     return f" (arguments {sorted(given)} accepted)"
 
 
-def check_config(config) -> list[str]:
-    """Check every registered name a config uses, and the keyword arguments it passes to its task, modality and
-    rewards, from source (no imports of the components); returns what was checked, like `builder.validate`.
+def _check_task_arguments(entry: IndexEntry | None, given: dict, task: str) -> str:
+    """The task's options against its constructor, worded as `builder.build_task` words them."""
+    from mmpost.config import ConfigError
 
-    A `package.module:attribute` name and a non-default distributed strategy are checked by importing them.
+    if entry is None or entry.signature is None:
+        return ""
+    label = f"task {task!r}"
+    signature = entry.signature
+    if not signature.var_keyword:
+        unknown = [name for name in given if name not in signature.parameters]
+        if unknown:
+            hint = "; the row-skipping switch is data.skip_bad_rows" if "skip_bad_rows" in unknown else ""
+            close = closest_names(unknown[0], signature.parameters)
+            hint += f"; did you mean '{close[0]}'?" if close and not hint else ""
+            raise ConfigError(f"data.task_args: {label} does not take {unknown} (it takes {list(signature.parameters)}){hint}; "
+                              "when switching data.task, replace the recipe's task_args whole: data.task_args='{path: ...}'",
+                              key="data.task_args")
+    missing = [name for name in signature.required if name not in given]
+    if missing:
+        raise ConfigError(f"data.task_args.{missing[0]}: {label} needs it (data.task_args holds {sorted(given)})",
+                          key="data.task_args")
+    return f" (arguments {sorted(given)} accepted)" if given else ""
+
+
+def needs_import_checks(config, index: dict[str, dict[str, IndexEntry]] | None = None) -> list[str]:
+    """What in `config` only an import can check (`builder.validate`): `mmpost validate` runs those checks too
+    when this is not empty, so a config that validates does not fail later for a reason visible before training."""
+    index = index or full_index()
+    reasons = []
+    if config.rollout.num_generations < 2:
+        reasons.append("one rollout per prompt: the advantage estimator is probed")
+    if config.rollout.backend != "hf":
+        reasons.append(f"rollout.backend={config.rollout.backend}: the backend checks it can start")
+    task = known_names("task", index).get(config.data.task)
+    if task is None or "check_split" in task.methods:
+        reasons.append(f"task {config.data.task}: its splits are checked")
+    names = [config.data.task, config.algorithm.advantage, config.algorithm.source, *(r.name for r in config.reward_specs())]
+    if any(":" in name for name in names):
+        reasons.append("a module path names a component")
+    return reasons
+
+
+def check_config(config) -> list[str]:
+    """The checks of `builder.validate` that need no import of torch or of the components: value ranges and secrets
+    (`config.check_values`), every registered name, the keyword arguments given to the task, its modality and the
+    rewards (read from source), the trackers, the model path. Errors name the key and where it was set.
+
+    `builder.validate` (what `train` runs, and `mmpost validate --deep`) also builds the task, probes the advantage
+    estimator's groups and the rollout backend; a `package.module:attribute` name and a non-default distributed
+    strategy are checked here by importing them.
     """
+    from mmpost.config import ConfigError, check_values, located, origin_of
+
+    checked = check_values(config)
     index = full_index()
     algorithm = config.algorithm
-    checked = []
-    for kind, name in [("advantage", algorithm.advantage), ("policy_loss", algorithm.policy_loss),
-                       ("aggregation", algorithm.aggregation), ("kl", algorithm.kl_estimator),
-                       ("sft_loss", algorithm.sft_loss), ("experience_source", algorithm.source),
-                       ("kl_controller", algorithm.kl_controller), ("rollout_backend", config.rollout.backend),
-                       ("policy", config.model.policy)]:
-        lookup(kind, name, index) if ":" not in name else ALL_REGISTRIES[kind].get(name)
-        checked.append(f"{kind}: {name}")
-    task = lookup("task", config.data.task, index) if ":" not in config.data.task else None
-    checked.append(f"task: {config.data.task}" + _check_arguments("task", task, config.data.task_args, "data.task_args"))
-    modality_name = task.task_modality if task is not None else None
-    if modality_name:
-        modality = lookup("modality", modality_name, index)
-        checked.append(f"modality: {modality_name}"
-                       + _check_arguments("modality", modality, config.data.modality_args, "data.modality_args"))
-    for position, spec in enumerate(config.reward_specs()):
-        reward = lookup("reward", spec.name, index) if ":" not in spec.name else ALL_REGISTRIES["reward"].get(spec.name)
-        args = _check_arguments("reward", reward if isinstance(reward, IndexEntry) else None, spec.args, f"rewards[{position}].args")
-        checked.append(f"reward: {spec.name} (weight {spec.weight})" + args)
-    for name in config.eval.benchmarks:
-        lookup("benchmark", name, index)
-        checked.append(f"benchmark: {name}")
-    if config.distributed.strategy != "auto" or config.distributed.accelerate_config:
-        from mmpost.distributed import resolve_strategy  # imports torch; only configs that name a strategy pay for it
 
-        resolve_strategy(config.distributed)
-    checked.append(f"distributed: {config.distributed.strategy}")
-    from mmpost.trackers import resolve_report_to
+    def resolve(kind: str, name: str, key: str) -> IndexEntry | None:
+        try:
+            if ":" in name:  # a `package.module:attribute` path: only an import can check it
+                ALL_REGISTRIES[kind].get(name)
+                return None
+            return lookup(kind, name, index)
+        except RegistryError as error:
+            raise RegistryError(f"{origin_of(config).where(key)}: {key}: {error}") from None
 
-    trackers = resolve_report_to(config.train.report_to)
-    if trackers:
-        checked.append(f"trackers: {', '.join(trackers)} (installed)")
-    if not config.model.path:
-        from mmpost.config import ConfigError
+    try:
+        for kind, name, key in [("advantage", algorithm.advantage, "algorithm.advantage"),
+                                ("policy_loss", algorithm.policy_loss, "algorithm.policy_loss"),
+                                ("aggregation", algorithm.aggregation, "algorithm.aggregation"),
+                                ("kl", algorithm.kl_estimator, "algorithm.kl_estimator"),
+                                ("sft_loss", algorithm.sft_loss, "algorithm.sft_loss"),
+                                ("experience_source", algorithm.source, "algorithm.source"),
+                                ("kl_controller", algorithm.kl_controller, "algorithm.kl_controller"),
+                                ("rollout_backend", config.rollout.backend, "rollout.backend"),
+                                ("policy", config.model.policy, "model.policy")]:
+            resolve(kind, name, key)
+            checked.append(f"{kind}: {name}")
+        task = resolve("task", config.data.task, "data.task")
+        checked.append(f"task: {config.data.task}" + _check_task_arguments(task, dict(config.data.task_args), config.data.task))
+        modality_name = task.task_modality if task is not None else None
+        if modality_name:
+            modality = resolve("modality", modality_name, "data.task")
+            checked.append(f"modality: {modality_name}"
+                           + _check_arguments("modality", modality, config.data.modality_args, "data.modality_args"))
+        for position, spec in enumerate(config.reward_specs()):
+            reward = resolve("reward", spec.name, "rewards")
+            checked.append(f"reward: {spec.name} (weight {spec.weight})"
+                           + _check_arguments("reward", reward, spec.args, f"rewards[{position}].args"))
+        for name in config.eval.benchmarks:
+            resolve("benchmark", name, "eval.benchmarks")
+            checked.append(f"benchmark: {name}")
+        if config.distributed.strategy != "auto" or config.distributed.accelerate_config:
+            from mmpost.distributed import resolve_strategy  # imports torch; only configs that name a strategy pay
 
-        raise ConfigError("model.path is empty: set it to a model folder or hub id (or set model.zoo)")
+            resolve_strategy(config.distributed)
+        checked.append(f"distributed: {config.distributed.strategy}")
+        from mmpost.trackers import resolve_report_to
+
+        trackers = resolve_report_to(config.train.report_to)
+        if trackers:
+            checked.append(f"trackers: {', '.join(trackers)} (installed)")
+        if not config.model.path:
+            raise ConfigError("model.path is empty: set it to a model folder or hub id (or set model.zoo)", key="model.path")
+        if config.data.media_root is not None and not Path(config.data.media_root).is_dir():
+            raise ConfigError(f"data.media_root={config.data.media_root!r}: not a folder", key="data.media_root")
+    except ConfigError as error:
+        raise located(config, error) from None
     return checked

@@ -49,10 +49,11 @@ def resolve_report_to(value: Any) -> list[str]:
         if name not in TRACKER_PACKAGES:
             hint = closest_names(name, TRACKER_PACKAGES)
             raise ConfigError(f"train.report_to: unknown tracker '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
-                              + f" Trackers: {', '.join(TRACKER_PACKAGES)}, all, none")
+                              + f" Trackers: {', '.join(TRACKER_PACKAGES)}, all, none", key="train.report_to")
         if not installed(name):
             raise ConfigError(f"train.report_to={name} needs the '{TRACKER_PACKAGES[name][0]}' package, which is not "
-                              f"installed: pip install {TRACKER_PACKAGES[name][0]}  (or pip install 'mmpost[trackers]')")
+                              f"installed: pip install {TRACKER_PACKAGES[name][0]}  (or pip install 'mmpost[trackers]')",
+                              key="train.report_to")
         if name not in resolved:
             resolved.append(name)
     return resolved
