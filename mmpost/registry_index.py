@@ -245,11 +245,35 @@ def known_names(kind: str, index: dict[str, dict[str, IndexEntry]] | None = None
     return names
 
 
+def _live_entry(kind: str, name: str) -> IndexEntry | None:
+    """A name this process has already registered (the Python API, a test, an imported plugin), described by the
+    object itself: it costs no import, and it is what `Registry.get` would find first."""
+    import inspect
+
+    obj = ALL_REGISTRIES[kind]._entries.get(name)
+    if obj is None:
+        return None
+    signature = None
+    try:
+        params = inspect.signature(obj).parameters
+        usable = [p for p in params.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        signature = Signature(tuple(p.name for p in usable), any(p.kind is p.VAR_KEYWORD for p in params.values()),
+                              tuple(p.name for p in usable if p.default is p.empty))
+    except (TypeError, ValueError):
+        pass
+    return IndexEntry(name, getattr(obj, "__module__", "?"), getattr(obj, "__qualname__", None), signature=signature,
+                      task_modality=getattr(obj, "modality", None) if isinstance(getattr(obj, "modality", None), str) else None,
+                      methods=tuple(m for m in ("check_split",) if hasattr(obj, m)))
+
+
 def lookup(kind: str, name: str, index: dict[str, dict[str, IndexEntry]] | None = None) -> IndexEntry | None:
     """The entry for `name`, None for a `module:attribute` path (only an import can check it); raises the same
     RegistryError as `Registry.get` for an unknown name."""
     if ":" in name:
         return None
+    live = _live_entry(kind, name)
+    if live is not None:
+        return live
     names = known_names(kind, index)
     if name in names:
         return names[name]
@@ -305,7 +329,7 @@ def needs_import_checks(config, index: dict[str, dict[str, IndexEntry]] | None =
         reasons.append("one rollout per prompt: the advantage estimator is probed")
     if config.rollout.backend != "hf":
         reasons.append(f"rollout.backend={config.rollout.backend}: the backend checks it can start")
-    task = known_names("task", index).get(config.data.task)
+    task = _live_entry("task", config.data.task) or known_names("task", index).get(config.data.task)
     if task is None or "check_split" in task.methods:
         reasons.append(f"task {config.data.task}: its splits are checked")
     names = [config.data.task, config.algorithm.advantage, config.algorithm.source, *(r.name for r in config.reward_specs())]
