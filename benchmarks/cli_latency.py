@@ -28,7 +28,7 @@ COMMANDS = {
     "mmpost --help": (["--help"], 0, 1.0),
     "mmpost train --help": (["train", "--help"], 0, 1.0),
     "mmpost train (no recipe: lists them)": (["train"], 0, 1.0),
-    "mmpost train visurff (recipe typo)": (["train", "visurff"], 1, 1.0),
+    "mmpost train visurff (recipe typo)": (["train", "visurff"], 2, 1.0),
     "mmpost train visurf optim.lrr=1 (key typo)": (["train", "visurf", "optim.lrr=1"], 2, 1.0),
     "mmpost train visurf algorithm.advantage=grp (name typo)": (["train", "visurf", "algorithm.advantage=grp"], 2, 3.0),
     "mmpost list": (["list"], 0, 3.0),
