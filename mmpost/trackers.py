@@ -103,13 +103,11 @@ class Trackers:
         train = config.train
         output_dir = Path(train.output_dir)
         run_name = train.run_name or output_dir.resolve().name
+        # The run's name where a tracker takes one (TensorBoard uses the folder); W&B files in the run folder.
         defaults = {"wandb": {"name": run_name, "dir": str(output_dir)}, "mlflow": {"run_name": run_name},
-                    "comet_ml": {"experiment_config": None}, "aim": {}, "swanlab": {"experiment_name": run_name},
-                    "trackio": {"name": run_name}}
-        init_kwargs = {}
-        for name in resolve_report_to(train.report_to):
-            extra = dict(train.tracker_args.get(name, {}) or {})
-            init_kwargs[name] = {**{k: v for k, v in defaults.get(name, {}).items() if v is not None}, **extra}
+                    "swanlab": {"experiment_name": run_name}, "trackio": {"name": run_name}}
+        init_kwargs = {name: {**defaults.get(name, {}), **dict(train.tracker_args.get(name, {}) or {})}
+                       for name in resolve_report_to(train.report_to)}
         if "wandb" in init_kwargs:
             Path(init_kwargs["wandb"]["dir"]).mkdir(parents=True, exist_ok=True)
         accelerator.init_trackers(train.project, config=flat_config(config_dict), init_kwargs=init_kwargs)

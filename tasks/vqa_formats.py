@@ -57,8 +57,8 @@ def load_table(source: str | Path, *, split: str = "train", skip_bad_rows: bool 
                 return _Table(_from_disk_split(path, split), f"{path} [{split}]"), str(path)
             return ArrowRows(path), str(path)
         return _Table(_load_dataset(str(path), str(path), split=split), f"{path} [{split}]"), str(path)
-    if str(source).startswith((".", "/", "~")) or path.suffix in TABLE_SUFFIXES:
-        raise DataError(f"{source}: data file or folder not found")
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", str(source)) or path.suffix or str(source).startswith("."):
+        raise DataError(f"{source}: data file or folder not found (a hub dataset id looks like org/name)")
     return _Table(_load_dataset(str(source), str(source), split=split), f"{source} [{split}]"), None
 
 
