@@ -225,6 +225,14 @@ class TrainConfig:
                                      resumable=True)
     threads: int | None = opt(None, "torch CPU threads (None = torch's default)", allowed=at_least(1), resumable=True)
     progress: bool = opt(True, "show a progress bar", resumable=True)
+    report_to: list | str = opt([], "experiment trackers, through accelerate: tensorboard | wandb | mlflow | comet_ml | aim | "
+                                    "clearml | dvclive | swanlab | trackio, a list or comma-separated; all = every installed "
+                                    "one; [] = metrics.jsonl only", resumable=True)
+    project: str = opt("mmpost", "tracker project (W&B/Comet/Trackio project, MLflow experiment, TensorBoard subfolder)",
+                       resumable=True)
+    run_name: str | None = opt(None, "run name shown by the trackers (None = the output folder's name)", resumable=True)
+    tracker_args: dict = opt({}, "per-tracker init keyword arguments, e.g. {wandb: {entity: my-team, tags: [grpo]}}",
+                             resumable=True)
     stop_after: int | None = opt(None, "stop (as if killed) after this many steps; for resume tests", allowed=at_least(1),
                                   resumable=True)
 
