@@ -160,7 +160,7 @@ def test_list_accepts_plurals_and_shows_each_component_once():
     rows = dict(listing_rows())
     aggregations = rows["aggregation"].split(", ")
     assert "token_mean (token-mean)" in aggregations and "token-mean" not in aggregations
-    assert "k3 (low_var_kl)" in rows["kl"] and "k1 (kl)" in rows["kl"] and "k2 (mse)" in rows["kl"]
+    assert "k3 (low_var_kl, k3_clamped)" in rows["kl"] and "k1 (kl)" in rows["kl"] and "k2 (mse)" in rows["kl"]
     assert dict(listing_rows("reward")).keys() == {"reward"}
 
 
