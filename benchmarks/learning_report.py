@@ -103,7 +103,8 @@ class Job:
             return list(self.command)
         command = [sys.executable, "-m", "mmpost.cli", "train", str(REPO / "recipes" / f"{self.recipe}.yaml"),
                    *self.overrides, f"train.seed={self.seed}", f"train.output_dir={self.output_dir}",
-                   f"train.threads={self.threads}", "train.progress=false"]
+                   f"train.threads={self.threads}", "train.progress=false",
+                   "train.overwrite_output_dir=true"]  # only unfinished runs are run: their partial output goes
         if self.steps is not None:
             command.append(f"train.steps={self.steps}")
         return command
