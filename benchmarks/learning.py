@@ -3,6 +3,7 @@
     python benchmarks/learning.py                      # the shapes methods (SFT, GRPO, ViSurf, CHORD, HPT), 3 seeds
     python benchmarks/learning.py --seeds 0 1 --methods grpo visurf
     python benchmarks/learning.py --suite all          # everything `make bench-learning` runs (see SUITE_SCRIPTS)
+    python benchmarks/learning.py --suite world_models # only RLIR-AR, RLIR-diffusion, World-Env vs direct RL in the GT env
 
 Every method is a shipped recipe run as shipped (`mmpost train recipes/<name>.yaml train.seed=S`), from the same
 cached warm start, with the same data, step budget and held-out split; seeds run as parallel processes (1 torch
@@ -33,6 +34,7 @@ METHODS = {  # recipe -> label; all on the shapes task from the warm start the r
 # there yet are skipped with a note).
 SUITE_SCRIPTS = ["learning_vs_trl.py", "learning_modalities.py", "learning_audio.py", "learning_propa.py",
                  "learning_rlir.py", "learning_world_env.py", "learning_flow_grpo.py"]
+WORLD_MODEL_SCRIPTS = ["learning_rlir.py", "learning_world_env.py"]
 
 
 def shapes_rows(seeds: list[int], methods: list[str], out: Path, parallel: int) -> list[Row]:
@@ -73,27 +75,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--parallel", type=int, default=2, help="runs at once (1 torch thread each)")
     parser.add_argument("--out", default="runs/benchmark-learning")
-    parser.add_argument("--suite", choices=["shapes", "all"], default="shapes")
+    parser.add_argument("--suite", choices=["shapes", "all", "world_models"], default="shapes")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
+    if args.suite == "world_models":
+        run_scripts(WORLD_MODEL_SCRIPTS, args.seeds, started)
+        return 0
     rows = shapes_rows(args.seeds, args.methods, REPO / args.out, args.parallel)
     text = write_report(rows, "learning", title=f"**shapes** (held-out accuracy, 256 questions, greedy; seeds {args.seeds})",
                         text=comparison_text(rows))
     print(text, flush=True)
     print(f"shapes: {time.perf_counter() - started:.0f} s", flush=True)
     if args.suite == "all":
-        for script in SUITE_SCRIPTS:
-            path = REPO / "benchmarks" / script
-            if not path.is_file():
-                print(f"(skipping {script}: not present)", flush=True)
-                continue
-            begun = time.perf_counter()
-            print(f"== {script}", flush=True)
-            subprocess.run([sys.executable, str(path), "--seeds", *map(str, args.seeds)], cwd=REPO, check=True)
-            print(f"{script}: {time.perf_counter() - begun:.0f} s", flush=True)
-        print(f"whole suite: {time.perf_counter() - started:.0f} s", flush=True)
+        run_scripts(SUITE_SCRIPTS, args.seeds, started)
     return 0
+
+
+def run_scripts(scripts: list[str], seeds: list[int], started: float) -> None:
+    for script in scripts:
+        path = REPO / "benchmarks" / script
+        if not path.is_file():
+            print(f"(skipping {script}: not present)", flush=True)
+            continue
+        begun = time.perf_counter()
+        print(f"== {script}", flush=True)
+        subprocess.run([sys.executable, str(path), "--seeds", *map(str, seeds)], cwd=REPO, check=True)
+        print(f"{script}: {time.perf_counter() - begun:.0f} s", flush=True)
+    print(f"whole suite: {time.perf_counter() - started:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -254,6 +254,32 @@ def diagnosis_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def question_kinds(row: Row) -> list[str]:
+    """The question kinds every seed's summary reports greedy accuracy for (heldout_accuracy_<kind>_before)."""
+    found = [{k[len("heldout_accuracy_"):-len("_before")] for k in r.summary if k.startswith("heldout_accuracy_")
+              and k.endswith("_before") and k != "heldout_accuracy_before"} for r in row.runs]
+    return sorted(set.intersection(*found)) if found else []
+
+
+def kinds_table(rows: Sequence[Row]) -> str:
+    """Greedy held-out accuracy and pass@k per question kind, before → after (mean over seeds): which kind a gain
+    came from (a binary kind the model answers with one constant gains 1 - 2p by flipping it, without seeing more)."""
+    lines = ["| method | kind | greedy before → after (per seed after) | pass@k before → after |", "|---|---|---|---|"]
+    for row in rows:
+        for kind in question_kinds(row):
+            before = [r.summary[f"heldout_accuracy_{kind}_before"] for r in row.runs]
+            after = [r.summary.get(f"heldout_accuracy_{kind}_after") for r in row.runs]
+            if any(v is None for v in after):
+                continue
+            passk = [(r.summary.get(f"heldout_pass_at_k_{kind}_before"), r.summary.get(f"heldout_pass_at_k_{kind}_after"))
+                     for r in row.runs]
+            passk_text = (f"{statistics.mean(b for b, _ in passk):.3f} → {statistics.mean(a for _, a in passk):.3f}"
+                          if all(b is not None and a is not None for b, a in passk) else "-")
+            lines.append(f"| {row.label} | {kind} | {statistics.mean(before):.3f} → {statistics.mean(after):.3f} "
+                         f"({_seeds(after)}) | {passk_text} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def plot_row(row: Row, path: Path, *, curve_key: str = "reward/mean", compare: Sequence[Row] = ()) -> None:
     """One figure: reward curve (mean and per-seed min-max band, several rows overlaid when `compare` is given),
     held-out before/after per seed, and greedy / sampled / pass@k before and after."""
@@ -320,6 +346,9 @@ def write_report(rows: Sequence[Row], name: str, *, title: str = "", results: Pa
     """benchmarks/results/<name>.md (tables and `text`), <name>.json (every number), learning_<slug>.png per row."""
     results.mkdir(parents=True, exist_ok=True)
     body = markdown_table(rows, title=title) + "\n\nDiagnostics (mean over seeds):\n\n" + diagnosis_table(rows)
+    kinds = kinds_table(rows)
+    if kinds:
+        body += "\n\nBy question kind (held-out, greedy; mean over seeds):\n\n" + kinds
     if text:
         body += "\n\n" + text
     (results / f"{name}.md").write_text(body + "\n")

@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning_report import REPO, RESULTS, Job, Row, SeedRun, gain_statistics, markdown_table, plot_row, run_jobs  # noqa: E402
+from learning_report import (REPO, RESULTS, Job, Row, SeedRun, diagnosis_table, gain_statistics, kinds_table,  # noqa: E402
+                             markdown_table, plot_row, run_jobs)
 
 WARM_START = ("tiny-qwen2.5-vl-shapes", "artifacts/tiny-qwen2.5-vl-shapes")
 SHARED = ["data.task_args={heldout_size: 256}"]
@@ -276,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"(SE {comparison['after_difference_se']:.3f}); {curve} over the last 20 steps mmpost "
                      f"{comparison['curve_last20_mmpost']:.3f} vs TRL {comparison['curve_last20_trl']:.3f} "
                      f"(difference {comparison['curve_last20_difference']:+.3f}, SE {comparison['curve_last20_se']:.3f}).")
-    text = markdown_table(rows, title="mmpost against TRL, same warm start, rows, settings and evaluation") + "\n\n" + "\n\n".join(texts)
+    text = (markdown_table(rows, title="mmpost against TRL, same warm start, rows, settings and evaluation") + "\n\n"
+            + "\n\n".join(texts) + "\n\nDiagnostics (mean over seeds; TRL logs entropy and clip fraction, not KL to "
+            "start or flat groups):\n\n" + diagnosis_table(rows) + "\n\nBy question kind (held-out, greedy):\n\n" + kinds_table(rows))
     print(text)
     (RESULTS / "learning_vs_trl.md").write_text(text + "\n")
     (RESULTS / "learning_vs_trl.json").write_text(json.dumps(payload, indent=1, default=float))
