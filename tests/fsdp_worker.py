@@ -62,7 +62,7 @@ def initial_old_logprobs(settings, model, batch) -> torch.Tensor:
         if hasattr(settings, "logprobs"):
             logprobs, _ = settings.logprobs(model, batch, rows)
         else:  # the update API before policy kinds
-            from mmpost.policy import completion_logprobs
+            from mmpost.logprobs import completion_logprobs
 
             logprobs, _ = completion_logprobs(model, batch, rows, pad_id=settings.pad_token_id,
                                               temperature=settings.temperature, suppressed_token_ids=settings.suppressed_token_ids)

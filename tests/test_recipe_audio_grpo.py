@@ -12,7 +12,7 @@ from mmpost.builder import build_run, validate
 from mmpost.config import load_config
 from mmpost.trainer import batched_logprobs, compute_advantages, train
 from mmpost.experience import StepContext
-from mmpost.policy import completion_logprobs
+from mmpost.logprobs import completion_logprobs
 from mmpost.update import micro_batch_loss, normalisers
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "audio_grpo.yaml"

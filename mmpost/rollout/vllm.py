@@ -12,7 +12,7 @@ Choices (and why):
 - Log-probs: `logprobs_mode="processed_logprobs"` with `logprobs=0` returns, per sampled token, its
   log-prob under the distribution it was drawn from: after the vocabulary mask and temperature (and after
   top-k/top-p renormalisation, which the trainer does not apply: keep top_k=0, top_p=1 for matched
-  log-probs). `mmpost.policy.completion_logprobs` re-scores under the same temperature and mask.
+  log-probs). `mmpost.logprobs.completion_logprobs` re-scores under the same temperature and mask.
 - Suppressed tokens (media placeholders, chat control tokens) are removed with `allowed_token_ids`
   (the model vocabulary minus them): vLLM masks the others to -inf before sampling, exactly the trainer's
   mask. `bad_words` works on strings and `logit_bias` is finite, so neither would match.

@@ -1,0 +1,126 @@
+"""Per-token log-probs of completions: the one place where logits become log-probs.
+
+Every token log-prob the engine uses goes through `token_logprobs`: the rollout backend's sampling log-probs
+(`mmpost.rollout.hf`), and the old-policy, reference and update passes (`completion_logprobs`). They all apply the
+sampling temperature and the same suppressed-token mask, so a re-scored token has exactly the log-prob it was
+sampled with. The passes differ only in how rows are laid out for the model; each returns logits, never
+log-probs:
+
+- "padded" (`padded_logits`, here): one [left-padded prompt | right-padded completion] batch;
+- "packed" (`mmpost.packing.packed_logits`): the rows' valid tokens end to end in one sequence, no padding, in
+  micro-batches of at most `token_budget` tokens when set;
+- "shared_prefix" (`mmpost.prefix_sharing.shared_prefix_logits`): each distinct prompt once, its KV cache shared by
+  its completions.
+
+All three give the same numbers up to float rounding (tests/test_packing.py, tests/test_prefix_sharing.py).
+torchtune's `rlhf/sequence_processing.py` (`logits_to_logprobs`) is the model for this split.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmpost.model import accepts_argument, collate_prompts
+from mmpost.packing import packed_logits, row_token_counts, token_budget_chunks
+from mmpost.prefix_sharing import checkpointing_drops_cache, shared_prefix_logits
+from mmpost.types import RolloutBatch
+
+LOGPROB_LAYOUTS = ("padded", "packed", "shared_prefix")
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, *, temperature: float = 1.0,
+                   suppressed_token_ids: Sequence[int] = (), mask: torch.Tensor | None = None,
+                   full_distribution: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log softmax(logits / temperature, suppressed tokens at -inf)[target], in float32.
+
+    logits [..., V], targets [...] long, mask [...] bool (optional). Returns (log-probs [...], and with
+    `full_distribution` the whole log-softmax [..., V], else None). Masked slots are 0: padding after EOS may
+    be a suppressed token (log-prob -inf), and -inf * 0 would put NaN into a loss.
+    """
+    logits = logits.float() / temperature
+    if suppressed_token_ids:
+        logits[..., list(suppressed_token_ids)] = float("-inf")
+    log_dist = F.log_softmax(logits, dim=-1)
+    logprobs = torch.gather(log_dist, -1, targets.unsqueeze(-1)).squeeze(-1)
+    if mask is not None:
+        logprobs = torch.where(mask, logprobs, torch.zeros_like(logprobs))
+    return logprobs, (log_dist if full_distribution else None)
+
+
+def completion_logprobs(
+    model: nn.Module,
+    batch: RolloutBatch,
+    rows: torch.Tensor,
+    *,
+    pad_id: int,
+    temperature: float = 1.0,
+    suppressed_token_ids: Sequence[int] = (),
+    full_distribution: bool = False,
+    layout: str = "padded",
+    token_budget: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs [n, T] of the completion tokens of `rows`; with `full_distribution` also the [n, T, V] log-softmax.
+
+    layout (`algorithm.logprob_pass`) is one of `LOGPROB_LAYOUTS`. Two cases run padded instead, with the same
+    numbers: "packed" with `full_distribution` (masked slots need a distribution), and "shared_prefix" under
+    gradient checkpointing with gradients on (checkpointed layers keep no KV cache to share).
+    """
+    if layout not in LOGPROB_LAYOUTS:
+        raise ValueError(f"algorithm.logprob_pass: unknown layout {layout!r}; expected one of {', '.join(LOGPROB_LAYOUTS)}")
+    tail = {"temperature": temperature, "suppressed_token_ids": suppressed_token_ids}
+    if layout == "packed" and not full_distribution:
+        return packed_logprobs(model, batch, rows, pad_id=pad_id, token_budget=token_budget, **tail), None
+    if layout == "shared_prefix" and not checkpointing_drops_cache(model):
+        logits = shared_prefix_logits(model, batch, rows, pad_id)
+    else:
+        logits = padded_logits(model, batch, rows, pad_id)
+    targets = batch.completion_ids[rows].to(logits.device)
+    mask = batch.completion_mask[rows].to(logits.device).bool()
+    return token_logprobs(logits, targets, mask=mask, full_distribution=full_distribution, **tail)
+
+
+def padded_inputs(batch: RolloutBatch, rows: torch.Tensor, pad_id: int) -> tuple[dict[str, torch.Tensor], int]:
+    """[left-padded prompt | right-padded completion] inputs for `rows`; returns inputs and the prompt width."""
+    prompts = [batch.prompts[int(i)] for i in batch.prompt_index[rows]]
+    inputs = collate_prompts(prompts, pad_id)
+    width = inputs["input_ids"].shape[1]
+    completion_ids = batch.completion_ids[rows]
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], completion_ids], dim=1)
+    inputs["attention_mask"] = torch.cat([inputs["attention_mask"], batch.completion_mask[rows].long()], dim=1)
+    for key in {k for p in prompts for k in p.token_fields}:
+        inputs[key] = torch.cat([inputs[key], torch.zeros_like(completion_ids, dtype=inputs[key].dtype)], dim=1)
+    return inputs, width
+
+
+def padded_logits(model: nn.Module, batch: RolloutBatch, rows: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Logits [n, T, V] predicting each completion token of `rows` (position j predicts token j), one padded pass."""
+    inputs, width = padded_inputs(batch, rows, pad_id)
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    T = batch.completion_ids.shape[1]
+    # Only the T positions that predict completion tokens (and the last one) need the vocabulary projection.
+    if accepts_argument(model, "logits_to_keep"):
+        return model(**inputs, use_cache=False, logits_to_keep=T + 1).logits[:, :T, :]
+    # The logit at position j predicts token j + 1.
+    return model(**inputs, use_cache=False).logits[:, width - 1 : width - 1 + T, :]
+
+
+def packed_logprobs(model: nn.Module, batch: RolloutBatch, rows: torch.Tensor, *, pad_id: int, temperature: float,
+                    suppressed_token_ids: Sequence[int], token_budget: int | None) -> torch.Tensor:
+    """Log-probs [n, T] of `rows` (0 at masked slots), each token-budget chunk run as one packed sequence."""
+    device = next(model.parameters()).device
+    T = batch.completion_ids.shape[1]
+    chunks = token_budget_chunks(row_token_counts(batch, rows), token_budget) if token_budget else [torch.arange(len(rows))]
+    pieces, order = [], []
+    for chunk in chunks:
+        inputs, width = padded_inputs(batch, rows[chunk], pad_id)
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        logits, targets, valid = packed_logits(model, inputs, width, T)
+        picked, _ = token_logprobs(logits, targets, temperature=temperature, suppressed_token_ids=suppressed_token_ids)
+        pieces.append(picked.new_zeros(valid.shape).masked_scatter(valid, picked))
+        order.append(chunk)
+    logprobs = torch.cat(pieces)
+    return logprobs.index_select(0, torch.argsort(torch.cat(order)).to(logprobs.device))
