@@ -12,7 +12,7 @@ from mmpost.registry import MODALITIES
 from mmpost.modalities.common import count_placeholders, media_sources, sample_id  # noqa: F401
 from mmpost.types import DataError, MediaError, Message, PromptEncoding, Sample
 
-from .budget import MediaItem, MediaPlan, fit_media_to_budget, processor_size_for, text_token_count
+from mmpost.modalities.token_budget import MediaItem, MediaPlan, fit_media_to_budget, processor_size_for, text_token_count
 from .processing import (
     FPS,
     FPS_MAX_FRAMES,
