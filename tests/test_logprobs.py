@@ -11,7 +11,7 @@ from mmpost.logprobs import token_logprobs
 
 def test_token_logprobs_by_hand():
     # exp(logits) = [1, 2, 3]: softmax = [1/6, 2/6, 3/6].
-    logits = torch.tensor([[[0.0, math.log(2.0), math.log(3.0)]] * 2])  # [1, 2, 3]
+    logits = torch.tensor([[[0.0, math.log(2.0), math.log(3.0)]] * 2])  # shape [1, 2, 3]
     targets = torch.tensor([[2, 1]])
     logprobs, dist = token_logprobs(logits, targets)
     assert logprobs[0].tolist() == pytest.approx([math.log(3 / 6), math.log(2 / 6)])

@@ -29,7 +29,7 @@ from mmpost.registry import BENCHMARKS, SCORERS
 from mmpost.rewards.parsing import parse_box
 
 from mmpost.eval.common import (
-    Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, read_json, require_fields,
+    Benchmark, BenchmarkDataError, accuracy_table, check_mode, data_file, make_result, read_json_rows, require_fields,
     resolve_media_path, sample_record,
 )
 
@@ -93,15 +93,8 @@ def normalized_xyxy(bbox_xywh: list[float], width: float, height: float) -> list
 def load_refcoco(data_dir: str | Path, limit: int | None = None) -> list[dict]:
     """A JSON list of rows {question_id, answer (expressions), bbox [x,y,w,h] px, width, height, split}
     in `data_dir/refcoco.json`, exploded to one item per referring expression."""
-    path = Path(data_dir)
-    if path.is_dir():
-        path = path / "refcoco.json"
-    rows = read_json(path, "RefCOCO annotations")
-    if not isinstance(rows, list):
-        raise BenchmarkDataError(f"RefCOCO: {path} must be a JSON list")
     items = []
-    for index, row in enumerate(rows):
-        require_fields(row, ["bbox", "answer"], f"RefCOCO {path} row {index}")
+    for index, row in enumerate(read_json_rows(data_file(data_dir, "refcoco.json"), "RefCOCO annotations", ["bbox", "answer"])):
         expressions = row["answer"] if isinstance(row["answer"], list) else [row["answer"]]
         for number, expression in enumerate(expressions):
             items.append({**row, "id": f"{row.get('question_id', index)}_{number}", "expression": expression})
@@ -109,12 +102,7 @@ def load_refcoco(data_dir: str | Path, limit: int | None = None) -> list[dict]:
 
 
 def load_refcoco_predictions(path: str | Path, data: list[dict] | None = None) -> list[dict]:
-    rows = read_json(path, "RefCOCO predictions")
-    if not isinstance(rows, list):
-        raise BenchmarkDataError(f"RefCOCO: {path} must be a JSON list")
-    for index, row in enumerate(rows):
-        require_fields(row, ["bbox", "response"], f"RefCOCO {path} row {index}")
-    return rows
+    return read_json_rows(path, "RefCOCO predictions", ["bbox", "response"])
 
 
 def build_prompt(item: dict) -> str:
