@@ -34,6 +34,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmpost.registry import BENCHMARKS, SCORERS
+from mmpost.rewards.geometry import point_in_box
 from mmpost.rewards.parsing import parse_box, parse_point
 
 from mmpost.eval.scorers.refcoco import lmms_eval_parse_box, mean_rec_metrics, rec_metrics
@@ -130,12 +131,6 @@ def extract(item: dict, output: str, *, coords: str) -> tuple[float, float] | No
             return None
         x, y = point
     return to_normalized(x, y, coords, item.get("img_size"), item.get("input_size"))
-
-
-def point_in_box(point: tuple[float, float], box: list[float]) -> bool:
-    """Closed-interval containment: points on the border count as inside."""
-    x, y = point
-    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
 
 def lmms_eval_group(data_source: str, data_type: str) -> str:

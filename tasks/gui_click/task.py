@@ -10,7 +10,8 @@ import hashlib
 import random
 from typing import Any
 
-from mmpost.modalities.gui.processing import box_centre, format_point
+from mmpost.modalities.gui.processing import format_point
+from mmpost.rewards.geometry import box_centre
 from mmpost.registry import TASKS
 from mmpost.tasks.gui_click.render import Screen, random_screen, render_screen
 from mmpost.types import DataError, Message, Sample
