@@ -78,23 +78,25 @@ def _preset(model_dir: str, output_dir: str, extra: dict) -> list[str]:
 
 
 # -- children ---------------------------------------------------------------------------------------
-def build_models(models: Path) -> dict[str, str]:
-    """The starting models, built with fixed seeds (warm starts run SFT through the engine under test)."""
+def build_models(models: Path, names: list[str]) -> dict[str, str]:
+    """The starting models the cases need, built with fixed seeds (warm starts run SFT through the engine under
+    test, so they are part of the snapshot)."""
     import mmpost.modalities  # noqa: F401  (registers the zoo entries)
     import mmpost.tasks  # noqa: F401
     from mmpost.registry import MODEL_ZOO
     from mmpost.warmstart import sft_warm_start
 
-    paths = {
-        "vl_random": MODEL_ZOO.get("tiny-qwen2.5-vl")(models / "vl_random", seed=0),
-        "vl_warm": MODEL_ZOO.get("tiny-qwen2.5-vl-shapes")(models / "vl_warm", steps=30),
-        "ar_world_model": sft_warm_start(models / "ar_world_model", base_zoo="tiny-ar-world-model", task="rlir_ar", seed=0,
-                                         steps=20, lr=3e-3, prompts_per_step=8,
-                                         task_args={"train_split": "world_model", "train_size": 160, "frames": 2},
-                                         extra={"rollout": {"max_new_tokens": 2 * 65 + 1}, "train": {"threads": 1}}),
-        "flow_generator": MODEL_ZOO.get("tiny-flow-generator-shapes")(models / "flow_generator", steps=10),
+    builders = {
+        "vl_random": lambda: MODEL_ZOO.get("tiny-qwen2.5-vl")(models / "vl_random", seed=0),
+        "vl_warm": lambda: MODEL_ZOO.get("tiny-qwen2.5-vl-shapes")(models / "vl_warm", steps=30),
+        # 40 SFT steps (as tests/test_recipe_rlir_ar.py): the model writes whole frames, so rewards vary in a group.
+        "ar_world_model": lambda: sft_warm_start(
+            models / "ar_world_model", base_zoo="tiny-ar-world-model", task="rlir_ar", seed=0, steps=40, lr=3e-3,
+            prompts_per_step=8, task_args={"train_split": "world_model", "train_size": 160, "frames": 2},
+            extra={"rollout": {"max_new_tokens": 2 * 65 + 1}, "train": {"threads": 1}}),
+        "flow_generator": lambda: MODEL_ZOO.get("tiny-flow-generator-shapes")(models / "flow_generator", steps=10),
     }
-    return {name: str(path) for name, path in paths.items()}
+    return {name: str(builders[name]()) for name in names}
 
 
 def weight_summary(path: Path) -> dict[str, list]:
@@ -137,7 +139,7 @@ def run_case(name: str, model_dir: str, work: Path, keep: Path | None) -> dict:
 
 def child(args: argparse.Namespace) -> None:
     if args.child == "build":
-        result = build_models(Path(args.models))
+        result = build_models(Path(args.models), json.loads(args.paths))
         result = {"paths": result, "weights": {k: weight_summary(model_file(Path(v))) for k, v in result.items()}}
     else:
         paths = json.loads(args.paths)
@@ -165,7 +167,8 @@ def record(args: argparse.Namespace) -> None:
     if unknown:
         raise SystemExit(f"unknown case(s) {unknown}; known: {', '.join(CASES)}")
     with tempfile.TemporaryDirectory(prefix="mmpost-equivalence-") as scratch:
-        built = launch("--child", "build", "--models", str(Path(scratch) / "models"))
+        needed = sorted({CASES[name]["model"] for name in names})
+        built = launch("--child", "build", "--models", str(Path(scratch) / "models"), "--paths", json.dumps(needed))
         snapshot = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__},
                     "steps": STEPS, "models": built["weights"], "cases": {}}
         for name in names:
