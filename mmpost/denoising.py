@@ -38,7 +38,7 @@ from mmpost.registry import POLICIES, ROLLOUT_BACKENDS
 from mmpost.rollout.base import GenerationResult, SamplingParams
 from mmpost.types import PromptEncoding, RolloutBatch, Sample
 
-_WHERE = "mmpost/denoising.py"
+_WHERE = __name__
 GENERATOR_FILE = "mmpost_generator.json"
 SCHEDULER_FOLDER = "scheduler"
 

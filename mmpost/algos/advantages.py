@@ -17,7 +17,7 @@ import torch
 
 from mmpost.registry import ADVANTAGES
 
-_WHERE = "mmpost/algos/advantages.py"
+_WHERE = __name__
 _SCALES = ("group", "batch", "none")
 
 

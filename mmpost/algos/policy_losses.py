@@ -14,7 +14,7 @@ import torch
 
 from mmpost.registry import POLICY_LOSSES
 
-_WHERE = "mmpost/algos/policy_losses.py"
+_WHERE = __name__
 Metrics = dict[str, float]
 
 

@@ -13,7 +13,7 @@ import torch
 
 from mmpost.registry import SFT_LOSSES
 
-_WHERE = "mmpost/algos/sft_losses.py"
+_WHERE = __name__
 _KL_DIRECTIONS = ("forward", "reverse")
 
 
