@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import torch
 
 from mmpost.logprobs import completion_logprobs
+from mmpost.model import load_model, load_processor
 from mmpost.registry import POLICIES
 from mmpost.types import Modality, PromptEncoding, RolloutBatch, Sample, Task
 
@@ -30,14 +31,10 @@ class TokenPolicy:
 
     @classmethod
     def load_model(cls, model_config, path: str) -> torch.nn.Module:
-        from mmpost.model import load_model
-
         return load_model(model_config, path)
 
     @classmethod
     def load_processor(cls, path: str, trust_remote_code: bool = False) -> Any:
-        from mmpost.model import load_processor
-
         return load_processor(path, trust_remote_code=trust_remote_code)
 
     def __init__(self, model: torch.nn.Module, processor: Any, task: Task, modality: Modality) -> None:

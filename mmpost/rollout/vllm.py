@@ -30,6 +30,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from mmpost.model import unwrap
 from mmpost.registry import ROLLOUT_BACKENDS
 from mmpost.rollout.base import GenerationResult, RolloutBackendError, SamplingParams
 from mmpost.types import PromptEncoding, Sample
@@ -329,9 +330,7 @@ class VLLMBackend:
 
 
 def _model_folder(model: torch.nn.Module) -> str:
-    unwrapped = getattr(model, "module", model)
-    if hasattr(unwrapped, "get_base_model"):
-        unwrapped = unwrapped.get_base_model()
+    unwrapped = unwrap(model)
     path = getattr(getattr(unwrapped, "config", None), "name_or_path", "") or getattr(unwrapped, "name_or_path", "")
     if not path or not os.path.isdir(path):
         raise ValueError(f"vLLM backend: cannot tell which folder the model was loaded from (name_or_path={path!r}); "
