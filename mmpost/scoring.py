@@ -42,10 +42,11 @@ class BoundReward:
 
     def __call__(self, completions: Sequence, samples: Sequence[Sample], group_ids: Sequence[int] | None = None,
                  completion_ids: Sequence[Sequence[int]] | None = None) -> list:
-        extra = {"group_ids": list(group_ids)} if self.wants_groups else {}
+        # Only what the reward declares: a plain `fn(completions, samples, **args)` gets neither.
+        declared = {"group_ids": list(group_ids)} if self.wants_groups else {}
         if self.wants_token_ids:
-            extra["completion_ids"] = [list(ids) for ids in completion_ids] if completion_ids is not None else None
-        return self.function(list(completions), list(samples), **self.args, **extra)
+            declared["completion_ids"] = [list(ids) for ids in completion_ids] if completion_ids is not None else None
+        return self.function(list(completions), list(samples), **self.args, **declared)
 
 
 def bind_rewards(specs: Sequence[RewardSpec]) -> list[BoundReward]:
