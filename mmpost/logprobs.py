@@ -13,6 +13,7 @@ log-probs:
   its completions.
 
 All three give the same numbers up to float rounding (tests/test_packing.py, tests/test_prefix_sharing.py).
+`micro_batch_rows` splits a batch's rows the way each layout runs best.
 torchtune's `rlhf/sequence_processing.py` (`logits_to_logprobs`) is the model for this split.
 """
 from __future__ import annotations
@@ -80,6 +81,25 @@ def completion_logprobs(
     targets = batch.completion_ids[rows].to(logits.device)
     mask = batch.completion_mask[rows].to(logits.device).bool()
     return token_logprobs(logits, targets, mask=mask, full_distribution=full_distribution, **tail)
+
+
+def micro_batch_rows(batch: RolloutBatch, rows: torch.Tensor, *, layout: str, micro_batch_size: int,
+                     token_budget: int | None = None) -> list[torch.Tensor]:
+    """Micro-batches of `rows` for a log-prob layout (row indices into `batch`, every row once), used by the update
+    and by the old-policy and reference passes.
+
+    - packed with a token budget: token-budget chunks (`token_budget_chunks` over prompt + completion lengths);
+    - shared_prefix: rows ordered by prompt (stable), then `micro_batch_size` at a time, so a group's rows share
+      a micro-batch and its prompt runs once rather than once per micro-batch it is spread over;
+    - otherwise `micro_batch_size` rows at a time, in the given order.
+    Gradients do not depend on the split: the update normalises by mini-batch-wide counts.
+    """
+    if layout == "packed" and token_budget:
+        return [rows[chunk] for chunk in token_budget_chunks(row_token_counts(batch, rows), token_budget)]
+    if layout == "shared_prefix":
+        order = torch.sort(batch.prompt_index[rows], stable=True).indices
+        rows = rows[order]
+    return list(torch.split(rows, micro_batch_size))
 
 
 def padded_inputs(batch: RolloutBatch, rows: torch.Tensor, pad_id: int) -> tuple[dict[str, torch.Tensor], int]:

@@ -95,21 +95,3 @@ def packed_logits(model: nn.Module, inputs: dict[str, torch.Tensor], width: int,
         logits = model(**packed, use_cache=False).logits[0, keep]
     targets = inputs["input_ids"][:, width : width + completion_width][valid]
     return logits, targets, valid
-
-
-def micro_batch_rows(batch: RolloutBatch, rows: torch.Tensor, *, layout: str, micro_batch_size: int,
-                     token_budget: int | None = None) -> list[torch.Tensor]:
-    """The update's micro-batches of `rows` for a log-prob layout (row indices into `batch`, every row once).
-
-    - packed with a token budget: token-budget chunks (`token_budget_chunks` over prompt + completion lengths);
-    - shared_prefix: rows ordered by prompt (stable), then `micro_batch_size` at a time, so a group's rows share
-      a micro-batch and its prompt runs once rather than once per micro-batch it is spread over;
-    - otherwise `micro_batch_size` rows at a time, in the given order.
-    Gradients do not depend on the split: the update normalises by mini-batch-wide counts.
-    """
-    if layout == "packed" and token_budget:
-        return [rows[chunk] for chunk in token_budget_chunks(row_token_counts(batch, rows), token_budget)]
-    if layout == "shared_prefix":
-        order = torch.sort(batch.prompt_index[rows], stable=True).indices
-        rows = rows[order]
-    return list(torch.split(rows, micro_batch_size))

@@ -20,7 +20,7 @@ from mmpost.checkpoint import find_resume_checkpoint, load_model_weights, optimi
 from mmpost.config import Config, save_config, to_dict
 from mmpost.experience import StepContext
 from mmpost.metrics import plot_curves
-from mmpost.packing import micro_batch_rows
+from mmpost.logprobs import micro_batch_rows
 from mmpost.vision_cache import reuse_vision_features
 from mmpost.registry import ADVANTAGES, KL_ESTIMATORS
 from mmpost.rollout.base import RolloutBackendError, SamplingParams

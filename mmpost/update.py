@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from mmpost.distributed import gradient_sync
-from mmpost.packing import micro_batch_rows
+from mmpost.logprobs import micro_batch_rows
 from mmpost.policy import adapter_disabled
 from mmpost.registry import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, SFT_LOSSES
 from mmpost.types import RolloutBatch
