@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmpost.model import accepts_argument, collate_prompts
-from mmpost.packing import packed_logits, row_token_counts, token_budget_chunks
+from mmpost.packing import pack_padded, packed_logits, row_token_counts, token_budget_chunks
 from mmpost.prefix_sharing import checkpointing_drops_cache, shared_prefix_logits
 from mmpost.types import RolloutBatch
 
@@ -37,17 +37,20 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, *, temperature: 
                    full_distribution: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log softmax(logits / temperature, suppressed tokens at -inf)[target], in float32.
 
-    logits [..., V], targets [...] long, mask [...] bool (optional). Returns (log-probs [...], and with
-    `full_distribution` the whole log-softmax [..., V], else None). Masked slots are 0: padding after EOS may
-    be a suppressed token (log-prob -inf), and -inf * 0 would put NaN into a loss.
+    logits [..., V], targets [...] long, mask [...] bool (optional; both moved to the logits' device). Returns
+    (log-probs [...], and with `full_distribution` the whole log-softmax [..., V], else None). Masked slots are 0:
+    padding after EOS may be a suppressed token (log-prob -inf), and -inf * 0 would put NaN into a loss.
+
+    Pass the logits without keeping a name for them (`token_logprobs(model(...).logits, ...)`): the model's logits
+    are then freed as soon as their float32 copy exists, so the tail never holds three [..., V] tensors at once.
     """
     logits = logits.float() / temperature
     if suppressed_token_ids:
         logits[..., list(suppressed_token_ids)] = float("-inf")
     log_dist = F.log_softmax(logits, dim=-1)
-    logprobs = torch.gather(log_dist, -1, targets.unsqueeze(-1)).squeeze(-1)
+    logprobs = torch.gather(log_dist, -1, targets.to(logits.device).unsqueeze(-1)).squeeze(-1)
     if mask is not None:
-        logprobs = torch.where(mask, logprobs, torch.zeros_like(logprobs))
+        logprobs = torch.where(mask.to(logits.device), logprobs, torch.zeros_like(logprobs))
     return logprobs, (log_dist if full_distribution else None)
 
 
@@ -71,16 +74,16 @@ def completion_logprobs(
     """
     if layout not in LOGPROB_LAYOUTS:
         raise ValueError(f"algorithm.logprob_pass: unknown layout {layout!r}; expected one of {', '.join(LOGPROB_LAYOUTS)}")
-    tail = {"temperature": temperature, "suppressed_token_ids": suppressed_token_ids}
     if layout == "packed" and not full_distribution:
-        return packed_logprobs(model, batch, rows, pad_id=pad_id, token_budget=token_budget, **tail), None
-    if layout == "shared_prefix" and not checkpointing_drops_cache(model):
-        logits = shared_prefix_logits(model, batch, rows, pad_id)
-    else:
-        logits = padded_logits(model, batch, rows, pad_id)
-    targets = batch.completion_ids[rows].to(logits.device)
-    mask = batch.completion_mask[rows].to(logits.device).bool()
-    return token_logprobs(logits, targets, mask=mask, full_distribution=full_distribution, **tail)
+        return packed_logprobs(model, batch, rows, pad_id=pad_id, token_budget=token_budget, temperature=temperature,
+                               suppressed_token_ids=suppressed_token_ids), None
+    use_shared_prefix = layout == "shared_prefix" and not checkpointing_drops_cache(model)
+    pass_logits = shared_prefix_logits if use_shared_prefix else padded_logits
+    # The logits go to the tail unnamed (and without `**kwargs`, whose argument tuple would hold them): the tail
+    # then owns the only reference and frees them once it has their float32 copy.
+    return token_logprobs(pass_logits(model, batch, rows, pad_id), batch.completion_ids[rows], temperature=temperature,
+                          suppressed_token_ids=suppressed_token_ids, mask=batch.completion_mask[rows].bool(),
+                          full_distribution=full_distribution)
 
 
 def micro_batch_rows(batch: RolloutBatch, rows: torch.Tensor, *, layout: str, micro_batch_size: int,
@@ -138,8 +141,10 @@ def packed_logprobs(model: nn.Module, batch: RolloutBatch, rows: torch.Tensor, *
     for chunk in chunks:
         inputs, width = padded_inputs(batch, rows[chunk], pad_id)
         inputs = {k: v.to(device) for k, v in inputs.items()}
-        logits, targets, valid = packed_logits(model, inputs, width, T)
-        picked, _ = token_logprobs(logits, targets, temperature=temperature, suppressed_token_ids=suppressed_token_ids)
+        packed, predictor, valid = pack_padded(model, inputs, width, T)
+        targets = inputs["input_ids"][:, width : width + T][valid]
+        picked, _ = token_logprobs(packed_logits(model, packed, predictor[valid]), targets, temperature=temperature,
+                                   suppressed_token_ids=suppressed_token_ids)
         pieces.append(picked.new_zeros(valid.shape).masked_scatter(valid, picked))
         order.append(chunk)
     logprobs = torch.cat(pieces)

@@ -79,19 +79,12 @@ def pack_padded(model: nn.Module, inputs: dict[str, torch.Tensor], width: int, c
     return packed, predictor, valid
 
 
-def packed_logits(model: nn.Module, inputs: dict[str, torch.Tensor], width: int,
-                  completion_width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Padded `inputs` run as one packed sequence: (logits [K, V] of the K valid completion tokens, their token ids
-    [K], valid [n, T] bool: where those K tokens sit in the [n, T] completion grid, row-major).
+def packed_logits(model: nn.Module, packed: dict[str, torch.Tensor], keep: torch.Tensor) -> torch.Tensor:
+    """Logits [K, V] at the K positions `keep` of one packed sequence (`pack_padded`'s inputs and `predictor[valid]`).
 
-    Only the predicting positions go through the LM head (`logits_to_keep` as an index tensor when the model
-    takes it), so prompt tokens cost no vocabulary projection.
+    Only those positions go through the LM head (`logits_to_keep` as an index tensor when the model takes it), so
+    prompt tokens cost no vocabulary projection.
     """
-    packed, predictor, valid = pack_padded(model, inputs, width, completion_width)
-    keep = predictor[valid]
     if accepts_argument(model, "logits_to_keep"):
-        logits = model(**packed, use_cache=False, logits_to_keep=keep).logits[0]
-    else:
-        logits = model(**packed, use_cache=False).logits[0, keep]
-    targets = inputs["input_ids"][:, width : width + completion_width][valid]
-    return logits, targets, valid
+        return model(**packed, use_cache=False, logits_to_keep=keep).logits[0]
+    return model(**packed, use_cache=False).logits[0, keep]

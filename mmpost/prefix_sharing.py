@@ -67,6 +67,8 @@ def shared_prefix_logits(model: nn.Module, batch: RolloutBatch, rows: torch.Tens
     prompts = {k: v.to(device) for k, v in prompts.items()}
     positions = position_ids_for(model, prompts)
     first, cache = prefill(model, prompts, positions)
+    prompt_mask = prompts["attention_mask"]
+    del prompts  # the continuation needs only the mask: the prompts' pixels are freed before it runs
     first = first.index_select(0, inverse).unsqueeze(1)  # [n, 1, V]
     completion_ids = batch.completion_ids[rows].to(device)
     width = completion_ids.shape[1]
@@ -74,7 +76,7 @@ def shared_prefix_logits(model: nn.Module, batch: RolloutBatch, rows: torch.Tens
         return first[:, :width]
     # The last completion token predicts nothing we score, so it is not fed.
     fed = completion_ids[:, : width - 1]
-    attention = torch.cat([prompts["attention_mask"].index_select(0, inverse),
+    attention = torch.cat([prompt_mask.index_select(0, inverse),
                            batch.completion_mask[rows, : width - 1].long().to(device)], 1)
     later_positions = continuation_positions(positions, width - 1).index_select(-2, inverse)
     output = model(input_ids=fed, attention_mask=attention, position_ids=later_positions, use_cache=True,
