@@ -230,6 +230,7 @@ class DenoisingPolicy:
     eos_token_ids: list[int] = []
     suppressed_token_ids: list[int] = []
     tokenizer = None
+    logprob_layouts = ("padded",)  # a chain is re-scored row by row: one layout, rows in the order given
 
     @classmethod
     def load_model(cls, model_config: Any, path: str) -> torch.nn.Module:
@@ -317,12 +318,13 @@ class DenoisingPolicy:
         return torch.stack(logprobs, 1), torch.stack(means, 1), torch.stack(stds, 1)
 
     def logprobs(self, model: torch.nn.Module, batch: RolloutBatch, rows: torch.Tensor, *, temperature: float = 1.0,
+                 layout: str = "padded", token_budget: int | None = None,
                  full_distribution: bool = False) -> tuple[torch.Tensor, dict]:
         """Per-step log-probs fp32 [n, K] of the stored chain under `model` (Flow-GRPO's re-score).
 
         Only steps some row trains (`completion_mask`) are computed; the others are 0. `temperature` does not
-        apply (the SDE's noise_level is the sampling temperature's counterpart) and `full_distribution` is
-        token-only; both are accepted for the contract. `extra` holds per-row tensors only (the engine slices it by
+        apply (the SDE's noise_level is the sampling temperature's counterpart), a chain has one layout
+        (`layout`, `token_budget`) and `full_distribution` is token-only; all are accepted for the contract. `extra` holds per-row tensors only (the engine slices it by
         rows): `computed` bool [n, K] (the steps re-run), `means` [n, S, ...] and `std_dev_t` [n, S] of those S steps.
         """
         if "latents" not in batch.aux or "sigmas" not in batch.aux:

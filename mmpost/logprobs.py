@@ -13,11 +13,13 @@ log-probs:
   its completions.
 
 All three give the same numbers up to float rounding (tests/test_packing.py, tests/test_prefix_sharing.py).
-`micro_batch_rows` splits a batch's rows the way each layout runs best.
+`micro_batch_rows` splits a batch's rows the way each layout runs best. Which layout each pass of a run uses is
+decided once, when the run is built, in a `LogprobPlan`; `completion_logprobs` runs the layout it is given.
 torchtune's `rlhf/sequence_processing.py` (`logits_to_logprobs`) is the model for this split.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -54,6 +56,54 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, *, temperature: 
     return logprobs, (log_dist if full_distribution else None)
 
 
+@dataclass(frozen=True)
+class LogprobPlan:
+    """How every log-prob pass of a run lays out its rows: decided once (`LogprobPlan.decide`), then only read.
+
+    `layout` serves the passes without gradients (old policy, reference) and splits rows into micro-batches for all
+    passes; `layout_with_grad` serves the update's pass. `decision` says in words what was chosen and why (logged
+    when the run is built).
+    """
+
+    layout: str = "padded"
+    layout_with_grad: str = "padded"
+    micro_batch_size: int = 1
+    token_budget: int | None = None
+    temperature: float = 1.0  # the sampling temperature, so a re-scored token has the log-prob it was sampled with
+    decision: str = "padded"
+
+    @classmethod
+    def decide(cls, layout: str, *, micro_batch_size: int, token_budget: int | None = None, temperature: float = 1.0,
+               gradient_checkpointing: bool = False, why: str = "") -> "LogprobPlan":
+        """The plan for a resolved `algorithm.logprob_pass` (`layout`): shared_prefix with gradient checkpointing
+        runs the update's pass padded, since checkpointed layers keep no KV cache to share (the old-policy and
+        reference passes, without gradients, still share prefixes)."""
+        if layout not in LOGPROB_LAYOUTS:
+            raise ValueError(f"algorithm.logprob_pass: unknown layout {layout!r}; expected one of {', '.join(LOGPROB_LAYOUTS)}")
+        with_grad = "padded" if layout == "shared_prefix" and gradient_checkpointing else layout
+        decision = f"{layout}{f' ({why})' if why else ''}"
+        if with_grad != layout:
+            decision += f"; the update's pass runs {with_grad}: gradient checkpointing keeps no KV cache to share"
+        if layout == "packed":
+            decision += "; passes that need the full distribution (ASFT's SFT rows) run padded: a packed pass has none"
+        return cls(layout, with_grad, micro_batch_size, token_budget, temperature, decision)
+
+    def layout_for(self, *, with_grad: bool, full_distribution: bool = False) -> str:
+        """The layout of one pass: with gradients (the update) or without; a full distribution is never packed."""
+        layout = self.layout_with_grad if with_grad else self.layout
+        return "padded" if full_distribution and layout == "packed" else layout
+
+    def pass_options(self, *, with_grad: bool, full_distribution: bool = False) -> dict:
+        """Keyword arguments of a policy kind's `logprobs` for one pass."""
+        return dict(temperature=self.temperature, layout=self.layout_for(with_grad=with_grad, full_distribution=full_distribution),
+                    token_budget=self.token_budget, full_distribution=full_distribution)
+
+    def micro_batches(self, batch: RolloutBatch, rows: torch.Tensor) -> list[torch.Tensor]:
+        """`rows` split for this plan's layout (`micro_batch_rows`)."""
+        return micro_batch_rows(batch, rows, layout=self.layout, micro_batch_size=self.micro_batch_size,
+                                token_budget=self.token_budget)
+
+
 def completion_logprobs(
     model: nn.Module,
     batch: RolloutBatch,
@@ -68,17 +118,21 @@ def completion_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs [n, T] of the completion tokens of `rows`; with `full_distribution` also the [n, T, V] log-softmax.
 
-    layout (`algorithm.logprob_pass`) is one of `LOGPROB_LAYOUTS`. Two cases run padded instead, with the same
-    numbers: "packed" with `full_distribution` (masked slots need a distribution), and "shared_prefix" under
-    gradient checkpointing with gradients on (checkpointed layers keep no KV cache to share).
+    layout is one of `LOGPROB_LAYOUTS`, run as given (`LogprobPlan.layout_for` picks it). Two combinations cannot
+    run and are errors: "packed" with `full_distribution` (masked slots need a distribution) and "shared_prefix"
+    under gradient checkpointing with gradients on (checkpointed layers keep no KV cache to share).
     """
     if layout not in LOGPROB_LAYOUTS:
         raise ValueError(f"algorithm.logprob_pass: unknown layout {layout!r}; expected one of {', '.join(LOGPROB_LAYOUTS)}")
-    if layout == "packed" and not full_distribution:
+    if layout == "packed":
+        if full_distribution:
+            raise ValueError("a packed log-prob pass has no full distribution; run it padded (LogprobPlan.layout_for)")
         return packed_logprobs(model, batch, rows, pad_id=pad_id, token_budget=token_budget, temperature=temperature,
                                suppressed_token_ids=suppressed_token_ids), None
-    use_shared_prefix = layout == "shared_prefix" and not checkpointing_drops_cache(model)
-    pass_logits = shared_prefix_logits if use_shared_prefix else padded_logits
+    if layout == "shared_prefix" and checkpointing_drops_cache(model):
+        raise ValueError("a shared-prefix pass with gradients cannot run under gradient checkpointing (no KV cache is "
+                         "kept); run it padded (LogprobPlan.layout_for)")
+    pass_logits = shared_prefix_logits if layout == "shared_prefix" else padded_logits
     # The logits go to the tail unnamed (and without `**kwargs`, whose argument tuple would hold them): the tail
     # then owns the only reference and frees them once it has their float32 copy.
     return token_logprobs(pass_logits(model, batch, rows, pad_id), batch.completion_ids[rows], temperature=temperature,

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from mmpost.logprobs import completion_logprobs
+from mmpost.logprobs import LOGPROB_LAYOUTS, completion_logprobs
 from mmpost.model import load_model, load_processor
 from mmpost.registry import POLICIES
 from mmpost.types import Modality, PromptEncoding, RolloutBatch, Sample, Task
@@ -25,9 +25,7 @@ class TokenPolicy:
     autoregressive world models over frame tokens): a trajectory is a token sequence, log-probs are per token.
     """
 
-    # How the log-prob passes lay rows out (`algorithm.logprob_pass`, `algorithm.token_budget`); set by the builder.
-    logprob_pass: str = "padded"
-    token_budget: int | None = None
+    logprob_layouts = LOGPROB_LAYOUTS  # how its log-prob passes may lay rows out (`algorithm.logprob_pass`)
 
     @classmethod
     def load_model(cls, model_config, path: str) -> torch.nn.Module:
@@ -69,11 +67,13 @@ class TokenPolicy:
         ]
 
     def logprobs(self, model: torch.nn.Module, batch: RolloutBatch, rows: torch.Tensor, *, temperature: float,
+                 layout: str = "padded", token_budget: int | None = None,
                  full_distribution: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token log-probs [n, T] of `rows` under the sampling temperature and vocabulary mask."""
+        """Per-token log-probs [n, T] of `rows` under the sampling temperature and vocabulary mask, in the given
+        layout (the caller's `LogprobPlan.layout_for`)."""
         return completion_logprobs(model, batch, rows, pad_id=self.pad_token_id, temperature=temperature,
                                    suppressed_token_ids=self.suppressed_token_ids, full_distribution=full_distribution,
-                                   layout=self.logprob_pass, token_budget=self.token_budget)
+                                   layout=layout, token_budget=token_budget)
 
 
 def completion_mask(completion_ids: torch.Tensor, eos_token_ids: Sequence[int]) -> torch.Tensor:

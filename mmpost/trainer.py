@@ -25,13 +25,13 @@ from mmpost.run_dir import (RunStart, append_to_log, apply_resumed_settings, cla
 from mmpost.config import Config, save_config, to_dict
 from mmpost.experience import StepContext
 from mmpost.metrics import plot_curves
-from mmpost.logprobs import micro_batch_rows
+from mmpost.distributed import load_sharded_state, same_count_on_every_rank, sharding
 from mmpost.vision_cache import reuse_vision_features
 from mmpost.registry import ADVANTAGES, KL_ESTIMATORS
 from mmpost.rollout.base import RolloutBackendError, SamplingParams
 from mmpost.scoring import score_batch
 from mmpost.types import DataError, MediaError, RolloutBatch, media_root
-from mmpost.update import _all_reduce, gather_rows, process_rank, reference_logprobs, update_mini_batch, world_size
+from mmpost.update import StepWeights, _all_reduce, gather_rows, process_rank, reference_logprobs, update_mini_batch, world_size
 
 log = logging.getLogger(__name__)
 
@@ -63,28 +63,18 @@ def decode_samples(run: Run, rows: list[dict]) -> tuple[list[dict], int]:
     return samples, len(run.skipped_rows)
 
 
-def _same_count_on_every_rank(run: Run, count: int) -> int:
-    """With sharded weights (FSDP2, ZeRO-3) every forward gathers parameters collectively, so every rank must run
-    as many forwards as the busiest one; otherwise each rank runs its own count."""
-    from mmpost.distributed import is_sharded
-
-    if run.world == 1 or not is_sharded(run.model):
-        return count
-    return int(_all_reduce(torch.tensor([count]), op=torch.distributed.ReduceOp.MAX)[0])
-
-
 def batched_logprobs(model, batch: RolloutBatch, run: Run, *, reference: bool) -> torch.Tensor:
-    settings = run.settings
-    chunks = micro_batch_rows(batch, torch.arange(len(batch)), layout=run.config.algorithm.logprob_pass,
-                              micro_batch_size=run.config.algorithm.micro_batch_size, token_budget=run.config.algorithm.token_budget)
-    padding = _same_count_on_every_rank(run, len(chunks)) - len(chunks)
+    """Log-probs [N, T] of every row without gradients (old policy, or the reference), in the update's micro-batches."""
+    settings = run.plan.loss
+    chunks = settings.passes.micro_batches(batch, torch.arange(len(batch)))
+    padding = same_count_on_every_rank(len(chunks), needed=run.plan.sharded) - len(chunks)
     out = torch.zeros(batch.completion_mask.shape)
     for index, rows in enumerate(chunks + [torch.tensor([0])] * padding):
         if reference:
             logprobs, _ = reference_logprobs(model, run.reference, batch, rows, settings)
         else:
             with torch.no_grad():
-                logprobs, _ = settings.logprobs(model, batch, rows)
+                logprobs, _ = settings.policy.logprobs(model, batch, rows, **settings.passes.pass_options(with_grad=False))
         if index < len(chunks):  # padding forwards only keep the ranks in step
             out[rows] = logprobs.float().cpu()
     return out * batch.completion_mask
@@ -196,25 +186,27 @@ def reward_metrics(run: Run, batch: RolloutBatch) -> dict[str, float]:
     return metrics
 
 
-def update_policy(run: Run, batch: RolloutBatch, step: int) -> dict[str, float]:
-    algorithm = run.config.algorithm
+def update_policy(run: Run, batch: RolloutBatch, step: int, *, kl_coef: float) -> dict[str, float]:
+    """`plan.ppo_epochs` passes over the kept rows in `plan.mini_batches` optimizer steps each; `kl_coef` is this
+    step's beta (the KL controller's)."""
+    plan = run.plan
     rows = torch.nonzero(batch.keep).flatten()
     rl_coef, source_sft_weight = run.source.loss_weights(step)
     # algorithm.sft_coef scales the SFT term on top of the source's own weight (CHORD: (1-mu)*RL + mu*sft_coef*SFT).
-    sft_coef = source_sft_weight * algorithm.sft_coef
+    sft_coef = source_sft_weight * run.config.algorithm.sft_coef
     if _all_reduce(torch.tensor([len(rows)]))[0] == 0:
         # Nothing carries signal (every group dropped): an optimizer step would still move the weights through
         # AdamW's momentum and weight decay, so none is taken.
         return {"loss/skipped_update": 1.0, "perf/lr": run.scheduler.get_last_lr()[0]}
+    weights = StepWeights(rl=rl_coef, sft=sft_coef, kl=kl_coef)
+    learner = run.learner
     generator = torch.Generator().manual_seed(run.config.train.seed * 100003 + step)
     totals: dict[str, float] = {}
     updates = 0
-    for _ in range(algorithm.ppo_epochs):
-        order = rows[torch.randperm(len(rows), generator=generator)] if algorithm.mini_batches > 1 else rows
-        for mini in torch.tensor_split(order, algorithm.mini_batches):
-            parts = update_mini_batch(run.accelerator, run.model, run.reference, run.optimizer, run.scheduler, batch, mini,
-                                      run.settings, micro_batch_size=algorithm.micro_batch_size, rl_coef=rl_coef,
-                                      sft_coef=sft_coef, max_grad_norm=run.config.optim.max_grad_norm, step=step)
+    for _ in range(plan.ppo_epochs):
+        order = rows[torch.randperm(len(rows), generator=generator)] if plan.mini_batches > 1 else rows
+        for mini in torch.tensor_split(order, plan.mini_batches):
+            parts = update_mini_batch(learner, batch, mini, plan.loss, weights, step=step)
             updates += 1
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0.0) + value
@@ -245,26 +237,28 @@ def train_step(run: Run, step: int) -> dict[str, Any]:
             recompute_total_reward(run, batch)
         metrics.update(reward_metrics(run, batch))
         with timed(metrics, "perf/logprob_s"):
-            if algorithm.ppo_epochs > 1 or algorithm.mini_batches > 1:
+            if run.plan.old_logprobs_pass:
                 batch.old_logprobs = batched_logprobs(run.model, batch, run, reference=False)
                 if batch.sampling_logprobs is not None:
                     policy_rows = torch.tensor([s == "policy" for s in batch.sources])
                     diff = (batch.old_logprobs - batch.sampling_logprobs.nan_to_num(0.0)).abs() * batch.completion_mask
                     metrics["rollout/logprob_mismatch"] = float(diff[policy_rows].sum() / batch.completion_mask[policy_rows].sum().clamp(min=1))
-            if run.needs_reference and algorithm.kl_coef > 0 and not run.settings.kl_from_policy:
+            if run.plan.reference_logprobs_pass:
                 batch.ref_logprobs = batched_logprobs(run.model, batch, run, reference=True)
         if algorithm.kl_in_reward and batch.ref_logprobs is not None:
             current = batch.old_logprobs if batch.old_logprobs is not None else batched_logprobs(run.model, batch, run, reference=False)
             metrics.update(penalise_kl_in_reward(run, batch, current))
         metrics.update(compute_advantages(run, batch))
         metrics.update(run.source.after_advantages(ctx, batch))
-        if run.settings.kl is not None:
-            run.settings.kl_coef = metrics["loss/kl_coef"] = run.kl_controller.coef
+        kl_coef = 0.0
+        if run.plan.loss.kl is not None:
+            kl_coef = metrics["loss/kl_coef"] = run.kl_controller.coef
         with timed(metrics, "perf/update_s"):
-            metrics.update(update_policy(run, batch, step))
+            metrics.update(update_policy(run, batch, step, kl_coef=kl_coef))
     metrics["perf/vision_encodes"] = float(encodes.calls)
     metrics["rollout/sequences"] = float(sum(s == "policy" for s in batch.sources) * run.world)
-    run.kl_controller.update(metrics)
+    # The controller reads this step's metrics and returns its own (None: nothing to log); beta moves for the next step.
+    metrics.update(run.kl_controller.update(metrics) or {})
     with timed(metrics, "perf/sync_s"):
         run.backend.sync_weights(run.unwrapped)
     metrics["data/skipped_rows"] = skipped
@@ -291,7 +285,7 @@ def heldout_accuracy(run: Run) -> float:
     total, count = 0.0, 0
     size = run.config.eval.batch_size
     scored = len(rows)
-    padded = _same_count_on_every_rank(run, len(rows))
+    padded = same_count_on_every_rank(len(rows), needed=run.plan.sharded)
     if padded > len(rows):  # repeat rows (not scored) so every rank generates the same batches
         filler = rows or list(run.heldout_rows)[:1]
         rows = rows + [filler[i % len(filler)] for i in range(padded - len(rows))]
@@ -341,7 +335,6 @@ def _checkpoint(run: Run, step: int, config_yaml: str) -> Path:
 
 def _resume(run: Run, folder: Path) -> int:
     state = json.loads((folder / "trainer_state.json").read_text())
-    from mmpost.distributed import is_sharded, load_sharded_state
 
     if run.config.distributed.strategy.startswith("deepspeed"):
         raise NotImplementedError(f"{folder}: resuming under DeepSpeed is not supported: DeepSpeed's own checkpoints are "
@@ -349,7 +342,7 @@ def _resume(run: Run, folder: Path) -> int:
                                   "from the checkpoint's model/ folder (model.path=...)")
     if run.config.model.lora.enabled:
         load_model_weights(run.unwrapped, folder)
-    if is_sharded(run.model):
+    if sharding(run.model) == "fsdp2":
         load_sharded_state(folder / "sharded", run.unwrapped, run.optimizer, run.rank)
     else:
         optimizer_state_from_files(run.optimizer, folder)

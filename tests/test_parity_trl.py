@@ -33,7 +33,7 @@ from mmpost.config import load_config
 from mmpost.scoring import BoundReward
 from mmpost.trainer import compute_advantages, recompute_total_reward
 from mmpost.types import RolloutBatch
-from mmpost.update import LossSettings, micro_batch_loss, normalisers
+from mmpost.update import LossSettings, StepWeights, micro_batch_loss, normalisers
 
 FIXTURE = Path(__file__).parent / "fixtures" / "parity" / "trl_grpo.json.gz"
 DATA = json.loads(gzip.decompress(FIXTURE.read_bytes()))
@@ -55,8 +55,13 @@ class FixedLogprobs:
     def __init__(self, logp: torch.Tensor) -> None:
         self.leaf = logp.clone().requires_grad_(True)
 
-    def logprobs(self, model, batch, rows, *, temperature, full_distribution=False):
+    def logprobs(self, model, batch, rows, *, temperature, layout, token_budget=None, full_distribution=False):
         return self.leaf[rows], None
+
+
+def step_weights(config) -> StepWeights:
+    """RL and SFT weight 1; TRL's beta as the step's KL weight (a fixed controller)."""
+    return StepWeights(rl=1.0, sft=1.0, kl=config.algorithm.kl_coef)
 
 
 def mmpost_config(trl: dict):
@@ -111,7 +116,7 @@ def mmpost_loss(case: dict) -> tuple[float, torch.Tensor, torch.Tensor]:
     policy = FixedLogprobs(tensor(DATA["batches"][case["batch"]]["logp"]))
     settings = LossSettings.from_config(config.algorithm, config.rollout, policy)
     rows = torch.arange(len(batch))
-    loss, _ = micro_batch_loss(None, None, batch, rows, settings, normalisers(batch, rows), 1.0, 1.0)
+    loss, _ = micro_batch_loss(None, None, batch, rows, settings, normalisers(batch, rows), step_weights(config))
     (grad,) = torch.autograd.grad(loss, policy.leaf)
     return float(loss.detach()), grad, batch.advantages
 
@@ -175,5 +180,5 @@ def test_clamped_k3_is_not_trl():
     policy = FixedLogprobs(tensor(DATA["batches"][case["batch"]]["logp"]))
     settings = LossSettings.from_config(config.algorithm, config.rollout, policy)
     rows = torch.arange(len(batch))
-    loss, _ = micro_batch_loss(None, None, batch, rows, settings, normalisers(batch, rows), 1.0, 1.0)
+    loss, _ = micro_batch_loss(None, None, batch, rows, settings, normalisers(batch, rows), step_weights(config))
     assert case["loss"] - float(loss.detach()) > 0.01  # the clamp lowers the loss where k3 > 10

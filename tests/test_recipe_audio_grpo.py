@@ -13,7 +13,7 @@ from mmpost.config import load_config
 from mmpost.trainer import batched_logprobs, compute_advantages, train
 from mmpost.experience import StepContext
 from mmpost.logprobs import completion_logprobs
-from mmpost.update import micro_batch_loss, normalisers
+from mmpost.update import StepWeights, micro_batch_loss, normalisers
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "audio_grpo.yaml"
 AUDIOMCQ_RECIPE = RECIPE.with_name("audio_mcq_grpo.yaml")
@@ -79,7 +79,8 @@ def test_engine_loss_equals_r1aqas_loss(tmp_path):
     rows = torch.arange(len(batch))
 
     run.optimizer.zero_grad()
-    loss, _ = micro_batch_loss(run.model, run.reference, batch, rows, run.settings, normalisers(batch, rows), 1.0, 1.0)
+    loss, _ = micro_batch_loss(run.model, run.reference, batch, rows, run.settings, normalisers(batch, rows),
+                               StepWeights(rl=1.0, sft=1.0, kl=run.kl_controller.coef))
     loss.backward()
     engine_grads = [p.grad.clone() for p in run.unwrapped.parameters() if p.grad is not None]
 
