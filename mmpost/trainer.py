@@ -12,7 +12,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -22,15 +22,15 @@ from mmpost.checkpoint import load_model_weights, optimizer_state_from_files, rn
 from mmpost.errors import RunInterrupted
 from mmpost.run_dir import (RunStart, append_to_log, apply_resumed_settings, claim_output_dir, last_checkpoint_text, log_failure,
                             run_log)
-from mmpost.config import Config, save_config, to_dict
+from mmpost.config import AlgorithmConfig, Config, save_config, to_dict
 from mmpost.experience import StepContext
 from mmpost.metrics import plot_curves
 from mmpost.distributed import load_sharded_state, same_count_on_every_rank, sharding
 from mmpost.vision_cache import reuse_vision_features
 from mmpost.registry import ADVANTAGES, KL_ESTIMATORS
 from mmpost.rollout.base import RolloutBackendError, SamplingParams
-from mmpost.scoring import score_batch
-from mmpost.types import DataError, MediaError, RolloutBatch, media_root
+from mmpost.scoring import BoundReward, score_batch, total_reward
+from mmpost.types import DataError, MediaError, RolloutBatch, RowKind, media_root
 from mmpost.update import StepWeights, _all_reduce, gather_rows, process_rank, reference_logprobs, update_mini_batch, world_size
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def episode_rows(episode_ids: torch.Tensor | None, n: int) -> tuple[torch.Tensor
     return first, inverse
 
 
-def compute_advantages(run: Run, batch: RolloutBatch) -> dict[str, float]:
+def compute_advantages(batch: RolloutBatch, algorithm: AlgorithmConfig) -> dict[str, float]:
     """The estimator runs once per episode (a row is an episode unless the source says otherwise) and the
     result is broadcast to the episode's rows, so a long episode does not weigh more in its group's statistics.
 
@@ -98,8 +98,9 @@ def compute_advantages(run: Run, batch: RolloutBatch) -> dict[str, float]:
     get advantage 0, as TRL; `reward/unscorable` counts them. The estimator sees the episodes of all
     processes (gathered, groups made distinct per process), so batch-level statistics (`scale: batch`,
     Flow-GRPO's global std, REINFORCE++ whitening) are over the global batch; each process keeps its slice.
+    Reads `algorithm.advantage`, `advantage_args` and `drop_zero_variance_groups`; sets `batch.advantages` and
+    drops flat groups from `batch.keep`.
     """
-    algorithm = run.config.algorithm
     first, episode_of_row = episode_rows(batch.episode_ids, len(batch))
     if batch.episode_ids is not None:
         def reduce(how: str) -> torch.Tensor:
@@ -141,24 +142,11 @@ def _declares(function, name: str) -> bool:
         return False
 
 
-def recompute_total_reward(run: Run, batch: RolloutBatch) -> None:
-    total = torch.zeros(len(batch))
-    scored = torch.zeros(len(batch), dtype=torch.bool)
-    for reward in run.rewards:
-        part = batch.reward_parts[reward.name]
-        total += reward.weight * part.nan_to_num(0.0)
-        scored |= ~part.isnan()
-    # A row that every reward returned None for has no reward: NaN keeps it out of the advantage statistics and
-    # the logged reward means (TRL does the same); its advantage is 0.
-    batch.rewards = torch.where(scored, total, torch.full_like(total, float("nan"))) if run.rewards else total
-
-
-def penalise_kl_in_reward(run: Run, batch: RolloutBatch, current: torch.Tensor) -> dict[str, float]:
+def penalise_kl_in_reward(batch: RolloutBatch, current: torch.Tensor, *, estimator: str, coef: float) -> dict[str, float]:
     """r_i -= beta * sum_t KL_t (verl `apply_kl_penalty`: token-level rewards minus beta*KL, summed for an outcome
     reward). Logs `reward/kl` as verl measures it for its KL controller: the per-sequence token mean of the KL,
     averaged over all processes' sequences; the adaptive controller reads it."""
-    kl = KL_ESTIMATORS.get(run.config.algorithm.kl_estimator)(current, batch.ref_logprobs) * batch.completion_mask
-    coef = run.kl_controller.coef
+    kl = KL_ESTIMATORS.get(estimator)(current, batch.ref_logprobs) * batch.completion_mask
     batch.rewards = batch.rewards - coef * kl.sum(1)
     per_sequence = kl.sum(1) / batch.completion_mask.sum(1).clamp(min=1.0)
     totals = _all_reduce(torch.tensor([float(kl.sum(1).sum()), float(per_sequence.sum()), float(len(batch))], dtype=torch.float64))
@@ -166,11 +154,11 @@ def penalise_kl_in_reward(run: Run, batch: RolloutBatch, current: torch.Tensor) 
     return {"reward/kl_penalty": float(totals[0]) / count, "reward/kl": float(totals[1]) / count, "reward/kl_coef": coef}
 
 
-def reward_metrics(run: Run, batch: RolloutBatch) -> dict[str, float]:
+def reward_metrics(batch: RolloutBatch, rewards: Sequence[BoundReward]) -> dict[str, float]:
     """Means over the policy's own rollouts, across processes."""
-    policy_rows = torch.tensor([s == "policy" for s in batch.sources])
-    keys = ["reward/mean"] + [f"reward/{r.name}" for r in run.rewards]
-    columns = [batch.rewards] + [batch.reward_parts[r.name] for r in run.rewards]
+    policy_rows = batch.rows_of(RowKind.POLICY)
+    keys = ["reward/mean"] + [f"reward/{r.name}" for r in rewards]
+    columns = [batch.rewards] + [batch.reward_parts[r.name] for r in rewards]
     sums, counts = [], []
     for column in columns:
         values = column[policy_rows]
@@ -234,21 +222,21 @@ def train_step(run: Run, step: int) -> dict[str, Any]:
         with timed(metrics, "perf/score_s"):
             metrics.update(score_batch(batch, run.rewards, on_error=algorithm.reward_errors))
             metrics.update(run.source.after_rewards(ctx, batch))
-            recompute_total_reward(run, batch)
-        metrics.update(reward_metrics(run, batch))
+            batch.rewards = total_reward(batch.reward_parts, run.rewards, len(batch))
+        metrics.update(reward_metrics(batch, run.rewards))
         with timed(metrics, "perf/logprob_s"):
             if run.plan.old_logprobs_pass:
                 batch.old_logprobs = batched_logprobs(run.model, batch, run, reference=False)
                 if batch.sampling_logprobs is not None:
-                    policy_rows = torch.tensor([s == "policy" for s in batch.sources])
+                    policy_rows = batch.rows_of(RowKind.POLICY)
                     diff = (batch.old_logprobs - batch.sampling_logprobs.nan_to_num(0.0)).abs() * batch.completion_mask
                     metrics["rollout/logprob_mismatch"] = float(diff[policy_rows].sum() / batch.completion_mask[policy_rows].sum().clamp(min=1))
             if run.plan.reference_logprobs_pass:
                 batch.ref_logprobs = batched_logprobs(run.model, batch, run, reference=True)
         if algorithm.kl_in_reward and batch.ref_logprobs is not None:
             current = batch.old_logprobs if batch.old_logprobs is not None else batched_logprobs(run.model, batch, run, reference=False)
-            metrics.update(penalise_kl_in_reward(run, batch, current))
-        metrics.update(compute_advantages(run, batch))
+            metrics.update(penalise_kl_in_reward(batch, current, estimator=algorithm.kl_estimator, coef=run.kl_controller.coef))
+        metrics.update(compute_advantages(batch, algorithm))
         metrics.update(run.source.after_advantages(ctx, batch))
         kl_coef = 0.0
         if run.plan.loss.kl is not None:
@@ -256,7 +244,7 @@ def train_step(run: Run, step: int) -> dict[str, Any]:
         with timed(metrics, "perf/update_s"):
             metrics.update(update_policy(run, batch, step, kl_coef=kl_coef))
     metrics["perf/vision_encodes"] = float(encodes.calls)
-    metrics["rollout/sequences"] = float(sum(s == "policy" for s in batch.sources) * run.world)
+    metrics["rollout/sequences"] = float(int(batch.rows_of(RowKind.POLICY).sum()) * run.world)
     # The controller reads this step's metrics and returns its own (None: nothing to log); beta moves for the next step.
     metrics.update(run.kl_controller.update(metrics) or {})
     with timed(metrics, "perf/sync_s"):
@@ -275,36 +263,48 @@ def heldout_accuracy(run: Run) -> float:
     if callable(evaluate_policy):
         # Tasks that act in an environment score the policy there (World-Env: success in the ground-truth env).
         total, count = evaluate_policy(run.policy, run.backend, rows, rank=run.rank, world=run.world)
-        totals = _all_reduce(torch.tensor([float(total), float(count)], dtype=torch.float64))
-        return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
-    reward = next((r for r in run.rewards if r.name == run.task.accuracy_reward), None)
-    from mmpost.registry import REWARDS
+    else:
+        reward = next((r for r in run.rewards if r.name == run.task.accuracy_reward), None)
+        from mmpost.registry import REWARDS
 
-    accuracy_fn = reward.function if reward else REWARDS.get(run.task.accuracy_reward)
-    params = SamplingParams(n=1, greedy=True, max_new_tokens=run.config.eval.max_new_tokens or run.sampling.max_new_tokens)
+        scored = len(rows)
+        padded = same_count_on_every_rank(len(rows), needed=run.plan.sharded)
+        if padded > len(rows):  # repeat rows (not scored) so every rank generates the same batches
+            filler = rows or list(run.heldout_rows)[:1]
+            rows = rows + [filler[i % len(filler)] for i in range(padded - len(rows))]
+        total, count = score_heldout(
+            run.policy, run.backend, rows, decode=lambda batch_rows: decode_samples(run, batch_rows)[0],
+            accuracy_fn=reward.function if reward else REWARDS.get(run.task.accuracy_reward),
+            accuracy_args=reward.args if reward else {}, batch_size=run.config.eval.batch_size,
+            max_new_tokens=run.config.eval.max_new_tokens or run.sampling.max_new_tokens, scored=scored)
+    totals = _all_reduce(torch.tensor([float(total), float(count)], dtype=torch.float64))
+    return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
+
+
+@torch.no_grad()
+def score_heldout(policy, backend, rows: Sequence[dict], *, decode, accuracy_fn, accuracy_args: dict | None = None,
+                  max_new_tokens: int, batch_size: int, scored: int | None = None) -> tuple[float, int]:
+    """Greedy completions of `rows` from `backend`, scored by `accuracy_fn(outputs, samples, **accuracy_args)`, in
+    batches of `batch_size`: (sum of the scores, number of rows scored) on this process. `decode(rows)` turns rows
+    into samples (the modality's decode); only the first `scored` rows count (the rest only keep ranks in step);
+    a None score is left out. Needs no `Run`: `heldout_accuracy` is this plus the cross-process mean."""
+    params = SamplingParams(n=1, greedy=True, max_new_tokens=max_new_tokens)
+    scored = len(rows) if scored is None else scored
+    wants_ids = "completion_ids" in inspect.signature(accuracy_fn).parameters
     total, count = 0.0, 0
-    size = run.config.eval.batch_size
-    scored = len(rows)
-    padded = same_count_on_every_rank(len(rows), needed=run.plan.sharded)
-    if padded > len(rows):  # repeat rows (not scored) so every rank generates the same batches
-        filler = rows or list(run.heldout_rows)[:1]
-        rows = rows + [filler[i % len(filler)] for i in range(padded - len(rows))]
-    for start in range(0, len(rows), size):
-        samples, _ = decode_samples(run, rows[start : start + size])
+    for start in range(0, len(rows), batch_size):
+        samples = decode(rows[start : start + batch_size])
         if not samples:
             continue
-        prompts = run.policy.encode_prompts(samples)
-        result = run.backend.generate(prompts, samples, params)
+        result = backend.generate(policy.encode_prompts(samples), samples, params)
         outputs = result.outputs if result.outputs is not None else \
-            [run.policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
-        extra = {"completion_ids": [list(ids) for ids in result.completion_ids]} \
-            if "completion_ids" in inspect.signature(accuracy_fn).parameters else {}
-        values = accuracy_fn(outputs, samples, **(reward.args if reward else {}), **extra)
+            [policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
+        extra = {"completion_ids": [list(ids) for ids in result.completion_ids]} if wants_ids else {}
+        values = accuracy_fn(outputs, samples, **(accuracy_args or {}), **extra)
         values = values[: max(0, scored - start)]
         total += sum(float(v) for v in values if v is not None)
         count += sum(1 for v in values if v is not None)
-    totals = _all_reduce(torch.tensor([total, float(count)], dtype=torch.float64))
-    return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
+    return total, count
 
 
 def periodic_evaluation(run: Run) -> dict[str, float]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
@@ -100,6 +101,19 @@ def media_root(row: Sample, data_config: Any) -> MediaRoot | None:
     return MediaRoot(base, data_config.media_root or base)
 
 
+class RowKind(str, Enum):
+    """Where a row of a step came from, which decides how the step treats it: the policy's own rollout, a ground-truth
+    label scored as a rollout (ViSurf), or an expert demonstration (SFT rows, CHORD, HPT). A `str` enum, so a plugin
+    comparing with "policy" keeps working."""
+
+    POLICY = "policy"
+    LABEL = "label"
+    EXPERT = "expert"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class DataError(ValueError):
     """A dataset row or file that cannot be used; the message names the file/row and the field."""
 
@@ -118,7 +132,7 @@ class RolloutBatch:
     group_ids: torch.Tensor  # [N] long
     completion_ids: torch.Tensor  # [N, T] long
     completion_mask: torch.Tensor  # [N, T] float
-    sources: list[str]  # "policy" | "label" | "expert" per row
+    sources: list[RowKind]  # where each row came from (`RowKind`; `rows_of` gives a mask)
     is_sft: torch.Tensor  # [N] bool: trained with the SFT loss instead of the policy-gradient loss
     completions: list[Any] = field(default_factory=list)  # decoded text, or the backend's outputs (e.g. images)
     rewards: torch.Tensor | None = None  # [N]
@@ -135,6 +149,10 @@ class RolloutBatch:
 
     def __len__(self) -> int:
         return int(self.group_ids.numel())
+
+    def rows_of(self, kind: RowKind) -> torch.Tensor:
+        """[N] bool: the rows that came from `kind`."""
+        return torch.tensor([source == kind for source in self.sources], dtype=torch.bool)
 
     def select(self, rows: torch.Tensor | Sequence[int]) -> "RolloutBatch":
         """A new batch with only `rows` (shared prompt encodings are kept, indices unchanged)."""

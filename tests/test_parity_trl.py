@@ -4,7 +4,7 @@ The fixture (gzip-compressed JSON) comes from benchmarks/parity_trl.py, which ru
 advantage code on four fixed batches (ordinary, off-policy, far reference with k3 > 10, completions with
 every reward None) for every TRL loss type mmpost has an equivalent of x epsilon/epsilon_high x delta x beta
 x scale_rewards x importance_sampling_level. Here the same rewards and log-probs go through mmpost's own
-path: `recompute_total_reward` -> `compute_advantages` -> `LossSettings.from_config` -> `micro_batch_loss`,
+path: `total_reward` -> `compute_advantages` -> `LossSettings.from_config` -> `micro_batch_loss`,
 with a stand-in policy that returns the fixed log-probs. TRL is not imported.
 
 TRL option -> mmpost config:
@@ -31,7 +31,8 @@ import torch
 
 from mmpost.config import load_config
 from mmpost.scoring import BoundReward
-from mmpost.trainer import compute_advantages, recompute_total_reward
+from mmpost.scoring import total_reward
+from mmpost.trainer import compute_advantages
 from mmpost.types import RolloutBatch
 from mmpost.update import LossSettings, StepWeights, micro_batch_loss, normalisers
 
@@ -111,8 +112,8 @@ def run_batch(name: str, config) -> tuple[RolloutBatch, SimpleNamespace]:
 def mmpost_loss(case: dict) -> tuple[float, torch.Tensor, torch.Tensor]:
     config = mmpost_config(case["config"])
     batch, run = run_batch(case["batch"], config)
-    recompute_total_reward(run, batch)
-    compute_advantages(run, batch)
+    batch.rewards = total_reward(batch.reward_parts, run.rewards, len(batch))
+    compute_advantages(batch, config.algorithm)
     policy = FixedLogprobs(tensor(DATA["batches"][case["batch"]]["logp"]))
     settings = LossSettings.from_config(config.algorithm, config.rollout, policy)
     rows = torch.arange(len(batch))
@@ -127,8 +128,8 @@ def test_advantages_equal_trl(name, scale):
     config = mmpost_config({"loss_type": "grpo", "epsilon": 0.2, "epsilon_high": None, "delta": None, "beta": 0.0,
                             "scale_rewards": scale, "importance_sampling_level": "token"})
     batch, run = run_batch(name, config)
-    recompute_total_reward(run, batch)
-    metrics = compute_advantages(run, batch)
+    batch.rewards = total_reward(batch.reward_parts, run.rewards, len(batch))
+    metrics = compute_advantages(batch, config.algorithm)
     expected = tensor(DATA["advantages"][name][scale])
     assert torch.allclose(batch.advantages.double(), expected, atol=TOLERANCE, rtol=0), (batch.advantages, expected)
     assert metrics["reward/unscorable"] == (2.0 if name == "all_none" else 0.0)
@@ -175,8 +176,8 @@ def test_clamped_k3_is_not_trl():
     config = copy.deepcopy(mmpost_config(case["config"]))
     config.algorithm.kl_estimator = "k3"
     batch, run = run_batch(case["batch"], config)
-    recompute_total_reward(run, batch)
-    compute_advantages(run, batch)
+    batch.rewards = total_reward(batch.reward_parts, run.rewards, len(batch))
+    compute_advantages(batch, config.algorithm)
     policy = FixedLogprobs(tensor(DATA["batches"][case["batch"]]["logp"]))
     settings = LossSettings.from_config(config.algorithm, config.rollout, policy)
     rows = torch.arange(len(batch))
