@@ -230,7 +230,9 @@ class DenoisingPolicy:
     eos_token_ids: list[int] = []
     suppressed_token_ids: list[int] = []
     tokenizer = None
-    logprob_layouts = ("padded",)  # a chain is re-scored row by row: one layout, rows in the order given
+    # One layout: a chain is re-scored by its own forward per row, so the layout only splits rows into micro-batches,
+    # and a prompt's group stays in one (as `micro_batch_rows` splits "shared_prefix").
+    logprob_layouts = ("shared_prefix",)
 
     @classmethod
     def load_model(cls, model_config: Any, path: str) -> torch.nn.Module:

@@ -35,7 +35,7 @@ def test_a_layout_sharding_cannot_run_is_an_error_naming_the_key():
 
 def test_a_policy_kind_with_one_layout_runs_it_and_says_why():
     layout, why = resolve_logprob_layout(config("algorithm.logprob_pass=packed", "model.policy=denoising"), DenoisingPolicy)
-    assert layout == "padded" and "one layout" in why
+    assert layout == "shared_prefix" and "one layout" in why
 
 
 def test_the_plan_names_every_layout_it_chose():
