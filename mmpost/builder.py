@@ -331,6 +331,7 @@ def validate(config: Config) -> list[str]:
         checked.append(f"distributed: {config.distributed.strategy}")
         layout, why = resolve_logprob_layout(config, POLICIES.get(config.model.policy))
         checked.append(f"log-prob passes: {layout} ({why})")
+        checked += check_plugin_options(config)
         checked += _check_groups(config)
         backend_check = getattr(ROLLOUT_BACKENDS.get(config.rollout.backend), "check_available", None)
         if callable(backend_check):
@@ -344,6 +345,39 @@ def validate(config: Config) -> list[str]:
             raise ConfigError(f"data.media_root={config.data.media_root!r}: not a folder", key="data.media_root")
     except ConfigError as error:
         raise located(config, error) from None
+    return checked
+
+
+def plugin_options(config: Config) -> list[tuple[str, Any, str, dict]]:
+    """(args key, registry, chosen name, given args) of every plugin whose options are typed (`Registry.options`)."""
+    from mmpost.registry import ADVANTAGES, POLICY_LOSSES, SFT_LOSSES
+
+    algorithm = config.algorithm
+    return [("algorithm.advantage_args", ADVANTAGES, algorithm.advantage, algorithm.advantage_args),
+            ("algorithm.policy_loss_args", POLICY_LOSSES, algorithm.policy_loss, algorithm.policy_loss_args),
+            ("algorithm.sft_loss_args", SFT_LOSSES, algorithm.sft_loss, algorithm.sft_loss_args),
+            ("algorithm.source_args", EXPERIENCE_SOURCES, algorithm.source, algorithm.source_args),
+            ("algorithm.kl_controller_args", KL_CONTROLLERS, algorithm.kl_controller, algorithm.kl_controller_args)]
+
+
+def check_plugin_options(config: Config) -> list[str]:
+    """Each chosen plugin's `*_args` checked against its typed options: an option it does not have (a typo), a
+    missing required one or a value of the wrong type is a ConfigError naming the key and listing the options."""
+    from mmpost.config import _build
+    from mmpost.registry import describe_options
+
+    checked = []
+    for key, registry, name, args in plugin_options(config):
+        options = registry.options(name)
+        try:
+            _build(options, dict(args), key)
+        except ConfigError as error:
+            listed = "; ".join(f"{option}: {text}" for option, text in describe_options(options)) or "no options"
+            raise ConfigError(f"{error} ({registry.kind} {name!r} takes: {listed})", key=key) from None
+        except TypeError as error:  # a required option is missing
+            listed = "; ".join(f"{option}: {text}" for option, text in describe_options(options)) or "no options"
+            raise ConfigError(f"{key}: {registry.kind} {name!r}: {error} (it takes: {listed})", key=key) from None
+        checked.append(f"{key}: {sorted(args) or 'defaults'} checked against {registry.kind} {name!r}")
     return checked
 
 

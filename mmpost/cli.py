@@ -51,6 +51,12 @@ def cmd_validate(args) -> int:
     if args.explain:
         for key, doc, default in describe():
             print(f"{key:42s} {doc}  [default: {default!r}]")
+        from mmpost.builder import plugin_options
+        from mmpost.registry import describe_options
+
+        for key, registry, name, _ in plugin_options(config):
+            for option, text in describe_options(registry.options(name)) or [("", "no options")]:
+                print(f"{key + '.' + option if option else key:42s} {registry.kind} {name!r} option: {text}")
     print(f"{path}: valid")
     return 0
 
