@@ -104,7 +104,7 @@ def resolve_logprob_layout(config: Config, policy_kind: Any = None) -> tuple[str
         raise ConfigError(f"algorithm.logprob_pass={requested!r} can run a different number of forward "
                           f"passes on each process, which sharded weights ({strategy}) cannot allow: "
                           "use algorithm.logprob_pass=padded", key="algorithm.logprob_pass")
-    layouts = tuple(getattr(policy_kind, "logprob_layouts", LOGPROB_LAYOUTS))
+    layouts = tuple(policy_kind.logprob_layouts) if policy_kind is not None else LOGPROB_LAYOUTS
     if len(layouts) == 1:
         return layouts[0], f"model.policy={config.model.policy!r} has one layout"
     if requested != "auto":

@@ -233,6 +233,7 @@ class DenoisingPolicy:
     # One layout: a chain is re-scored by its own forward per row, so the layout only splits rows into micro-batches,
     # and a prompt's group stays in one (as `micro_batch_rows` splits "shared_prefix").
     logprob_layouts = ("shared_prefix",)
+    computes_own_kl = True  # Flow-GRPO's KL between step means (`kl_terms`), not from reference log-probs
 
     @classmethod
     def load_model(cls, model_config: Any, path: str) -> torch.nn.Module:

@@ -26,6 +26,11 @@ class TokenPolicy:
     """
 
     logprob_layouts = LOGPROB_LAYOUTS  # how its log-prob passes may lay rows out (`algorithm.logprob_pass`)
+    computes_own_kl = False  # the KL term comes from reference log-probs of the tokens
+    # Set per instance from the tokenizer (`__init__`); declared here as the PolicyKind protocol's members.
+    pad_token_id: int
+    eos_token_ids: list[int]
+    suppressed_token_ids: list[int]
 
     @classmethod
     def load_model(cls, model_config, path: str) -> torch.nn.Module:

@@ -76,7 +76,7 @@ class Registry(Generic[T]):
         self._entries[name] = obj
 
     def _check(self, name: str, obj: Any) -> None:
-        missing = [a for a in self._required_attributes if not hasattr(obj, a)]
+        missing = [a for a in self._required_attributes if not _declares(obj, a)]
         if missing:
             raise RegistryError(f"{self.kind} '{name}' ({_origin(obj)}) lacks required attribute(s): {missing}")
         if self._required_parameters and callable(obj):
@@ -190,6 +190,11 @@ class Registry(Generic[T]):
                 self.add(entry.name, obj)
 
 
+def _declares(obj: Any, name: str) -> bool:
+    """`obj` has attribute `name`, or (a class) declares it as an annotation its instances set in `__init__`."""
+    return hasattr(obj, name) or any(name in getattr(k, "__annotations__", {}) for k in getattr(obj, "__mro__", ()))
+
+
 def _plain_type(hint: Any) -> bool:
     """A hint the config layer checks values against: float, int, bool, str, list, dict, dataclasses, unions of them."""
     if hint in (float, int, bool, str, list, dict, type(None)) or (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
@@ -282,7 +287,10 @@ ENVIRONMENTS: Registry[Any] = Registry(
     "environment", builtin_modules=["mmpost.envs", "mmpost.tasks"], description="batched, chunked environments for acting policies",
 )
 POLICIES: Registry[Any] = Registry(
-    "policy", builtin_modules=["mmpost.policy", "mmpost.denoising"], required_attributes=["load_model", "load_processor"],
+    "policy", builtin_modules=["mmpost.policy", "mmpost.denoising"],
+    # mmpost.types.PolicyKind's members (kept literal: the registry imports nothing of the engine)
+    required_attributes=["logprob_layouts", "computes_own_kl", "pad_token_id", "eos_token_ids", "suppressed_token_ids",
+                         "load_model", "load_processor", "encode_prompts", "logprobs"],
     description="policy kinds: how a model is loaded, prompted, sampled from and re-scored (token, denoising)",
 )
 SCORERS: Registry[Callable] = Registry("scorer", builtin_modules=["mmpost.eval"], description="benchmark scorers")

@@ -66,6 +66,38 @@ class Task(Protocol):
         """The demonstration completion (what SFT trains on and ViSurf injects)."""
 
 
+@runtime_checkable
+class PolicyKind(Protocol):
+    """What the engine asks of a policy kind (`model.policy`: token, denoising, a plugin's), and nothing more: the
+    registry checks these members when a kind registers, so the engine reads them instead of probing with hasattr.
+
+    A kind declares its capabilities as values: `logprob_layouts` (how its log-prob passes may lay rows out; the
+    first is used when it has one) and `computes_own_kl` (True: its `kl_terms` gives the KL term, as Flow-GRPO's
+    KL between step means; False: the KL comes from reference log-probs of its rows)."""
+
+    logprob_layouts: Sequence[str]
+    computes_own_kl: bool
+    pad_token_id: int
+    eos_token_ids: Sequence[int]
+    suppressed_token_ids: Sequence[int]
+
+    @classmethod
+    def load_model(cls, model_config: Any, path: str) -> Any: ...
+
+    @classmethod
+    def load_processor(cls, path: str, trust_remote_code: bool = False) -> Any: ...
+
+    def encode_prompts(self, samples: Sequence[Sample]) -> list[PromptEncoding]: ...
+
+    def logprobs(self, model: Any, batch: RolloutBatch, rows: Any, *, temperature: float, layout: str = "padded",
+                 token_budget: int | None = None, full_distribution: bool = False) -> tuple[Any, Any]:
+        """[n, K] log-probs of `rows` (tokens, denoising steps) and a kind-specific extra (or None)."""
+
+
+POLICY_KIND_MEMBERS = ("logprob_layouts", "computes_own_kl", "pad_token_id", "eos_token_ids", "suppressed_token_ids",
+                       "load_model", "load_processor", "encode_prompts", "logprobs")
+
+
 class MediaError(ValueError):
     """A media file that is missing, corrupt or of the wrong shape; the message names the file."""
 

@@ -50,7 +50,7 @@ class LossSettings:
     @property
     def kl_from_policy(self) -> bool:
         """The policy kind computes its own KL term (Flow-GRPO: KL between step means), not from reference log-probs."""
-        return self.kl is not None and hasattr(self.policy, "kl_terms")
+        return self.kl is not None and bool(self.policy.computes_own_kl)
 
     @classmethod
     def from_config(cls, algorithm: Any, rollout: Any, policy: Any, passes: LogprobPlan | None = None) -> "LossSettings":

@@ -52,6 +52,7 @@ class FixedLogprobs:
     """A stand-in policy kind: the update's `logprobs` call returns rows of one fixed leaf tensor."""
 
     pad_token_id, suppressed_token_ids = 0, []
+    computes_own_kl = False
 
     def __init__(self, logp: torch.Tensor) -> None:
         self.leaf = logp.clone().requires_grad_(True)

@@ -61,3 +61,30 @@ def test_one_sharding_test_covers_fsdp2_and_zero3():
 
 def test_one_process_runs_its_own_forward_count():
     assert same_count_on_every_rank(3) == 3 and same_count_on_every_rank(5, needed=False) == 5
+
+
+def test_policy_kinds_declare_the_protocol_and_a_kind_that_does_not_is_refused():
+    from mmpost.registry import POLICIES, Registry, RegistryError
+    from mmpost.types import POLICY_KIND_MEMBERS
+
+    assert POLICIES.get("token").computes_own_kl is False and POLICIES.get("denoising").computes_own_kl is True
+    assert POLICIES.get("denoising").logprob_layouts == ("shared_prefix",)
+    assert POLICIES._required_attributes == POLICY_KIND_MEMBERS  # the registry checks exactly the protocol
+    registry = Registry("policy", required_attributes=POLICY_KIND_MEMBERS)
+    registry.add("token", TokenPolicy)  # instance members (pad_token_id, ...) are declared as annotations
+
+    class Partial:  # a plugin kind written before the protocol: no declared capabilities
+        pad_token_id, eos_token_ids, suppressed_token_ids = 0, [1], []
+
+        @classmethod
+        def load_model(cls, model_config, path): ...
+
+        @classmethod
+        def load_processor(cls, path, trust_remote_code=False): ...
+
+        def encode_prompts(self, samples): ...
+
+        def logprobs(self, model, batch, rows, **options): ...
+
+    with pytest.raises(RegistryError, match=r"lacks required attribute\(s\): \['logprob_layouts', 'computes_own_kl'\]"):
+        registry.add("partial", Partial)
