@@ -347,7 +347,7 @@ def check_config(config) -> list[str]:
     estimator's groups and the rollout backend; a `package.module:attribute` name and a non-default distributed
     strategy are checked here by importing them.
     """
-    from mmpost.config import ConfigError, check_values, located, origin_of
+    from mmpost.config import ConfigError, check_paths, check_values, located, origin_of
 
     checked = check_values(config)
     index = full_index()
@@ -398,10 +398,7 @@ def check_config(config) -> list[str]:
         trackers = resolve_report_to(config.train.report_to)
         if trackers:
             checked.append(f"trackers: {', '.join(trackers)} (installed)")
-        if not config.model.path:
-            raise ConfigError("model.path is empty: set it to a model folder or hub id (or set model.zoo)", key="model.path")
-        if config.data.media_root is not None and not Path(config.data.media_root).is_dir():
-            raise ConfigError(f"data.media_root={config.data.media_root!r}: not a folder", key="data.media_root")
+        check_paths(config)
     except ConfigError as error:
         raise located(config, error) from None
     return checked
