@@ -23,7 +23,7 @@ from torch import nn
 from transformers import DynamicCache
 
 from mmpost.model import accepts_argument, collate_prompts, position_ids_for, rope_index_module, unwrap
-from mmpost.types import RolloutBatch
+from mmpost.types import PromptEncoding, RolloutBatch
 
 
 def _cache_argument(model: nn.Module) -> str:
@@ -49,6 +49,20 @@ def prefill(model: nn.Module, inputs: dict[str, torch.Tensor], position_ids: tor
     return output.logits[:, -1, :], _output_cache(output)
 
 
+def collated_prompts(prompts: Sequence[PromptEncoding], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in collate_prompts(prompts, pad_id).items()}
+
+
+def step_collation(batch: RolloutBatch, distinct: torch.Tensor, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """The collated inputs of `batch`'s prompts `distinct`, made once per batch: the reference and update passes of a
+    step then hand the model the same tensors (no second copy of the pixels; the vision cache recognises them)."""
+    memo = batch.__dict__.setdefault("_collated_prompts", {})
+    key = (tuple(distinct.tolist()), pad_id, str(device))
+    if key not in memo:
+        memo[key] = collated_prompts([batch.prompts[int(i)] for i in distinct], pad_id, device)
+    return memo[key]
+
+
 def continuation_positions(prompt_positions: torch.Tensor, length: int) -> torch.Tensor:
     """Positions of `length` text tokens after left-padded prompts: last prompt position + 1 + j.
 
@@ -63,12 +77,10 @@ def shared_prefix_logits(model: nn.Module, batch: RolloutBatch, rows: torch.Tens
     device = next(model.parameters()).device
     distinct, inverse = torch.unique(batch.prompt_index[rows], return_inverse=True)
     inverse = inverse.to(device)
-    prompts = collate_prompts([batch.prompts[int(i)] for i in distinct], pad_id)
-    prompts = {k: v.to(device) for k, v in prompts.items()}
+    prompts = step_collation(batch, distinct, pad_id, device)
     positions = position_ids_for(model, prompts)
     first, cache = prefill(model, prompts, positions)
     prompt_mask = prompts["attention_mask"]
-    del prompts  # the continuation needs only the mask: the prompts' pixels are freed before it runs
     first = first.index_select(0, inverse).unsqueeze(1)  # [n, 1, V]
     completion_ids = batch.completion_ids[rows].to(device)
     width = completion_ids.shape[1]

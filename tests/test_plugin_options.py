@@ -52,3 +52,14 @@ def test_validate_explain_lists_the_chosen_plugins_options():
                          text=True, check=True).stdout
     assert "algorithm.source_args.mu_schedule" in out and "experience_source 'chord' option: str = 'chord_mu'" in out
     assert "algorithm.policy_loss_args.clip_low" in out
+
+
+def test_the_source_read_validate_catches_a_misspelt_option_without_imports():
+    from mmpost.registry_index import check_config
+
+    with pytest.raises(ConfigError, match=r"experience_source 'visurf' has no option 'label_formt'; did you mean"):
+        check_config(load_config(None, ["algorithm.source=visurf", "algorithm.source_args={label_formt: target}"]))
+    try:  # the option check runs before the model path's
+        check_config(load_config(None, ["algorithm.policy_loss_args={clip_low: 0.1}"]))
+    except ConfigError as error:
+        assert "model.path" in str(error)
