@@ -51,13 +51,14 @@ def evaluate_folder(folder: Path, recipe: str, seed: int) -> dict:
     (the same rows, prompts, decoding and seeds as a `mmpost train` run of `recipe`)."""
     from mmpost.builder import build_run
     from mmpost.diagnostics import RunDiagnostics
-    from mmpost.trainer import heldout_accuracy
+    from mmpost.trainer import decode_samples, heldout_accuracy
 
     config = recipe_config(recipe, [f"train.seed={seed}", "train.threads=1", "train.output_dir=/tmp/mmpost-trl-eval"])
     config.model.path, config.model.zoo = str(folder), None
     run = build_run(config)
     run.diagnostics = RunDiagnostics(run)
-    return {"accuracy": heldout_accuracy(run), **run.diagnostics.heldout_sampling(run)}
+    return {"accuracy": heldout_accuracy(run),
+            **run.diagnostics.heldout_sampling(run, lambda rows: decode_samples(run, rows)[0])}
 
 
 def task_rows(config) -> list[dict]:

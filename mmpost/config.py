@@ -427,6 +427,14 @@ def check_values(config: Config) -> list[str]:
     return ["values: ranges and consistency", "secrets: none in the config"]
 
 
+def check_paths(config: Config) -> None:
+    """The model folder is named and the media root, when set, is a folder (raises ConfigError naming the key)."""
+    if not config.model.path:
+        raise ConfigError("model.path is empty: set it to a model folder or hub id (or set model.zoo)", key="model.path")
+    if config.data.media_root is not None and not Path(config.data.media_root).is_dir():
+        raise ConfigError(f"data.media_root={config.data.media_root!r}: not a folder", key="data.media_root")
+
+
 def _check_fields(node: Any, prefix: str, key: str | None = None) -> None:
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)

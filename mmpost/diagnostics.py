@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from mmpost.algos.advantages import zero_variance_groups
+from mmpost.types import RowKind
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class RunDiagnostics:
     def step_metrics(self, run: Any, batch: Any, step: int) -> dict[str, float]:
         """Diagnostics of a step's rollouts, before the update (so on the policy that sampled them)."""
         started = time.perf_counter()
-        policy_rows = torch.tensor([s == "policy" for s in batch.sources])
+        policy_rows = batch.rows_of(RowKind.POLICY)
         metrics: dict[str, float] = {}
         if batch.rewards is not None and bool(policy_rows.any()):
             metrics["diag/zero_variance_group_fraction"] = zero_variance_group_counts(
@@ -148,29 +149,30 @@ class RunDiagnostics:
 
     @torch.no_grad()
     def _distribution_metrics(self, run: Any, batch: Any, rows: torch.Tensor) -> dict[str, float]:
-        from mmpost.packing import micro_batch_rows
+        from mmpost.logprobs import micro_batch_rows
         from mmpost.policy import adapter_disabled
 
         if self._start_pending:  # loaded on first use: runs without rollouts (SFT) never pay for it
             self._start_pending = False
             self._set_start_model(run)
-        settings = run.settings
+        settings = run.plan.loss
+        passes = settings.passes
+        options = passes.pass_options(with_grad=False, full_distribution=True)  # a full distribution is never packed
         sums = {"entropy": [0.0, 0.0], "kl": [0.0, 0.0]}
-        chunks = micro_batch_rows(batch, rows, layout=run.config.algorithm.logprob_pass,
-                                  micro_batch_size=run.config.algorithm.micro_batch_size,
-                                  token_budget=run.config.algorithm.token_budget)
+        chunks = micro_batch_rows(batch, rows, layout=options["layout"], micro_batch_size=passes.micro_batch_size,
+                                  token_budget=passes.token_budget)
         for chunk in chunks:
-            _, log_dist = settings.logprobs(run.model, batch, chunk, full_distribution=True)
+            _, log_dist = settings.policy.logprobs(run.model, batch, chunk, **options)
             mask = batch.completion_mask[chunk].to(log_dist.device)
             entropy = masked_sum_count(token_entropy(log_dist.float()), mask)
             sums["entropy"][0] += entropy[0]
             sums["entropy"][1] += entropy[1]
             reference = None
             if self.start_model is not None:
-                _, reference = settings.logprobs(self.start_model, batch, chunk, full_distribution=True)
+                _, reference = settings.policy.logprobs(self.start_model, batch, chunk, **options)
             elif self.start_mode == "adapter_disabled":
                 with adapter_disabled(run.model):
-                    _, reference = settings.logprobs(run.model, batch, chunk, full_distribution=True)
+                    _, reference = settings.policy.logprobs(run.model, batch, chunk, **options)
             if reference is not None:
                 kl = masked_sum_count(token_kl(log_dist.float(), reference.float()), mask)
                 sums["kl"][0] += kl[0]
@@ -202,14 +204,15 @@ class RunDiagnostics:
 
     # -- held-out ---------------------------------------------------------------------------------------
     @torch.no_grad()
-    def heldout_sampling(self, run: Any) -> dict[str, float]:
-        """k samples per held-out prompt at the training temperature: sampled accuracy, pass@k and maj@k."""
+    def heldout_sampling(self, run: Any, decode: Callable[[list], list[dict]]) -> dict[str, float]:
+        """k samples per held-out prompt at the training temperature: sampled accuracy, pass@k and maj@k. `decode(rows)`
+        turns held-out rows into samples (the trainer's modality decode; passed in, so this module imports no trainer)."""
         k = run.config.eval.pass_k if run.config.eval.pass_k is not None else run.sampling.n
         if not k or not run.heldout_rows or callable(getattr(run.task, "evaluate_policy", None)) or not self.token_policy:
             return {}
         from dataclasses import replace
 
-        from mmpost.trainer import _same_count_on_every_rank, decode_samples
+        from mmpost.distributed import same_count_on_every_rank
         from mmpost.update import _all_reduce
 
         params = replace(run.sampling, n=k, greedy=False,
@@ -217,7 +220,7 @@ class RunDiagnostics:
         vote_key: Callable[[str], str] = getattr(run.task, "vote_key", None) or (lambda text: text.strip())
         rows = list(run.heldout_rows)[run.rank :: run.world]
         scored = len(rows)
-        padded = _same_count_on_every_rank(run, len(rows))
+        padded = same_count_on_every_rank(len(rows), needed=run.plan.sharded)
         if padded > len(rows):
             filler = rows or list(run.heldout_rows)[:1]
             rows = rows + [filler[i % len(filler)] for i in range(padded - len(rows))]
@@ -233,7 +236,7 @@ class RunDiagnostics:
             torch.manual_seed(run.config.train.seed * 7919 + 17)
             size = max(1, run.config.eval.batch_size // max(k, 1))
             for start in range(0, len(rows), size):
-                samples, _ = decode_samples(run, rows[start : start + size])
+                samples = decode(rows[start : start + size])
                 if not samples:
                     continue
                 result = run.backend.generate(run.policy.encode_prompts(samples), samples, params)
