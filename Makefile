@@ -49,8 +49,11 @@ test-deepspeed: setup
 	DS_BUILD_OPS=0 $(BIN)/pip install --disable-pip-version-check -q --no-build-isolation "deepspeed>=0.15"
 	MMPOST_DEEPSPEED_TESTS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fsdp.py -k deepspeed $(PYTEST_ARGS)
 
+# The learning benchmarks (3 seeds each, 2 runs at a time, warm starts built once and cached): the shapes methods, the
+# TRL control (needs the `bench` extra, installed here), the other modalities and the other learning scripts.
 bench-learning: setup
-	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/learning.py
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[bench]"
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/learning.py --suite all
 
 clean:
 	rm -rf runs artifacts .pytest_cache

@@ -52,6 +52,7 @@ class Run:
     output_dir: Path
     kl_controller: Any = None
     state: dict = field(default_factory=dict)
+    diagnostics: Any = None  # mmpost.diagnostics.RunDiagnostics, set by the trainer
     skipped_rows: dict[str, str] = field(default_factory=dict)  # row (file:line or id) -> why it was skipped
 
     @property

@@ -249,6 +249,14 @@ class EvalConfig:
     benchmark_limit: int | None = opt(None, "items per benchmark during training (None = all)", allowed=at_least(1),
                                        resumable=True)
     score_args: dict = opt({}, "benchmark name -> scorer options (e.g. screenspot: {coords: resized_pixels})", resumable=True)
+    diagnostics_every: int = opt(1, "every N steps, log diag/entropy (per token, of the sampling distribution) and "
+                                    "diag/kl_to_start on the step's rollouts: one extra no-grad pass (two with KL); 0 = off",
+                                 allowed=at_least(0), resumable=True)
+    kl_to_start: bool = opt(True, "log KL to the warm start: the reference, the LoRA base, or (when the recipe has no "
+                                  "reference) a frozen copy of model.path, which doubles the weights in memory")
+    pass_k: int | None = opt(None, "held-out pass@k, sampled accuracy and maj@k before/after, from k samples per prompt "
+                                   "at the training temperature; None = rollout.num_generations, 0 = off",
+                             allowed=at_least(0), resumable=True)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Run metrics: one JSON object per optimizer step in metrics.jsonl (and the same record to any experiment
 tracker, `mmpost.trackers`), and the curves PNG.
 
-Fixed namespaces: `loss/…`, `reward/<name>`, `rollout/…`, `perf/…`, `data/…`, `eval/<benchmark>/<metric>`.
+Fixed namespaces: `loss/…`, `reward/<name>`, `rollout/…`, `perf/…`, `data/…`, `eval/<benchmark>/<metric>`, `diag/…`
+(mmpost/diagnostics.py).
 """
 from __future__ import annotations
 

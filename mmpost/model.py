@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import logging
+import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,11 +24,31 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model", "audio_tower")
 
 
+ZOO_STAMP = "mmpost_zoo.json"  # written next to a zoo-built model: which builder, which version
+
+
 def ensure_model_folder(config: ModelConfig) -> str:
-    """Return the model path, first building it from the zoo when `model.zoo` names a builder."""
-    if config.zoo and not (Path(config.path) / "config.json").is_file():
-        log.info("building zoo model %s at %s", config.zoo, config.path)
-        MODEL_ZOO.get(config.zoo)(config.path)
+    """Return the model path, first building it from the zoo when `model.zoo` names a builder.
+
+    A zoo model is built once and reused. A builder that declares a `zoo_version` (warm starts whose recipe changed
+    between releases) has a folder built by another version rebuilt, so a cached model never silently goes stale."""
+    if config.zoo and config.path:
+        folder = Path(config.path)
+        builder = MODEL_ZOO.get(config.zoo)
+        version = getattr(builder, "zoo_version", None)
+        stamp = folder / ZOO_STAMP
+        recorded = json.loads(stamp.read_text()) if stamp.is_file() else {}
+        built = (folder / "config.json").is_file()
+        stale = built and version is not None and recorded.get("version") != version
+        if not built or stale:
+            what = f"rebuilding {config.zoo} (cached version {recorded.get('version')!r}, now {version!r})" if stale \
+                else f"building {config.zoo}"
+            print(f"[mmpost] {what} at {folder}: done once, later runs reuse it", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            builder(folder)
+            seconds = time.perf_counter() - started
+            stamp.write_text(json.dumps({"zoo": config.zoo, "version": version, "build_seconds": round(seconds, 1)}))
+            print(f"[mmpost] {config.zoo} ready in {seconds:.0f} s, cached at {folder}", file=sys.stderr, flush=True)
     if not config.path:
         raise ValueError("model.path is empty: set it to a model folder or hub id (or set model.zoo)")
     return config.path

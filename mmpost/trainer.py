@@ -23,6 +23,7 @@ from mmpost.errors import RunInterrupted
 from mmpost.run_dir import (RunStart, append_to_log, apply_resumed_settings, claim_output_dir, last_checkpoint_text, log_failure,
                             run_log)
 from mmpost.config import AlgorithmConfig, Config, save_config, to_dict
+from mmpost.diagnostics import RunDiagnostics
 from mmpost.experience import StepContext
 from mmpost.metrics import curves_title, plot_curves
 from mmpost.distributed import load_sharded_state, same_count_on_every_rank, sharding
@@ -239,6 +240,8 @@ def train_step(run: Run, step: int) -> dict[str, Any]:
             metrics.update(penalise_kl_in_reward(batch, current, estimator=algorithm.kl_estimator, coef=run.kl_controller.coef))
         metrics.update(compute_advantages(batch, algorithm))
         metrics.update(run.source.after_advantages(ctx, batch))
+        if run.diagnostics is not None:  # entropy, KL to the warm start, flat groups: on the policy that sampled
+            metrics.update(run.diagnostics.step_metrics(run, batch, step))
         kl_coef = 0.0
         if run.plan.loss.kl is not None:
             kl_coef = metrics["loss/kl_coef"] = run.kl_controller.coef
@@ -391,6 +394,7 @@ def _run(config: Config, start: RunStart, signals: "_StopSignals") -> dict[str, 
     signals.phase = "while loading the model and data (before the first step; nothing to resume)"
     policy_path = str(start.resume_from / "model") if start.resume_from and not config.model.lora.enabled else None
     run = build_run(config, policy_path=policy_path)
+    run.diagnostics = RunDiagnostics(run)
     run.state["run_id"] = start.run_id
     config_yaml = __import__("yaml").safe_dump(to_dict(config), sort_keys=False)
     if run.is_main:
@@ -405,6 +409,7 @@ def _run(config: Config, start: RunStart, signals: "_StopSignals") -> dict[str, 
     elif config.eval.heldout and run.heldout_rows:
         signals.phase = "during the held-out evaluation before the first step (nothing to resume)"
         run.state["heldout_accuracy_before"] = heldout_accuracy(run)
+        run.state.update(_prefixed(run.diagnostics.heldout_sampling(run, _heldout_decode(run)), "heldout_", "_before"))
     progress = _progress(run, first_step)
     run.metrics.trackers = Trackers.start(run.accelerator, config, to_dict(config))  # train.report_to
     last = first_step - 1
@@ -452,6 +457,8 @@ def _run(config: Config, start: RunStart, signals: "_StopSignals") -> dict[str, 
         else:
             with signals.interruptible("during the final held-out evaluation (training finished and was saved)"):
                 summary["heldout_accuracy_after"] = heldout_accuracy(run)
+                summary.update({k: v for k, v in run.state.items() if k.startswith("heldout_") and k.endswith("_before")})
+                summary.update(_prefixed(run.diagnostics.heldout_sampling(run, _heldout_decode(run)), "heldout_", "_after"))
             if signals.name:
                 summary["signal"] = signals.name
     if run.skipped_rows:
@@ -547,6 +554,14 @@ class _StopSignals:
             signal.signal(signum, handler)
 
 
+def _heldout_decode(run: Run):
+    return lambda rows: decode_samples(run, rows)[0]
+
+
+def _prefixed(values: dict[str, float], prefix: str, suffix: str) -> dict[str, float]:
+    return {f"{prefix}{key}{suffix}": value for key, value in values.items()}
+
+
 class _EvaluationStopped(Exception):
     """A first signal during an evaluation that may be cut short (caught by `_StopSignals.interruptible`)."""
 
@@ -563,7 +578,9 @@ def _progress(run: Run, first_step: int):
         if metrics is None:
             bar.close()
             return
-        bar.set_postfix(reward=f"{metrics.get('reward/mean', float('nan')):.3f}", loss=f"{metrics.get('loss/total', 0.0):.4f}")
+        reward = metrics.get("reward/mean")
+        shown = {"reward": f"{reward:.3f}"} if reward is not None and reward == reward else {}  # SFT has no reward
+        bar.set_postfix(**shown, loss=f"{metrics.get('loss/total', 0.0):.4f}")
         bar.update(1)
 
     return update

@@ -14,7 +14,7 @@ from mmpost.tasks.shapes import COLOURS, ShapesTask
 from mmpost.tasks.vqa import VQATask
 from mmpost.types import DataError, Task
 
-ALL_KINDS = ["color", "count", "position", "grounding"]
+ALL_KINDS = ["color", "count", "position", "vertical", "grounding"]
 
 
 @pytest.fixture(scope="module")
@@ -114,10 +114,20 @@ def test_test_is_an_alias_of_heldout(task):
 
 
 def test_kinds_rotate_and_are_checked(task):
-    assert [s["kind"] for s in task.load("train", size=6)] == ALL_KINDS + ALL_KINDS[:2]
+    assert [s["kind"] for s in task.load("train", size=7)] == ALL_KINDS + ALL_KINDS[:2]
     assert {s["kind"] for s in ShapesTask().load("train", size=30)} == {"color", "count", "position"}
     with pytest.raises(ValueError, match="kinds must be"):
         ShapesTask(kinds=["colour"])
+
+
+def test_max_shapes_bounds_the_scene():
+    """max_shapes=1: every scene has one shape (the positional study's "is the one shape left or right")."""
+    rows = ShapesTask(kinds=["position", "count"], max_shapes=1).load("train", size=20)
+    assert all(len(r["shapes"]) == 1 for r in rows)
+    assert {r["answer"] for r in rows if r["kind"] == "count"} == {"1"}
+    assert max(len(r["shapes"]) for r in ShapesTask(kinds=["count"]).load("train", size=40)) == 4
+    with pytest.raises(ValueError, match="max_shapes must be 1..4"):
+        ShapesTask(max_shapes=5)
 
 
 # ---- answers agree with the pixels -------------------------------------------------------------
@@ -145,20 +155,24 @@ def test_every_answer_matches_the_rendered_image(train):
                 columns = [c for _, c in blob]
                 side = "left" if max(columns) < 56 else "right" if min(columns) >= 56 else "both"
                 assert sample["answer"] == side
+            elif kind == "vertical":  # the pixels' rows, not the box, decide top/bottom
+                rows = [r for r, _ in blob]
+                level = "top" if max(rows) < 56 else "bottom" if min(rows) >= 56 else "both"
+                assert sample["answer"] == level
             else:
                 assert tight_box(blob) == tuple(sample["box"]) == parse_box(sample["answer"])
 
 
 def test_questions_name_exactly_one_shape(train):
     for sample in train:
-        if sample["kind"] in ("position", "grounding"):
+        if sample["kind"] in ("position", "vertical", "grounding"):
             names = [f"{s['color']} {s['shape']}" for s in sample["shapes"]]
             assert len(names) == len(set(names))
 
 
 def test_answer_vocabulary_is_small(train):
     answers = {s["answer"] for s in train if s["kind"] != "grounding"}
-    assert answers <= {"red", "green", "blue", "yellow", "1", "2", "3", "4", "left", "right"}
+    assert answers <= {"red", "green", "blue", "yellow", "1", "2", "3", "4", "left", "right", "top", "bottom"}
     for sample in train:
         if "choices" in sample:
             assert sample["answer"] in sample["choices"]

@@ -41,6 +41,8 @@ def test_saved_files_and_config(tiny_dir):
     assert text["vocab_size"] == len(tokenizer)
     assert text["eos_token_id"] == ids("<|im_end|>") and text["pad_token_id"] == ids("<|endoftext|>")
     assert text["rope_parameters"]["mrope_section"] == [2, 3, 3]
+    # rope_theta 10, not the hub's 1e6: at 1e6 head_dim 16 cannot tell image columns apart (benchmarks/warmstart_study.py)
+    assert text["rope_parameters"]["rope_theta"] == 10.0
     assert (text["hidden_size"], text["num_hidden_layers"], text["num_attention_heads"]) == (64, 2, 4)
     vision = config["vision_config"]
     assert (vision["depth"], vision["hidden_size"], vision["out_hidden_size"]) == (2, 32, 64)

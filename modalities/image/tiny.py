@@ -29,6 +29,14 @@ from mmpost.tokenizer import build_tiny_tokenizer
 TINY_INITIALIZER_RANGE = 0.1
 TINY_MIN_PIXELS = 56 * 56
 TINY_MAX_PIXELS = 112 * 112
+# RoPE base of the text decoder. The hub's 1e6 suits head_dim 128; with head_dim 16 the M-RoPE sections [2, 3, 3] give
+# width positions 1.8e-4 rad per image column and height 0.03 rad per row, so image tokens a column apart look the
+# same to attention. At 10 the width frequencies are 0.24/0.18/0.13 rad per column and height 0.56/0.42/0.32 per row.
+# Measured (benchmarks/warmstart_study.py, SFT from random init, greedy held-out accuracy; results in
+# benchmarks/results/warmstart_*.md): "is the one shape left or right" after 1000 steps is 0.508 at 1e6 (chance) and
+# 0.992 at 10; a colour/count/left-right/top-bottom mix after 300 steps reaches 0.398/0.398 (2 seeds) at 1e6 and
+# 0.531/0.508 at 10 (100: 0.563/0.422; 2: 0.508/0.547). Below 10 nothing more is gained, so 10.
+TINY_ROPE_THETA = 10.0
 
 
 def mrope_section_for(head_dim: int) -> list[int]:
@@ -53,6 +61,7 @@ def tiny_qwen2_5_vl_config(
     heads: int = 4,
     vision_hidden: int = 32,
     vision_layers: int = 2,
+    rope_theta: float = TINY_ROPE_THETA,
 ) -> Qwen2_5_VLConfig:
     """A Qwen2.5-VL config with a tiny text decoder and vision tower; `token_ids` maps Qwen token names to ids."""
     if text_hidden % heads:
@@ -71,7 +80,7 @@ def tiny_qwen2_5_vl_config(
         num_key_value_heads=kv_heads,
         max_position_embeddings=4096,
         initializer_range=TINY_INITIALIZER_RANGE,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope_section_for(head_dim)},
+        rope_parameters={"rope_type": "default", "rope_theta": float(rope_theta), "mrope_section": mrope_section_for(head_dim)},
         bos_token_id=None,  # Qwen prepends no BOS
         eos_token_id=token_ids["<|im_end|>"],
         pad_token_id=token_ids["<|endoftext|>"],
@@ -112,6 +121,7 @@ def build_tiny_qwen2_5_vl(
     heads: int = 4,
     vision_hidden: int = 32,
     vision_layers: int = 2,
+    rope_theta: float = TINY_ROPE_THETA,
     min_pixels: int = TINY_MIN_PIXELS,
     max_pixels: int = TINY_MAX_PIXELS,
 ) -> Path:
@@ -134,6 +144,7 @@ def build_tiny_qwen2_5_vl(
         heads=heads,
         vision_hidden=vision_hidden,
         vision_layers=vision_layers,
+        rope_theta=rope_theta,
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
@@ -163,3 +174,8 @@ VLLM_TINY_HEADS = 2
 def build_tiny_qwen2_5_vl_vllm(out_dir: str | os.PathLike, *, seed: int = 0, **shape) -> Path:
     """`tiny-qwen2.5-vl` with 2 text attention heads of dim 32 (vLLM's CPU attention needs head_dim >= 32)."""
     return build_tiny_qwen2_5_vl(out_dir, seed=seed, **{"heads": VLLM_TINY_HEADS, **shape})
+
+
+# A cached folder built with the hub's rope_theta (before TINY_ROPE_THETA) is rebuilt (mmpost.model.ensure_model_folder).
+build_tiny_qwen2_5_vl.zoo_version = f"rope_theta={TINY_ROPE_THETA:g}"
+build_tiny_qwen2_5_vl_vllm.zoo_version = build_tiny_qwen2_5_vl.zoo_version

@@ -10,11 +10,15 @@ from pathlib import Path
 from mmpost.registry import MODEL_ZOO
 from mmpost.warmstart import sft_warm_start
 
-WARMUP_STEPS = 120
-WARMUP_LR = 2e-3
+WARMUP_STEPS = 400
+WARMUP_LR = 1e-3
 
 
 @MODEL_ZOO.register("tiny-qwen2.5-vl-gui")
 def build_warm_gui_model(out_dir, *, seed: int = 0, steps: int = WARMUP_STEPS, lr: float = WARMUP_LR) -> Path:
     return sft_warm_start(out_dir, base_zoo="tiny-qwen2.5-vl", task="gui_click", seed=seed, steps=steps, lr=lr,
                           modality_args={"resolution_prompt": True})
+
+
+# A cached folder built by another version (other steps, lr or base model) is rebuilt (mmpost.model.ensure_model_folder).
+build_warm_gui_model.zoo_version = f"theta10:{WARMUP_STEPS}:{WARMUP_LR}"

@@ -81,6 +81,10 @@ class DigitSumTask:
                               "problem": QUESTION}
             if labelled:
                 sample.update(answer=str(sum(scene.numbers)), numbers=list(scene.numbers))
+            else:
+                # Kept out of `answer`, which no reward or demonstration may see in unsupervised training; only the
+                # run diagnostics read it, to log the vote's agreement with the truth (mmpost/diagnostics.py).
+                sample["hidden_answer"] = str(sum(scene.numbers))
             samples.append(sample)
         return samples
 
@@ -91,6 +95,13 @@ class DigitSumTask:
                              f"'{'path' if split == 'train' else 'heldout_path'}' when 'path' is set")
         rows = load_rows(path, required=("id", "problem"))
         return rows if size is None else rows[:size]
+
+    @staticmethod
+    def vote_key(completion: str) -> str:
+        """What a response casts in a majority vote (held-out maj@k uses MM-UPT's own rule)."""
+        from mmpost.tasks.mm_upt.rewards import vote_answer
+
+        return vote_answer(completion)
 
     def prompt(self, sample: Sample) -> list[Message]:
         content: list[dict] = [{"type": "image"} for _ in (sample.get("images") or [])]

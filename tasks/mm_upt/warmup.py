@@ -18,3 +18,7 @@ WARMUP_LR = 1e-3
 def build_warm_mmupt_model(out_dir, *, seed: int = 0, steps: int = WARMUP_STEPS, lr: float = WARMUP_LR) -> Path:
     return sft_warm_start(out_dir, base_zoo="tiny-qwen2.5-vl", task="digit_sum", task_args={"train_labels": True},
                           seed=seed, steps=steps, lr=lr)
+
+
+# A cached folder built by another version (other steps, lr or base model) is rebuilt (mmpost.model.ensure_model_folder).
+build_warm_mmupt_model.zoo_version = f"theta10:{WARMUP_STEPS}:{WARMUP_LR}"

@@ -62,30 +62,45 @@ def side_of(shape: Shape, image_size: int) -> str:
     return "left" if shape.box[2] <= image_size // 2 else "right"
 
 
+def level_of(shape: Shape, image_size: int) -> str:
+    """'top' or 'bottom', for scenes drawn with `both_midlines` (no shape crosses the horizontal midline either)."""
+    if shape.box[1] < image_size // 2 < shape.box[3]:
+        raise ValueError(f"{shape.name} crosses the horizontal midline: draw the scene with both_midlines=True")
+    return "top" if shape.box[3] <= image_size // 2 else "bottom"
+
+
 def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int], gap: int) -> bool:
     return a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] + gap and b[1] < a[3] + gap
 
 
-def _place(rng: random.Random, image_size: int, side: int, placed: list[tuple[int, int, int, int]]):
-    """A box of `side` pixels wholly in the left or right half, apart from `placed`; None after 200 tries."""
+def _place(rng: random.Random, image_size: int, side: int, placed: list[tuple[int, int, int, int]],
+           both_midlines: bool = False):
+    """A box of `side` pixels wholly in the left or right half (and, with `both_midlines`, wholly in the top or
+    bottom half), apart from `placed`; None after 200 tries."""
     half = image_size // 2
     for _ in range(200):
         if rng.random() < 0.5:
             x1 = rng.randint(EDGE_PADDING, half - side)
         else:
             x1 = rng.randint(half, image_size - EDGE_PADDING - side)
-        y1 = rng.randint(EDGE_PADDING, image_size - EDGE_PADDING - side)
+        if not both_midlines:
+            y1 = rng.randint(EDGE_PADDING, image_size - EDGE_PADDING - side)
+        elif rng.random() < 0.5:
+            y1 = rng.randint(EDGE_PADDING, half - side)
+        else:
+            y1 = rng.randint(half, image_size - EDGE_PADDING - side)
         box = (x1, y1, x1 + side, y1 + side)
         if not any(_overlaps(box, other, GAP) for other in placed):
             return box
     return None
 
 
-def random_scene(rng: random.Random, *, image_size: int = 112, num_shapes: int = 1) -> Scene:
+def random_scene(rng: random.Random, *, image_size: int = 112, num_shapes: int = 1, both_midlines: bool = False) -> Scene:
     """A scene of `num_shapes` (1-4) non-touching shapes with distinct (colour, kind) pairs.
 
     Distinct pairs make "the {colour} {shape}" name exactly one shape; no shape crosses the vertical
-    midline, so "left or right" always has an answer. Uses only `rng`, never global random state.
+    midline, so "left or right" always has an answer (nor, with `both_midlines`, the horizontal one, for "top or
+    bottom"). Uses only `rng`, never global random state.
     """
     if not 1 <= num_shapes <= 4:
         raise ValueError(f"num_shapes must be 1..4, got {num_shapes}")
@@ -98,7 +113,7 @@ def random_scene(rng: random.Random, *, image_size: int = 112, num_shapes: int =
         identities = rng.sample([(k, c) for k in SHAPE_KINDS for c in COLOURS], num_shapes)
         boxes: list[tuple[int, int, int, int]] = []
         for _ in identities:
-            box = _place(rng, image_size, rng.randint(min_side, max_side), boxes)
+            box = _place(rng, image_size, rng.randint(min_side, max_side), boxes, both_midlines)
             if box is None:
                 break  # crowded: start the scene again from the same stream
             boxes.append(box)

@@ -13,10 +13,10 @@ from typing import Any, Sequence
 from mmpost.registry import REWARDS, TASKS
 from mmpost.rewards.builtin import box_iou, exact_match
 from mmpost.tasks.common import canonical_split, check_kinds
-from mmpost.tasks.shapes.render import COLOURS, Scene, random_scene, render, side_of
+from mmpost.tasks.shapes.render import COLOURS, Scene, level_of, random_scene, render, side_of
 from mmpost.types import Message, Sample
 
-KINDS: tuple[str, ...] = ("color", "count", "position", "grounding")
+KINDS: tuple[str, ...] = ("color", "count", "position", "vertical", "grounding")
 DEFAULT_KINDS: tuple[str, ...] = ("color", "count", "position")
 DEFAULT_SIZES = {"train": 512, "heldout": 64}
 INSTRUCTION = " Answer with <answer>...</answer>."
@@ -31,18 +31,18 @@ def scene_split(scene: Scene) -> str:
     return "heldout" if int.from_bytes(digest[:8], "big") % HELDOUT_FRACTION_DENOMINATOR == 0 else "train"
 
 
-def _scene_in_split(rng: random.Random, split: str, image_size: int, num_shapes: int) -> Scene:
+def _scene_in_split(rng: random.Random, split: str, image_size: int, num_shapes: int, both_midlines: bool = False) -> Scene:
     """Draw scenes from `rng` until one falls in `split`'s part of scene space."""
     while True:
-        scene = random_scene(rng, image_size=image_size, num_shapes=num_shapes)
+        scene = random_scene(rng, image_size=image_size, num_shapes=num_shapes, both_midlines=both_midlines)
         if scene_split(scene) == split:
             return scene
 
 
-def make_sample(kind: str, rng: random.Random, *, split: str, image_size: int, sample_id: str) -> Sample:
-    """One question of `kind` about a fresh scene of `split`, drawn only from `rng`."""
-    num_shapes = 1 if kind == "color" else rng.randint(1, 4)
-    scene = _scene_in_split(rng, split, image_size, num_shapes)
+def make_sample(kind: str, rng: random.Random, *, split: str, image_size: int, sample_id: str, max_shapes: int = 4) -> Sample:
+    """One question of `kind` about a fresh scene of `split` (1 to `max_shapes` shapes), drawn only from `rng`."""
+    num_shapes = 1 if kind == "color" else rng.randint(1, max_shapes)
+    scene = _scene_in_split(rng, split, image_size, num_shapes, both_midlines=kind == "vertical")
     target = rng.choice(scene.shapes)
     extras: dict[str, Any] = {}
     if kind == "color":
@@ -52,6 +52,9 @@ def make_sample(kind: str, rng: random.Random, *, split: str, image_size: int, s
     elif kind == "position":
         problem = f"Is the {target.name} on the left or the right?"
         answer, choices = side_of(target, image_size), ["left", "right"]
+    elif kind == "vertical":
+        problem = f"Is the {target.name} at the top or the bottom?"
+        answer, choices = level_of(target, image_size), ["top", "bottom"]
     elif kind == "grounding":
         problem, choices = f"Give the bounding box of the {target.name}.", None
         answer = "[{}, {}, {}, {}]".format(*target.box)
@@ -75,7 +78,7 @@ def make_sample(kind: str, rng: random.Random, *, split: str, image_size: int, s
 
 @TASKS.register("shapes")
 class ShapesTask:
-    """Colour, count, left/right and bounding-box questions about 1-4 shapes in a small image.
+    """Colour, count, left/right, top/bottom and bounding-box questions about 1-4 shapes in a small image.
 
     Options given here are the defaults of `load`, which may override them per call.
     """
@@ -92,7 +95,11 @@ class ShapesTask:
         kinds: Sequence[str] | None = None,
         train_size: int = DEFAULT_SIZES["train"],
         heldout_size: int = DEFAULT_SIZES["heldout"],
+        max_shapes: int = 4,
     ) -> None:
+        if not 1 <= max_shapes <= 4:
+            raise ValueError(f"shapes task: max_shapes must be 1..4, got {max_shapes}")
+        self.max_shapes = max_shapes
         self.seed = seed
         self.image_size = image_size
         self.kinds = check_kinds("shapes", kinds, KINDS, DEFAULT_KINDS)
@@ -127,7 +134,8 @@ class ShapesTask:
             rng = random.Random(f"mmpost.shapes:{seed}:{split}:{index}")
             sample_id = f"shapes-{split}-{seed}-{index:05d}"
             kind = kinds[index % len(kinds)]
-            samples.append(make_sample(kind, rng, split=split, image_size=image_size, sample_id=sample_id))
+            samples.append(make_sample(kind, rng, split=split, image_size=image_size, sample_id=sample_id,
+                                       max_shapes=self.max_shapes))
         return samples
 
     def prompt(self, sample: Sample) -> list[Message]:

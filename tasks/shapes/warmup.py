@@ -12,7 +12,7 @@ from pathlib import Path
 from mmpost.registry import MODEL_ZOO
 from mmpost.warmstart import sft_warm_start
 
-WARMUP_STEPS = 200
+WARMUP_STEPS = 300
 WARMUP_LR = 1e-3
 
 
@@ -29,3 +29,8 @@ def build_warm_tiny_qwen2_5_vl_vllm(out_dir, *, seed: int = 0, steps: int = WARM
     """The same warm start on `tiny-qwen2.5-vl-vllm` (head_dim 32), for `rollout.backend=vllm` on CPU."""
     return sft_warm_start(out_dir, base_zoo="tiny-qwen2.5-vl-vllm", task="shapes", seed=seed, steps=steps, lr=lr,
                           task_args={"kinds": kinds} if kinds else None)
+
+
+# A cached folder built by another version (other steps, lr or base model) is rebuilt (mmpost.model.ensure_model_folder).
+build_warm_tiny_qwen2_5_vl.zoo_version = f"theta10:{WARMUP_STEPS}:{WARMUP_LR}"
+build_warm_tiny_qwen2_5_vl_vllm.zoo_version = build_warm_tiny_qwen2_5_vl.zoo_version

@@ -2,3 +2,4 @@
 from mmpost.tasks.video_motion.task import DIRECTIONS, Motion, VideoMotionTask, centroid_direction, random_motion, render
 
 __all__ = ["DIRECTIONS", "Motion", "VideoMotionTask", "centroid_direction", "random_motion", "render"]
+from . import warmup  # noqa: E402,F401  (registers the warm-started zoo model "tiny-qwen2.5-vl-video")
