@@ -16,8 +16,10 @@ from mmpost.registry import MODEL_ZOO
 
 def sft_warm_start(out_dir, *, base_zoo: str, task: str, seed: int, steps: int, lr: float, task_args: dict | None = None,
                    modality_args: dict | None = None, prompts_per_step: int = 16, source: str = "sft",
-                   source_args: dict | None = None, extra: dict[str, Any] | None = None) -> Path:
-    """Build `base_zoo` with `seed`, train `steps` SFT steps on `task`, copy the final model to `out_dir`.
+                   source_args: dict | None = None, extra: dict[str, Any] | None = None,
+                   base_args: dict[str, Any] | None = None) -> Path:
+    """Build `base_zoo` with `seed` (and the builder options `base_args`), train `steps` SFT steps on `task`, copy
+    the final model to `out_dir`.
 
     `extra` merges further config sections (e.g. {"rollout": {"max_new_tokens": 28}}).
     """
@@ -26,7 +28,7 @@ def sft_warm_start(out_dir, *, base_zoo: str, task: str, seed: int, steps: int, 
     out = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="mmpost-warmup-") as scratch:
         base = Path(scratch) / "base"
-        MODEL_ZOO.get(base_zoo)(base, seed=seed)
+        MODEL_ZOO.get(base_zoo)(base, seed=seed, **(base_args or {}))
         raw: dict[str, Any] = {
             "model": {"path": str(base)},
             "data": {"task": task, "task_args": {"seed": seed, **(task_args or {})}, "modality_args": modality_args or {},

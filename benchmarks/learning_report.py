@@ -1,0 +1,312 @@
+"""The learning report every learning benchmark uses: runs seeds as parallel processes, reads each run's summary and
+metrics, and reports per recipe the 3-seed mean ± std, the per-seed values, the standard error of the mean gain and
+whether the gain is at least 2 standard errors, with one figure per recipe (reward curve: mean and per-seed spread;
+held-out before/after per seed; pass@1 greedy / sampled / pass@k before and after).
+
+    from learning_report import Job, run_jobs, Row, write_report
+
+    jobs = [Job(key=("grpo", seed), recipe="grpo", overrides=[f"train.seed={seed}", ...], output_dir=...) for seed in seeds]
+    runs = run_jobs(jobs, parallel=2)               # {key: SeedRun}, finished runs are read back, not rerun
+    rows = [Row("GRPO", "grpo", [runs[("grpo", s)] for s in seeds], metric="held-out accuracy")]
+    write_report(rows, "learning", title="...")     # benchmarks/results/learning.{md,json}, learning_<recipe>.png
+
+A run that is not an `mmpost train` (a TRL control, a custom loop) builds its `SeedRun` itself.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+# Per-step metrics summarised over a run (first and last window) in the report's diagnosis columns.
+DIAGNOSTIC_KEYS = ("reward/mean", "diag/entropy", "diag/kl_to_start", "diag/zero_variance_group_fraction",
+                   "loss/clip_fraction", "diag/truth_accuracy")
+
+
+# -- statistics (pure) -----------------------------------------------------------------------------
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; 0 for one value)."""
+    values = [float(v) for v in values]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def gain_statistics(before: Sequence[float], after: Sequence[float]) -> dict[str, Any]:
+    """Per-seed gains (after - before), their mean, std, the standard error of the mean gain (std / sqrt(n)) and
+    whether the mean gain is at least 2 standard errors (and positive). With n = 3 seeds, SE = std / 1.732."""
+    gains = [a - b for a, b in zip(after, before, strict=True)]
+    mean, std = mean_std(gains)
+    se = std / math.sqrt(len(gains)) if gains else float("nan")
+    return {"gains": gains, "gain_mean": mean, "gain_std": std, "gain_se": se,
+            "gain_over_se": (mean / se) if se > 0 else (math.inf if mean > 0 else 0.0),
+            "significant": bool(mean > 0 and mean >= 2 * se)}
+
+
+def window_mean(values: Sequence[float | None], window: int, *, last: bool) -> float | None:
+    """Mean of the first (or last) `window` logged values."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    window = max(1, min(window, len(present)))
+    return statistics.mean(present[-window:] if last else present[:window])
+
+
+# -- runs ----------------------------------------------------------------------------------------------
+@dataclass
+class SeedRun:
+    """What the report needs from one seed's run."""
+
+    seed: int
+    before: float
+    after: float
+    seconds: float = float("nan")
+    seconds_per_step: float | None = None
+    summary: dict = field(default_factory=dict)  # heldout_pass_at_k_before, ... as in summary.json
+    curves: dict[str, list[float | None]] = field(default_factory=dict)  # metric -> per-step values
+
+    @classmethod
+    def from_run_dir(cls, run_dir: Path, seed: int, seconds: float | None = None) -> "SeedRun":
+        summary = json.loads((run_dir / "summary.json").read_text())
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        keys = sorted({k for r in records for k in r if k.startswith(("reward/", "diag/", "loss/", "rollout/"))})
+        return cls(seed=seed, before=summary["heldout_accuracy_before"], after=summary["heldout_accuracy_after"],
+                   seconds=seconds if seconds is not None else summary.get("seconds", float("nan")),
+                   seconds_per_step=summary.get("seconds_per_step"), summary=summary,
+                   curves={k: [r.get(k) for r in records] for k in keys})
+
+
+@dataclass
+class Job:
+    """One `mmpost train RECIPE overrides...` run in its own process."""
+
+    key: Any
+    recipe: str
+    overrides: list[str]
+    output_dir: Path
+    seed: int = 0
+    threads: int = 1
+    steps: int | None = None  # a finished run with this many steps is read back instead of rerun
+
+    def finished(self) -> bool:
+        summary = self.output_dir / "summary.json"
+        if not summary.is_file():
+            return False
+        return self.steps is None or json.loads(summary.read_text()).get("steps") == self.steps
+
+
+def run_jobs(jobs: Sequence[Job], *, parallel: int = 2, log_dir: Path | None = None) -> dict[Any, SeedRun]:
+    """Run `jobs` as `python -m mmpost.cli train` processes, `parallel` at a time (each with `threads` torch threads);
+    a job whose run directory already holds a finished summary is read back. A failed job stops the benchmark and
+    names its log."""
+    pending = [j for j in jobs if not j.finished()]
+    running: list[tuple[Job, subprocess.Popen, float, Path]] = []
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    while pending or running:
+        while pending and len(running) < parallel:
+            job = pending.pop(0)
+            job.output_dir.mkdir(parents=True, exist_ok=True)
+            log = (log_dir or job.output_dir) / f"{job.output_dir.name}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            command = [sys.executable, "-m", "mmpost.cli", "train", str(REPO / "recipes" / f"{job.recipe}.yaml"),
+                       *job.overrides, f"train.seed={job.seed}", f"train.output_dir={job.output_dir}",
+                       f"train.threads={job.threads}", "train.progress=false"]
+            if job.steps is not None:
+                command.append(f"train.steps={job.steps}")
+            handle = log.open("w")
+            process = subprocess.Popen(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
+                                       env={**env, "OMP_NUM_THREADS": str(job.threads)})
+            running.append((job, process, time.perf_counter(), log))
+        time.sleep(0.5)
+        for entry in list(running):
+            job, process, started, log = entry
+            if process.poll() is None:
+                continue
+            running.remove(entry)
+            if process.returncode != 0:
+                for other in running:
+                    other[1].terminate()
+                tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+                raise RuntimeError(f"{job.recipe} {job.key} failed (exit {process.returncode}); log {log}:\n{tail}")
+            seconds = time.perf_counter() - started
+            (job.output_dir / "wall_seconds.json").write_text(json.dumps({"seconds": seconds}))
+            print(f"  done {job.key} in {seconds:.0f} s", flush=True)
+    out = {}
+    for job in jobs:
+        wall = job.output_dir / "wall_seconds.json"
+        seconds = json.loads(wall.read_text())["seconds"] if wall.is_file() else None
+        out[job.key] = SeedRun.from_run_dir(job.output_dir, job.seed, seconds)
+    return out
+
+
+# -- the report ------------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    """One method on one task: its seeds' runs and how to name it."""
+
+    label: str
+    slug: str  # file-name part of its figure: learning_<slug>.png
+    runs: list[SeedRun]
+    metric: str = "held-out accuracy"
+    task: str = ""
+    warm_start: str = ""
+    steps: int | None = None
+    note: str = ""
+
+    def statistics(self) -> dict[str, Any]:
+        before = [r.before for r in self.runs]
+        after = [r.after for r in self.runs]
+        out = {"label": self.label, "metric": self.metric, "task": self.task, "warm_start": self.warm_start,
+               "steps": self.steps, "seeds": [r.seed for r in self.runs], "before": before, "after": after,
+               **gain_statistics(before, after)}
+        for name in ("sampled_accuracy", "pass_at_k", "majority_accuracy"):
+            for when in ("before", "after"):
+                values = [r.summary.get(f"heldout_{name}_{when}") for r in self.runs]
+                if all(v is not None for v in values) and values:
+                    out[f"{name}_{when}"] = values
+        k = {r.summary.get("heldout_pass_k_before") for r in self.runs} - {None}
+        if k:
+            out["pass_k"] = int(next(iter(k)))
+        out["diagnostics"] = {}
+        for key in DIAGNOSTIC_KEYS:
+            first = [window_mean(r.curves.get(key, []), 10, last=False) for r in self.runs]
+            last = [window_mean(r.curves.get(key, []), 10, last=True) for r in self.runs]
+            if all(v is not None for v in first + last):
+                out["diagnostics"][key] = {"first10": first, "last10": last}
+        out["seconds_per_step"] = mean_std([r.seconds_per_step for r in self.runs if r.seconds_per_step is not None])[0]
+        out["note"] = self.note
+        return out
+
+
+def _fmt(values: Sequence[float]) -> str:
+    mean, std = mean_std(values)
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def _seeds(values: Sequence[float]) -> str:
+    return " / ".join(f"{v:.3f}" for v in values)
+
+
+def markdown_table(rows: Sequence[Row], *, title: str = "") -> str:
+    """The main table: before, after, gain (mean ± std), per-seed gains, SE, gain/SE, pass@k headroom."""
+    lines = [title, ""] if title else []
+    lines += ["| method | task | before | after | gain | per-seed gain | SE | gain ≥ 2 SE | sampled acc. before → after | "
+              "pass@k before → after | s/step |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        s = row.statistics()
+        sampled = (f"{mean_std(s['sampled_accuracy_before'])[0]:.3f} → {mean_std(s['sampled_accuracy_after'])[0]:.3f}"
+                   if "sampled_accuracy_before" in s else "-")
+        passk = (f"{mean_std(s['pass_at_k_before'])[0]:.3f} → {mean_std(s['pass_at_k_after'])[0]:.3f} (k={s.get('pass_k')})"
+                 if "pass_at_k_before" in s else "-")
+        verdict = "yes" if s["significant"] else "no"
+        lines.append(f"| {row.label} | {row.task} | {_fmt(s['before'])} | {_fmt(s['after'])} | {s['gain_mean']:+.3f} ± "
+                     f"{s['gain_std']:.3f} | {_seeds(s['gains'])} | {s['gain_se']:.3f} | {verdict} "
+                     f"({s['gain_over_se']:.1f} SE) | {sampled} | {passk} | {s['seconds_per_step'] or float('nan'):.2f} |")
+    return "\n".join(lines)
+
+
+def diagnosis_table(rows: Sequence[Row]) -> str:
+    """Per method, the first and last 10 steps (mean over seeds) of reward, entropy, KL to start, flat groups, clip."""
+    names = {"reward/mean": "reward", "diag/entropy": "entropy", "diag/kl_to_start": "KL to start",
+             "diag/zero_variance_group_fraction": "flat groups", "loss/clip_fraction": "clip frac.",
+             "diag/truth_accuracy": "truth acc."}
+    keys = [k for k in DIAGNOSTIC_KEYS if any(k in r.statistics()["diagnostics"] for r in rows)]
+    lines = ["| method | " + " | ".join(f"{names[k]} (first 10 → last 10)" for k in keys) + " |",
+             "|---|" + "---|" * len(keys)]
+    for row in rows:
+        diag = row.statistics()["diagnostics"]
+        cells = []
+        for key in keys:
+            if key in diag:
+                cells.append(f"{statistics.mean(diag[key]['first10']):.3f} → {statistics.mean(diag[key]['last10']):.3f}")
+            else:
+                cells.append("-")
+        lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_row(row: Row, path: Path, *, curve_key: str = "reward/mean", compare: Sequence[Row] = ()) -> None:
+    """One figure: reward curve (mean and per-seed min-max band, several rows overlaid when `compare` is given),
+    held-out before/after per seed, and greedy / sampled / pass@k before and after."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [row, *compare]
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    for index, current in enumerate(rows):
+        colour = colours[index % len(colours)]
+        curves = [r.curves.get(curve_key, []) for r in current.runs]
+        length = min((len(c) for c in curves), default=0)
+        if length:
+            import numpy as np
+
+            values = np.array([[np.nan if v is None else v for v in c[:length]] for c in curves], dtype=float)
+            window = max(1, length // 20)
+            kernel = np.ones(window) / window
+            smooth = np.array([np.convolve(v, kernel, mode="valid") for v in values])
+            steps = np.arange(1, smooth.shape[1] + 1) + (window - 1)
+            axes[0].plot(steps, np.nanmean(smooth, 0), color=colour, label=f"{current.label} (mean of {len(curves)})")
+            axes[0].fill_between(steps, np.nanmin(smooth, 0), np.nanmax(smooth, 0), color=colour, alpha=0.2)
+        s = current.statistics()
+        offset = index * 0.12
+        for seed_index, (b, a) in enumerate(zip(s["before"], s["after"])):
+            axes[1].plot([0 + offset, 1 + offset], [b, a], color=colour, marker="o", alpha=0.7,
+                         label=current.label if seed_index == 0 else None)
+        bars = [("greedy", s["before"], s["after"])]
+        if "sampled_accuracy_before" in s:
+            bars.append(("sampled", s["sampled_accuracy_before"], s["sampled_accuracy_after"]))
+        if "pass_at_k_before" in s:
+            bars.append((f"pass@{s.get('pass_k', 'k')}", s["pass_at_k_before"], s["pass_at_k_after"]))
+        for bar_index, (name, before, after) in enumerate(bars):
+            x = bar_index * (len(rows) * 2 + 1) + index * 2
+            for shift, values, hatch in ((0, before, ""), (1, after, "//")):
+                mean, std = mean_std(values)
+                axes[2].bar(x + shift, mean, yerr=std, color=colour, alpha=0.5 if shift == 0 else 0.9, hatch=hatch,
+                            label=(f"{current.label} {'before' if shift == 0 else 'after'}" if bar_index == 0 else None))
+            if index == 0:
+                axes[2].text(x + len(rows) - 0.5, -0.08, name, ha="center", transform=axes[2].get_xaxis_transform())
+    axes[0].set_title(f"training {curve_key} (smoothed; band = seed min-max)")
+    axes[0].set_xlabel("step")
+    axes[1].set_xticks([0, 1], ["before", "after"])
+    axes[1].set_title(f"{row.metric}, per seed")
+    axes[2].set_xticks([])
+    axes[2].set_title("held-out: greedy, sampled, pass@k (mean ± std)")
+    for axis in axes:
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
+    figure.suptitle(f"{row.label}" + (f" vs {', '.join(r.label for r in compare)}" if compare else "")
+                    + (f" on {row.task}" if row.task else ""))
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def write_report(rows: Sequence[Row], name: str, *, title: str = "", results: Path = RESULTS, text: str = "",
+                 figures: bool = True, extra: dict | None = None) -> str:
+    """benchmarks/results/<name>.md (tables and `text`), <name>.json (every number), learning_<slug>.png per row."""
+    results.mkdir(parents=True, exist_ok=True)
+    body = markdown_table(rows, title=title) + "\n\nDiagnostics (mean over seeds):\n\n" + diagnosis_table(rows)
+    if text:
+        body += "\n\n" + text
+    (results / f"{name}.md").write_text(body + "\n")
+    payload = {"rows": [row.statistics() for row in rows],
+               "runs": {row.label: [asdict(r) for r in row.runs] for row in rows}, **(extra or {})}
+    (results / f"{name}.json").write_text(json.dumps(payload, indent=1, default=float))
+    if figures:
+        for row in rows:
+            plot_row(row, results / f"learning_{row.slug}.png")
+    return body

@@ -1,0 +1,39 @@
+"""benchmarks/learning_report.py: the statistics every learning claim rests on, by hand, and the files it writes."""
+import json
+import math
+import sys
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from learning_report import Row, SeedRun, gain_statistics, mean_std, write_report  # noqa: E402
+
+
+def test_gain_statistics_by_hand():
+    stats = gain_statistics([0.5, 0.5, 0.5], [0.6, 0.7, 0.8])
+    # gains 0.1, 0.2, 0.3: mean 0.2, sample std 0.1, SE 0.1 / sqrt(3) = 0.0577, 0.2 / 0.0577 = 3.46 SE
+    assert stats["gains"] == pytest.approx([0.1, 0.2, 0.3])
+    assert stats["gain_mean"] == pytest.approx(0.2) and stats["gain_std"] == pytest.approx(0.1)
+    assert stats["gain_se"] == pytest.approx(0.1 / math.sqrt(3))
+    assert stats["gain_over_se"] == pytest.approx(2 * math.sqrt(3)) and stats["significant"]
+    # gains 0.1, -0.05, 0.04: mean 0.03, std 0.0755, SE 0.0436: 0.69 SE, not significant
+    weak = gain_statistics([0.5, 0.5, 0.5], [0.6, 0.45, 0.54])
+    assert weak["gain_se"] == pytest.approx(mean_std([0.1, -0.05, 0.04])[1] / math.sqrt(3))
+    assert not weak["significant"]
+    assert not gain_statistics([0.5, 0.5], [0.4, 0.4])["significant"]  # a loss is never significant
+
+
+def test_report_files(tmp_path):
+    runs = [SeedRun(seed, 0.4, 0.5 + 0.01 * seed, seconds_per_step=0.2,
+                    summary={"heldout_pass_at_k_before": 0.7, "heldout_pass_at_k_after": 0.75, "heldout_pass_k_before": 8,
+                             "heldout_sampled_accuracy_before": 0.35, "heldout_sampled_accuracy_after": 0.5},
+                    curves={"reward/mean": [0.1 * i + seed * 0.01 for i in range(30)], "diag/entropy": [1.0] * 30})
+            for seed in range(3)]
+    text = write_report([Row("GRPO", "grpo", runs, task="shapes")], "learning_test", results=tmp_path)
+    assert "| GRPO | shapes | 0.400 ± 0.000 | 0.510 ± 0.010 | +0.110 ± 0.010 | 0.100 / 0.110 / 0.120 |" in text
+    assert "0.350 → 0.500" in text and "0.700 → 0.750 (k=8)" in text
+    data = json.loads((tmp_path / "learning_test.json").read_text())
+    assert data["rows"][0]["significant"] and data["rows"][0]["diagnostics"]["diag/entropy"]["first10"] == [1.0] * 3
+    assert (tmp_path / "learning_grpo.png").stat().st_size > 10_000
