@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from mmpost.registry import MODEL_ZOO
+from mmpost.search.prm import roc_auc  # noqa: F401  (the reflector's AUC; also used by tests from here)
 from mmpost.tasks.world_env.env import WorldEnvConfig, collect_trajectories, render_frame, success_score
 
 WM_META = "world_env_wm.json"
@@ -195,18 +196,6 @@ def reflector_examples(count: int, config: WorldEnvConfig, *, seed: int) -> tupl
         frames.append(render_frame(position, target, config))
         labels.append(success_score(position, target, config))
     return frames, labels
-
-
-def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve = P(score of a random positive > score of a random negative), ties counting 1/2
-    (the Mann-Whitney U statistic divided by n_pos * n_neg). NaN when either class is empty."""
-    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
-    pos, neg = scores[positive], scores[~positive]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
 
 
 def success_call_metrics(scores: np.ndarray, positive: np.ndarray, threshold: float) -> dict[str, float]:
