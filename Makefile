@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 demo: setup
-	OMP_NUM_THREADS=2 $(BIN)/mmpost train $(RECIPE)
+	OMP_NUM_THREADS=2 $(BIN)/mmpost train $(RECIPE) train.overwrite_output_dir=true  # a second demo replaces the first
 
 # The whole suite, then the vLLM backend's real tests in their own venv (make test-main skips the latter).
 test: test-main test-vllm

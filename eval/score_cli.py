@@ -15,7 +15,8 @@ from typing import Any
 from mmpost.registry import BENCHMARKS
 
 import mmpost.eval  # noqa: F401  (registers the built-in benchmarks)
-from mmpost.judge import Judge
+from mmpost.errors import UsageError
+from mmpost.judge import Judge, JudgeUnavailableError
 
 
 def package_versions() -> dict[str, str]:
@@ -45,17 +46,27 @@ def score_command(benchmark: str, predictions: str, data: str | None, output: st
         output: folder for `results.json` and `samples_<benchmark>.jsonl`; None writes nothing.
         mode: scorer mode ("official" by default; see each scorer's docstring for the others).
         judge: LLM judge for scorers that need one.
-    Returns the results dict written to `results.json`.
+    Returns the results dict written to `results.json`. A missing file or folder, an unknown mode, or items that need
+    a judge when none is given raise `UsageError` (one line and exit code 2 on the command line).
     """
     spec = BENCHMARKS.get(benchmark)
     if mode not in spec.modes:
-        raise ValueError(f"{benchmark}: mode '{mode}' not supported; choose one of {list(spec.modes)}")
+        raise UsageError(f"{benchmark}: mode '{mode}' not supported; choose one of {list(spec.modes)} (--mode)")
+    if not Path(predictions).is_file():
+        raise UsageError(f"{predictions}: predictions file not found" if not Path(predictions).exists()
+                         else f"{predictions}: not a file (give the predictions file itself)")
+    if data is not None and not Path(data).exists():
+        raise UsageError(f"{data}: {benchmark} data not found (--data)")
     annotations = spec.load(data) if data else None
     items = spec.load_predictions(predictions, annotations)
     kwargs: dict[str, Any] = {"mode": mode}
     if judge is not None:
         kwargs["judge"] = judge
-    result = spec.score(items, **kwargs)
+    try:
+        result = spec.score(items, **kwargs)
+    except JudgeUnavailableError as error:
+        raise UsageError(f"{error}; give a judge with --judge-endpoint URL --judge-model NAME (its API key is read from "
+                         "the environment variable named by --judge-api-key-env, OPENAI_API_KEY by default)") from error
     samples = result.pop("samples", [])
     entry = {**result, "predictions_file": str(Path(predictions).resolve()),
              "data": str(Path(data).resolve()) if data else None}

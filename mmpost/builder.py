@@ -4,6 +4,7 @@ Everything is resolved through registries by name, so the engine imports no moda
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import random
@@ -14,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from mmpost.config import Config, ConfigError, RewardSpec
+from mmpost.config import Config, ConfigError, RewardSpec, check_values, located, origin_of
 from mmpost.data import PromptSampler
 from mmpost.experience import ExperienceSource
 from mmpost.metrics import MetricsLog
@@ -51,6 +52,7 @@ class Run:
     output_dir: Path
     kl_controller: Any = None
     state: dict = field(default_factory=dict)
+    skipped_rows: dict[str, str] = field(default_factory=dict)  # row (file:line or id) -> why it was skipped
 
     @property
     def rank(self) -> int:
@@ -91,12 +93,40 @@ def check_layout_for_strategy(config: Config) -> None:
     if sharded and config.algorithm.logprob_pass != "padded":
         raise ConfigError(f"algorithm.logprob_pass={config.algorithm.logprob_pass!r} can run a different number of forward "
                           f"passes on each process, which sharded weights ({config.distributed.strategy}) cannot allow: "
-                          "use algorithm.logprob_pass=padded")
+                          "use algorithm.logprob_pass=padded", key="algorithm.logprob_pass")
 
 
 def build_task(config: Config):
+    """The task object from `data.task` and `data.task_args`; options it does not take, or lacks, are a ConfigError
+    naming them (not a TypeError from deep inside the constructor)."""
     task_class = TASKS.get(config.data.task)
-    return task_class(**config.data.task_args) if isinstance(task_class, type) else task_class
+    if not isinstance(task_class, type):
+        return task_class
+    args = dict(config.data.task_args)
+    label = f"task {config.data.task!r}"
+    try:
+        signature = inspect.signature(task_class)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None and not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        accepted = [name for name, p in signature.parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        unknown = [name for name in args if name not in accepted]
+        if unknown:
+            hint = "; the row-skipping switch is data.skip_bad_rows" if "skip_bad_rows" in unknown else ""
+            raise ConfigError(f"data.task_args: {label} does not take {unknown} (it takes {accepted}){hint}; when "
+                              "switching data.task, replace the recipe's task_args whole: data.task_args='{path: ...}'",
+                              key="data.task_args")
+        missing = [name for name, p in signature.parameters.items()
+                   if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and name not in args]
+        if missing:
+            raise ConfigError(f"data.task_args.{missing[0]}: {label} needs it (data.task_args holds {sorted(args)})",
+                              key="data.task_args")
+    try:
+        return task_class(**args)
+    except (TypeError, ValueError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"data.task_args: {label}: {error}", key="data.task_args") from error
 
 
 def build_modality(config: Config, task) -> Any:
@@ -112,8 +142,18 @@ def reward_specs(config: Config, task) -> list[RewardSpec]:
             for r in task.default_rewards]
 
 
-def load_split(task, split: str, config: Config) -> Sequence[dict]:
-    rows = task.load(split)
+def load_split(task, split: str, config: Config, skipped: list[str] | None = None) -> Sequence[dict]:
+    """A split's rows. With `data.skip_bad_rows` a task whose `load` takes `skip_bad_rows` drops rows with missing
+    fields or unreadable lines; each reason is logged and appended to `skipped`."""
+    accepts_skip = "skip_bad_rows" in inspect.signature(task.load).parameters
+    try:
+        rows = task.load(split, **({"skip_bad_rows": config.data.skip_bad_rows} if accepts_skip else {}))
+    except ConfigError as error:
+        raise located(config, error) from None
+    for reason in getattr(rows, "skipped", None) or []:
+        log.warning("skipping row (%s split): %s", split, reason)
+        if skipped is not None:
+            skipped.append(reason)
     if split != "train" and config.data.heldout_size is not None:
         rows = rows[: config.data.heldout_size]
     return rows
@@ -166,8 +206,9 @@ def build_run(config: Config, *, policy_path: str | None = None) -> Run:
     source_class = EXPERIENCE_SOURCES.get(algorithm.source)
     source = source_class(**algorithm.source_args)
 
-    train_rows = load_split(task, "train", config)
-    heldout_rows = load_split(task, "heldout", config) if config.eval.heldout or config.eval.every_n_steps else []
+    skipped: list[str] = []
+    train_rows = load_split(task, "train", config, skipped)
+    heldout_rows = load_split(task, "heldout", config, skipped) if config.eval.heldout or config.eval.every_n_steps else []
     if config.data.prompts_per_step % accelerator.num_processes:
         raise ValueError(f"data.prompts_per_step={config.data.prompts_per_step} must be divisible by the "
                          f"{accelerator.num_processes} processes")
@@ -186,6 +227,7 @@ def build_run(config: Config, *, policy_path: str | None = None) -> Run:
         settings=LossSettings.from_config(algorithm, config.rollout, policy), sampling=sampling,
         metrics=MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process), output_dir=output_dir,
         kl_controller=KL_CONTROLLERS.get(algorithm.kl_controller)(algorithm.kl_coef, **algorithm.kl_controller_args),
+        skipped_rows={reason: reason for reason in skipped},
     )
 
 
@@ -196,37 +238,78 @@ def _sft_loss(config: Config):
 
 
 def validate(config: Config) -> list[str]:
-    """Resolve every name in a config without building a model; returns what was checked."""
-    from mmpost.registry import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, REWARDS, SFT_LOSSES
+    """Every check that needs no model: value ranges, names, options and their consistency. `mmpost validate` and
+    `train` both run it, so a config that validates does not fail later for a reason visible here. Errors name the
+    key, the value, what is allowed and where the value was set (recipe file or command line). Returns what was checked."""
+    from mmpost.registry import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, REWARDS, RegistryError, SFT_LOSSES
+
+    checked = check_values(config)
+    algorithm = config.algorithm
+    try:
+        for key, registry, name in [
+                ("algorithm.advantage", ADVANTAGES, algorithm.advantage), ("algorithm.policy_loss", POLICY_LOSSES, algorithm.policy_loss),
+                ("algorithm.aggregation", AGGREGATIONS, algorithm.aggregation), ("algorithm.kl_estimator", KL_ESTIMATORS, algorithm.kl_estimator),
+                ("algorithm.sft_loss", SFT_LOSSES, algorithm.sft_loss), ("algorithm.source", EXPERIENCE_SOURCES, algorithm.source),
+                ("algorithm.kl_controller", KL_CONTROLLERS, algorithm.kl_controller),
+                ("rollout.backend", ROLLOUT_BACKENDS, config.rollout.backend), ("data.task", TASKS, config.data.task),
+                ("model.policy", POLICIES, config.model.policy)]:
+            try:
+                registry.get(name)
+            except RegistryError as error:
+                raise RegistryError(f"{origin_of(config).where(key)}: {key}: {error}") from None
+            checked.append(f"{registry.kind}: {name}")
+        task = build_task(config)
+        MODALITIES.get(task.modality)
+        checked.append(f"modality: {task.modality}")
+        for split in ["train"] + (["heldout"] if config.eval.heldout or config.eval.every_n_steps else []):
+            check_split = getattr(task, "check_split", None)
+            if callable(check_split):
+                check_split(split)
+        for spec in reward_specs(config, task):
+            REWARDS.get(spec.name)
+            checked.append(f"reward: {spec.name} (weight {spec.weight})")
+        from mmpost.distributed import resolve_strategy
+
+        resolve_strategy(config.distributed)
+        checked.append(f"distributed: {config.distributed.strategy}")
+        check_layout_for_strategy(config)
+        checked += _check_groups(config)
+        backend_check = getattr(ROLLOUT_BACKENDS.get(config.rollout.backend), "check_available", None)
+        if callable(backend_check):
+            try:
+                backend_check()
+            except Exception as error:  # noqa: BLE001 - any reason the backend cannot start here
+                raise ConfigError(f"rollout.backend={config.rollout.backend!r}: {error}", key="rollout.backend") from None
+        if not config.model.path:
+            raise ConfigError("model.path is empty: set it to a model folder or hub id (or set model.zoo)", key="model.path")
+        if config.data.media_root is not None and not Path(config.data.media_root).is_dir():
+            raise ConfigError(f"data.media_root={config.data.media_root!r}: not a folder", key="data.media_root")
+    except ConfigError as error:
+        raise located(config, error) from None
+    return checked
+
+
+def _check_groups(config: Config) -> list[str]:
+    """A group-relative estimator compares each rollout with the others of its group; with one row per group every
+    advantage is 0, so the policy loss and its gradient are 0 on every step. The estimator is probed on two singleton
+    groups, so a plugin estimator with a batch baseline passes."""
+    from mmpost.registry import ADVANTAGES
 
     algorithm = config.algorithm
-    checked = []
-    for registry, name in [(ADVANTAGES, algorithm.advantage), (POLICY_LOSSES, algorithm.policy_loss),
-                           (AGGREGATIONS, algorithm.aggregation), (KL_ESTIMATORS, algorithm.kl_estimator),
-                           (SFT_LOSSES, algorithm.sft_loss), (EXPERIENCE_SOURCES, algorithm.source),
-                           (KL_CONTROLLERS, algorithm.kl_controller),
-                           (ROLLOUT_BACKENDS, config.rollout.backend), (TASKS, config.data.task)]:
-        registry.get(name)
-        checked.append(f"{registry.kind}: {name}")
-    task = build_task(config)
-    MODALITIES.get(task.modality)
-    checked.append(f"modality: {task.modality}")
-    for spec in reward_specs(config, task):
-        REWARDS.get(spec.name)
-        checked.append(f"reward: {spec.name} (weight {spec.weight})")
-    from mmpost.distributed import resolve_strategy
-
-    resolve_strategy(config.distributed)
-    checked.append(f"distributed: {config.distributed.strategy}")
-    check_layout_for_strategy(config)
-    if algorithm.logprob_pass not in ("auto", "padded", "packed", "shared_prefix"):
-        raise ConfigError(f"algorithm.logprob_pass must be auto | padded | packed | shared_prefix, got {algorithm.logprob_pass!r}")
-    POLICIES.get(config.model.policy)
-    checked.append(f"policy: {config.model.policy}")
-    if algorithm.reward_errors not in ("raise", "zero"):
-        raise ConfigError(f"algorithm.reward_errors must be 'raise' or 'zero', got {algorithm.reward_errors!r}")
-    if config.model.reference not in ("auto", "copy", "adapter_disabled", "none"):
-        raise ConfigError(f"model.reference must be auto | copy | adapter_disabled | none, got {config.model.reference!r}")
-    if not config.model.path:
-        raise ConfigError("model.path is empty: set it to a model folder or hub id (or set model.zoo)")
-    return checked
+    source_class = EXPERIENCE_SOURCES.get(algorithm.source)
+    if not getattr(source_class, "groups_from_num_generations", True):
+        return []
+    rows_per_group = config.rollout.num_generations + int(getattr(source_class, "extra_group_rows", 0))
+    estimator = ADVANTAGES.get(algorithm.advantage)
+    try:
+        probe = estimator(torch.tensor([1.0, 0.0]), torch.tensor([0, 1]), **algorithm.advantage_args)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"algorithm.advantage_args={algorithm.advantage_args!r}: estimator {algorithm.advantage!r} "
+                          f"rejects them: {error}", key="algorithm.advantage_args") from None
+    if rows_per_group < 2 and bool((probe == 0).all()):
+        raise ConfigError(
+            f"rollout.num_generations={config.rollout.num_generations} with algorithm.advantage={algorithm.advantage!r} "
+            f"(source {algorithm.source!r}): the estimator compares each rollout with the others of its prompt's group, "
+            "so a group of one gets advantage 0 and the loss and gradient are 0 on every step; allowed: "
+            "rollout.num_generations >= 2", key="rollout.num_generations")
+    return [f"groups: {rows_per_group} rows per prompt"]

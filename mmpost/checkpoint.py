@@ -2,9 +2,9 @@
 
 `<output_dir>/checkpoints/step_<N>/` holds the model (a `save_pretrained` folder, or the LoRA adapter),
 the processor, `optimizer.safetensors` + `optimizer.json`, `trainer_state.json` (step, scheduler,
-sampler position, metrics so far) and `rng_rank<R>.json`/`.safetensors`. It is written under a temporary
+sampler position, run id, metrics so far) and `rng_rank<R>.json`/`.safetensors`. It is written under a temporary
 name and renamed into place, and `latest` is replaced atomically, so a crash never leaves a partial
-checkpoint that `resume=auto` would pick.
+checkpoint that `resume=auto` would pick; a failed write removes its temporary folder.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,69 +80,135 @@ def rng_state_from_files(folder: Path, rank: int) -> None:
 
 
 # -- whole checkpoints ----------------------------------------------------------------------------
+class CheckpointError(OSError):
+    """A checkpoint that cannot be written (not enough free space, a failed write); nothing partial is left behind."""
+
+
 def checkpoint_root(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
 
 
+def is_complete_checkpoint(folder: Path) -> bool:
+    return (folder / "trainer_state.json").is_file()
+
+
+def step_folders(root: Path) -> list[Path]:
+    """`step_<N>` folders under `root`, by step."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.glob("step_*") if p.is_dir() and p.name.split("_", 1)[1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("_", 1)[1]))
+
+
+def estimate_checkpoint_bytes(model, optimizer) -> int:
+    """About how many bytes a checkpoint of `model` and `optimizer` takes: the weights `save_pretrained` writes
+    (a PEFT model writes only its trainable adapter), the optimizer's tensors, and 1 MiB for processor and JSON."""
+    def size(tensor) -> int:
+        return tensor.numel() * tensor.element_size()
+
+    if hasattr(model, "peft_config"):
+        weights = sum(size(p) for p in model.parameters() if p.requires_grad)
+    else:
+        seen: set[int] = set()
+        weights = 0
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            if id(tensor) not in seen:  # tied weights are stored once
+                seen.add(id(tensor))
+                weights += size(tensor)
+    states = sum(size(value) for state in optimizer.state.values() for value in state.values() if isinstance(value, torch.Tensor))
+    return weights + states + (1 << 20)
+
+
+def _gigabytes(count: int) -> str:
+    return f"{count / 1e9:.2f} GB" if count >= 1e8 else f"{count / 1e6:.1f} MB"
+
+
+def check_free_space(root: Path, needed: int, step: int) -> None:
+    """Refuse to start a checkpoint the disk cannot hold (every process decides alike: same model, same disk)."""
+    root.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(root).free
+    if free < needed:
+        raise CheckpointError(f"cannot write checkpoints/step_{step}: it needs about {_gigabytes(needed)} ({needed} bytes) "
+                              f"and {_gigabytes(free)} ({free} bytes) is free on {root}; nothing was written; "
+                              f"{_latest_text(root)}")
+
+
+def _latest_text(root: Path) -> str:
+    latest = root / "latest"
+    if latest.is_file():
+        return f"the last checkpoint is checkpoints/{latest.read_text().strip()} (free space, then continue with train.resume=auto)"
+    return "no earlier checkpoint exists"
+
+
 def save_checkpoint(output_dir: str | Path, step: int, *, model, processor, optimizer, trainer_state: dict,
                     config_yaml: str, is_main: bool, rank: int, keep: int = 0, barrier=lambda: None) -> Path:
-    """Write `checkpoints/step_<step>` atomically and point `latest` at it."""
+    """Write `checkpoints/step_<step>` atomically and point `latest` at it.
+
+    Free space is checked first; a write that fails (disk full, an interrupt) removes its `.step_<N>.partial`
+    folder, so `latest` and the earlier checkpoints stay as they were. Pruning (`keep`) only removes checkpoints of
+    the same run (`trainer_state["run_id"]`), oldest written first, never the one just written.
+    """
     root = checkpoint_root(output_dir)
     final = root / f"step_{step}"
     staging = root / f".step_{step}.partial"
-    if is_main:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-    barrier()
-    from mmpost.distributed import full_model_state_dict, is_sharded, save_sharded_state
+    check_free_space(root, estimate_checkpoint_bytes(model, optimizer), step)
+    try:
+        if is_main:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        barrier()
+        from mmpost.distributed import full_model_state_dict, is_sharded, save_sharded_state
 
-    sharded = is_sharded(model)
-    if sharded:
-        # FSDP2: every rank writes its own parameter and optimizer shards (exact resume at the same world size),
-        # and rank 0 also writes the gathered full model (loadable anywhere with from_pretrained).
-        full_state = full_model_state_dict(model)
-        save_sharded_state(staging / "sharded", model, optimizer, rank)
-    if is_main:
-        model.save_pretrained(str(staging / "model"), safe_serialization=True, **({"state_dict": full_state} if sharded else {}))
-        processor.save_pretrained(str(staging / "model"))
-        if not sharded:
-            optimizer_state_to_files(optimizer, staging)
-        _write_json(staging / "trainer_state.json", trainer_state)
-        (staging / "config.yaml").write_text(config_yaml)
-    rng_state_to_files(staging, rank)
-    barrier()
+        sharded = is_sharded(model)
+        if sharded:
+            # FSDP2: every rank writes its own parameter and optimizer shards (exact resume at the same world size),
+            # and rank 0 also writes the gathered full model (loadable anywhere with from_pretrained).
+            full_state = full_model_state_dict(model)
+            save_sharded_state(staging / "sharded", model, optimizer, rank)
+        if is_main:
+            model.save_pretrained(str(staging / "model"), safe_serialization=True, **({"state_dict": full_state} if sharded else {}))
+            processor.save_pretrained(str(staging / "model"))
+            if not sharded:
+                optimizer_state_to_files(optimizer, staging)
+            _write_json(staging / "trainer_state.json", {**trainer_state, "saved_at": time.time()})
+            (staging / "config.yaml").write_text(config_yaml)
+        rng_state_to_files(staging, rank)
+        barrier()
+    except BaseException as error:
+        if is_main:
+            shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError) and not isinstance(error, CheckpointError):
+            raise CheckpointError(f"checkpoints/step_{step} could not be written ({type(error).__name__}: {error}); the "
+                                  f"partial folder was removed; {_latest_text(root)}") from error
+        raise
     if is_main:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         pointer = root / ".latest.tmp"
         pointer.write_text(final.name)
         os.replace(pointer, root / "latest")
-        _prune(root, keep)
+        _prune(root, keep, trainer_state.get("run_id"), final)
     barrier()
     return final
 
 
-def _prune(root: Path, keep: int) -> None:
-    if keep <= 0:
+def _prune(root: Path, keep: int, run_id: str | None, current: Path) -> None:
+    """Remove this run's oldest checkpoints beyond `keep`. Checkpoints of other runs (or without a run id) are
+    never touched, and neither is `current`."""
+    if keep <= 0 or run_id is None:
         return
-    steps = sorted((int(p.name.split("_")[1]), p) for p in root.glob("step_*") if p.name.split("_")[1].isdigit())
-    for _, path in steps[:-keep]:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def find_resume_checkpoint(resume: str | None, output_dir: str | Path) -> Path | None:
-    if not resume:
-        return None
-    if resume == "auto":
-        pointer = checkpoint_root(output_dir) / "latest"
-        if not pointer.is_file():
-            return None
-        path = checkpoint_root(output_dir) / pointer.read_text().strip()
-    else:
-        path = Path(resume)
-    if not (path / "trainer_state.json").is_file():
-        raise FileNotFoundError(f"{path}: not a complete mmpost checkpoint (no trainer_state.json)")
-    return path
+    own = []
+    for folder in step_folders(root):
+        if folder == current:
+            continue
+        try:
+            state = json.loads((folder / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue  # incomplete or foreign: not ours to delete
+        if state.get("run_id") == run_id:
+            own.append((float(state.get("saved_at", 0.0)), folder))
+    for _, folder in sorted(own, key=lambda item: item[0], reverse=True)[keep - 1:]:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def load_model_weights(model, folder: Path) -> None:

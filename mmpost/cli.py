@@ -35,7 +35,9 @@ def cmd_train(args) -> int:
     summary = train(config)
     if int(os.environ.get("RANK", "0")) == 0:  # one summary per run, not one per process
         _print_summary(summary)
-    return 0
+    from mmpost.errors import summary_exit_code
+
+    return summary_exit_code(summary)
 
 
 def cmd_validate(args) -> int:
@@ -145,20 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mmpost.errors import run_command
+
     argv = sys.argv[1:] if argv is None else list(argv)
+    # `--debug` anywhere (or MMPOST_DEBUG=1): tracebacks instead of one-line errors.
+    debug = "--debug" in argv or os.environ.get("MMPOST_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     if argv[:1] == ["eval"]:  # the harness parses its own flags (argparse cannot forward `--model ...`)
         argv = ["eval", "--", *argv[1:]]
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from mmpost.config import ConfigError
-    from mmpost.registry import RegistryError
-    from mmpost.types import DataError, MediaError
-
-    try:
-        return args.func(args)
-    except (ConfigError, RegistryError, DataError, MediaError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_command(lambda: args.func(args), debug=debug)
 
 
 if __name__ == "__main__":

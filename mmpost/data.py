@@ -46,7 +46,11 @@ class JsonlRows(Sequence[dict]):
     def _problem(self, line: bytes, line_number: int) -> str | None:
         where = f"{self.path}:{line_number}"
         try:
-            row = json.loads(line)
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return f"{where}: not UTF-8 text (byte 0x{line[error.start]:02x} at column {error.start + 1}); re-encode the file as UTF-8"
+        try:
+            row = json.loads(text)
         except json.JSONDecodeError as error:
             return f"{where}: not valid JSON ({error.msg} at column {error.colno})"
         if not isinstance(row, dict):

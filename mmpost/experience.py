@@ -163,6 +163,10 @@ class ExperienceSource:
     """Default hooks: no reward/advantage adjustments, RL and SFT terms weighted 1."""
 
     name = "base"
+    # What `mmpost validate` knows about a source's groups: they hold rollout.num_generations rollouts of one prompt
+    # plus `extra_group_rows` rows the source adds (False: groups are formed otherwise, or there is no RL).
+    groups_from_num_generations = True
+    extra_group_rows = 0
 
     def collect(self, ctx: StepContext, samples: list[Sample], prompts: list[PromptEncoding]) -> RolloutBatch:
         raise NotImplementedError
@@ -191,6 +195,8 @@ class OnPolicy(ExperienceSource):
 class Demonstrations(ExperienceSource):
     """Supervised fine-tuning: one demonstration row per prompt, no sampling."""
 
+    groups_from_num_generations = False
+
     def collect(self, ctx, samples, prompts):
         builder = BatchBuilder(samples, prompts)
         builder.add_demonstrations(ctx, source="expert", is_sft=True)
@@ -212,6 +218,8 @@ class ViSurf(ExperienceSource):
     - `label_advantage_cap`: the label's advantage is clipped to at most this value, and with
       `zero_label_advantage_when_solved` it is 0 in groups where a rollout already matches the label's accuracy.
     """
+
+    extra_group_rows = 1  # the label
 
     def __init__(self, label_format: str = "target", neutral_rewards: Sequence[str] = ("answer_tag_format", "think_answer_format"),
                  label_advantage_cap: float | None = None, zero_label_advantage_when_solved: bool = False) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,9 @@ class Judge:
             raise ValueError("Judge needs exactly one of `local` (a callable) or `endpoint` (an OpenAI-compatible URL)")
         if endpoint is not None and not model:
             raise ValueError("Judge with an endpoint needs `model` (the judge model id, recorded with the results)")
+        if endpoint is not None and urllib.parse.urlsplit(endpoint).password:
+            raise ValueError("Judge endpoint carries a password in its URL, which would be recorded with the results; "
+                             "give the URL without it and the key through the environment variable named by api_key_env")
         self.local = local
         self.endpoint = endpoint.rstrip("/") if endpoint else None
         self.model = model

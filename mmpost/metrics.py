@@ -5,9 +5,13 @@ Fixed namespaces: `loss/…`, `reward/<name>`, `rollout/…`, `perf/…`, `eval/
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class MetricsLog:
@@ -16,11 +20,13 @@ class MetricsLog:
         self.enabled = enabled
 
     def truncate_after(self, step: int) -> None:
-        """On resume, forget lines of steps after the checkpoint (they will be recomputed)."""
+        """On resume, forget lines of steps after the checkpoint (they will be recomputed), and a torn last line."""
         if not self.enabled or not self.path.is_file():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        kept = [json.dumps(record) for record in self.read() if record["step"] <= step]
+        staging = self.path.with_name(f".{self.path.name}.tmp")
+        staging.write_text("".join(line + "\n" for line in kept))
+        os.replace(staging, self.path)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -29,9 +35,26 @@ class MetricsLog:
             handle.write(json.dumps(_finite(record)) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
+        """The records; a torn last line (a crash in the middle of writing it) is left out, a bad line elsewhere is
+        an error naming the file and line."""
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        lines = text.splitlines()
+        records = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                if number == len(lines) and not text.endswith("\n"):
+                    log.warning("%s:%d: ignoring a torn last line (the run stopped while writing it)", self.path, number)
+                    continue
+                from mmpost.types import DataError
+
+                raise DataError(f"{self.path}:{number}: not a JSON record ({error.msg}); the metrics file is damaged") from None
+        return records
 
 
 def _finite(record: dict[str, Any]) -> dict[str, Any]:

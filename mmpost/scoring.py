@@ -80,8 +80,7 @@ def _values(reward: BoundReward, completions: Sequence, samples: Sequence[Sample
             except Exception as error:  # noqa: BLE001
                 if on_error != "zero":
                     raise RewardError(
-                        f"reward '{reward.name}' raised on sample id {sample.get('id', '?')!r} "
-                        f"({sample.get('_source', 'in-memory row')}): {type(error).__name__}: {error}"
+                        f"reward '{reward.name}' raised on {_sample_label(sample)}: {type(error).__name__}: {error}"
                     ) from error
                 values.append(0.0)
                 errors += 1
@@ -93,8 +92,37 @@ def _check_length(reward: BoundReward, values, expected: int) -> None:
         raise RewardError(f"reward '{reward.name}' must return a list of {expected} values, got {values!r:.200}")
 
 
+def _sample_label(sample: Sample) -> str:
+    return f"sample id {sample.get('id', '?')!r} ({sample.get('_source', 'in-memory row')})"
+
+
+def _as_reward_value(reward: BoundReward, value, sample: Sample, on_error: str) -> tuple[float, int]:
+    """One returned value as a float: None -> NaN ("not applicable", left out of means and scored 0 in the total).
+    A NaN, an infinity or a non-number is an error naming the reward and the sample, or, with `on_error="zero"`, 0
+    counted as one error."""
+    if value is None:
+        return float("nan"), 0
+    problem = None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        problem = f"a non-number {value!r:.80}"
+    else:
+        if not math.isfinite(number):
+            problem = f"{number} (a reward must be a finite number, or None where it does not apply)"
+    if problem is None:
+        return number, 0
+    if on_error == "zero":
+        return 0.0, 1
+    raise RewardError(f"reward '{reward.name}' returned {problem} for {_sample_label(sample)}; fix the reward, or set "
+                      "algorithm.reward_errors=zero to score such values 0 (counted in reward/errors)")
+
+
 def score_batch(batch: RolloutBatch, rewards: Sequence[BoundReward], *, on_error: str = "raise") -> dict[str, float]:
-    """Fill `batch.reward_parts` (NaN = not applicable) and `batch.rewards` (weighted sum, NaN as 0)."""
+    """Fill `batch.reward_parts` (NaN = not applicable) and `batch.rewards` (weighted sum, NaN as 0).
+
+    `reward/errors` counts values scored 0 under `on_error="zero"`: rewards that raised and values that were NaN,
+    infinite or not numbers."""
     samples = [batch.samples[int(i)] for i in batch.prompt_index]
     total = torch.zeros(len(batch))
     errors = 0
@@ -102,9 +130,9 @@ def score_batch(batch: RolloutBatch, rewards: Sequence[BoundReward], *, on_error
     for reward in rewards:
         values, failed = _values(reward, batch.completions, samples, on_error, batch.group_ids.tolist(), completion_ids)
         errors += failed
-        part = torch.tensor([float("nan") if v is None else float(v) for v in values])
-        if any(math.isinf(float(v)) for v in part if not math.isnan(float(v))):
-            raise RewardError(f"reward '{reward.name}' returned an infinite value")
+        checked = [_as_reward_value(reward, value, sample, on_error) for value, sample in zip(values, samples)]
+        errors += sum(bad for _, bad in checked)
+        part = torch.tensor([number for number, _ in checked])
         batch.reward_parts[reward.name] = part
         total += reward.weight * part.nan_to_num(0.0)
     batch.rewards = total

@@ -8,6 +8,8 @@ import contextlib
 import inspect
 import json
 import logging
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,11 @@ from typing import Any
 import torch
 
 from mmpost.algos.advantages import zero_variance_groups
-from mmpost.builder import Run, build_run
-from mmpost.checkpoint import find_resume_checkpoint, load_model_weights, optimizer_state_from_files, rng_state_from_files, save_checkpoint
+from mmpost.builder import Run, build_run, validate
+from mmpost.checkpoint import load_model_weights, optimizer_state_from_files, rng_state_from_files, save_checkpoint
+from mmpost.errors import RunInterrupted
+from mmpost.run_dir import (RunStart, append_to_log, apply_resumed_settings, claim_output_dir, last_checkpoint_text, log_failure,
+                            run_log)
 from mmpost.config import Config, save_config, to_dict
 from mmpost.experience import StepContext
 from mmpost.metrics import plot_curves
@@ -25,7 +30,7 @@ from mmpost.vision_cache import reuse_vision_features
 from mmpost.registry import ADVANTAGES, KL_ESTIMATORS
 from mmpost.rollout.base import RolloutBackendError, SamplingParams
 from mmpost.scoring import score_batch
-from mmpost.types import MediaError, RolloutBatch
+from mmpost.types import DataError, MediaError, RolloutBatch, media_root
 from mmpost.update import _all_reduce, reference_logprobs, update_mini_batch
 
 log = logging.getLogger(__name__)
@@ -40,17 +45,22 @@ def timed(metrics: dict[str, float], key: str):
 
 # -- phases -----------------------------------------------------------------------------------------
 def decode_samples(run: Run, rows: list[dict]) -> tuple[list[dict], int]:
-    """Decode media; a broken row stops the run (naming it) unless `data.skip_bad_rows` is set."""
-    samples, skipped = [], 0
+    """Decode media against the row's media root; a broken row (media or fields) stops the run, naming it, unless
+    `data.skip_bad_rows` is set: then it is left out, logged once with its reason and remembered in `run.skipped_rows`.
+    Returns the decoded samples and the number of distinct rows this run has skipped so far (`data/skipped_rows`)."""
+    samples = []
     for row in rows:
         try:
-            samples.append(run.modality.decode(row, row.get("_root")))
-        except MediaError as error:
+            samples.append(run.modality.decode(row, media_root(row, run.config.data)))
+        except (MediaError, DataError) as error:
+            row_id = row.get("id", "?")
             if not run.config.data.skip_bad_rows:
-                raise MediaError(f"{error} (row id {row.get('id', '?')!r}; set data.skip_bad_rows=true to skip such rows)") from error
-            log.warning("skipping row %s: %s", row.get("id", "?"), error)
-            skipped += 1
-    return samples, skipped
+                raise type(error)(f"{error} (row id {row_id!r}; set data.skip_bad_rows=true to skip such rows)") from error
+            key = str(row.get("_source") or f"id {row_id!r}")
+            if key not in run.skipped_rows:
+                log.warning("skipping row %s (id %r): %s", key, row_id, error)
+                run.skipped_rows[key] = str(error)
+    return samples, len(run.skipped_rows)
 
 
 def _same_count_on_every_rank(run: Run, count: int) -> int:
@@ -281,7 +291,7 @@ def periodic_evaluation(run: Run) -> dict[str, float]:
 # -- the run --------------------------------------------------------------------------------------
 def _checkpoint(run: Run, step: int, config_yaml: str) -> Path:
     run.state.update(step=step, scheduler=run.scheduler.state_dict(), sampler=run.sampler.state_dict(),
-                     kl_controller=run.kl_controller.state_dict())
+                     kl_controller=run.kl_controller.state_dict(), skipped_rows=dict(run.skipped_rows))
     return save_checkpoint(run.output_dir, step, model=run.unwrapped, processor=run.policy.processor, optimizer=run.optimizer,
                            trainer_state=run.state, config_yaml=config_yaml, is_main=run.is_main, rank=run.rank,
                            keep=run.config.train.keep_checkpoints, barrier=run.accelerator.wait_for_everyone)
@@ -305,66 +315,108 @@ def _resume(run: Run, folder: Path) -> int:
     run.sampler.load_state_dict(state["sampler"])
     run.kl_controller.load_state_dict(state["kl_controller"])
     rng_state_from_files(folder, run.rank)
+    state.pop("saved_at", None)
     run.state = state
+    run.skipped_rows.update(state.get("skipped_rows", {}))
     run.metrics.truncate_after(state["step"])
     return int(state["step"])
 
 
 def train(config: Config) -> dict[str, Any]:
-    """Run a recipe; returns the summary (also written to `<output_dir>/summary.json`)."""
-    resume_from = find_resume_checkpoint(config.train.resume, config.train.output_dir)
-    policy_path = str(resume_from / "model") if resume_from and not config.model.lora.enabled else None
+    """Run a recipe; returns the summary (also written to `<output_dir>/summary.json`).
+
+    Before any model loads, every config check runs (`builder.validate`, shared with `mmpost validate`), the output
+    folder is claimed (`mmpost.run_dir`: another run's checkpoints and metrics are never overwritten or pruned) and a
+    resumed config is compared with its checkpoint's. Signals are handled for the whole run (`_StopSignals`); a
+    failure's traceback goes to `<output_dir>/train.log`.
+    """
+    with _StopSignals() as signals:
+        signals.phase = "while checking the config"
+        validate(config)
+        with claim_output_dir(config) as start, run_log(start.output_dir, _rank()) as log_file:
+            try:
+                return _run(config, start, signals)
+            except KeyboardInterrupt as interrupt:
+                signum = int(getattr(interrupt, "signum", 0) or signals.signum or signal.SIGINT)
+                how = "a second signal" if signals.count > 1 else signal.Signals(signum).name
+                message = f"{how} stopped the run {signals.phase}; {last_checkpoint_text(start.output_dir)}"
+                append_to_log(log_file, f"interrupted: {message}")
+                raise RunInterrupted(message, signum) from None
+            except Exception as error:
+                log_failure(log_file, error)
+                raise
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _run(config: Config, start: RunStart, signals: "_StopSignals") -> dict[str, Any]:
+    signals.phase = "while loading the model and data (before the first step; nothing to resume)"
+    policy_path = str(start.resume_from / "model") if start.resume_from and not config.model.lora.enabled else None
     run = build_run(config, policy_path=policy_path)
+    run.state["run_id"] = start.run_id
     config_yaml = __import__("yaml").safe_dump(to_dict(config), sort_keys=False)
     if run.is_main:
         save_config(config, run.output_dir / "config.yaml")
     first_step = 1
     started = time.perf_counter()
-    if resume_from:
-        first_step = _resume(run, resume_from) + 1
-        log.info("resumed from %s at step %d", resume_from, first_step)
-    else:
-        if run.is_main and run.metrics.path.exists():
-            run.metrics.path.unlink()
-        if config.eval.heldout and run.heldout_rows:
-            run.state["heldout_accuracy_before"] = heldout_accuracy(run)
+    if start.resume_from:
+        first_step = _resume(run, start.resume_from) + 1
+        run.state.setdefault("run_id", start.run_id)
+        apply_resumed_settings(run.optimizer, run.scheduler, config, start.changes, run.state, first_step)
+        log.info("resumed run %s from %s at step %d", run.state.get("run_id"), start.resume_from, first_step)
+    elif config.eval.heldout and run.heldout_rows:
+        signals.phase = "during the held-out evaluation before the first step (nothing to resume)"
+        run.state["heldout_accuracy_before"] = heldout_accuracy(run)
     progress = _progress(run, first_step)
     last = first_step - 1
-    with _StopSignals() as signals:
-        for step in range(first_step, config.train.steps + 1):
-            try:
-                metrics = train_step(run, step)
-            except RolloutBackendError as error:
-                progress(None)
-                latest = run.output_dir / "checkpoints" / "latest"
-                kept = f"checkpoints/{latest.read_text().strip()}" if latest.is_file() else "none yet"
-                raise RolloutBackendError(f"step {step}: {error} -- nothing was written for this step; the last consistent "
-                                          f"checkpoint is {kept} (continue with train.resume=auto)") from error
-            every = config.eval.every_n_steps
-            if every and step % every == 0:
+    for step in range(first_step, config.train.steps + 1):
+        signals.defer(f"during step {step} (step {step} was not saved)")
+        try:
+            metrics = train_step(run, step)
+        except RolloutBackendError as error:
+            progress(None)
+            raise RolloutBackendError(f"step {step}: {error} -- nothing was written for this step; "
+                                      f"{last_checkpoint_text(run.output_dir)}") from error
+        every = config.eval.every_n_steps
+        if every and step % every == 0:
+            # A first signal here stops the evaluation at once (one process); the finished step is still saved below.
+            with signals.interruptible(f"during the evaluation after step {step}"):
                 metrics.update(periodic_evaluation(run))
-            run.metrics.write(metrics)
-            progress(metrics)
-            last = step
-            if signals.requested(run) and step < config.train.steps:
-                # The step in flight finished; its checkpoint is consistent, and resume=auto continues after it.
-                progress(None)
-                checkpoint = _checkpoint(run, step, config_yaml)
-                log.warning("%s received: stopped after step %d, checkpoint %s (continue with train.resume=auto)",
-                            signals.name, step, checkpoint)
-                return {"interrupted_at": step, "signal": signals.name, "checkpoint": str(checkpoint)}
-            if config.train.save_every and step % config.train.save_every == 0 and step < config.train.steps:
-                _checkpoint(run, step, config_yaml)
-            if config.train.stop_after and step >= config.train.stop_after:
-                progress(None)
-                return {"stopped_at": step}
+        run.metrics.write(metrics)
+        progress(metrics)
+        last = step
+        signals.defer(f"while writing the checkpoint of step {step}")
+        if signals.requested(run) and step < config.train.steps:
+            # The step in flight finished; its checkpoint is consistent, and resume=auto continues after it.
+            progress(None)
+            checkpoint = _checkpoint(run, step, config_yaml)
+            log.warning("%s received: stopped after step %d, checkpoint %s (continue with train.resume=auto)",
+                        signals.name, step, checkpoint)
+            return {"interrupted_at": step, "signal": signals.name, "checkpoint": str(checkpoint)}
+        if config.train.save_every and step % config.train.save_every == 0 and step < config.train.steps:
+            _checkpoint(run, step, config_yaml)
+        if config.train.stop_after and step >= config.train.stop_after:
+            progress(None)
+            return {"stopped_at": step}
     progress(None)
+    signals.defer(f"while writing the final checkpoint (step {last})")
     summary: dict[str, Any] = {"steps": last, "seconds": time.perf_counter() - started + run.state.get("seconds", 0.0)}
     run.state["seconds"] = summary["seconds"]
+    # The final checkpoint comes before the final evaluation, so an interrupt there loses no training.
+    final = _checkpoint(run, last, config_yaml)
     if config.eval.heldout and run.heldout_rows:
         summary["heldout_accuracy_before"] = run.state.get("heldout_accuracy_before")
-        summary["heldout_accuracy_after"] = heldout_accuracy(run)
-    final = _checkpoint(run, last, config_yaml)
+        if signals.requested(run):
+            summary["signal"] = signals.name  # asked to stop: the final evaluation is skipped
+        else:
+            with signals.interruptible("during the final held-out evaluation (training finished and was saved)"):
+                summary["heldout_accuracy_after"] = heldout_accuracy(run)
+            if signals.name:
+                summary["signal"] = signals.name
+    if run.skipped_rows:
+        summary["skipped_rows"] = len(run.skipped_rows)
     summary.update(output_dir=str(run.output_dir), metrics=str(run.metrics.path), checkpoint=str(final),
                    curves=str(run.output_dir / "curves.png"))
     records = run.metrics.read()
@@ -379,17 +431,28 @@ def train(config: Config) -> dict[str, Any]:
 
 
 class _StopSignals:
-    """SIGTERM/SIGINT during a step ask the loop to stop after it; a second signal interrupts at once.
+    """SIGTERM/SIGINT handling for the whole run.
 
-    Every process must stop at the same step, so the request is reduced over processes.
+    During a step (and while a checkpoint is written) a first signal asks the loop to stop after the step: the step
+    finishes, its checkpoint is written and the run returns. Where nothing would be lost by stopping at once (loading,
+    the evaluation before training, an evaluation with one process), a first signal raises `RunInterrupted` there.
+    A second signal always stops at once. Every process must stop at the same step, so a request is reduced over
+    processes.
     """
 
     def __init__(self) -> None:
         self.name: str | None = None
+        self.signum: int | None = None
+        self.count = 0
+        self.phase = "before the run started"
+        # What a first signal does: "run" stops the run at once, "evaluation" cuts the evaluation short, None waits
+        # for the end of the step.
+        self._first_stops: str | None = "run"
         self._previous: dict = {}
+        # With several processes an evaluation is collective: stopping one process inside it would hang the others.
+        self._single_process = int(os.environ.get("WORLD_SIZE", "1")) == 1
 
     def __enter__(self) -> "_StopSignals":
-        import signal
         import threading
 
         if threading.current_thread() is threading.main_thread():
@@ -397,13 +460,34 @@ class _StopSignals:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
-    def _handle(self, signum, frame) -> None:
-        import signal
+    def defer(self, phase: str) -> None:
+        """From here a first signal only asks to stop after the current step."""
+        self.phase, self._first_stops = phase, None
 
+    @contextlib.contextmanager
+    def interruptible(self, phase: str):
+        """An evaluation that a first signal may cut short (one process); the run then stops at the next safe point."""
+        previous = (self.phase, self._first_stops)
+        self.phase, self._first_stops = phase, "evaluation" if self._single_process else None
+        try:
+            if self.name is not None and self._first_stops:
+                raise _EvaluationStopped()
+            yield
+        except _EvaluationStopped:
+            log.warning("%s: stopped %s", self.name, phase)
+        finally:
+            self.phase, self._first_stops = previous
+
+    def _handle(self, signum, frame) -> None:
+        self.count += 1
         if self.name is not None:  # asked twice: stop now
             signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
-            raise KeyboardInterrupt
-        self.name = signal.Signals(signum).name
+            raise RunInterrupted("second signal", signum)
+        self.name, self.signum = signal.Signals(signum).name, signum
+        if self._first_stops == "evaluation":
+            raise _EvaluationStopped()
+        if self._first_stops == "run":
+            raise RunInterrupted(self.name, signum)
 
     def requested(self, run: Run) -> bool:
         flag = torch.tensor([1 if self.name else 0])
@@ -413,10 +497,12 @@ class _StopSignals:
         return bool(flag.item())
 
     def __exit__(self, *exc) -> None:
-        import signal
-
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+
+class _EvaluationStopped(Exception):
+    """A first signal during an evaluation that may be cut short (caught by `_StopSignals.interruptible`)."""
 
 
 def _progress(run: Run, first_step: int):

@@ -5,6 +5,7 @@ denoising steps for denoising policies, and actions for acting policies.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
@@ -66,6 +67,37 @@ class Task(Protocol):
 
 class MediaError(ValueError):
     """A media file that is missing, corrupt or of the wrong shape; the message names the file."""
+
+
+class MediaRoot(os.PathLike):
+    """Where a row's media paths are read from, and where they may lie.
+
+    `base` is the folder relative paths start from (the data file's folder); every path must resolve (lexically:
+    `..` collapsed, symlinks placed inside the folder by the data's owner are followed) to a file under `allowed`,
+    or anywhere when `allowed` is None (`data.allow_media_outside_root=true`). A plain path given as a root means
+    base = allowed = that folder. It is an `os.PathLike` of `base`, so adapters that join paths keep working.
+    """
+
+    def __init__(self, base: str | os.PathLike, allowed: str | os.PathLike | None) -> None:
+        self.base = os.fspath(base)
+        self.allowed = None if allowed is None else os.fspath(allowed)
+
+    def __fspath__(self) -> str:
+        return self.base
+
+    def __repr__(self) -> str:
+        return f"MediaRoot(base={self.base!r}, allowed={self.allowed!r})"
+
+
+def media_root(row: Sample, data_config: Any) -> MediaRoot | None:
+    """The media root of a dataset row from `data.media_root` / `data.allow_media_outside_root`; None for rows that
+    do not come from a data file (synthetic tasks build their own media)."""
+    base = row.get("_root")
+    if base is None:
+        return None
+    if data_config.allow_media_outside_root:
+        return MediaRoot(base, None)
+    return MediaRoot(base, data_config.media_root or base)
 
 
 class DataError(ValueError):

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from mmpost.types import MediaError, Message, Sample
+from mmpost.types import MediaError, MediaRoot, Message, Sample
 
 
 def sample_id(sample: Sample) -> str:
@@ -40,7 +40,10 @@ def count_placeholders(messages: Sequence[Message], kind: str, *, url_key: bool 
 def resolve_media_path(source: str | os.PathLike, root: str | os.PathLike | None, kind: str) -> Path:
     """A local media path: `file://` stripped, relative paths taken from `root` (the dataset file's folder).
 
-    Remote URLs are refused: nothing is downloaded at training time.
+    With a root the path must lie under it (or under `root.allowed` for a `MediaRoot`): `../` or an absolute path
+    elsewhere (`/etc/passwd`) is refused unless the run allows it (`data.media_root`, `data.allow_media_outside_root`).
+    The check is lexical (`..` collapsed); symlinks inside the root are followed. Without a root (rows built in
+    memory by a task) paths are used as given. Remote URLs are refused: nothing is downloaded at training time.
     """
     text = os.fspath(source)
     if text.startswith("file://"):
@@ -48,6 +51,16 @@ def resolve_media_path(source: str | os.PathLike, root: str | os.PathLike | None
     if "://" in text:
         raise MediaError(f"{kind} {text}: remote URLs are not fetched; download the file and give its path")
     path = Path(text).expanduser()
-    if not path.is_absolute() and root is not None:
+    if root is None:
+        return path
+    if not path.is_absolute():
         path = Path(root) / path
+    allowed = root.allowed if isinstance(root, MediaRoot) else os.fspath(root)
+    if allowed is not None:
+        inside = os.path.abspath(allowed)
+        resolved = os.path.abspath(path)
+        if os.path.commonpath([inside, resolved]) != inside:
+            raise MediaError(f"{kind} {text}: resolves to {resolved}, outside the media root {inside}; media must lie in "
+                             "the data file's folder (or data.media_root); set data.media_root=<folder> or "
+                             "data.allow_media_outside_root=true to read it")
     return path

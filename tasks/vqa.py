@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from mmpost.config import ConfigError
 from mmpost.data import load_rows
 from mmpost.registry import TASKS
 from mmpost.types import Message, Sample
@@ -26,11 +27,10 @@ class VQATask:
     def __init__(
         self,
         *,
-        path: str | Path | None = None,
+        path: str | Path,
         heldout_path: str | Path | None = None,
         prompt_suffix: str = " Answer with <answer>...</answer>.",
         answer_template: str = "<answer>{answer}</answer>",
-        skip_bad_rows: bool = False,
         accuracy_reward: str = "exact_match",
     ) -> None:
         if "{answer}" not in answer_template:
@@ -38,25 +38,30 @@ class VQATask:
         self.paths = {"train": path, "heldout": heldout_path}
         self.prompt_suffix = prompt_suffix
         self.answer_template = answer_template
-        self.skip_bad_rows = skip_bad_rows
         self.accuracy_reward = accuracy_reward
         self.default_rewards = [
             {"name": accuracy_reward, "weight": 1.0},
             {"name": "answer_tag_format", "weight": 0.5},
         ]
 
-    def load(self, split: str, *, size: int | None = None) -> Sequence[Sample]:
-        """Rows of `split` ("train" from `path`, "heldout"/"test" from `heldout_path`), the first `size` if given."""
+    def check_split(self, split: str) -> str | Path:
+        """The file of `split`; a ConfigError naming the missing task option (run by `mmpost validate` too)."""
         key = {"train": "train", "heldout": "heldout", "test": "heldout"}.get(split)
         if key is None:
             raise ValueError(f"vqa task: unknown split {split!r}; expected 'train', 'heldout' or 'test'")
         path = self.paths[key]
         if path is None:
             option = "path" if key == "train" else "heldout_path"
-            raise ValueError(
-                f"vqa task: split {split!r} needs the task option '{option}' (a .jsonl file or a save_to_disk folder)"
-            )
-        rows = load_rows(path, required=REQUIRED_FIELDS, skip_bad_rows=self.skip_bad_rows)
+            use = " (held-out evaluation, eval.heldout=true, is the default; set eval.heldout=false to go without)" \
+                if key == "heldout" else ""
+            raise ConfigError(f"data.task_args.{option}: the vqa task's split {split!r} needs it (a .jsonl file or a "
+                              f"save_to_disk folder){use}", key=f"data.task_args.{option}")
+        return path
+
+    def load(self, split: str, *, size: int | None = None, skip_bad_rows: bool = False) -> Sequence[Sample]:
+        """Rows of `split` ("train" from `path`, "heldout"/"test" from `heldout_path`), the first `size` if given.
+        `skip_bad_rows` (the run's `data.skip_bad_rows`) drops rows with missing fields; they are listed in `.skipped`."""
+        rows = load_rows(self.check_split(split), required=REQUIRED_FIELDS, skip_bad_rows=skip_bad_rows)
         return rows if size is None else rows[:size]
 
     def prompt(self, sample: Sample) -> list[Message]:

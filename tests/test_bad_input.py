@@ -1,5 +1,6 @@
 """Bad input stops the run with a message naming the row/file/key, and leaves no partial checkpoint."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,3 +95,60 @@ def test_nan_loss_stops_without_partial_checkpoint(warm_vl_dir, tmp_path, monkey
     assert sorted(p.name for p in checkpoints.iterdir() if p.name.startswith("step_")) == ["step_1", "step_2"]
     assert not list(checkpoints.glob(".*partial"))
     assert (checkpoints / "latest").read_text() == "step_2"
+
+
+def test_one_switch_skips_rows_with_missing_fields_unreadable_lines_and_broken_media(tiny_vl_dir, tmp_path):
+    """data.skip_bad_rows covers rows with missing fields (found when the file is opened) and broken media (found
+    when the row is decoded): each is logged with its reason and counted once in data/skipped_rows."""
+    data = vqa_rows(tmp_path, [{"id": f"ok{i}", "images": ["ok.png"], "problem": "colour?", "answer": "red"} for i in range(3)]
+                    + [{"id": "noanswer", "images": ["ok.png"], "problem": "colour?"},
+                       {"id": "bad", "images": ["broken.png"], "problem": "colour?", "answer": "red"}])
+    with open(data, "ab") as handle:
+        handle.write(b'{"id": "latin1", "problem": "caf\xe9?", "answer": "x"}\n')
+    out = tmp_path / "run"
+    base = tiny_overrides(tiny_vl_dir, out, **{"train.steps": 2, "data.shuffle": "false"}) + vqa_overrides(data)
+    with pytest.raises(DataError, match=r"data.jsonl:4 \(id 'noanswer'\): missing required field"):
+        train(load_config(REPO / "recipes" / "sft.yaml", base))
+    summary = train(load_config(REPO / "recipes" / "sft.yaml", base + ["data.skip_bad_rows=true"]))
+    metrics = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["data/skipped_rows"] for m in metrics] == [3, 3] and summary["skipped_rows"] == 3
+    log = (out / "train.log").read_text()
+    assert "data.jsonl:4 (id 'noanswer'): missing required field(s) ['answer']" in log
+    assert "data.jsonl:6: not UTF-8 text" in log
+    assert log.count("broken.png: not a readable image") == 1  # logged once, although the row came up twice
+
+
+def test_media_paths_outside_the_data_folder_need_an_explicit_option(tiny_vl_dir, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.new("RGB", (56, 56), "blue").save(outside / "far.png")
+    inside = tmp_path / "data"
+    inside.mkdir()
+    data = vqa_rows(inside, [{"id": "ok", "images": ["ok.png"], "problem": "colour?", "answer": "red"},
+                             {"id": "dotdot", "images": ["../elsewhere/far.png"], "problem": "colour?", "answer": "blue"},
+                             {"id": "absolute", "images": [str(outside / "far.png")], "problem": "colour?", "answer": "blue"}])
+    base = tiny_overrides(tiny_vl_dir, tmp_path / "run", **{"train.steps": 1, "data.shuffle": "false",
+                                                            "data.prompts_per_step": 3}) + vqa_overrides(data)
+    with pytest.raises(MediaError) as refused:
+        train(load_config(REPO / "recipes" / "sft.yaml", base))
+    message = str(refused.value)
+    assert "sample 'dotdot'" in message and f"resolves to {outside / 'far.png'}, outside the media root {inside}" in message
+    assert "data.allow_media_outside_root=true" in message and "row id 'dotdot'" in message
+    assert train(load_config(REPO / "recipes" / "sft.yaml", base + [f"data.media_root={tmp_path}",
+                                                                   "train.overwrite_output_dir=true"]))["steps"] == 1
+    assert train(load_config(REPO / "recipes" / "sft.yaml", base + ["data.allow_media_outside_root=true",
+                                                                   "train.overwrite_output_dir=true"]))["steps"] == 1
+
+
+def test_media_root_resolution():
+    from mmpost.modalities.common import resolve_media_path
+    from mmpost.types import MediaRoot
+
+    assert resolve_media_path("img/a.png", "/data/set", "image") == Path("/data/set/img/a.png")
+    assert resolve_media_path("img/../b.png", "/data/set", "image") == Path("/data/set/img/../b.png")
+    for source in ["/etc/passwd", "../../etc/passwd", "file:///etc/passwd", "img/../../other/x.png"]:
+        with pytest.raises(MediaError, match="outside the media root /data/set"):
+            resolve_media_path(source, "/data/set", "image")
+    assert resolve_media_path("/etc/passwd", MediaRoot("/data/set", None), "image") == Path("/etc/passwd")
+    assert resolve_media_path("../shared/x.png", MediaRoot("/data/set", "/data"), "image") == Path("/data/set/../shared/x.png")
+    assert resolve_media_path("/abs/x.png", None, "image") == Path("/abs/x.png")  # rows built in memory by a task

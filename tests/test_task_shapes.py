@@ -236,8 +236,8 @@ def test_vqa_reports_bad_rows_and_missing_options(tmp_path):
     data = write_jsonl(tmp_path / "bad.jsonl", [{"id": "a", "problem": "q", "answer": "x"}, {"id": "b", "problem": "q"}])
     with pytest.raises(DataError, match=r"bad\.jsonl:2.*answer"):
         VQATask(path=data).load("train")
-    assert [r["id"] for r in VQATask(path=data, skip_bad_rows=True).load("train")] == ["a"]
+    assert [r["id"] for r in VQATask(path=data).load("train", skip_bad_rows=True)] == ["a"]
     with pytest.raises(ValueError, match="heldout_path"):
         VQATask(path=data).load("heldout")
     with pytest.raises(ValueError, match="answer_template"):
-        VQATask(answer_template="<answer></answer>")
+        VQATask(path=data, answer_template="<answer></answer>")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
 from typing import Any, Iterator, Sequence
@@ -152,6 +153,14 @@ class VLLMBackend:
     engine built by the caller). The engine is started here and given the model's weights at once, so a
     resumed or adapted policy samples from its own weights from the first step.
     """
+
+    @staticmethod
+    def check_available() -> None:
+        """Run by `mmpost validate` and before training starts: is vllm installed here? (Without importing it.)"""
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise RolloutBackendError(f"the vllm package is not installed in this Python ({sys.executable}); {VLLM_ENV_HINT}")
 
     def __init__(self, model: torch.nn.Module, *, pad_token_id: int, eos_token_ids: Sequence[int],
                  suppressed_token_ids: Sequence[int] = (), policy: Any = None, model_path: str | None = None,

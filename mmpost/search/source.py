@@ -142,6 +142,8 @@ class PropaSource(ExperienceSource):
     from a checkpoint repeats the interrupted round's search exactly.
     """
 
+    groups_from_num_generations = False  # groups are search-tree siblings or sampled chains
+
     def __init__(self, iterations: int = 25, num_children: int = 4, exploration: float = 1.0, max_depth: int = 8,
                  min_spread: float = MIN_LABEL_SPREAD, step_max_new_tokens: int | None = None,
                  interleaved_sft: bool = True, tree_dir: str | None = None, system_prompt: str = STEP_SYSTEM_PROMPT) -> None:
@@ -206,6 +208,8 @@ class PropaSource(ExperienceSource):
 class StepSFT(ExperienceSource):
     """SFT on each question's reference chain in the step format: one row per (steps so far -> next step)."""
 
+    groups_from_num_generations = False  # groups are search-tree siblings or sampled chains
+
     def __init__(self, system_prompt: str = STEP_SYSTEM_PROMPT) -> None:
         self.system_prompt = system_prompt
 
@@ -226,6 +230,8 @@ class StepOutcomeGRPO(ExperienceSource):
 
     A group's GRPO statistics are over its rows, so a longer chain weighs more in the group mean than a short
     one (the official RFT baselines score single whole-answer completions instead)."""
+
+    groups_from_num_generations = False  # groups are search-tree siblings or sampled chains
 
     def __init__(self, num_chains: int = 4, max_depth: int = 8, step_max_new_tokens: int | None = None,
                  system_prompt: str = STEP_SYSTEM_PROMPT) -> None:
