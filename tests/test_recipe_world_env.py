@@ -45,7 +45,7 @@ def preset(parts, output_dir, **extra):
 def test_recipe_first_line_and_settings():
     assert RECIPE.read_text().splitlines()[0] == "# mmpost train recipes/world_env.yaml"
     config = load_config(RECIPE)
-    assert config.rollout.temperature == 1.6 and config.algorithm.drop_zero_variance_groups and 0 < config.algorithm.kl_coef <= 0.01
+    assert config.rollout.temperature == 1.0 and config.algorithm.drop_zero_variance_groups and 0 < config.algorithm.kl_coef <= 0.01
     assert config.algorithm.source == "env_rollouts" and config.algorithm.source_args["env"] == "world_env_world_model"
 
 

@@ -53,6 +53,7 @@ def tiny_qwen2_5_vl_config(
     heads: int = 4,
     vision_hidden: int = 32,
     vision_layers: int = 2,
+    rope_theta: float = 1_000_000.0,
 ) -> Qwen2_5_VLConfig:
     """A Qwen2.5-VL config with a tiny text decoder and vision tower; `token_ids` maps Qwen token names to ids."""
     if text_hidden % heads:
@@ -71,7 +72,7 @@ def tiny_qwen2_5_vl_config(
         num_key_value_heads=kv_heads,
         max_position_embeddings=4096,
         initializer_range=TINY_INITIALIZER_RANGE,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope_section_for(head_dim)},
+        rope_parameters={"rope_type": "default", "rope_theta": float(rope_theta), "mrope_section": mrope_section_for(head_dim)},
         bos_token_id=None,  # Qwen prepends no BOS
         eos_token_id=token_ids["<|im_end|>"],
         pad_token_id=token_ids["<|endoftext|>"],
@@ -112,6 +113,7 @@ def build_tiny_qwen2_5_vl(
     heads: int = 4,
     vision_hidden: int = 32,
     vision_layers: int = 2,
+    rope_theta: float = 1_000_000.0,
     min_pixels: int = TINY_MIN_PIXELS,
     max_pixels: int = TINY_MAX_PIXELS,
 ) -> Path:
@@ -134,6 +136,7 @@ def build_tiny_qwen2_5_vl(
         heads=heads,
         vision_hidden=vision_hidden,
         vision_layers=vision_layers,
+        rope_theta=rope_theta,
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
