@@ -56,13 +56,13 @@ def sampled_heldout(model_dir: Path, heldout: int, k: int) -> dict[str, float]:
 
 
 def ensure_warm_start() -> None:
-    """Build the cached warm start once, before the seeds start (parallel first builds would race)."""
+    """Build the cached warm start once (through the zoo, as a recipe run would: stamped with its builder's version),
+    before the seeds start: parallel first builds would race."""
     import mmpost.tasks.flow_shapes  # noqa: F401  (registers the zoo entry)
-    from mmpost.registry import MODEL_ZOO
+    from mmpost.config import ModelConfig
+    from mmpost.model import ensure_model_folder
 
-    if not (WARM / "mmpost_generator.json").is_file():
-        print(f"building the warm start {WARM} (once)", flush=True)
-        MODEL_ZOO.get("tiny-flow-generator-shapes")(WARM)
+    ensure_model_folder(ModelConfig(path=str(WARM), zoo="tiny-flow-generator-shapes"))
 
 
 def main(argv: list[str] | None = None) -> int:

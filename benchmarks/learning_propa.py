@@ -116,13 +116,13 @@ def _pool_map(function, jobs: list[dict], parallel: int) -> list:
 
 
 def ensure_warm_start() -> None:
-    """Build the cached warm start once, before the seeds start (parallel first builds would race)."""
+    """Build the cached warm start once (through the zoo, as a recipe run would: stamped with its builder's version),
+    before the seeds start: parallel first builds would race."""
     import mmpost.tasks.propa  # noqa: F401  (registers the zoo entry)
-    from mmpost.registry import MODEL_ZOO
+    from mmpost.config import ModelConfig
+    from mmpost.model import ensure_model_folder
 
-    if not (WARM / "config.json").is_file():
-        print(f"building the warm start {WARM} (once)", flush=True)
-        MODEL_ZOO.get("tiny-qwen2.5-vl-propa")(WARM)
+    ensure_model_folder(ModelConfig(path=str(WARM), zoo="tiny-qwen2.5-vl-propa"))
 
 
 def main(argv: list[str] | None = None) -> int:
