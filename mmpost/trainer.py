@@ -31,7 +31,7 @@ from mmpost.registry import ADVANTAGES, KL_ESTIMATORS
 from mmpost.rollout.base import RolloutBackendError, SamplingParams
 from mmpost.scoring import score_batch
 from mmpost.types import DataError, MediaError, RolloutBatch, media_root
-from mmpost.update import _all_reduce, reference_logprobs, update_mini_batch
+from mmpost.update import _all_reduce, gather_rows, process_rank, reference_logprobs, update_mini_batch, world_size
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,13 @@ def episode_rows(episode_ids: torch.Tensor | None, n: int) -> tuple[torch.Tensor
 
 def compute_advantages(run: Run, batch: RolloutBatch) -> dict[str, float]:
     """The estimator runs once per episode (a row is an episode unless the source says otherwise) and the
-    result is broadcast to the episode's rows, so a long episode does not weigh more in its group's statistics."""
+    result is broadcast to the episode's rows, so a long episode does not weigh more in its group's statistics.
+
+    Rows no reward applied to (every reward None: NaN in `batch.rewards`) stay out of every statistic and
+    get advantage 0, as TRL; `reward/unscorable` counts them. The estimator sees the episodes of all
+    processes (gathered, groups made distinct per process), so batch-level statistics (`scale: batch`,
+    Flow-GRPO's global std, REINFORCE++ whitening) are over the global batch; each process keeps its slice.
+    """
     algorithm = run.config.algorithm
     first, episode_of_row = episode_rows(batch.episode_ids, len(batch))
     if batch.episode_ids is not None:
@@ -113,25 +119,61 @@ def compute_advantages(run: Run, batch: RolloutBatch) -> dict[str, float]:
         if bool((spread.abs() > 1e-6).any()):
             raise ValueError("rows of one episode carry different rewards; an episode's rows must share its return")
     rewards, groups, rl = batch.rewards[first], batch.group_ids[first], ~batch.is_sft[first]
+    scored = ~rewards.isnan()
+    used = rl & scored
+    lengths = torch.zeros(len(first)).index_add_(0, episode_of_row, batch.completion_mask.sum(1).float())
+    # Group ids are only unique within a process: renumber them (local index * world + rank) before gathering.
+    local_groups = torch.unique(groups[used], return_inverse=True)[1] if bool(used.any()) else torch.zeros(0, dtype=torch.long)
+    (all_rewards, all_groups, all_lengths), own = gather_rows(
+        rewards[used].double(), local_groups * world_size() + process_rank(), lengths[used].double())
     episode_advantages = torch.zeros(len(first))
-    if rl.any():
+    if all_rewards.numel():
         estimator = ADVANTAGES.get(algorithm.advantage)
-        episode_advantages[rl] = estimator(rewards[rl], groups[rl], **algorithm.advantage_args).float()
+        extra = {"lengths": all_lengths.to(rewards.dtype)} if _declares(estimator, "lengths") else {}
+        advantages = estimator(all_rewards.to(rewards.dtype), all_groups, **algorithm.advantage_args, **extra).float()
+        episode_advantages[used] = advantages[own]
     batch.advantages = episode_advantages[episode_of_row]
+    unscorable = float(_all_reduce(torch.tensor([float((rl & ~scored).sum())], dtype=torch.float64))[0])
     dropped = 0.0
     if algorithm.drop_zero_variance_groups and rl.any():
-        flat_episode = torch.zeros(len(first), dtype=torch.bool)
-        flat_episode[rl] = zero_variance_groups(rewards[rl], groups[rl])
+        # A group is flat when its scored rows agree (or none was scored); all of its rows go.
+        flat_ids = groups[used][zero_variance_groups(rewards[used], groups[used])] if bool(used.any()) else groups[:0]
+        flat_episode = rl & (torch.isin(groups, flat_ids) | ~torch.isin(groups, groups[used]))
         batch.keep &= ~flat_episode[episode_of_row]
         dropped = float(flat_episode.sum()) / max(float(rl.sum()), 1.0)
-    return {"rollout/zero_variance_fraction": dropped}
+    return {"rollout/zero_variance_fraction": dropped, "reward/unscorable": unscorable}
+
+
+def _declares(function, name: str) -> bool:
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def recompute_total_reward(run: Run, batch: RolloutBatch) -> None:
     total = torch.zeros(len(batch))
+    scored = torch.zeros(len(batch), dtype=torch.bool)
     for reward in run.rewards:
-        total += reward.weight * batch.reward_parts[reward.name].nan_to_num(0.0)
-    batch.rewards = total
+        part = batch.reward_parts[reward.name]
+        total += reward.weight * part.nan_to_num(0.0)
+        scored |= ~part.isnan()
+    # A row that every reward returned None for has no reward: NaN keeps it out of the advantage statistics and
+    # the logged reward means (TRL does the same); its advantage is 0.
+    batch.rewards = torch.where(scored, total, torch.full_like(total, float("nan"))) if run.rewards else total
+
+
+def penalise_kl_in_reward(run: Run, batch: RolloutBatch, current: torch.Tensor) -> dict[str, float]:
+    """r_i -= beta * sum_t KL_t (verl `apply_kl_penalty`: token-level rewards minus beta*KL, summed for an outcome
+    reward). Logs `reward/kl` as verl measures it for its KL controller: the per-sequence token mean of the KL,
+    averaged over all processes' sequences; the adaptive controller reads it."""
+    kl = KL_ESTIMATORS.get(run.config.algorithm.kl_estimator)(current, batch.ref_logprobs) * batch.completion_mask
+    coef = run.kl_controller.coef
+    batch.rewards = batch.rewards - coef * kl.sum(1)
+    per_sequence = kl.sum(1) / batch.completion_mask.sum(1).clamp(min=1.0)
+    totals = _all_reduce(torch.tensor([float(kl.sum(1).sum()), float(per_sequence.sum()), float(len(batch))], dtype=torch.float64))
+    count = max(float(totals[2]), 1.0)
+    return {"reward/kl_penalty": float(totals[0]) / count, "reward/kl": float(totals[1]) / count, "reward/kl_coef": coef}
 
 
 def reward_metrics(run: Run, batch: RolloutBatch) -> dict[str, float]:
@@ -157,7 +199,9 @@ def reward_metrics(run: Run, batch: RolloutBatch) -> dict[str, float]:
 def update_policy(run: Run, batch: RolloutBatch, step: int) -> dict[str, float]:
     algorithm = run.config.algorithm
     rows = torch.nonzero(batch.keep).flatten()
-    rl_coef, sft_coef = run.source.loss_weights(step)
+    rl_coef, source_sft_weight = run.source.loss_weights(step)
+    # algorithm.sft_coef scales the SFT term on top of the source's own weight (CHORD: (1-mu)*RL + mu*sft_coef*SFT).
+    sft_coef = source_sft_weight * algorithm.sft_coef
     if _all_reduce(torch.tensor([len(rows)]))[0] == 0:
         # Nothing carries signal (every group dropped): an optimizer step would still move the weights through
         # AdamW's momentum and weight decay, so none is taken.
@@ -211,9 +255,7 @@ def train_step(run: Run, step: int) -> dict[str, Any]:
                 batch.ref_logprobs = batched_logprobs(run.model, batch, run, reference=True)
         if algorithm.kl_in_reward and batch.ref_logprobs is not None:
             current = batch.old_logprobs if batch.old_logprobs is not None else batched_logprobs(run.model, batch, run, reference=False)
-            kl = KL_ESTIMATORS.get(algorithm.kl_estimator)(current, batch.ref_logprobs) * batch.completion_mask
-            batch.rewards = batch.rewards - run.kl_controller.coef * kl.sum(1)
-            metrics["reward/kl_penalty"] = float(kl.sum(1).mean())
+            metrics.update(penalise_kl_in_reward(run, batch, current))
         metrics.update(compute_advantages(run, batch))
         metrics.update(run.source.after_advantages(ctx, batch))
         if run.settings.kl is not None:

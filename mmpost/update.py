@@ -2,7 +2,9 @@
 
 Each micro-batch loss is divided by normalisers counted over the whole mini-batch on all processes, so
 summing micro-batch gradients (and DDP's average, undone by `world_size`) gives exactly the full-batch
-gradient: 1 x 8 rows = 8 x 1 rows = 2 processes x 4 rows.
+gradient: 1 x 8 rows = 8 x 1 rows = 2 processes x 4 rows. One aggregation is deliberately not invariant
+to the process count: `token_sum_norm` (verl's seq-mean-token-sum-norm, HPT) divides by C·P as the
+reference codes do on P GPUs (see its docstring).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
+from mmpost.algos.kl import importance_weighted
 from mmpost.distributed import gradient_sync
 from mmpost.packing import micro_batch_rows
 from mmpost.policy import adapter_disabled
@@ -39,6 +42,7 @@ class LossSettings:
     suppressed_token_ids: list[int] = field(default_factory=list)
     policy: Any = None  # the policy kind: computes [n, K] log-probs of rows (tokens, denoising steps)
     tis_cap: float | None = None
+    kl_importance_weighted: bool = False
 
     def logprobs(self, model, batch, rows, *, full_distribution: bool = False):
         return self.policy.logprobs(model, batch, rows, temperature=self.temperature, full_distribution=full_distribution)
@@ -59,17 +63,28 @@ class LossSettings:
             sft_loss_args=dict(algorithm.sft_loss_args),
             kl=KL_ESTIMATORS.get(algorithm.kl_estimator) if kl_in_loss else None,
             kl_coef=algorithm.kl_coef if kl_in_loss else 0.0,
-            norm_constant=rollout.max_new_tokens,
+            norm_constant=algorithm.norm_constant or rollout.max_new_tokens,
             temperature=rollout.temperature,
             pad_token_id=policy.pad_token_id,
             suppressed_token_ids=list(policy.suppressed_token_ids),
             policy=policy,
             tis_cap=getattr(algorithm, "tis_cap", None),
+            kl_importance_weighted=bool(getattr(algorithm, "kl_importance_weighted", False)),
         )
 
     @property
     def sft_needs_full_distribution(self) -> bool:
         return bool(getattr(self.sft_loss, "needs_full_distribution", False))
+
+    def sft_token_exponents(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """SA-DFT's per-token exponents of `token_ids` [n, T], from a per-vocabulary table built once."""
+        table = getattr(self, "_exponent_table", None)
+        if table is None:
+            from mmpost.algos.sft_losses import SA_DFT_WEIGHTS, sa_dft_exponent_table
+
+            weights = {k: float(v) for k, v in self.sft_loss_args.items() if k in SA_DFT_WEIGHTS}
+            table = self._exponent_table = sa_dft_exponent_table(self.policy.tokenizer, **weights)
+        return table[token_ids.clamp(0, len(table) - 1)]
 
 
 def _all_reduce(values: torch.Tensor, op=None) -> torch.Tensor:
@@ -80,6 +95,36 @@ def _all_reduce(values: torch.Tensor, op=None) -> torch.Tensor:
 
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def process_rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def gather_rows(*columns: torch.Tensor) -> tuple[list[torch.Tensor], slice]:
+    """Concatenate per-row columns [n_rank] of every process in rank order; also this process's slice.
+
+    Processes may hold different row counts (padding to the largest count is removed again). One
+    process returns the columns unchanged. Used where a statistic must cover the global batch
+    (batch-level reward std, whitening), as TRL, verl and flow_grpo compute it.
+    """
+    world = world_size()
+    n = int(columns[0].shape[0]) if columns else 0
+    if world == 1:
+        return list(columns), slice(0, n)
+    counts = [torch.zeros(1, dtype=torch.long) for _ in range(world)]
+    dist.all_gather(counts, torch.tensor([n]))
+    counts = [int(c) for c in counts]
+    largest, rank = max(counts), dist.get_rank()
+    gathered = []
+    for column in columns:
+        padded = torch.zeros((largest, *column.shape[1:]), dtype=column.dtype)
+        padded[:n] = column.cpu()
+        parts = [torch.zeros_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded)
+        gathered.append(torch.cat([part[:count] for part, count in zip(parts, counts)]))
+    start = sum(counts[:rank])
+    return gathered, slice(start, start + n)
 
 
 def normalisers(batch: RolloutBatch, rows: torch.Tensor) -> dict[str, float]:
@@ -122,7 +167,8 @@ def micro_batch_loss(model, reference, batch: RolloutBatch, rows: torch.Tensor, 
             token_loss, tis_mean = _tis_weighted(token_loss, old.to(logprobs.device), batch.sampling_logprobs[rows][rl],
                                                  mask[rl], settings.tis_cap)
             loss_metrics = {**loss_metrics, "tis_weight_mean": tis_mean}
-        agg = dict(num_tokens=norms["rl_tokens"], num_sequences=norms["rl_sequences"], norm_constant=settings.norm_constant)
+        agg = dict(num_tokens=norms["rl_tokens"], num_sequences=norms["rl_sequences"], norm_constant=settings.norm_constant,
+                   num_processes=world_size())
         policy_term = settings.aggregation(token_loss, mask[rl], **agg)
         total = total + rl_coef * policy_term
         parts["loss/policy"] = float(policy_term.detach())
@@ -133,14 +179,20 @@ def micro_batch_loss(model, reference, batch: RolloutBatch, rows: torch.Tensor, 
                 kl_tokens = settings.policy.kl_terms(model, reference, batch, rows[rl], _select(log_dist, rl))
             else:
                 kl_tokens = settings.kl(logprobs[rl], batch.ref_logprobs[rows][rl].to(logprobs.device))
+                if settings.kl_importance_weighted:
+                    level = getattr(settings.policy_loss, "importance_sampling_level", "token")
+                    kl_tokens = importance_weighted(kl_tokens, logprobs[rl], old.to(logprobs.device), mask[rl], level=level)
             kl_term = settings.aggregation(kl_tokens, mask[rl], **agg)
-            total = total + rl_coef * settings.kl_coef * kl_term
+            # beta * KL sits outside the source's RL weight, as Trinity-RFT's CHORD adds it after the mu mix.
+            total = total + settings.kl_coef * kl_term
             parts["loss/kl"] = float(kl_term.detach())
     if is_sft.any() and norms["sft_sequences"] > 0:
         extra = {}
+        if getattr(settings.sft_loss, "needs_token_exponents", False):
+            extra["token_exponents"] = settings.sft_token_exponents(batch.completion_ids[rows][is_sft]).to(logprobs.device)
         if need_full:
             _, ref_dist = reference_logprobs(model, reference, batch, rows[is_sft], settings, full_distribution=True)
-            extra = {"log_dist": log_dist[is_sft], "ref_log_dist": ref_dist}
+            extra.update(log_dist=log_dist[is_sft], ref_log_dist=ref_dist)
         token_loss = settings.sft_loss(logprobs[is_sft], mask[is_sft], **settings.sft_loss_args, **extra)
         sft_term = AGGREGATIONS.get("token_mean")(token_loss, mask[is_sft], num_tokens=norms["sft_tokens"])
         total = total + sft_coef * sft_term

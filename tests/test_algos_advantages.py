@@ -67,25 +67,20 @@ def test_reinforce_pp_by_hand():
     close(shifted, CENTRED / math.sqrt(3.9), 1e-12)
 
 
-def _verl_masked_whiten(values, mask):
-    # verl.utils.torch_functional.masked_whiten: token mean, token var with Bessel factor M/(M-1), rsqrt(var + 1e-8).
-    m = mask.sum()
-    mean = (values * mask).sum() / m
-    var = (((values - mean) ** 2) * mask).sum() / m * m / (m - 1)
-    return (values - mean) * torch.rsqrt(var + 1e-8)
-
-
-def test_reinforce_pp_against_verl_whitening():
-    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0], dtype=torch.float64)
-    ids = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-    ours = adv.reinforce_pp(rewards, ids)
-    x = adv.dr_grpo(rewards, ids)
-    # One unit per response: identical to verl.
-    close(ours, _verl_masked_whiten(x[:, None], torch.ones(8, 1, dtype=torch.float64))[:, 0], 1e-9)
-    # Equal lengths T = 3: verl's Bessel factor uses M = 24 tokens, so its std is smaller by
-    # sqrt((N-1)·M / (N·(M-1))) = sqrt(7·24 / (8·23)); this documented difference is all there is.
-    verl = _verl_masked_whiten(x[:, None].expand(8, 3), torch.ones(8, 3, dtype=torch.float64))[:, 0]
-    close(verl, ours / math.sqrt(7 * 24 / (8 * 23)), 1e-7)
+def test_reinforce_pp_token_weighting_by_hand():
+    # x = (0.5, -0.5 | 0.25, -0.75, 0.25, 0.25) with lengths (1, 3 | 2, 2, 1, 1): M = 10 tokens.
+    rewards = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    ids = torch.tensor([0, 0, 1, 1, 1, 1])
+    lengths = torch.tensor([1.0, 3.0, 2.0, 2.0, 1.0, 1.0], dtype=torch.float64)
+    x = torch.tensor([0.5, -0.5, 0.25, -0.75, 0.25, 0.25], dtype=torch.float64)
+    mean = float((lengths * x).sum() / 10)  # (0.5 - 1.5 + 0.5 - 1.5 + 0.25 + 0.25) / 10 = -0.15
+    var = float((lengths * (x - mean) ** 2).sum() / 9)  # token variance with Bessel M/(M-1)
+    close(adv.reinforce_pp(rewards, ids, lengths=lengths, eps=0.0), (x - mean) / math.sqrt(var), 1e-12)
+    # Without lengths (or token_weighted=False) every sequence weighs the same.
+    close(adv.reinforce_pp(rewards, ids, lengths=lengths, token_weighted=False),
+          adv.reinforce_pp(rewards, ids), 1e-12)
+    # One unit per response: token and sequence weighting agree (verl's own numbers: tests/test_parity_verl.py).
+    close(adv.reinforce_pp(rewards, ids, lengths=torch.ones(6, dtype=torch.float64)), adv.reinforce_pp(rewards, ids), 1e-12)
 
 
 def test_flow_grpo_uses_population_global_std():

@@ -1,10 +1,7 @@
-"""Loss aggregation: hand numbers, equivalence with TRL and verl, and exact micro-batch splitting.
+"""Loss aggregation: hand numbers and exact micro-batch splitting.
 
-Reference one-liners are written out independently below from:
-- TRL `GRPOTrainer._compute_loss` (huggingface/trl, trl/trainer/grpo_trainer.py), loss_type branches
-  grpo / bnpo / dr_grpo / dapo (before TRL's own division by gradient-accumulation steps).
-- verl `agg_loss` (verl-project/verl, verl/trainer/ppo/core_algos.py) with dp_size = 1 and no global
-  batch info, and the older verl (<= 0.4) seq-mean-token-sum-norm, which divided by T only.
+Equivalence with TRL and verl is tested against numbers their own code produced: tests/test_parity_trl.py
+(every TRL loss type) and tests/test_parity_verl.py (`agg_loss`, every mode).
 """
 import pytest
 import torch
@@ -32,7 +29,7 @@ def test_hand_numbers():
     assert agg.seq_mean_token_sum_norm(LOSS, MASK, num_sequences=3, norm_constant=10).item() == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("name", ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm"])
+@pytest.mark.parametrize("name", ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm", "token_sum_norm"])
 def test_masked_nan_does_not_leak_into_value_or_gradient(name):
     fn = AGGREGATIONS.get(name)
     loss = LOSS.clone()
@@ -47,42 +44,8 @@ def test_masked_nan_does_not_leak_into_value_or_gradient(name):
 
 def test_all_masked_gives_zero():
     zeros = torch.zeros(2, 4, dtype=F64)
-    for name in ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm"]:
+    for name in ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm", "token_sum_norm"]:
         assert AGGREGATIONS.get(name)(LOSS, zeros).item() == 0.0
-
-
-# --- independent references ---------------------------------------------------------------------
-def trl_grpo(l, m):
-    return ((l * m).sum(-1) / m.sum(-1).clamp(min=1.0)).mean()
-
-
-def trl_bnpo(l, m):
-    return (l * m).sum() / m.sum().clamp(min=1.0)
-
-
-def trl_dr_grpo(l, m, max_completion_length):
-    return (l * m).sum() / (l.size(0) * max_completion_length)
-
-
-def trl_dapo(l, m, num_items_in_batch, num_processes=1):
-    return (l * m).sum() / (num_items_in_batch / num_processes)
-
-
-def verl_agg_loss(l, m, mode, loss_scale_factor=None):
-    if mode == "token-mean":
-        return (l * m).sum() / m.sum()
-    seq_counts = m.sum(-1)
-    seq_mask = (seq_counts > 0).to(l.dtype)
-    if mode == "seq-mean-token-mean":
-        return ((l * m).sum(-1) / (seq_counts + 1e-8) * seq_mask).sum() / seq_mask.sum()
-    loss = ((l * m).sum(-1) * seq_mask).sum() / seq_mask.sum()
-    if mode == "seq-mean-token-sum-norm":
-        loss = loss / (l.shape[-1] if loss_scale_factor is None else loss_scale_factor)
-    return loss
-
-
-def verl_old_seq_mean_token_sum_norm(l, m):
-    return (l * m).sum(-1).sum() / m.shape[-1]
 
 
 def random_batch(n=6, t=5, seed=0, empty_rows=()):
@@ -95,52 +58,17 @@ def random_batch(n=6, t=5, seed=0, empty_rows=()):
     return loss, mask
 
 
-def test_equivalence_with_trl():
-    loss, mask = random_batch()
-    assert agg.seq_mean_token_mean(loss, mask).item() == pytest.approx(trl_grpo(loss, mask).item(), abs=1e-12)
-    assert agg.token_mean(loss, mask).item() == pytest.approx(trl_bnpo(loss, mask).item(), abs=1e-12)
-    assert agg.seq_mean_token_sum_norm(loss, mask, norm_constant=16).item() == pytest.approx(
-        trl_dr_grpo(loss, mask, 16).item(), abs=1e-12
-    )
-    # dapo: each micro-batch divides by the token count of the whole accumulated batch.
-    total_tokens = mask.sum()
-    ours = sum(agg.token_mean(loss[s], mask[s], num_tokens=total_tokens) for s in (slice(0, 2), slice(2, 6)))
-    trl = sum(trl_dapo(loss[s], mask[s], total_tokens) for s in (slice(0, 2), slice(2, 6)))
-    assert ours.item() == pytest.approx(trl.item(), abs=1e-12)
-    assert ours.item() == pytest.approx(trl_bnpo(loss, mask).item(), abs=1e-12)
-
-
-def test_equivalence_with_verl_without_empty_rows():
-    loss, mask = random_batch(seed=1)
-    assert agg.token_mean(loss, mask).item() == pytest.approx(verl_agg_loss(loss, mask, "token-mean").item(), abs=1e-12)
-    assert agg.seq_mean_token_mean(loss, mask).item() == pytest.approx(
-        verl_agg_loss(loss, mask, "seq-mean-token-mean").item(), abs=1e-7
-    )
-    assert agg.seq_mean_token_sum(loss, mask).item() == pytest.approx(
-        verl_agg_loss(loss, mask, "seq-mean-token-sum").item(), abs=1e-12
-    )
-    assert agg.seq_mean_token_sum_norm(loss, mask).item() == pytest.approx(
-        verl_agg_loss(loss, mask, "seq-mean-token-sum-norm").item(), abs=1e-12
-    )
-    assert agg.seq_mean_token_sum_norm(loss, mask, norm_constant=32).item() == pytest.approx(
-        verl_agg_loss(loss, mask, "seq-mean-token-sum-norm", loss_scale_factor=32).item(), abs=1e-12
-    )
-
-
-def test_documented_differences_from_verl():
-    # Fully masked rows: verl leaves them out of the sequence count, here (and in TRL) they count.
-    loss, mask = random_batch(n=4, seed=2, empty_rows=(1,))
-    verl = verl_agg_loss(loss, mask, "seq-mean-token-mean").item()
-    assert agg.seq_mean_token_mean(loss, mask).item() == pytest.approx(verl * 3 / 4, abs=1e-7)
-    assert agg.seq_mean_token_mean(loss, mask, num_sequences=3).item() == pytest.approx(verl, abs=1e-7)
-    assert agg.seq_mean_token_sum(loss, mask).item() == pytest.approx(
-        verl_agg_loss(loss, mask, "seq-mean-token-sum").item() * 3 / 4, abs=1e-12
-    )
-    # Older verl seq-mean-token-sum-norm did not divide by the number of sequences: N times ours.
-    loss, mask = random_batch(seed=3)
-    assert verl_old_seq_mean_token_sum_norm(loss, mask).item() == pytest.approx(
-        6 * agg.seq_mean_token_sum_norm(loss, mask).item(), abs=1e-12
-    )
+def test_token_sum_norm_by_hand():
+    # HPT's loss_remove_token_mean / verl's seq-mean-token-sum-norm: the masked token sum (15) over the constant.
+    assert agg.token_sum_norm(LOSS, MASK).item() == pytest.approx(15 / 4)  # C defaults to the padded width T
+    assert agg.token_sum_norm(LOSS, MASK, norm_constant=8192).item() == pytest.approx(15 / 8192)
+    # On P processes each process contributes its share of sum/(C*P): the references' FSDP gradient average.
+    assert agg.token_sum_norm(LOSS, MASK, norm_constant=10, num_processes=2).item() == pytest.approx(15 / 20)
+    # Not Dr.GRPO's mode: that one also divides by the number of sequences (here N = 2).
+    assert agg.seq_mean_token_sum_norm(LOSS, MASK, norm_constant=10).item() == pytest.approx(
+        agg.token_sum_norm(LOSS, MASK, norm_constant=10).item() / 2)
+    # Token and sequence counts from a shared config are ignored: the normaliser is the constant only.
+    assert agg.token_sum_norm(LOSS, MASK, num_tokens=99, num_sequences=7, norm_constant=10).item() == pytest.approx(1.5)
 
 
 SPLIT_CASES = [
@@ -148,6 +76,7 @@ SPLIT_CASES = [
     ("seq_mean_token_mean", lambda loss, mask: {"num_sequences": loss.shape[0]}),
     ("seq_mean_token_sum", lambda loss, mask: {"num_sequences": loss.shape[0]}),
     ("seq_mean_token_sum_norm", lambda loss, mask: {"num_sequences": loss.shape[0], "norm_constant": loss.shape[1]}),
+    ("token_sum_norm", lambda loss, mask: {"norm_constant": loss.shape[1]}),
 ]
 
 
@@ -172,8 +101,10 @@ def test_split_micro_batches_sum_to_full_batch(name, global_counts):
 
 
 def test_hyphenated_aliases_and_errors():
-    for name in ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm"]:
+    # verl's names give verl's values: its seq-mean-token-sum-norm is token_sum_norm (tests/test_parity_verl.py).
+    for name in ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum"]:
         assert AGGREGATIONS.get(name.replace("_", "-")) is getattr(agg, name)
+    assert AGGREGATIONS.get("seq-mean-token-sum-norm") is agg.token_sum_norm
     # Extra config keys reach every mode without error.
     assert agg.token_mean(LOSS, MASK, num_sequences=7, norm_constant=3).item() == pytest.approx(3.0)
     with pytest.raises(ValueError, match="aggregation.py: token_loss and mask"):

@@ -134,29 +134,29 @@ def test_gspo_token_form_has_sequence_gradient():
 #         1.1 -> -1.1 | 0.5 -> max(-0.5, -0.8) = -0.5 | 1.0 -> -1.0 ; gradients -A·ρ
 #  row 1: 0.5 < 0.8 -> max(0.5, 0.8) = 0.8 clipped, gradient -A·(1-0.2) = 0.8 (PPO: 0)
 #         1.2 -> 1.2 | 1.5 -> max(1.5, 1.28) = 1.5 | 4.0 -> 4.0   (before the dual clip)
-#  official dual clip (cap -A = 1): 0.8 | min(1.2,1)=1 | 1 | 1, gradients 0.8, 0, 0, 0
-#  proper dual clip (cap -A·3 = 3):  0.8 | 1.2 | 1.5 | 3, gradients 0.8, 1.2, 1.5, 0
+#  pre-fix dual clip (commit 6dc5bb9, cap -A = 1): 0.8 | min(1.2,1)=1 | 1 | 1, gradients 0.8, 0, 0, 0
+#  fixed dual clip (e0f7bb1, the default, cap -A·3 = 3):  0.8 | 1.2 | 1.5 | 3, gradients 0.8, 1.2, 1.5, 0
 GPPO_RATIOS = [[1.5, 1.1, 0.5, 1.0], [0.5, 1.2, 1.5, 4.0]]
 GPPO_ADV = torch.tensor([1.0, -1.0], dtype=F64)
 
 
-def test_gppo_official_by_hand():
+def test_gppo_dual_clip_at_one_by_hand():
     logp, old = with_ratios(GPPO_RATIOS)
-    loss, metrics = pl.gppo(logp, old, GPPO_ADV, torch.ones(2, 4, dtype=F64))
+    loss, metrics = pl.gppo(logp, old, GPPO_ADV, torch.ones(2, 4, dtype=F64), dual_clip_at_one=True)
     close(loss, [[-1.28, -1.1, -0.5, -1.0], [0.8, 1.0, 1.0, 1.0]])
     close(grad_of(loss, logp), [[-1.28, -1.1, -0.5, -1.0], [0.8, 0.0, 0.0, 0.0]])
     assert metrics["clip_fraction"] == pytest.approx(2 / 8)
     assert metrics["dual_clip_fraction"] == pytest.approx(3 / 8)
 
 
-def test_gppo_proper_dual_clip_by_hand():
+def test_gppo_default_is_the_fixed_dual_clip_by_hand():
     logp, old = with_ratios(GPPO_RATIOS)
-    loss, metrics = pl.gppo(logp, old, GPPO_ADV, torch.ones(2, 4, dtype=F64), official_dual_clip=False, dual_clip_c=3.0)
+    loss, metrics = pl.gppo(logp, old, GPPO_ADV, torch.ones(2, 4, dtype=F64))
     close(loss, [[-1.28, -1.1, -0.5, -1.0], [0.8, 1.2, 1.5, 3.0]])
     close(grad_of(loss, logp), [[-1.28, -1.1, -0.5, -1.0], [0.8, 1.2, 1.5, 0.0]])
     assert metrics["dual_clip_fraction"] == pytest.approx(1 / 8)
     with pytest.raises(ValueError, match="dual_clip_c must be > 1"):
-        pl.gppo(logp, old, GPPO_ADV, torch.ones(2, 4, dtype=F64), official_dual_clip=False, dual_clip_c=0.5)
+        pl.gppo(logp, old, GPPO_ADV, torch.ones(2, 4, dtype=F64), dual_clip_c=0.5)
 
 
 def test_gppo_forward_equals_ppo_clip_where_no_dual_clip_applies():
@@ -170,16 +170,42 @@ def test_gppo_forward_equals_ppo_clip_where_no_dual_clip_applies():
     close(grad_of(ppo_loss, logp), [[0.0, -1.1, -0.5, -1.0]])
 
 
-def test_gppo_official_tie_at_ratio_one_halves_negative_gradient():
-    # Official quirk: at ρ = 1 exactly with A < 0, min(-A·ρ, -A) is a tie and torch.minimum splits
-    # the gradient, so the token gets -A·0.5. The proper dual clip gives the full -A.
+def test_gppo_dual_clip_at_one_tie_at_ratio_one_halves_negative_gradient():
+    # Pre-fix quirk: at ρ = 1 exactly with A < 0, min(-A·ρ, -A) is a tie and torch.minimum splits
+    # the gradient, so the token gets -A·0.5. The fixed dual clip gives the full -A.
     logp, old = with_ratios([[1.0]])
     adv = torch.tensor([-1.0], dtype=F64)
     mask = torch.ones(1, 1, dtype=F64)
-    official, _ = pl.gppo(logp, old, adv, mask)
-    proper, _ = pl.gppo(logp, old, adv, mask, official_dual_clip=False)
-    close(grad_of(official, logp), [[0.5]])
-    close(grad_of(proper, logp), [[1.0]])
+    prefix, _ = pl.gppo(logp, old, adv, mask, dual_clip_at_one=True)
+    fixed, _ = pl.gppo(logp, old, adv, mask)
+    close(grad_of(prefix, logp), [[0.5]])
+    close(grad_of(fixed, logp), [[1.0]])
+
+
+# --- cispo, sapo ----------------------------------------------------------------------------------
+def test_cispo_by_hand():
+    # Ratios 0.5, 1.5, 8.0 with TRL's bounds (None, 5): weights 0.5, 1.5, 5 (detached); A = 2.
+    logp, old = with_ratios([[0.5, 1.5, 8.0]])
+    adv = torch.tensor([2.0], dtype=F64)
+    loss, metrics = pl.cispo(logp, old, adv, torch.ones(1, 3, dtype=F64))
+    close(loss, -torch.tensor([[0.5, 1.5, 5.0]], dtype=F64) * 2.0 * logp.detach())
+    close(grad_of(loss, logp), [[-1.0, -3.0, -10.0]])  # -w·A: every token keeps a gradient
+    assert metrics["clip_fraction"] == pytest.approx(1 / 3)
+    # verl's bounds (1 - 0.2, 1 + 0.28): weights 0.8, 1.28, 1.28.
+    loss, _ = pl.cispo(logp, old, adv, torch.ones(1, 3, dtype=F64), ratio_min=0.8, ratio_max=1.28)
+    close(grad_of(loss, logp), [[-1.6, -2.56, -2.56]])
+
+
+def test_sapo_by_hand():
+    # f(ρ) = σ(τ(ρ-1))·4/τ. ρ = 1: f = 2/τ, f' = 1. A = +1 uses τ_pos = 1, A = -1 uses τ_neg = 2 (set here).
+    logp, old = with_ratios([[1.0, 2.0], [1.0, 0.5]])
+    adv = torch.tensor([1.0, -1.0], dtype=F64)
+    loss, _ = pl.sapo(logp, old, adv, torch.ones(2, 2, dtype=F64), temperature_pos=1.0, temperature_neg=2.0)
+    sig = lambda x: 1.0 / (1.0 + math.exp(-x))  # noqa: E731
+    close(loss, [[-2.0, -4.0 * sig(1.0)], [1.0, 2.0 * sig(-1.0)]])
+    # d/dlogp [-A·f(ρ)] = -A·f'(ρ)·ρ with f'(ρ) = 4·σ'(τ(ρ-1)).
+    dsig = lambda x: sig(x) * (1 - sig(x))  # noqa: E731
+    close(grad_of(loss, logp), [[-1.0, -4.0 * dsig(1.0) * 2.0], [1.0, 4.0 * dsig(-1.0) * 0.5]])
 
 
 # --- reinforce ----------------------------------------------------------------------------------
@@ -201,7 +227,7 @@ def test_reinforce_never_clips():
 
 
 def test_policy_losses_registered():
-    for name in ["ppo_clip", "gspo", "gppo", "reinforce"]:
+    for name in ["ppo_clip", "gspo", "gppo", "cispo", "sapo", "reinforce"]:
         assert POLICY_LOSSES.get(name) is getattr(pl, name)
 
 
@@ -235,6 +261,19 @@ def test_k3_clamps_like_verl_low_var_kl():
     close(kl.k3(logp, ref), [[10.0, 10.0]])
 
 
+def test_k3_unclamped_is_trl_k3_far_from_the_reference():
+    # log(π_ref/π) = 3: k3 = e^3 - 3 - 1 = 16.0855 unclamped (TRL), 10 clamped (verl); gradients 1 - e^3 and 0.
+    logp = torch.tensor([[-4.0, -1.0]], dtype=F64, requires_grad=True)
+    ref = torch.tensor([[-1.0, -1.5]], dtype=F64)
+    e3 = math.exp(3.0)
+    close(kl.k3_unclamped(logp, ref), [[e3 - 4.0, math.exp(-0.5) + 0.5 - 1.0]])
+    close(kl.k3(logp, ref), [[10.0, math.exp(-0.5) + 0.5 - 1.0]])
+    (unclamped,) = torch.autograd.grad(kl.k3_unclamped(logp, ref).sum(), logp)
+    (clamped,) = torch.autograd.grad(kl.k3(logp, ref).sum(), logp)
+    close(unclamped, [[1.0 - e3, 1.0 - math.exp(-0.5)]])
+    close(clamped, [[0.0, 1.0 - math.exp(-0.5)]])
+
+
 def test_kl_gradients_and_reference_is_constant():
     logp = torch.tensor([[-1.0]], dtype=F64, requires_grad=True)
     ref = torch.tensor([[-1.5]], dtype=F64, requires_grad=True)
@@ -249,5 +288,6 @@ def test_kl_gradients_and_reference_is_constant():
 def test_kl_aliases_and_shape_error():
     assert KL_ESTIMATORS.get("kl") is kl.k1 and KL_ESTIMATORS.get("mse") is kl.k2
     assert KL_ESTIMATORS.get("low_var_kl") is kl.k3 and KL_ESTIMATORS.get("k3") is kl.k3
+    assert KL_ESTIMATORS.get("k3_clamped") is kl.k3 and KL_ESTIMATORS.get("k3_unclamped") is kl.k3_unclamped
     with pytest.raises(ValueError, match="kl.py: ref_logprobs"):
         kl.k1(torch.zeros(2, 3), torch.zeros(2, 2))

@@ -118,3 +118,21 @@ def test_registry_and_full_distribution_flags():
         assert fn.needs_full_distribution is (name == "asft")
     with pytest.raises(ValueError, match="sft_losses.py: logprobs and mask"):
         sft.dft(torch.zeros(2, 3), torch.zeros(2, 2))
+
+
+def test_sa_dft_by_hand():
+    from mmpost.algos.sft_losses import sa_dft, sa_dft_exponent
+
+    # DFT repo classes: digits 0.3, stopwords/punctuation/empty 1.0, anything else 0.7 (byte-level markers removed).
+    assert [sa_dft_exponent(t) for t in ["Ġ42", "x2", "Ġthe", "ĠThe", ",", "Ċ", "", "Ġ(of)", "Ġcat", "▁dog"]] == \
+        [0.3, 0.3, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.7, 0.7]
+    assert sa_dft_exponent("Ġcat", default_weight=0.5) == 0.5
+    logp = torch.log(torch.tensor([[0.25, 0.5]], dtype=torch.float64)).requires_grad_(True)
+    w = torch.tensor([[0.5, 1.0]], dtype=torch.float64)
+    loss = sa_dft(logp, torch.ones(1, 2), token_exponents=w)
+    # -sg(p^w) log p: 0.25^0.5 = 0.5 -> -0.5 log 0.25; w = 1 is DFT: -0.5 log 0.5.
+    assert loss.detach()[0].tolist() == pytest.approx([-0.5 * math.log(0.25), -0.5 * math.log(0.5)])
+    (grad,) = torch.autograd.grad(loss.sum(), logp)
+    assert grad[0].tolist() == pytest.approx([-0.5, -0.5])
+    with pytest.raises(ValueError, match="token_exponents"):
+        sa_dft(logp, torch.ones(1, 2))

@@ -57,6 +57,54 @@ def test_current_official_rule_truncates_integer_extractions():
     assert bard["official_report"]["average"]["correct"] == 348
 
 
+LOCAL = Path(__file__).resolve().parent / "fixtures" / "mathvista"
+
+
+def local_predictions(name: str, tmp_path: Path) -> Path:
+    """A published outputs file kept gzip-compressed in tests/fixtures/mathvista (see its README)."""
+    import gzip
+
+    path = tmp_path / f"output_{name}.json"
+    path.write_bytes(gzip.decompress((LOCAL / f"output_{name}.json.gz").read_bytes()))
+    return path
+
+
+def test_only_the_released_rule_reproduces_llavar(tmp_path):
+    # The released calculate_score.py (int(float(x))) reproduces scores_llavar.json in full; the 2023 rule does not.
+    predictions = mv.load_mathvista_predictions(local_predictions("llavar", tmp_path))
+    published = json.loads((LOCAL / "scores_llavar.json").read_text())
+    report = mv.score_mathvista(predictions, mode="official")["official_report"]
+    assert all(report[key] == table for key, table in published.items())
+    assert published["average"]["correct"] == 252
+    assert mv.score_mathvista(predictions, mode="official_2023")["official_report"]["average"]["correct"] == 250
+
+
+def test_rows_without_extraction_are_scored_wrong_when_asked(tmp_path):
+    """output_chatgpt.json: pids 2 and 4 have no `extraction` and need the LLM step. Without a judge the scorer says
+    how to proceed; with missing_extraction="wrong" they are unanswered and wrong, as in the published score."""
+    predictions = mv.load_mathvista_predictions(local_predictions("chatgpt", tmp_path))
+    with pytest.raises(JudgeUnavailableError, match="missing_extraction=wrong"):
+        mv.score_mathvista(predictions)
+    published = json.loads((LOCAL / "scores_chatgpt.json").read_text())
+    for mode in ("official", "official_2023"):
+        result = mv.score_mathvista(predictions, mode=mode, missing_extraction="wrong")
+        report = result["official_report"]
+        assert report["average"] == published["average"] == {"accuracy": "23.5", "correct": 235, "total": 1000}
+        assert result["counts"]["missing_extraction"] == 2 and any("no extraction" in note for note in result["notes"])
+        missing = [s for s in result["samples"] if s["extraction_method"] == "missing"]
+        assert [s["id"] for s in missing] == ["2", "4"] and all(s["score"] == 0.0 and s["extracted"] is None for s in missing)
+        # Every breakdown matches too, but one skill count: the outputs file lists "geometry reasoning" among pid 4's
+        # skills, while the published table (like every other 2023 file but llavar) counts 222, not 223.
+        for key, table in published.items():
+            if key != "skills":
+                assert report[key] == table, key
+        assert {k: v for k, v in report["skills"].items() if k != "geometry reasoning"} == \
+            {k: v for k, v in published["skills"].items() if k != "geometry reasoning"}
+        assert (report["skills"]["geometry reasoning"]["total"], published["skills"]["geometry reasoning"]["total"]) == (223, 222)
+    with pytest.raises(ValueError, match="missing_extraction"):
+        mv.score_mathvista(predictions, missing_extraction="skip")
+
+
 def test_normalisation_rules_by_hand():
     choices = ["3/11", "8/11", "6/11", "3/5"]
     assert mv.normalize_extracted_answer("B", choices, "multi_choice", "text", None) == "8/11"

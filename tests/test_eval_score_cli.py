@@ -42,3 +42,22 @@ def test_drivelm_needs_data(tmp_path):
         score_command("drivelm", str(folder / "output.json"), None, None)
     results = score_command("drivelm", str(folder / "output.json"), str(folder), str(tmp_path))
     assert results["results"]["drivelm"]["metrics"]["accuracy"] == 0.0
+
+
+def test_rows_without_extraction_need_a_judge_or_the_option(tmp_path, capsys):
+    """`mmpost eval score mathvista output_chatgpt.json`: a clear error, no traceback; with
+    --score-arg mathvista.missing_extraction=wrong the published 23.5 with 2 rows counted."""
+    import gzip
+
+    from mmpost.cli import main
+
+    predictions = tmp_path / "output_chatgpt.json"
+    predictions.write_bytes(gzip.decompress((Path(__file__).parent / "fixtures" / "mathvista" / "output_chatgpt.json.gz").read_bytes()))
+    assert main(["eval", "score", "mathvista", str(predictions)]) == 2
+    error = capsys.readouterr().err
+    assert "output_chatgpt.json: MathVista pid 2:" in error and "missing_extraction=wrong" in error
+    assert "Traceback" not in error and len(error.strip().splitlines()) == 1
+    assert main(["eval", "score", "mathvista", str(predictions), "--output", str(tmp_path / "out"),
+                 "--score-arg", "mathvista.missing_extraction=wrong"]) == 0
+    written = json.loads((tmp_path / "out" / "results.json").read_text())["results"]["mathvista"]
+    assert written["counts"]["missing_extraction"] == 2 and written["official_report"]["average"]["accuracy"] == "23.5"

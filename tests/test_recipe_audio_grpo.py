@@ -33,7 +33,7 @@ def test_recipe_holds_r1aqas_settings():
     config = load_config(RECIPE)
     r, a, o = config.rollout, config.algorithm, config.optim
     assert (r.num_generations, r.temperature, r.max_new_tokens) == (8, 1.0, 256)
-    assert (a.kl_coef, a.kl_estimator, a.aggregation, a.advantage_args["eps"]) == (0.04, "k3", "seq_mean_token_mean", 1e-4)
+    assert (a.kl_coef, a.kl_estimator, a.aggregation, a.advantage_args["eps"]) == (0.04, "k3_unclamped", "seq_mean_token_mean", 1e-4)
     assert (a.ppo_epochs, a.mini_batches, a.kl_in_reward) == (1, 1, False)
     assert (o.lr, o.max_grad_norm, o.scheduler) == (1e-6, 1.0, "linear")
     assert [(s.name, s.weight) for s in config.reward_specs()] == [("r1aqa_accuracy", 1.0), ("r1aqa_format", 1.0)]

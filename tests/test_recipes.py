@@ -96,6 +96,8 @@ def test_training_evaluates_benchmarks_periodically(tiny_vl_dir, tmp_path):
     ({"algorithm.drop_zero_variance_groups": "true", "algorithm.advantage": "rloo"}, ["rollout/zero_variance_fraction"], []),
     ({"algorithm.policy_loss": "gspo", "algorithm.aggregation": "seq_mean_token_mean"}, ["loss/policy"], []),
     ({"algorithm.policy_loss": "gppo", "algorithm.ppo_epochs": 2}, ["loss/policy", "rollout/logprob_mismatch"], []),
+    ({"algorithm.kl_coef": 0.1, "algorithm.kl_estimator": "k3_unclamped", "algorithm.kl_importance_weighted": "true",
+      "algorithm.mini_batches": 2}, ["loss/kl", "reward/unscorable"], ["reward/kl_penalty"]),
 ])
 def test_algorithm_options_reach_the_loop(warm_vl_dir, tmp_path, overrides, expected, absent):
     out = tmp_path / "run"
@@ -110,7 +112,32 @@ def test_algorithm_options_reach_the_loop(warm_vl_dir, tmp_path, overrides, expe
         assert all(m["rollout/logprob_mismatch"] < 1e-4 for m in metrics)
 
 
-@pytest.mark.parametrize("loss", ["dft", "asft", "chord_phi"])
+def test_adaptive_kl_controller_follows_the_in_reward_kl(warm_vl_dir, tmp_path):
+    """verl's use of the adaptive controller: beta*KL folded into the reward, the controller fed that KL."""
+    out = tmp_path / "run"
+    train(load_config(REPO / "recipes" / "grpo.yaml", tiny_overrides(warm_vl_dir, out, **{
+        "train.steps": 3, "eval.heldout": "false", "algorithm.kl_coef": 0.1, "algorithm.kl_in_reward": "true",
+        "algorithm.kl_controller": "adaptive", "algorithm.kl_controller_args": "{target_kl: 0.001, horizon: 10}"})))
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[0]["reward/kl_coef"] == pytest.approx(0.1)
+    assert metrics[2]["reward/kl"] > 0  # the policy has moved away from the reference by step 3
+    for before, after in zip(metrics, metrics[1:]):
+        error = min(max(before["reward/kl"] / 0.001 - 1.0, -0.2), 0.2)
+        assert after["reward/kl_coef"] == pytest.approx(before["reward/kl_coef"] * (1 + error * before["rollout/sequences"] / 10))
+    assert metrics[-1]["reward/kl_coef"] != pytest.approx(0.1)
+
+
+def test_sft_coef_scales_the_source_sft_weight(warm_vl_dir, tmp_path):
+    """algorithm.sft_coef multiplies the source's own SFT weight: CHORD-phi's mu = 0.1 gives 0.3 * 0.1."""
+    out = tmp_path / "run"
+    train(load_config(REPO / "recipes" / "chord_phi.yaml", tiny_overrides(warm_vl_dir, out, **{
+        "train.steps": 1, "eval.heldout": "false", "algorithm.sft_coef": 0.3})))
+    metrics = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert metrics["loss/sft_coef"] == pytest.approx(0.03) and metrics["loss/rl_coef"] == pytest.approx(0.9)
+    assert metrics["loss/total"] == pytest.approx(0.9 * metrics["loss/policy"] + 0.03 * metrics["loss/sft"], rel=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["dft", "sa_dft", "asft", "chord_phi"])
 def test_sft_losses_train_through_the_loop(warm_vl_dir, tmp_path, loss):
     out = tmp_path / loss
     train(load_config(REPO / "recipes" / "sft.yaml", tiny_overrides(warm_vl_dir, out, **{

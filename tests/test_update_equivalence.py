@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parent))
 import update_worker  # noqa: E402
 
-AGGREGATIONS = ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"]
+AGGREGATIONS = ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm", "token_sum_norm"]
 
 
 def max_difference(a, b):
@@ -24,9 +24,11 @@ def max_difference(a, b):
 
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)
 def test_micro_batches_equal_full_batch(tiny_vl_dir, aggregation):
+    # token_sum_norm's C: ~ the batch's token count, so its SGD step is as large as the others' (float32 rounding).
+    norm = 48 if aggregation == "token_sum_norm" else None
     initial = update_worker.fixed_batch(str(tiny_vl_dir), aggregation)[1].state_dict()
-    full = update_worker.run(str(tiny_vl_dir), 16, aggregation)
-    accumulated = update_worker.run(str(tiny_vl_dir), 1, aggregation)
+    full = update_worker.run(str(tiny_vl_dir), 16, aggregation, norm)
+    accumulated = update_worker.run(str(tiny_vl_dir), 1, aggregation, norm)
     assert max_difference(full, initial) > 1e-4  # the step moved the weights
     assert max_difference(full, accumulated) < 1e-6
 
@@ -44,3 +46,20 @@ def test_two_processes_equal_one(tiny_vl_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert max_difference(single, load_file(str(out))) < 1e-6
+
+
+@pytest.mark.multiprocess
+def test_token_sum_norm_on_two_processes_averages_like_the_references(tiny_vl_dir, tmp_path):
+    """HPT / verl's token-sum mode on P processes: each process's token sum / C, gradients averaged over processes,
+    i.e. the whole batch's token sum / (C * P). So 2 processes with C equal 1 process with 2C."""
+    single = update_worker.run(str(tiny_vl_dir), 4, "token_sum_norm", 96)
+    out = tmp_path / "ddp.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+         str(Path(__file__).parent / "update_worker.py"), str(tiny_vl_dir), str(out), "4", "token_sum_norm", "48"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert max_difference(single, load_file(str(out))) < 1e-6
+    assert max_difference(single, update_worker.run(str(tiny_vl_dir), 4, "token_sum_norm", 48)) > 1e-4

@@ -323,3 +323,15 @@ def test_a_shut_down_engine_raises_rollout_backend_error(tiny):
         backend.generate(prompts, [{}], SamplingParams(n=1, max_new_tokens=4))
     with pytest.raises(RolloutBackendError, match="shut down"):
         backend.sync_weights(tiny["model"])
+
+
+def test_placeholder_runs_collapse_to_one_token_each():
+    """Runs without vllm: each run of a media placeholder becomes one token for vLLM to expand; other tokens, and
+    separate runs of the same placeholder, are untouched."""
+    from mmpost.rollout.vllm import collapse_placeholder_runs
+
+    image, video, start, end = 7, 8, 5, 6
+    prompt = [1, start, image, image, image, end, 2, start, image, image, end, start, video, video, end, 3, 3]
+    assert collapse_placeholder_runs(prompt, {image, video}) == [1, start, image, end, 2, start, image, end,
+                                                                  start, video, end, 3, 3]
+    assert collapse_placeholder_runs(prompt, set()) == prompt

@@ -1,6 +1,6 @@
 """Builds one fixed rollout batch and applies one update; run in-process or under torchrun.
 
-Usage: python update_worker.py MODEL_DIR OUT_FILE MICRO_BATCH_SIZE AGGREGATION
+Usage: python update_worker.py MODEL_DIR OUT_FILE MICRO_BATCH_SIZE AGGREGATION [NORM_CONSTANT]
 Under torchrun each rank updates on its share of the rows (rank::world); the gradient must equal the
 single-process full-batch gradient, which the test checks through the weights after one SGD step.
 """
@@ -21,10 +21,11 @@ from mmpost.scoring import bind_rewards, score_batch
 from mmpost.update import LossSettings, update_mini_batch
 
 
-def fixed_batch(model_dir: str, aggregation: str):
+def fixed_batch(model_dir: str, aggregation: str, norm_constant: int | None = None):
     torch.manual_seed(0)
     config = load_config(None, [f"model.path={model_dir}", f"algorithm.aggregation={aggregation}", "algorithm.kl_coef=0.0",
-                                "rollout.max_new_tokens=6", "rollout.num_generations=4"])
+                                "rollout.max_new_tokens=6", "rollout.num_generations=4",
+                                f"algorithm.norm_constant={norm_constant if norm_constant else 'null'}"])
     task = TASKS.get("shapes")(train_size=8, heldout_size=4)
     modality = MODALITIES.get("image")()
     model = load_model(config.model)
@@ -41,8 +42,8 @@ def fixed_batch(model_dir: str, aggregation: str):
     return config, model, policy, batch
 
 
-def run(model_dir: str, micro_batch_size: int, aggregation: str) -> dict[str, torch.Tensor]:
-    config, model, policy, batch = fixed_batch(model_dir, aggregation)
+def run(model_dir: str, micro_batch_size: int, aggregation: str, norm_constant: int | None = None) -> dict[str, torch.Tensor]:
+    config, model, policy, batch = fixed_batch(model_dir, aggregation, norm_constant)
     accelerator = Accelerator(cpu=True)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -56,7 +57,7 @@ def run(model_dir: str, micro_batch_size: int, aggregation: str) -> dict[str, to
 
 if __name__ == "__main__":
     model_dir, out_file, micro, aggregation = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    weights = run(model_dir, micro, aggregation)
+    weights = run(model_dir, micro, aggregation, int(sys.argv[5]) if len(sys.argv) > 5 else None)
     import torch.distributed as dist
 
     if not dist.is_initialized() or dist.get_rank() == 0:

@@ -13,14 +13,30 @@ Official pipeline (lupantech/MathVista `evaluation/extract_answer.py`, `evaluati
 4. accuracy over all items, plus breakdowns by question_type, answer_type, language, source,
    category, task, context, grade and skills (multi-label).
 
-`mode="official_2023"` is the rule of the original release that produced the published
-`results/*/scores_*.json`: integers were parsed with `int(x)` alone, so a non-integer numeric
-extraction ("3.4", "0.999...") became None instead of being truncated. It differs from "official"
-only on integer questions whose extraction is a non-integer number.
+Which rule each mode follows, exactly (lupantech/MathVista; checked against every published
+`results/*/scores_*.json` whose `output_*.json` is in the repository, tests/test_eval_mathvista.py):
 
-`mode="lmms_eval"` reproduces lmms-eval's port: `round(float(x), precision)` without `int()`, which
-raises for the float64 `precision` of the HF dataset, so every float question scores wrong there
-(when `precision` is a float); and both sides are stripped before comparing.
+- `official`: `evaluation/calculate_score.py` as released, from the first commit (ed0d56d, 2023-10-03) to
+  HEAD (e999481): integers `str(int(float(x)))` (so "3.7" -> "3", "0.999" -> "0"), floats
+  `str(round(float(x), int(precision)))` (the `int()` came in e999481, 2024-11-28; the GitHub files'
+  precisions are ints, where it changes nothing), `--ignore_empty_extractions` off (its default), so an
+  empty multiple-choice extraction maps to the nearest choice. Of the published files it alone reproduces
+  `scores_llavar.json` (252; the 2023 rule gives 250).
+- `official_2023`: integers parsed with `int(x)` alone, so a non-integer numeric extraction ("3.4",
+  "0.999...") becomes None (wrong). No released version of calculate_score.py has this line, but most
+  published 2023 score files were made with it: it alone reproduces idefics (198; `official` gives 200),
+  chatgpt/gpt4 2-shot code (+OCR), chatgpt 2-shot solution +OCR, instruct_blip2 and mplugowl. It differs
+  from `official` only on integer questions whose extraction is a non-integer number.
+- The other published files (bard, claude, gpt4, chatgpt, llava, minigpt4, llama_adapter_v2, the random
+  baselines, ...) have no such item and are reproduced by both. So no single mode reproduces every file.
+
+A published outputs file may lack `extraction` on some rows (output_chatgpt.json: pids 2 and 4, whose
+responses need the LLM extraction step; the released calculate_score.py stops there with a KeyError). With a
+judge such rows are extracted as the official extract_answer.py would; without one, `missing_extraction=
+"wrong"` (`--score-arg mathvista.missing_extraction=wrong`) applies the rule-based shortcuts and scores the
+rest as unanswered and wrong, counted in `counts["missing_extraction"]`; that reproduces the published
+accuracy of output_chatgpt.json (235 / 1000), whose scorer scored them wrong. The default ("judge") stops
+with an error that says so.
 """
 from __future__ import annotations
 
@@ -175,9 +191,15 @@ def extraction_prompt(item: dict, response: str) -> str:
     return f"{EXTRACTION_DEMO.strip()}\n\n{item['question']}\n\n{response}\n\nExtracted answer: "
 
 
-def extract(item: dict, response: str, *, judge: Judge | None = None, quick_extract: bool = False) -> tuple[str, str]:
+MISSING_EXTRACTION = ("judge", "wrong")
+
+
+def extract(item: dict, response: str, *, judge: Judge | None = None, quick_extract: bool = False,
+            missing_extraction: str = "judge") -> tuple[str | None, str]:
     """(extraction, method) following `extract_answer.py`; method in {empty, choice, integer, float,
-    quick, judge, judge_failed}. A judge failure yields "" like the official code, and is counted."""
+    quick, judge, judge_failed, missing}. A judge failure yields "" like the official code, and is counted.
+    Without a judge, a response that needs the LLM step raises, or with `missing_extraction="wrong"` gives
+    (None, "missing"): unanswered, scored wrong."""
     if response == "":
         return "", "empty"
     if item["question_type"] == "multi_choice" and response in (item.get("choices") or []):
@@ -197,8 +219,12 @@ def extract(item: dict, response: str, *, judge: Judge | None = None, quick_extr
         if match:
             return match.group(1), "quick"
     if judge is None:
+        if missing_extraction == "wrong":
+            return None, "missing"
         raise JudgeUnavailableError(
-            f"MathVista pid {item.get('pid')}: the response needs the LLM extraction step; pass a Judge"
+            f"MathVista pid {item.get('pid')}: the response needs the LLM extraction step (the row has no `extraction`); "
+            "give a judge (--judge-endpoint/--judge-model), or score such rows as unanswered and wrong with "
+            "--score-arg mathvista.missing_extraction=wrong (the published scores did that)"
         )
     reply = judge(extraction_prompt(item, response))
     return (reply, "judge") if reply is not None else ("", "judge_failed")
@@ -264,7 +290,7 @@ def _category_value(item: dict, key: str) -> Any:
 
 
 def score_mathvista(predictions: list[dict], *, mode: str = "official", judge: Judge | None = None,
-                    quick_extract: bool = False) -> dict:
+                    quick_extract: bool = False, missing_extraction: str = "judge") -> dict:
     """Accuracy over all predictions with the official breakdowns.
 
     Args:
@@ -274,9 +300,14 @@ def score_mathvista(predictions: list[dict], *, mode: str = "official", judge: J
             "lmms_eval" (see module docstring).
         judge: LLM for items that still need extraction; a missing judge raises, a failed call is
             counted in `counts["judge_failed"]` and the item gets "" as in the official code.
+        missing_extraction: "judge" (default) or "wrong": without a judge, rows with no `extraction`
+            whose response needs the LLM step are unanswered and wrong, counted in
+            `counts["missing_extraction"]` (how the published scores treated them).
     Returns the common result dict; `official_report` holds the scores_*.json structure.
     """
     check_mode(mode, MODES, NAME)
+    if missing_extraction not in MISSING_EXTRACTION:
+        raise ValueError(f"MathVista: missing_extraction must be one of {MISSING_EXTRACTION}, got {missing_extraction!r}")
     rows: list[tuple[dict, bool]] = []
     samples = []
     methods: dict[str, int] = {}
@@ -284,10 +315,12 @@ def score_mathvista(predictions: list[dict], *, mode: str = "official", judge: J
         if "extraction" in item and item["extraction"] is not None:
             extraction, method = item["extraction"], "given"
         else:
-            extraction, method = extract(item, item.get("response", ""), judge=judge, quick_extract=quick_extract)
+            extraction, method = extract(item, item.get("response", ""), judge=judge, quick_extract=quick_extract,
+                                         missing_extraction=missing_extraction)
         methods[method] = methods.get(method, 0) + 1
-        prediction = normalize_extracted_answer(extraction, item.get("choices"), item["question_type"],
-                                                item["answer_type"], item.get("precision"), mode=mode)
+        # A missing extraction is no answer at all (not even the nearest choice of a multiple-choice item).
+        prediction = None if method == "missing" else normalize_extracted_answer(
+            extraction, item.get("choices"), item["question_type"], item["answer_type"], item.get("precision"), mode=mode)
         ok = is_correct(prediction, item["answer"], mode=mode)
         rows.append((item, ok))
         samples.append(sample_record(item["pid"], build_prompt(item), item.get("response"), prediction,
@@ -299,8 +332,11 @@ def score_mathvista(predictions: list[dict], *, mode: str = "official", judge: J
     result = make_result(
         NAME, mode, {"accuracy": correct / total if total else 0.0}, total=total, answered=total - unparseable,
         unparseable=unparseable, breakdown=breakdown, samples=samples,
-        extra_counts={"correct": correct, "judge_failed": methods.get("judge_failed", 0)},
-        notes=["accuracy over all items; multiple-choice extractions always map to some choice (Levenshtein)"],
+        extra_counts={"correct": correct, "judge_failed": methods.get("judge_failed", 0),
+                      "missing_extraction": methods.get("missing", 0)},
+        notes=["accuracy over all items; multiple-choice extractions always map to some choice (Levenshtein)"]
+        + ([f"{methods['missing']} rows had no extraction and needed the LLM step: scored unanswered and wrong "
+            "(missing_extraction=wrong)"] if methods.get("missing") else []),
     )
     result["official_report"] = official_score_report(rows)
     result["extraction_methods"] = methods
@@ -310,7 +346,9 @@ def score_mathvista(predictions: list[dict], *, mode: str = "official", judge: J
 
 
 def _extract_for_registry(item: dict, output: str, **kwargs: Any) -> str | None:
-    extraction, _ = extract(item, output, **kwargs)
+    extraction, method = extract(item, output, **kwargs)
+    if method == "missing":
+        return None
     return normalize_extracted_answer(extraction, item.get("choices"), item["question_type"], item["answer_type"],
                                       item.get("precision"))
 

@@ -8,6 +8,13 @@ A group with a single member has no baseline to compare against. Every estimator
 advantage 0 (it carries no relative signal). verl differs: it uses mean 0 / std 1 for a singleton, so
 its GRPO and REINFORCE++-baseline advantages equal the raw reward there, and its loop RLOO keeps the
 raw reward while its vectorised RLOO gives 0.
+
+Batch-level statistics (`grpo` with scale "batch", `flow_grpo`'s global std, `reinforce_pp`'s
+whitening) are taken over the rows passed in. The trainer (`mmpost.trainer.compute_advantages`) passes
+the rows of ALL processes (gathered; groups never span processes) and keeps its own slice, so these
+statistics are over the global batch as in TRL, verl and flow_grpo (tested: 2 processes = 1 process).
+Rows whose every reward is None are not passed at all: they get advantage 0 and stay out of every
+mean and std, as TRL does.
 """
 from __future__ import annotations
 
@@ -75,7 +82,9 @@ def grpo(
     `scale` follows TRL's `scale_rewards`: "group" divides by the unbiased std of the row's group
     (verl `compute_grpo_outcome_advantage`, TRL default), "batch" by the unbiased std of all N rewards
     (the mean stays per group, as in TRL), "none" does not divide (Dr.GRPO; eps then plays no part).
-    eps is 1e-6 in verl/EasyR1 and 1e-4 in TRL and R1-AQA.
+    The default eps 1e-6 is verl's (`compute_grpo_outcome_advantage(epsilon=1e-6)`, also EasyR1); TRL
+    hard-codes 1e-4 (`advantages / (std_rewards + 1e-4)`), as do R1-AQA and TRL-based recipes:
+    `algorithm.advantage_args: {eps: 1e-4}` gives TRL's value (tests/test_parity_trl.py runs with it).
 
     Shapes: rewards [N] float, group_ids [N] int -> [N]. Singleton groups get 0.
     """
@@ -117,26 +126,39 @@ def rloo(rewards: torch.Tensor, group_ids: torch.Tensor, **kw: object) -> torch.
 
 
 @ADVANTAGES.register("reinforce_pp")
-def reinforce_pp(rewards: torch.Tensor, group_ids: torch.Tensor, *, eps: float = 1e-8) -> torch.Tensor:
+def reinforce_pp(rewards: torch.Tensor, group_ids: torch.Tensor, *, eps: float = 1e-8,
+                 lengths: torch.Tensor | None = None, token_weighted: bool = True) -> torch.Tensor:
     """REINFORCE++-baseline (Hu 2025, arXiv 2501.03262): group-mean baseline, then batch whitening.
 
-    x_i = r_i - mean_g;  A_i = (x_i - mean(x)) / sqrt(var_unbiased(x) + eps).
+    x_i = r_i - mean_g;  A_i = (x_i - μ) / sqrt(σ² + eps).
 
     Follows verl `compute_reinforce_plus_plus_baseline_outcome_advantage` + `verl.utils.torch_functional
-    .masked_whiten` (whose 1e-8 is the eps here; verl's own `epsilon` argument is unused there).
-    Differences from verl, which broadcasts x to every response token and whitens over all valid TOKENS:
-    (1) verl's mean and variance weight each sequence by its length, this function weighs sequences
-    equally; (2) verl's Bessel correction uses the token count M, not N, so even with equal lengths T
-    var_verl = var_here · (N-1)·M / (N·(M-1)) with M = N·T, slightly smaller (under 1/(2N) relative in
-    the std); the two agree exactly when every response is one unit long (T = 1);
-    (3) a singleton group gets x = 0 here (verl: x = r). Shapes: [N], [N] -> [N]. With N < 2 the
-    variance is taken as 0.
+    .masked_whiten` (whose 1e-8 is the eps here; verl's own `epsilon` argument is unused there). verl
+    broadcasts x_i to every response token and whitens over all valid TOKENS, so with `lengths` (the
+    token count L_i of each row; the trainer passes the completion lengths) μ and σ² are token-weighted
+    exactly as verl's: μ = Σ L_i x_i / M, σ² = Σ L_i (x_i - μ)² / M · M/(M-1), M = Σ L_i (masked_var's
+    Bessel factor over tokens). `token_weighted=False`, or no `lengths`, weighs sequences equally
+    (μ, σ² over the N values, Bessel N/(N-1)); the two agree when every response has one unit.
+    Remaining differences from verl: its masked_mean adds 1e-8 to the token count (a relative 1e-8/M);
+    a singleton group gets x = 0 here (verl: x = r, its mean 0 for a lone sample). Numbers from verl's
+    own function: tests/test_parity_verl.py. Shapes: [N], [N] (, lengths [N]) -> [N]. With fewer than
+    two units the variance is taken as 0.
     """
     rewards = _check(rewards, group_ids)
     stats = group_stats(rewards, group_ids)
     centred = torch.where(stats.count > 1, rewards - stats.mean, torch.zeros_like(rewards))
-    var = _batch_std(centred) ** 2
-    shifted = centred - centred.mean()
+    if token_weighted and lengths is not None:
+        weights = torch.as_tensor(lengths, dtype=rewards.dtype, device=rewards.device)
+        if weights.shape != rewards.shape or bool((weights < 0).any()):
+            raise ValueError(f"{_WHERE}: reinforce_pp lengths must be non-negative and shaped like rewards "
+                             f"{tuple(rewards.shape)}, got {tuple(weights.shape)}")
+        units = weights.sum()
+        mean = (weights * centred).sum() / units.clamp(min=1.0)
+        var = (weights * (centred - mean) ** 2).sum() / (units - 1.0).clamp(min=1.0) if units > 1 else units.new_zeros(())
+    else:
+        mean = centred.mean() if centred.numel() else centred.new_zeros(())
+        var = _batch_std(centred) ** 2
+    shifted = centred - mean
     return torch.where(shifted == 0, torch.zeros_like(shifted), shifted * torch.rsqrt(var + eps))
 
 

@@ -74,12 +74,16 @@ def ppo_clip(
     `clip_high=None` means symmetric; a larger clip_high is DAPO's clip-higher (Yu et al. 2025).
     `dual_clip_c` (> 1) adds dual-clip PPO (Ye et al. 2020, arXiv 1912.09729): where A < 0 the loss
     is also capped at -A·c, bounding the step on very unlikely-now tokens. Follows verl
-    `compute_policy_loss_vanilla`, including its clamp of log ρ to [-20, 20] against overflow.
-    Clipped tokens get zero gradient. Shapes: see module docstring.
+    `compute_policy_loss_vanilla`, including its clamp of log ρ to [-20, 20] against overflow (verl
+    always applies its dual clip, c = `clip_ratio_c` = 3 by default; here only when `dual_clip_c` is
+    set). TRL's `delta` (the unclipped ratio clamped at δ, for either sign of A) gives the same loss and
+    gradient as `dual_clip_c = δ` whenever δ > 1 + clip_high. Clipped tokens get zero gradient.
+    Numbers from both frameworks' own code: tests/test_parity_trl.py, tests/test_parity_verl.py.
+    Shapes: see module docstring.
     """
     old_logprobs, advantages, mask = _prepare(logprobs, old_logprobs, advantages, mask)
     clip_high = clip_low if clip_high is None else clip_high
-    if dual_clip_c is not None and dual_clip_c <= 1.0:
+    if dual_clip_c is not None and dual_clip_c <= 1.0:  # checked before any work, as verl asserts it first
         raise ValueError(f"{_WHERE}: ppo_clip dual_clip_c must be > 1 (Ye et al. 2020), got {dual_clip_c}")
     log_ratio = torch.clamp(logprobs - old_logprobs, -20.0, 20.0)
     ratio = torch.exp(log_ratio)
@@ -88,11 +92,7 @@ def ppo_clip(
     loss = torch.maximum(unclipped, clipped)
     metrics = _clip_metrics(ratio, log_ratio, unclipped, clipped, mask)
     if dual_clip_c is not None:
-        cap = -advantages * dual_clip_c
-        negative = advantages < 0
-        with torch.no_grad():
-            metrics["dual_clip_fraction"] = _masked_mean((negative & (loss > cap)).float(), mask)
-        loss = torch.where(negative, torch.minimum(loss, cap), loss)
+        loss = _dual_clip(loss, advantages, dual_clip_c, mask, metrics)
     return loss, metrics
 
 
@@ -105,6 +105,7 @@ def gspo(
     *,
     clip_low: float = 3e-4,
     clip_high: float = 4e-4,
+    dual_clip_c: float | None = None,
 ) -> tuple[torch.Tensor, Metrics]:
     """GSPO: sequence-level importance ratio (Zheng et al. 2025, arXiv 2507.18071, eqs. 5-7).
 
@@ -117,6 +118,10 @@ def gspo(
     carries s_i·∇logp_t and the mean over t gives s_i·∇(log s_i). Clipping is decided per sequence.
     Follows verl `compute_policy_loss_gspo`, including its clamp of log s_it at 10. The tiny default
     clip range is the paper's (3e-4 / 4e-4). Advantages should be per sequence ([N]).
+    TRL's `importance_sampling_level="sequence"` computes the same value and gradient (its ratio is
+    exp of the masked mean log ratio, one per sequence, without the clamp at 10); `dual_clip_c` caps
+    the loss at -A·c where A < 0, which equals TRL's `delta` (it clamps the unclipped ratio at δ)
+    whenever δ > 1 + clip_high. Parity with TRL's own loss: tests/test_parity_trl.py.
     """
     old_logprobs, advantages, mask = _prepare(logprobs, old_logprobs, advantages, mask)
     token_log_ratio = logprobs - old_logprobs
@@ -128,7 +133,23 @@ def gspo(
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
     loss = torch.maximum(unclipped, clipped)
     metrics = _clip_metrics(ratio, token_log_ratio, unclipped, clipped, mask)
+    if dual_clip_c is not None:
+        loss = _dual_clip(loss, advantages, dual_clip_c, mask, metrics)
     return loss, metrics
+
+
+def _dual_clip(loss: torch.Tensor, advantages: torch.Tensor, c: float, mask: torch.Tensor, metrics: Metrics) -> torch.Tensor:
+    """Dual-clip PPO (Ye et al. 2020): where A < 0, loss = min(loss, -A·c); c > 1. Adds `dual_clip_fraction`."""
+    if c <= 1.0:
+        raise ValueError(f"{_WHERE}: dual_clip_c must be > 1 (Ye et al. 2020), got {c}")
+    cap = -advantages * c
+    negative = advantages < 0
+    with torch.no_grad():
+        metrics["dual_clip_fraction"] = _masked_mean((negative & (loss > cap)).float(), mask)
+    return torch.where(negative, torch.minimum(loss, cap), loss)
+
+
+gspo.importance_sampling_level = "sequence"  # type: ignore[attr-defined]  (one ratio per row; see kl.importance_weighted)
 
 
 @POLICY_LOSSES.register("gppo")
@@ -140,26 +161,26 @@ def gppo(
     *,
     clip_low: float = 0.2,
     clip_high: float = 0.28,
-    official_dual_clip: bool = True,
     dual_clip_c: float = 3.0,
+    dual_clip_at_one: bool = False,
 ) -> tuple[torch.Tensor, Metrics]:
     """GPPO, gradient-preserving clipping (Klear-Reasoner, Su et al. 2025, arXiv 2508.07629).
 
     clipped = clamp(ρ, (1 - clip_low)/sg(ρ)·ρ, (1 + clip_high)/sg(ρ)·ρ): the forward value is the
     ordinary clip, but a clipped token's gradient is (1 ± ε)·A·∇logπ instead of 0.
-    loss = max(-A·ρ, -A·clipped).
+    loss = max(-A·ρ, -A·clipped), then for A < 0 the dual clip loss = min(loss, -A·dual_clip_c).
 
-    `official_dual_clip=True` reproduces `Kwai-Klear/KlearReasoner` `verl/trainer/ppo/core_algos.py
-    ::compute_gppo_loss` (commit 6dc5bb9): for A < 0, loss = min(loss, -A), i.e. a dual clip with
-    c = 1; `dual_clip_c` is then unused (the official code also ignores its `clip_ratio_c`). QUIRK: for
-    A < 0 and ρ > 1 the loss becomes the constant -A, so those tokens get ZERO gradient, and at ρ = 1
-    exactly (the first on-policy step) torch.minimum splits the gradient of the tie, halving it. Their
-    README shows the standard dual clip (-A·clip_ratio_c) instead; `official_dual_clip=False` gives
-    that: for A < 0, loss = min(loss, -A·dual_clip_c), with dual_clip_c > 1. No log-ratio clamp, as
-    in the official code.
+    Follows `Kwai-Klear/KlearReasoner` `verl/trainer/ppo/core_algos.py::compute_gppo_loss` as fixed in
+    commit e0f7bb1 ("fix dual clip bug": `pg_losses3 = -advantages * clip_ratio_c`, c = 3.0 by
+    default), which is also the formula in their README. No log-ratio clamp, as in that code.
+    `dual_clip_at_one=True` reproduces the code before that fix (commit 6dc5bb9: `pg_losses3 =
+    -advantages`, c = 1), under which tokens with A < 0 and ρ > 1 get ZERO gradient and at ρ = 1 exactly
+    torch.minimum splits the gradient of the tie, halving it. The repository's HEAD (169f3b3 onwards)
+    adds `only_high` but reads an undefined `only_higher`, so HEAD's function raises NameError when
+    called; the parity fixture runs e0f7bb1 and 6dc5bb9 (tests/test_parity_verl.py).
     """
     old_logprobs, advantages, mask = _prepare(logprobs, old_logprobs, advantages, mask)
-    if not official_dual_clip and dual_clip_c <= 1.0:
+    if not dual_clip_at_one and dual_clip_c <= 1.0:
         raise ValueError(f"{_WHERE}: gppo dual_clip_c must be > 1 (Ye et al. 2020), got {dual_clip_c}")
     log_ratio = logprobs - old_logprobs
     ratio = torch.exp(log_ratio)
@@ -170,12 +191,12 @@ def gppo(
     clipped = -advantages * torch.clamp(ratio, lower, upper)
     loss = torch.maximum(unclipped, clipped)
     metrics = _clip_metrics(ratio, log_ratio, unclipped, clipped, mask)
-    cap = -advantages if official_dual_clip else -advantages * dual_clip_c
-    negative = advantages < 0
-    with torch.no_grad():
-        metrics["dual_clip_fraction"] = _masked_mean((negative & (loss > cap)).float(), mask)
-    loss = torch.where(negative, torch.minimum(loss, cap), loss)
-    return loss, metrics
+    if dual_clip_at_one:
+        cap, negative = -advantages, advantages < 0
+        with torch.no_grad():
+            metrics["dual_clip_fraction"] = _masked_mean((negative & (loss > cap)).float(), mask)
+        return torch.where(negative, torch.minimum(loss, cap), loss), metrics
+    return _dual_clip(loss, advantages, dual_clip_c, mask, metrics), metrics
 
 
 @POLICY_LOSSES.register("reinforce")
@@ -186,11 +207,74 @@ def reinforce(
 
     With old = sg(logp) this is ρ = exp(logp - sg(logp)) = 1 in value with gradient ∇logp: the
     single-update form of R1-AQA and TRL 0.15 (num_iterations = 1), i.e. plain REINFORCE with a
-    baseline in A. Clip keywords from a shared config are accepted and ignored; clip_fraction is 0.
+    baseline in A. With a stale `old` (several mini-batches) it is HPT's `loss_remove_clip=True`
+    (Unify-Post-Training `compute_policy_loss`: `pg_losses = -advantages * ratio`, the clipped term
+    dropped; that code has no log-ratio clamp). Clip keywords from a shared config are accepted and ignored; clip_fraction is 0.
     log ρ is clamped to [-20, 20] as in ppo_clip.
     """
     old_logprobs, advantages, mask = _prepare(logprobs, old_logprobs, advantages, mask)
     log_ratio = torch.clamp(logprobs - old_logprobs, -20.0, 20.0)
     ratio = torch.exp(log_ratio)
     loss = -advantages * ratio
+    return loss, _clip_metrics(ratio, log_ratio, loss, loss, mask)
+
+
+@POLICY_LOSSES.register("cispo")
+def cispo(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    ratio_min: float | None = None,
+    ratio_max: float | None = 5.0,
+) -> tuple[torch.Tensor, Metrics]:
+    """CISPO (MiniMax-M1, arXiv 2506.13585, eq. 4): loss = -sg(clamp(ρ, ratio_min, ratio_max))·A·log π.
+
+    The importance weight is clipped and detached, so every token keeps a gradient A·w·∇logπ (none is
+    dropped as in PPO's clip). Bounds are given on the ratio itself: TRL `loss_type="cispo"` uses
+    (None, epsilon_high) (`torch.clamp(coef_1, max=self.epsilon_high)`); verl "cispo" uses
+    (1 - clip_ratio_low, 1 + clip_ratio_high) and clamps log ρ to [-20, 20] (done here too; it only
+    matters beyond e^20). TRL aggregates cispo like "dapo" (`token_mean` with the global count).
+    """
+    old_logprobs, advantages, mask = _prepare(logprobs, old_logprobs, advantages, mask)
+    log_ratio = torch.clamp(logprobs - old_logprobs, -20.0, 20.0)
+    ratio = torch.exp(log_ratio)
+    weight = ratio.detach()
+    if ratio_min is not None or ratio_max is not None:
+        weight = torch.clamp(weight, min=ratio_min, max=ratio_max)
+    loss = -weight * advantages * logprobs
+    with torch.no_grad():
+        metrics = {
+            "clip_fraction": _masked_mean((weight != ratio).float(), mask),
+            "ratio_mean": _masked_mean(ratio, mask),
+            "approx_kl": _masked_mean(-log_ratio, mask),
+        }
+    return loss, metrics
+
+
+@POLICY_LOSSES.register("sapo")
+def sapo(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    temperature_pos: float = 1.0,
+    temperature_neg: float = 1.05,
+) -> tuple[torch.Tensor, Metrics]:
+    """SAPO, soft adaptive policy optimisation (arXiv 2511.20347): a smooth gate instead of a hard clip.
+
+    loss = -f(ρ)·A with f(ρ) = σ(τ·(ρ - 1))·4/τ, τ = temperature_pos where A > 0 else temperature_neg;
+    f'(1) = 1, so on-policy the gradient is the plain policy gradient. As TRL `loss_type="sapo"`
+    (`sapo_temperature_pos/neg`, defaults 1.0 / 1.05) and verl "sapo" (`tau_pos/tau_neg`), verl also
+    clamping log ρ to [-20, 20] (done here). Both aggregate it with seq_mean_token_mean.
+    """
+    old_logprobs, advantages, mask = _prepare(logprobs, old_logprobs, advantages, mask)
+    if temperature_pos <= 0 or temperature_neg <= 0:
+        raise ValueError(f"{_WHERE}: sapo temperatures must be > 0, got {temperature_pos}, {temperature_neg}")
+    log_ratio = torch.clamp(logprobs - old_logprobs, -20.0, 20.0)
+    ratio = torch.exp(log_ratio)
+    tau = torch.where(advantages > 0, torch.full_like(advantages, temperature_pos), torch.full_like(advantages, temperature_neg))
+    loss = -torch.sigmoid(tau * (ratio - 1.0)) * (4.0 / tau) * advantages
     return loss, _clip_metrics(ratio, log_ratio, loss, loss, mask)

@@ -7,6 +7,7 @@ compute them, which costs memory).
 """
 from __future__ import annotations
 
+import string
 from typing import Callable
 
 import torch
@@ -46,11 +47,74 @@ def dft(logprobs: torch.Tensor, mask: torch.Tensor, **_: object) -> torch.Tensor
     """Dynamic Fine-Tuning (Wu et al. 2025, arXiv 2508.05629, eq. 9): -sg(p)·log p, p = exp(log p).
 
     The gradient is -p·∇log p = -∇p: SFT's implicit 1/p importance weight is cancelled. Same as
-    CHORD's `sft_is`. Paper-faithful DFT (the official repo's HEAD defaults to SA-DFT with per-token
-    exponents on p). [N, T] -> [N, T].
+    CHORD's `sft_is`. Paper-faithful DFT; the official repo (yongliang-wu/DFT) now defaults to SA-DFT,
+    which is `sa_dft` here. [N, T] -> [N, T].
     """
     _check(logprobs, mask)
     return -torch.exp(logprobs).detach() * logprobs
+
+
+# SA-DFT token classes: yongliang-wu/DFT `verl/verl/trainer/fsdp_dft_trainer.py`
+# (`_get_sa_dft_runtime_config`, `_determine_sa_dft_weight`), the repository's default since SA-DFT landed.
+SA_DFT_STOPWORDS = frozenset((
+    "the a an and or but if then else for while in on at to from by of is are was were be been being with as "
+    "that this these those it its do does did doing so such there here have has had having not no can could "
+    "would should may might will shall about into over under again further more most some any each few other "
+    "own same").split())
+SA_DFT_WEIGHTS = {"numeric_weight": 0.3, "stopword_weight": 1.0, "default_weight": 0.7}
+
+
+def sa_dft_exponent(token: str, *, numeric_weight: float = 0.3, stopword_weight: float = 1.0,
+                    default_weight: float = 0.7, stopwords: frozenset[str] = SA_DFT_STOPWORDS) -> float:
+    """SA-DFT's exponent w for one vocabulary token string (as `tokenizer.convert_ids_to_tokens` gives it).
+
+    As the DFT repo: byte-level markers are removed ("Ċ" -> space, then strip, then leading "Ġ"/"▁"),
+    a token with any digit gets `numeric_weight`; an empty or punctuation-only token, or a stopword
+    (with or without surrounding punctuation), `stopword_weight`; anything else `default_weight`.
+    """
+    if not token:
+        return stopword_weight
+    normalized = token.replace("Ċ", " ").strip().lstrip("Ġ▁").lower()
+    if any(char.isdigit() for char in normalized):
+        return numeric_weight
+    stripped = normalized.strip()
+    bare = stripped.strip(string.punctuation)
+    if not bare or bare in stopwords or stripped in stopwords:
+        return stopword_weight
+    return default_weight
+
+
+def sa_dft_exponent_table(tokenizer, **weights: float) -> torch.Tensor:
+    """[V] exponents for every id of `tokenizer` (one pass over the vocabulary; the DFT repo caches per id)."""
+    size = len(tokenizer)
+    tokens = tokenizer.convert_ids_to_tokens(list(range(size)))
+    return torch.tensor([sa_dft_exponent(t or "", **weights) for t in tokens], dtype=torch.float32)
+
+
+@SFT_LOSSES.register("sa_dft")
+@_marks(False)
+def sa_dft(logprobs: torch.Tensor, mask: torch.Tensor, *, token_exponents: torch.Tensor | None = None,
+           **_: object) -> torch.Tensor:
+    """SA-DFT (the DFT repository's default loss): -sg(p^w)·log p with a per-token exponent w.
+
+    `loss = CE · pow(p, w).detach()` in yongliang-wu/DFT `_compute_loss_and_backward`, with w from
+    `sa_dft_exponent` (0.3 for tokens containing a digit, 1.0 for stopwords and punctuation, 0.7
+    otherwise; `sft_loss_args: {numeric_weight, stopword_weight, default_weight}` change them). w = 1
+    everywhere is DFT. `token_exponents` [N, T]: w of each target token; the trainer builds it from the
+    policy's tokenizer (`needs_token_exponents`). [N, T] -> [N, T].
+    """
+    _check(logprobs, mask)
+    if token_exponents is None:
+        raise ValueError(f"{_WHERE}: sa_dft needs `token_exponents` [N, T] (SA-DFT's w per target token); the "
+                         "trainer builds them from the tokenizer when `sa_dft.needs_token_exponents` is True")
+    if token_exponents.shape != logprobs.shape:
+        raise ValueError(f"{_WHERE}: sa_dft token_exponents {tuple(token_exponents.shape)} must match logprobs "
+                         f"{tuple(logprobs.shape)}")
+    weight = torch.exp(logprobs.detach() * token_exponents.to(logprobs.dtype))  # p^w without forming p first
+    return -weight * logprobs
+
+
+sa_dft.needs_token_exponents = True  # type: ignore[attr-defined]
 
 
 @SFT_LOSSES.register("chord_phi")

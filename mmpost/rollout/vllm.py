@@ -88,20 +88,28 @@ def policy_state(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
 def multi_modal_data(sample: Sample) -> dict[str, Any]:
     """vLLM `multi_modal_data` from a sample's decoded media (what the modality adapters put in `decoded`).
 
-    Images: the PIL images resized to `decoded["model_image_sizes"]` (what the adapter fed the processor),
-    so vLLM's processor yields the same patch grid as the prompt's already-expanded `<|image_pad|>` run.
-    Videos: frames [T, 3, H, W] uint8 as [T, H, W, 3] numpy. Audio: (waveform, sampling rate) pairs.
-    Text-only samples give {}.
+    Images: the PIL images resized (bicubic, as the adapters do) to `decoded["model_image_sizes"]`, the
+    size the adapter fed the processor, so vLLM's processor makes the same patch grid and pixel values.
+    Videos: the frames the adapter fed the processor (`decoded["model_videos"]`, [T, 3, H, W], already
+    resized and thinned) as [T, H, W, 3] numpy, each with its `decoded["model_video_metadata"]` (fps,
+    total_num_frames, frames_indices: Qwen2.5-VL's temporal M-RoPE positions come from them) and
+    `do_sample_frames=False`; without them, the decoded frames as they are. Audio: (waveform, sampling
+    rate) pairs. Text-only samples give {}.
     """
+    from PIL import Image
+
     decoded = sample.get("decoded") or {}
     data: dict[str, Any] = {}
     images = list(decoded.get("images") or [])
     if images:
         sizes = decoded.get("model_image_sizes") or [image.size for image in images]
-        data["image"] = [image if image.size == tuple(size) else image.resize(tuple(size)) for image, size in zip(images, sizes)]
-    videos = list(decoded.get("videos") or [])
+        data["image"] = [image if image.size == tuple(size) else image.resize(tuple(size), Image.Resampling.BICUBIC)
+                         for image, size in zip(images, sizes)]
+    videos = list(decoded.get("model_videos") or decoded.get("videos") or [])
     if videos:
-        data["video"] = [v.permute(0, 2, 3, 1).numpy() if isinstance(v, torch.Tensor) else v for v in videos]
+        frames = [v.permute(0, 2, 3, 1).numpy() if isinstance(v, torch.Tensor) else v for v in videos]
+        metadata = decoded.get("model_video_metadata") if decoded.get("model_videos") else None
+        data["video"] = [(f, {**m, "do_sample_frames": False}) for f, m in zip(frames, metadata)] if metadata else frames
     audios = list(decoded.get("audios") or [])
     if audios:
         rate = decoded.get("audio_sampling_rate")
@@ -109,6 +117,38 @@ def multi_modal_data(sample: Sample) -> dict[str, Any]:
             raise ValueError(f"sample {sample.get('id')!r}: decoded audio has no `audio_sampling_rate`")
         data["audio"] = [(a.numpy() if isinstance(a, torch.Tensor) else a, int(rate)) for a in audios]
     return data
+
+
+def media_placeholder_ids(model: torch.nn.Module) -> dict[str, int]:
+    """{modality: placeholder token id} from the model's config (Qwen2-VL/2.5-VL `image_token_id` and
+    `video_token_id`, Qwen2-Audio `audio_token_index`); {} for a text-only model."""
+    unwrapped = getattr(model, "module", model)
+    if hasattr(unwrapped, "get_base_model"):
+        unwrapped = unwrapped.get_base_model()
+    config = getattr(unwrapped, "config", None)
+    ids = {}
+    for modality, keys in (("image", ("image_token_id",)), ("video", ("video_token_id",)),
+                           ("audio", ("audio_token_id", "audio_token_index"))):
+        value = next((getattr(config, key) for key in keys if getattr(config, key, None) is not None), None)
+        if value is not None:
+            ids[modality] = int(value)
+    return ids
+
+
+def collapse_placeholder_runs(token_ids: Sequence[int], placeholder_ids: set[int]) -> list[int]:
+    """The prompt with every run of one repeated placeholder token cut to a single token.
+
+    The modality adapters return prompts with each media placeholder already expanded (one `<|image_pad|>`
+    per merged patch), as the trainer's forward needs them. vLLM's multimodal processor expands a token
+    prompt itself from the media it is given (its "prompt updates" replace each single placeholder), so it
+    must receive the unexpanded form; the engine's expansion is checked against the trainer's afterwards.
+    """
+    out: list[int] = []
+    for token in token_ids:
+        if token in placeholder_ids and out and out[-1] == token:
+            continue
+        out.append(int(token))
+    return out
 
 
 def engine_sampling_params(vllm: Any, params: SamplingParams, *, allowed_token_ids: list[int] | None,
@@ -177,11 +217,15 @@ class VLLMBackend:
         self.seed = seed
         self.asleep = False
         self.last_sync_seconds: float | None = None
+        # Where the time of the last sync / generate went (benchmarks/gpu_check.py reports these).
+        self.last_sync_timings: dict[str, float] = {}
+        self.last_generate_timings: dict[str, float] = {}
         self.syncs = 0
         self.dead_cause: str | None = None
         self.multiprocessing = multiprocessing
         self.weights_folder: str | None = None
         self.synced_model: torch.nn.Module = model
+        self.placeholder_ids = media_placeholder_ids(model)
         if llm is None:
             if enable_sleep_mode and not _sleep_mode_available(self.vllm):
                 raise ValueError("rollout.backend_args.enable_sleep_mode=true: vLLM has no sleep mode on this platform "
@@ -212,18 +256,11 @@ class VLLMBackend:
     # -- protocol ----------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[PromptEncoding], samples: Sequence[Sample], params: SamplingParams) -> GenerationResult:
         """n completions per prompt, prompt-major, with the processed (temperature-scaled, masked) log-probs."""
-        if len(prompts) != len(samples):
-            raise ValueError(f"vLLM backend: {len(prompts)} prompts but {len(samples)} samples")
-        requests = []
-        for prompt, sample in zip(prompts, samples):
-            request: dict[str, Any] = {"prompt_token_ids": prompt.input_ids.tolist()}
-            media = multi_modal_data(sample)
-            if media:
-                request["multi_modal_data"] = media
-            requests.append(request)
-        sampling = engine_sampling_params(self.vllm, params, allowed_token_ids=self.allowed_token_ids,
-                                          stop_token_ids=self.eos_token_ids, seed=None)
+        requests = self.requests(prompts, samples)
+        sampling = self.sampling_params(params)
         outputs = self._engine_call("generate", lambda: self._generate(requests, sampling))
+        for prompt, sample, output in zip(prompts, samples, outputs):
+            self._check_engine_prompt(prompt, sample, output)
         completion_ids: list[list[int]] = []
         logprobs: list[list[float]] = []
         for output in outputs:
@@ -232,15 +269,56 @@ class VLLMBackend:
                 logprobs.append(lps)
         return GenerationResult(completion_ids, logprobs)
 
+    def requests(self, prompts: Sequence[PromptEncoding], samples: Sequence[Sample]) -> list[dict[str, Any]]:
+        """vLLM prompt dicts: token ids (media placeholders collapsed for vLLM to expand) + `multi_modal_data`."""
+        if len(prompts) != len(samples):
+            raise ValueError(f"vLLM backend: {len(prompts)} prompts but {len(samples)} samples")
+        requests = []
+        for prompt, sample in zip(prompts, samples):
+            ids = prompt.input_ids.tolist()
+            media = multi_modal_data(sample)
+            request: dict[str, Any] = {"prompt_token_ids": ids}
+            if media:
+                placeholders = {self.placeholder_ids[m] for m in media if m in self.placeholder_ids}
+                request.update(prompt_token_ids=collapse_placeholder_runs(ids, placeholders), multi_modal_data=media)
+            requests.append(request)
+        return requests
+
+    def sampling_params(self, params: SamplingParams) -> Any:
+        """The vllm.SamplingParams of a request: n, temperature, the vocabulary mask, EOS stops, log-probs."""
+        return engine_sampling_params(self.vllm, params, allowed_token_ids=self.allowed_token_ids,
+                                      stop_token_ids=self.eos_token_ids, seed=None)
+
+    def _check_engine_prompt(self, prompt: PromptEncoding, sample: Sample, output: Any) -> None:
+        """The engine must have sampled after the trainer's exact prompt: same tokens, same media expansion."""
+        engine_ids = getattr(output, "prompt_token_ids", None)
+        if engine_ids is None:
+            return
+        expected = prompt.input_ids.tolist()
+        if list(engine_ids) != expected:
+            counts = {m: (expected.count(t), list(engine_ids).count(t)) for m, t in self.placeholder_ids.items()}
+            raise RolloutBackendError(
+                f"vLLM backend: sample {sample.get('id', '?')!r}: the engine's prompt ({len(engine_ids)} tokens) differs "
+                f"from the trainer's ({len(expected)} tokens); placeholder tokens (trainer, engine): {counts}. vLLM's "
+                "processor saw the media at another size or frame count than the modality adapter (check the model "
+                "folder's preprocessor_config.json pixel budget against data.modality_args)")
+
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Push `model`'s current weights (LoRA merged) into the engine; drop caches computed with the old ones."""
         start = time.perf_counter()
         self.synced_model = model
         # FSDP2 parameters are DTensor shards; the engine holds full tensors.
+        # Tied tensors (`lm_head.weight` is `embed_tokens.weight` in the trainer) are sent under both names: the
+        # engine may hold them apart (vLLM ties only when the *text* config says so; the tiny Qwen2.5-VL configs tie
+        # at the top level), and a skipped copy would leave the engine's head on the old weights.
         weights = [(name, (tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor).detach())
                    for name, tensor in policy_state(model)]
+        timings = {"gather_s": time.perf_counter() - start, "wake_s": 0.0,
+                   "bytes": float(sum(t.numel() * t.element_size() for _, t in weights))}
         if self.asleep:
+            mark = time.perf_counter()
             self._engine_call("wake_up", lambda: self.llm.wake_up(tags=["weights"]))
+            timings["wake_s"] += time.perf_counter() - mark
         # The worker's in-place reload, not `model.load_weights`: on CPU (and for quantised or repacked layers)
         # vLLM post-processes weights after loading, and a second plain `load_weights` finds parameters
         # without their `weight_loader`. `reload_weights` restores the loaders, loads checkpoint-format
@@ -252,13 +330,19 @@ class VLLMBackend:
             reload = {"weights_path": folder, "is_checkpoint_format": True}
         else:
             reload = {"weights_iterator": weights, "is_checkpoint_format": True}
+        mark = time.perf_counter()
         self._engine_call("sync_weights", lambda: self.llm.collective_rpc("reload_weights", kwargs=reload))
+        timings["reload_s"] = time.perf_counter() - mark
         if self.asleep:
+            mark = time.perf_counter()
             self._engine_call("wake_up", lambda: self.llm.wake_up(tags=["kv_cache"]))
+            timings["wake_s"] += time.perf_counter() - mark
             self.asleep = False
         # Prefix-cache KV and cached vision/audio encoder outputs were computed with the old weights.
         self._engine_call("reset caches", self._reset_caches)
         self.last_sync_seconds = time.perf_counter() - start
+        timings["total_s"] = self.last_sync_seconds
+        self.last_sync_timings = timings
         self.syncs += 1
 
     def _write_weights(self, weights: list[tuple[str, torch.Tensor]]) -> str:
@@ -297,10 +381,14 @@ class VLLMBackend:
             else:
                 self.llm.wake_up()
                 self.asleep = False
+        start = time.perf_counter()
         outputs = self.llm.generate(requests, sampling, use_tqdm=False)
+        self.last_generate_timings = {"generate_s": time.perf_counter() - start, "sleep_s": 0.0}
         if self.enable_sleep_mode:
             # Free the KV cache (and, at level 2, the weights that sync_weights replaces) for the update.
+            start = time.perf_counter()
             self.llm.sleep(level=self.sleep_level)
+            self.last_generate_timings["sleep_s"] = time.perf_counter() - start
             self.asleep = True
         return outputs
 

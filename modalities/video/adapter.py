@@ -187,6 +187,10 @@ class VideoModality:
             kwargs["images_kwargs"] = {"size": processor_size_for(image_plans, self.images.pixel_budget(processor))}
         if video_plans:
             kwargs["videos"], metadata = self._fitted_videos(decoded, video_plans)
+            # What the processor saw, for a rollout engine that runs its own processor (vLLM).
+            decoded["model_videos"] = kwargs["videos"]
+            decoded["model_video_metadata"] = [{"fps": m.fps, "total_num_frames": m.total_num_frames,
+                                                "frames_indices": list(m.frames_indices)} for m in metadata]
             kwargs["videos_kwargs"] = {"size": processor_size_for(video_plans, video_processor_budget(processor)),
                                        "video_metadata": metadata, "cap_pixels_per_frame": False,
                                        "do_sample_frames": False}

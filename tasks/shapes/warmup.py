@@ -21,3 +21,11 @@ def build_warm_tiny_qwen2_5_vl(out_dir, *, seed: int = 0, steps: int = WARMUP_ST
                                kinds: list[str] | None = None) -> Path:
     return sft_warm_start(out_dir, base_zoo="tiny-qwen2.5-vl", task="shapes", seed=seed, steps=steps, lr=lr,
                           task_args={"kinds": kinds} if kinds else None)
+
+
+@MODEL_ZOO.register("tiny-qwen2.5-vl-shapes-vllm")
+def build_warm_tiny_qwen2_5_vl_vllm(out_dir, *, seed: int = 0, steps: int = WARMUP_STEPS, lr: float = WARMUP_LR,
+                                    kinds: list[str] | None = None) -> Path:
+    """The same warm start on `tiny-qwen2.5-vl-vllm` (head_dim 32), for `rollout.backend=vllm` on CPU."""
+    return sft_warm_start(out_dir, base_zoo="tiny-qwen2.5-vl-vllm", task="shapes", seed=seed, steps=steps, lr=lr,
+                          task_args={"kinds": kinds} if kinds else None)
