@@ -119,7 +119,9 @@ def run_jobs(jobs: Sequence[Job], *, parallel: int = 2, log_dir: Path | None = N
             log.parent.mkdir(parents=True, exist_ok=True)
             command = [sys.executable, "-m", "mmpost.cli", "train", str(REPO / "recipes" / f"{job.recipe}.yaml"),
                        *job.overrides, f"train.seed={job.seed}", f"train.output_dir={job.output_dir}",
-                       f"train.threads={job.threads}", "train.progress=false"]
+                       f"train.threads={job.threads}", "train.progress=false",
+                       # an unfinished run's folder is started over (main's run-dir ownership refuses it otherwise)
+                       "train.overwrite_output_dir=true"]
             if job.steps is not None:
                 command.append(f"train.steps={job.steps}")
             handle = log.open("w")

@@ -240,3 +240,53 @@ def test_reflector_builder_learns_the_success_call(tmp_path):
     assert 0.3 <= meta["heldout_true_success_rate"] <= 0.7  # the held-out set is balanced
     reflector = load_reflector(folder)
     assert reflector.threshold == meta["threshold"] and reflector.view_name == "channels"
+
+
+def test_episode_truth_agrees_with_the_ground_truth_env_step_by_step():
+    """`episode_truth` (the replay `env_rollouts` checks a world model's episodes with) gives the gym env's own
+    success verdict, for the expert's chunks and for random ones, counting only the steps the episode took."""
+    import gymnasium
+
+    from mmpost.tasks.world_env import WorldEnvTask
+    from mmpost.tasks.world_env.env import GYM_ID, expert_steps
+
+    task = WorldEnvTask(chunk=4, max_steps=8, train_size=6, heldout_size=2)
+    rng = np.random.default_rng(0)
+    verdicts = []
+    for sample in task.load("train"):
+        expert = np.stack([a for _, a in expert_steps(sample["position"], sample["target"], 4, task.config)])
+        for chunks in (expert, rng.uniform(-0.3, 0.3, size=(2, 4, 2))):
+            env = gymnasium.make(GYM_ID, config=task.config)
+            env.reset(options={"initial_state": {"position": sample["position"], "target": sample["target"]}})
+            steps, success = 0, False
+            for action in chunks.reshape(-1, 2):
+                _, _, terminated, truncated, info = env.step(action)
+                steps, success = steps + 1, bool(info["success"])
+                if terminated or truncated:
+                    break
+            assert task.episode_truth(sample, list(chunks), steps) == success
+            verdicts.append(success)
+    assert any(verdicts) and not all(verdicts)  # both outcomes were checked
+    # steps after the episode's end were never executed: the expert's actions cut before the goal do not succeed
+    sample = task.load("train")[0]
+    expert = np.concatenate([a for _, a in expert_steps(sample["position"], sample["target"], 4, task.config)])
+    assert task.episode_truth(sample, [expert], len(expert)) and not task.episode_truth(sample, [expert], 0)
+
+
+def test_truth_metrics_by_hand():
+    from mmpost.envs.base import EpisodeStats
+    from mmpost.envs.source import Episode, PolicyCall, truth_metrics
+
+    class Replay:  # the truth: success when the first action's x is positive
+        def episode_truth(self, sample, chunks, steps):
+            return bool(chunks[0][0, 0] > 0)
+
+    def episode(index, x, claimed):
+        call = PolicyCall(sample={}, prompt=None, completion_ids=[], logprobs=None, actions=np.array([[x, 0.0]]))
+        return Episode(index, [call], EpisodeStats(episode_return=0.0, length=1, success=claimed))
+
+    episodes = [episode(0, 0.1, True), episode(0, -0.1, True), episode(1, 0.2, False), episode(1, -0.2, False)]
+    # truth [1, 0, 1, 0] -> rate 0.5; claimed [1, 1, 0, 0] agrees on the first and the last -> 0.5
+    assert truth_metrics(Replay(), [{}, {}], episodes) == {"diag/true_success_rate": 0.5,
+                                                          "diag/success_call_agreement": 0.5}
+    assert truth_metrics(object(), [{}], episodes) == {}  # a task without a ground truth logs nothing
