@@ -290,3 +290,41 @@ def test_truth_metrics_by_hand():
     assert truth_metrics(Replay(), [{}, {}], episodes) == {"diag/true_success_rate": 0.5,
                                                           "diag/success_call_agreement": 0.5}
     assert truth_metrics(object(), [{}], episodes) == {}  # a task without a ground truth logs nothing
+
+
+class RightwardReach:
+    """The ground-truth reach env with a reward the policy can learn in a few steps: the fraction of the chunk's
+    actions that move right (x > 0), one chunk per episode. Observations are the real env's."""
+
+    def __init__(self, inner):
+        self.inner, self.chunk = inner, inner.chunk
+
+    def reset(self, initial_states, *, seed=None):
+        return self.inner.reset(initial_states, seed=seed)
+
+    def chunk_step(self, action_chunks):
+        from mmpost.envs.base import StepResult
+
+        step = self.inner.chunk_step(action_chunks)
+        rewards = (torch.as_tensor(np.asarray(action_chunks), dtype=torch.float32)[..., 0] > 0).float() / self.chunk
+        ended = torch.zeros_like(rewards, dtype=torch.bool)
+        ended[:, -1] = True
+        return StepResult(step.observations, rewards, ended, torch.zeros_like(ended), [{} for _ in step.infos])
+
+
+def test_env_rollouts_grpo_raises_a_learnable_episode_reward(tiny_parts, tmp_path):
+    """The learning path World-Env relies on (env episodes -> episode return -> GRPO on every policy call's tokens),
+    checked where a few steps must show it: the reward for moving right rises. It fails if episodes, their returns,
+    the advantages or the update stop reaching the policy."""
+    from mmpost.registry import ENVIRONMENTS
+    from mmpost.tasks.world_env.task import _task
+
+    if "test_rightward_reach" not in ENVIRONMENTS:
+        ENVIRONMENTS.add("test_rightward_reach", lambda task=None: RightwardReach(_task(task).ground_truth_env()))
+    run = tmp_path / "run"
+    train(load_config(RECIPE, preset(tiny_parts, run, **{
+        "algorithm.source_args.env": "test_rightward_reach", "algorithm.source_args.env_args": "{}",
+        "algorithm.source_args.max_policy_calls": 1, "train.steps": 10, "data.prompts_per_step": 4,
+        "rollout.num_generations": 8, "optim.lr": 3e-3, "algorithm.kl_coef": 0.0, "eval.heldout": "false"})))
+    rewards = [json.loads(line)["reward/episode_return"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.15, rewards
