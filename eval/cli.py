@@ -1,6 +1,6 @@
 """`mmpost eval ...`: run benchmarks with a model, or score an existing predictions file.
 
-    mmpost eval --model PATH_OR_RUN_DIR --benchmark NAME[,NAME...] --data DIR [--limit N]
+    mmpost eval --model PATH_OR_RUN_DIR --benchmark NAME[,NAME...] [--data DIR] [--limit N]
                 [--batch-size B] [--output DIR] [--max-new-tokens T] [--mode official]
                 [--judge-endpoint URL --judge-model ID] [--score-arg BENCH.KEY=VALUE ...]
     mmpost eval score BENCHMARK PREDICTIONS [--data DIR] [--output DIR] [--mode M] [judge flags]
@@ -52,11 +52,23 @@ def parse_nested_args(pairs: list[str], flag: str) -> dict[str, dict[str, Any]]:
 
 
 def run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmpost eval", description="Run benchmarks with a model and score them officially.")
+    parser = argparse.ArgumentParser(
+        prog="mmpost eval", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run benchmarks with a model and score them officially.",
+        epilog="other commands:\n"
+               "  mmpost eval score BENCHMARK PREDICTIONS [--mode M] [--score-arg B.K=V]   score an existing predictions file "
+               "(no model); mmpost eval score --help\n"
+               "  mmpost eval search --model DIR --strategy greedy|best_of_n|prm_mcts --task T   step-by-step inference "
+               "strategies (PROPA); mmpost eval search --help\n"
+               "benchmarks: mmpost list benchmarks")
     parser.add_argument("--model", required=True, help="model folder or hub id, or a training run directory")
     parser.add_argument("--benchmark", required=True, help="comma-separated benchmark names")
-    parser.add_argument("--data", required=True,
-                        help="folder with one subfolder per benchmark (or the benchmark's folder), or NAME=DIR[,NAME=DIR]")
+    parser.add_argument("--data", default=None,
+                        help="folder with one subfolder per benchmark (or the benchmark's folder), or NAME=DIR[,NAME=DIR]; "
+                             "the official files or a local copy of the published dataset (parquet/arrow). Without it, "
+                             "a benchmark loads its published dataset through datasets (cached); offline, pass --data")
+    parser.add_argument("--split", action="append", default=[], metavar="BENCH=SPLIT",
+                        help="split of a published dataset, e.g. refcoco=testA (repeatable)")
     parser.add_argument("--limit", type=int, default=None, help="first N items of each benchmark")
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per generate call")
     parser.add_argument("--output", default="eval_results", help="folder for results.json, samples, cache")
@@ -65,7 +77,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
     parser.add_argument("--no-cache", action="store_true", help="ignore and do not write the response cache")
     parser.add_argument("--score-arg", action="append", default=[], metavar="BENCH.KEY=VALUE",
-                        help="scorer keyword, e.g. screenspot.coords=resized_pixels (repeatable)")
+                        help="scorer keyword, e.g. mathvista.missing_extraction=wrong or screenspot.coords=resized_pixels (repeatable)")
     parser.add_argument("--load-arg", action="append", default=[], metavar="BENCH.KEY=VALUE",
                         help="loader keyword, e.g. screenspot.version=pro (repeatable)")
     parser.add_argument("--prompt-arg", action="append", default=[], metavar="BENCH.KEY=VALUE",
@@ -86,8 +98,8 @@ def score_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=None, help="benchmark data folder (needed by DriveLM)")
     parser.add_argument("--output", default=None, help="folder for results.json and samples_<benchmark>.jsonl")
     parser.add_argument("--mode", default="official")
-    parser.add_argument("--score-arg", action="append", default=[], metavar="NAME.KEY=VALUE",
-                        help="scorer option, e.g. mathvista.missing_extraction=wrong (repeatable, YAML values)")
+    parser.add_argument("--score-arg", action="append", default=[], metavar="BENCH.KEY=VALUE",
+                        help="scorer keyword, e.g. mathvista.missing_extraction=wrong or screenspot.coords=resized_pixels (repeatable)")
     _add_judge_flags(parser)
     return parser
 
@@ -174,23 +186,37 @@ def eval_main(argv: list[str]) -> int:
         args.predictions = args.predictions_flag or args.predictions_positional
         if not args.benchmark or not args.predictions:
             parser.error("give the benchmark and the predictions file (positionally or with --benchmark/--predictions)")
-        score_args = parse_nested_args(args.score_arg, "--score-arg").get(args.benchmark, {})
+        score_args = parse_nested_args(args.score_arg, "--score-arg")
+        unrelated = sorted(set(score_args) - {args.benchmark})
+        if unrelated:
+            parser.error(f"--score-arg names {unrelated}, but the benchmark scored is {args.benchmark!r}")
         score_command(benchmark=args.benchmark, predictions=args.predictions, data=args.data, output=args.output,
-                      mode=args.mode, judge=build_judge(args, args.output), score_args=score_args)
+                      mode=args.mode, judge=build_judge(args, args.output), score_args=score_args.get(args.benchmark))
         return 0
     args = run_parser().parse_args(argv)
+    from mmpost.eval.common import BenchmarkDataError
     from mmpost.eval.runner import run_evaluation
 
     benchmarks = [name.strip() for name in args.benchmark.split(",") if name.strip()]
-    results = run_evaluation(
-        args.model, benchmarks, parse_data(args.data), limit=args.limit, batch_size=args.batch_size, output=args.output,
+    try:
+        results = _run_benchmarks(args, benchmarks, run_evaluation)
+    except BenchmarkDataError as error:  # missing or unreachable data: one line that says what to do
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_summary(results)
+    return 1 if any("error" in entry for entry in results["results"].values()) else 0
+
+
+def _run_benchmarks(args: argparse.Namespace, benchmarks: list[str], run_evaluation) -> dict:
+    return run_evaluation(
+        args.model, benchmarks, parse_data(args.data) if args.data else None, limit=args.limit,
+        batch_size=args.batch_size, output=args.output,
         max_new_tokens=args.max_new_tokens, mode=args.mode, judge=build_judge(args, args.output),
         score_args=parse_nested_args(args.score_arg, "--score-arg"), load_args=parse_nested_args(args.load_arg, "--load-arg"),
         prompt_args=parse_nested_args(args.prompt_arg, "--prompt-arg"),
         modality_args=parse_nested_args(args.modality_arg, "--modality-arg"), dtype=args.dtype, use_cache=not args.no_cache,
+        splits=parse_flat_args(args.split, "--split"),
     )
-    print_summary(results)
-    return 1 if any("error" in entry for entry in results["results"].values()) else 0
 
 
 def print_summary(results: dict) -> None:

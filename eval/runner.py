@@ -375,21 +375,29 @@ def distributed_context() -> DistContext:
 
 
 # -- the run ---------------------------------------------------------------------------------------
-def benchmark_data_dir(data: dict | str | os.PathLike, name: str) -> Path:
+def benchmark_data_dir(data: dict | str | os.PathLike | None, name: str, *, split: str | None = None) -> Path:
     """`data` maps benchmark -> folder, or is one folder holding a subfolder per benchmark (or, for a
-    single benchmark, the benchmark's own folder)."""
+    single benchmark, the benchmark's own folder). A benchmark without a folder (no `--data`, or not in the map)
+    loads its published dataset through `datasets` (eval/published.py); a folder or file that is a local copy of
+    the published dataset (parquet/arrow, save_to_disk) is converted the same way, offline."""
+    from mmpost.eval.published import is_published_copy, published_data_dir
+
+    if data is None or (isinstance(data, dict) and name not in data):
+        return published_data_dir(name, split=split)
     if isinstance(data, dict):
-        if name not in data:
-            raise ValueError(f"no data folder for benchmark {name}; --data has {sorted(data)}")
-        return Path(data[name])
-    root = Path(data)
-    return root / name if (root / name).exists() else root
+        folder = Path(data[name])
+    else:
+        root = Path(data)
+        folder = root / name if (root / name).exists() else root
+    if is_published_copy(folder):
+        return published_data_dir(name, source=folder, split=split)
+    return folder
 
 
 def run_evaluation(
     model: str,
     benchmarks: list[str],
-    data: dict | str,
+    data: dict | str | None = None,
     *,
     limit: int | None = None,
     batch_size: int = 8,
@@ -404,13 +412,15 @@ def run_evaluation(
     modalities: dict[str, Any] | None = None,
     dtype: str = "auto",
     use_cache: bool = True,
+    splits: dict[str, str] | None = None,
 ) -> dict:
     """Generate with `model` on each benchmark and score officially; returns the results.json dict.
 
     Args:
         model: a model folder (or hub id), or a training run directory (its latest checkpoint is used).
         benchmarks: names registered in `mmpost.registry.BENCHMARKS`.
-        data: {benchmark: folder} or one folder with a subfolder per benchmark.
+        data: {benchmark: folder} or one folder with a subfolder per benchmark; None (or a benchmark missing from
+            the map) loads the published dataset (eval/published.py).
         limit: the first N items of each benchmark (before sharding).
         batch_size: prompts per generate call; never changes the answers kept.
         output: folder for results.json, samples_<benchmark>.jsonl and cache/.
@@ -422,26 +432,36 @@ def run_evaluation(
         modalities: adapter instances to use instead of the registered ones, by modality name.
         dtype: "auto" (bfloat16 on GPU, float32 on CPU), "float32", "bfloat16" or "float16".
         use_cache: reuse and extend the response cache in `output/cache`.
+        splits: {benchmark: split} of the published dataset, where it has several (RefCOCO).
     """
     context = distributed_context()
     try:
         return _run(model, benchmarks, data, context, limit=limit, batch_size=batch_size, output=Path(output),
                     max_new_tokens=max_new_tokens, mode=mode, judge=judge, score_args=score_args or {},
                     load_args=load_args or {}, prompt_args=prompt_args or {}, modality_args=modality_args or {},
-                    modalities=modalities, dtype=dtype, use_cache=use_cache)
+                    modalities=modalities, dtype=dtype, use_cache=use_cache, splits=splits or {})
     finally:
         if context.created_group:
             torch.distributed.destroy_process_group()
 
 
 def _run(model: str, benchmarks: list[str], data: dict | str, context: DistContext, *, limit, batch_size, output: Path,
-         max_new_tokens, mode, judge, score_args, load_args, prompt_args, modality_args, modalities, dtype, use_cache) -> dict:
+         max_new_tokens, mode, judge, score_args, load_args, prompt_args, modality_args, modalities, dtype, use_cache,
+         splits) -> dict:
     specs = [BENCHMARKS.get(name) for name in benchmarks]
     for spec in specs:
         if mode not in spec.modes:
             raise ValueError(f"{spec.name}: scorer mode '{mode}' not supported; choose one of {list(spec.modes)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    # Data first: a missing or unreachable benchmark fails before the model is loaded.
+    data_dirs = {}
+    for spec in specs:
+        if context.rank == 0:
+            data_dirs[spec.name] = benchmark_data_dir(data, spec.name, split=splits.get(spec.name))
+        context.barrier()
+        if context.rank != 0:  # the conversion is cached by rank 0; the others read the same folder
+            data_dirs[spec.name] = benchmark_data_dir(data, spec.name, split=splits.get(spec.name))
     model_dir = resolve_model_dir(model)
     model_fp = model_fingerprint(model_dir)
     device = default_device()
@@ -451,7 +471,7 @@ def _run(model: str, benchmarks: list[str], data: dict | str, context: DistConte
     cache_dir = output / "cache"
     entries: dict[str, dict] = {}
     for spec in specs:
-        data_dir = benchmark_data_dir(data, spec.name)
+        data_dir = data_dirs[spec.name]
         items = spec.load(data_dir, limit, **load_args.get(spec.name, {}))
         prepared = prepare_items(spec, items, data_dir, prompt_args=prompt_args.get(spec.name), mode=mode)
         options = modality_args.get(spec.modality or "", {})

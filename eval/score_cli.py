@@ -36,7 +36,7 @@ def _format_metric(value: Any) -> str:
 
 
 def score_command(benchmark: str, predictions: str, data: str | None, output: str | None,
-                  mode: str = "official", judge: Judge | None = None, score_args: dict | None = None) -> dict:
+                  mode: str = "official", judge: Judge | None = None, score_args: dict[str, Any] | None = None) -> dict:
     """Score `predictions` (the benchmark's official output file) and write the result files.
 
     Args:
@@ -46,7 +46,8 @@ def score_command(benchmark: str, predictions: str, data: str | None, output: st
         output: folder for `results.json` and `samples_<benchmark>.jsonl`; None writes nothing.
         mode: scorer mode ("official" by default; see each scorer's docstring for the others).
         judge: LLM judge for scorers that need one.
-        score_args: scorer options (e.g. {"missing_extraction": "wrong"} for MathVista).
+        score_args: scorer keywords (`--score-arg screenspot.coords=pixels` gives {"coords": "pixels"}; MathVista takes
+            {"missing_extraction": "wrong"}).
     Returns the results dict written to `results.json`. A missing file or folder, an unknown mode, or items that need
     a judge when none is given raise `UsageError` (one line and exit code 2 on the command line), naming the file.
     """
@@ -60,7 +61,7 @@ def score_command(benchmark: str, predictions: str, data: str | None, output: st
         raise UsageError(f"{data}: {benchmark} data not found (--data)")
     annotations = spec.load(data) if data else None
     items = spec.load_predictions(predictions, annotations)
-    kwargs: dict[str, Any] = {"mode": mode, **(score_args or {})}
+    kwargs: dict[str, Any] = {**(score_args or {}), "mode": mode}
     if judge is not None:
         kwargs["judge"] = judge
     try:

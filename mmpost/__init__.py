@@ -11,8 +11,17 @@ Python API::
     config = mmpost.load_config("recipes/grpo.yaml", ["rewards=[{name: my_reward}]"])
     summary = mmpost.train(config)
 """
-from mmpost.config import Config, load_config
-from mmpost.registry import (
+import os as _os
+
+# OpenMP threads that wait for work spin (GNU libgomp's default), burning the core another job on the machine needs:
+# with 2 torch threads on 2 busy cores a GRPO step took 15-70x longer than with PASSIVE, which makes waiting threads
+# sleep (benchmarks/shared_machine.py). libgomp reads the policy when torch loads, so it is set here, before mmpost
+# imports torch, and only when the user has chosen none (MMPOST_OMP_WAIT_POLICY=keep leaves libgomp's default).
+if "OMP_WAIT_POLICY" not in _os.environ and _os.environ.get("MMPOST_OMP_WAIT_POLICY", "").lower() != "keep":
+    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+from mmpost.config import Config, load_config  # noqa: E402
+from mmpost.registry import (  # noqa: E402
     ADVANTAGES, AGGREGATIONS, EXPERIENCE_SOURCES, KL_ESTIMATORS, MODALITIES, MODEL_ZOO, POLICY_LOSSES, REWARDS,
     ROLLOUT_BACKENDS, SFT_LOSSES, TASKS,
 )

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from mmpost.config import Config, ConfigError, RewardSpec, check_values, located, origin_of
+from mmpost.config import Config, ConfigError, RewardSpec, check_paths, check_values, located, origin_of
 from mmpost.data import PromptSampler
 from mmpost.experience import ExperienceSource
 from mmpost.metrics import MetricsLog
@@ -280,10 +280,7 @@ def validate(config: Config) -> list[str]:
                 backend_check()
             except Exception as error:  # noqa: BLE001 - any reason the backend cannot start here
                 raise ConfigError(f"rollout.backend={config.rollout.backend!r}: {error}", key="rollout.backend") from None
-        if not config.model.path:
-            raise ConfigError("model.path is empty: set it to a model folder or hub id (or set model.zoo)", key="model.path")
-        if config.data.media_root is not None and not Path(config.data.media_root).is_dir():
-            raise ConfigError(f"data.media_root={config.data.media_root!r}: not a folder", key="data.media_root")
+        check_paths(config)
     except ConfigError as error:
         raise located(config, error) from None
     return checked

@@ -225,6 +225,14 @@ class TrainConfig:
                                      resumable=True)
     threads: int | None = opt(None, "torch CPU threads (None = torch's default)", allowed=at_least(1), resumable=True)
     progress: bool = opt(True, "show a progress bar", resumable=True)
+    report_to: list | str = opt([], "experiment trackers, through accelerate: tensorboard | wandb | mlflow | comet_ml | aim | "
+                                    "clearml | dvclive | swanlab | trackio, a list or comma-separated; all = every installed "
+                                    "one; [] = metrics.jsonl only", resumable=True)
+    project: str = opt("mmpost", "tracker project (W&B/Comet/Trackio project, MLflow experiment, TensorBoard subfolder)",
+                       resumable=True)
+    run_name: str | None = opt(None, "run name shown by the trackers (None = the output folder's name)", resumable=True)
+    tracker_args: dict = opt({}, "per-tracker init keyword arguments, e.g. {wandb: {entity: my-team, tags: [grpo]}}",
+                             resumable=True)
     stop_after: int | None = opt(None, "stop (as if killed) after this many steps; for resume tests", allowed=at_least(1),
                                   resumable=True)
 
@@ -409,6 +417,14 @@ def check_values(config: Config) -> list[str]:
     except ConfigError as error:
         raise located(config, error) from None
     return ["values: ranges and consistency", "secrets: none in the config"]
+
+
+def check_paths(config: Config) -> None:
+    """The model folder is named and the media root, when set, is a folder (raises ConfigError naming the key)."""
+    if not config.model.path:
+        raise ConfigError("model.path is empty: set it to a model folder or hub id (or set model.zoo)", key="model.path")
+    if config.data.media_root is not None and not Path(config.data.media_root).is_dir():
+        raise ConfigError(f"data.media_root={config.data.media_root!r}: not a folder", key="data.media_root")
 
 
 def _check_fields(node: Any, prefix: str, key: str | None = None) -> None:

@@ -255,6 +255,9 @@ def accelerator_kwargs(config: Any, settings: StrategySettings | None = None) ->
     elif settings.cpu_offload:
         raise ConfigError(f"distributed.cpu_offload=true needs strategy fsdp2 or deepspeed_zero2/3, "
                           f"not {settings.strategy!r}")
+    from mmpost.trackers import accelerator_tracking_kwargs
+
+    kwargs.update(accelerator_tracking_kwargs(config.train))  # train.report_to: accelerate's trackers
     return kwargs
 
 

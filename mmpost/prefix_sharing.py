@@ -41,19 +41,34 @@ def gather_cache(cache: DynamicCache, index: torch.Tensor) -> DynamicCache:
     return DynamicCache(ddp_cache_data=layers)
 
 
-def prompt_pass(model: nn.Module, prompts: Sequence[PromptEncoding], pad_id: int):
-    """Run distinct prompts once with a KV cache.
+def prompt_pass(model: nn.Module, prompts: Sequence[PromptEncoding], pad_id: int,
+                inputs: dict[str, torch.Tensor] | None = None):
+    """Run distinct prompts once with a KV cache (`inputs`: their collation, when the caller already has it).
 
     Returns (last-position logits [P, V], cache, attention mask [P, W], position ids [3, P, W] or [P, W]).
     """
-    from mmpost.policy import collate_prompts  # policy imports this module
-
-    device = next(model.parameters()).device
-    inputs = {k: v.to(device) for k, v in collate_prompts(prompts, pad_id).items()}
+    if inputs is None:
+        inputs = collated_prompts(prompts, pad_id, next(model.parameters()).device)
     positions = position_ids_for(model, inputs)
     extra = {"logits_to_keep": 1} if accepts_argument(model, "logits_to_keep") else {}
     output = model(**inputs, position_ids=positions, use_cache=True, **extra)
     return output.logits[:, -1, :], _output_cache(output), inputs["attention_mask"], positions
+
+
+def collated_prompts(prompts: Sequence[PromptEncoding], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    from mmpost.policy import collate_prompts  # policy imports this module
+
+    return {k: v.to(device) for k, v in collate_prompts(prompts, pad_id).items()}
+
+
+def step_collation(batch: RolloutBatch, distinct: torch.Tensor, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """The collated inputs of `batch`'s prompts `distinct`, made once per batch: the reference and update passes of a
+    step then hand the model the same tensors (no second copy of the pixels; the vision cache recognises them)."""
+    memo = batch.__dict__.setdefault("_collated_prompts", {})
+    key = (tuple(distinct.tolist()), pad_id, str(device))
+    if key not in memo:
+        memo[key] = collated_prompts([batch.prompts[int(i)] for i in distinct], pad_id, device)
+    return memo[key]
 
 
 def continuation_positions(prompt_positions: torch.Tensor, length: int) -> torch.Tensor:
@@ -71,7 +86,8 @@ def shared_prefix_logits(model: nn.Module, batch: RolloutBatch, rows: torch.Tens
     prompt_index = batch.prompt_index[rows]
     distinct, inverse = torch.unique(prompt_index, return_inverse=True)
     inverse = inverse.to(device)
-    first, cache, prompt_mask, positions = prompt_pass(model, [batch.prompts[int(i)] for i in distinct], pad_id)
+    first, cache, prompt_mask, positions = prompt_pass(model, [batch.prompts[int(i)] for i in distinct], pad_id,
+                                                       inputs=step_collation(batch, distinct, pad_id, device))
     first = first.index_select(0, inverse).unsqueeze(1)  # [n, 1, V]
     completion_ids = batch.completion_ids[rows].to(device)
     width = completion_ids.shape[1]

@@ -24,12 +24,13 @@ from mmpost.run_dir import (RunStart, append_to_log, apply_resumed_settings, cla
                             run_log)
 from mmpost.config import Config, save_config, to_dict
 from mmpost.experience import StepContext
-from mmpost.metrics import plot_curves
+from mmpost.metrics import curves_title, plot_curves
 from mmpost.packing import micro_batch_rows
 from mmpost.vision_cache import reuse_vision_features
 from mmpost.registry import ADVANTAGES, KL_ESTIMATORS
 from mmpost.rollout.base import RolloutBackendError, SamplingParams
 from mmpost.scoring import score_batch
+from mmpost.trackers import Trackers
 from mmpost.types import DataError, MediaError, RolloutBatch, media_root
 from mmpost.update import _all_reduce, gather_rows, process_rank, reference_logprobs, update_mini_batch, world_size
 
@@ -412,6 +413,7 @@ def _run(config: Config, start: RunStart, signals: "_StopSignals") -> dict[str, 
         signals.phase = "during the held-out evaluation before the first step (nothing to resume)"
         run.state["heldout_accuracy_before"] = heldout_accuracy(run)
     progress = _progress(run, first_step)
+    run.metrics.trackers = Trackers.start(run.accelerator, config, to_dict(config))  # train.report_to
     last = first_step - 1
     for step in range(first_step, config.train.steps + 1):
         signals.defer(f"during step {step} (step {step} was not saved)")
@@ -436,11 +438,13 @@ def _run(config: Config, start: RunStart, signals: "_StopSignals") -> dict[str, 
             checkpoint = _checkpoint(run, step, config_yaml)
             log.warning("%s received: stopped after step %d, checkpoint %s (continue with train.resume=auto)",
                         signals.name, step, checkpoint)
+            run.metrics.close(step=step)
             return {"interrupted_at": step, "signal": signals.name, "checkpoint": str(checkpoint)}
         if config.train.save_every and step % config.train.save_every == 0 and step < config.train.steps:
             _checkpoint(run, step, config_yaml)
         if config.train.stop_after and step >= config.train.stop_after:
             progress(None)
+            run.metrics.close(step=step)
             return {"stopped_at": step}
     progress(None)
     signals.defer(f"while writing the final checkpoint (step {last})")
@@ -466,8 +470,15 @@ def _run(config: Config, start: RunStart, signals: "_StopSignals") -> dict[str, 
         summary["seconds_per_step"] = sum(r["perf/step_s"] for r in records) / len(records)
     if run.is_main:
         if records:
-            plot_curves(records, run.output_dir / "curves.png", title=f"{config.algorithm.source} on {run.task.name}")
+            title = curves_title(run=config.train.run_name or run.output_dir.resolve().name, method=config.algorithm.source,
+                                 task=run.task.name, model=Path(config.model.path).name or config.model.path, steps=last)
+            plot_curves(records, run.output_dir / "curves.png", title=title,
+                        heldout={"before": summary.get("heldout_accuracy_before"),
+                                 "after": summary.get("heldout_accuracy_after"), "name": run.task.name})
         (run.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        run.metrics.close(step=last, summary=summary, files={"curves": run.output_dir / "curves.png",
+                                                             "summary": run.output_dir / "summary.json",
+                                                             "config": run.output_dir / "config.yaml"})
     run.accelerator.wait_for_everyone()
     return summary
 

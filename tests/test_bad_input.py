@@ -107,13 +107,20 @@ def test_one_switch_skips_rows_with_missing_fields_unreadable_lines_and_broken_m
         handle.write(b'{"id": "latin1", "problem": "caf\xe9?", "answer": "x"}\n')
     out = tmp_path / "run"
     base = tiny_overrides(tiny_vl_dir, out, **{"train.steps": 2, "data.shuffle": "false"}) + vqa_overrides(data)
-    with pytest.raises(DataError, match=r"data.jsonl:4 \(id 'noanswer'\): missing required field"):
+    # Lines that are not JSON text are found when the file is opened, before any row is mapped.
+    with pytest.raises(DataError, match=r"data.jsonl:6: not UTF-8 text"):
         train(load_config(REPO / "recipes" / "sft.yaml", base))
+    with open(data, "rb") as handle:
+        without_latin1 = handle.read().splitlines(keepends=True)[:-1]
+    clean = data.with_name("clean.jsonl")
+    clean.write_bytes(b"".join(without_latin1))
+    with pytest.raises(DataError, match=r"clean.jsonl:4 \(mmpost layout, id 'noanswer'\): no answer in the row"):
+        train(load_config(REPO / "recipes" / "sft.yaml", base + vqa_overrides(clean)))
     summary = train(load_config(REPO / "recipes" / "sft.yaml", base + ["data.skip_bad_rows=true"]))
     metrics = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["data/skipped_rows"] for m in metrics] == [3, 3] and summary["skipped_rows"] == 3
     log = (out / "train.log").read_text()
-    assert "data.jsonl:4 (id 'noanswer'): missing required field(s) ['answer']" in log
+    assert "data.jsonl:4 (mmpost layout, id 'noanswer'): no answer in the row" in log
     assert "data.jsonl:6: not UTF-8 text" in log
     assert log.count("broken.png: not a readable image") == 1  # logged once, although the row came up twice
 

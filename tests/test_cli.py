@@ -54,7 +54,8 @@ def test_recipe_runs_under_torchrun_two_processes(warm_vl_dir, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m", "mmpost.cli",
-         "train", str(REPO / "recipes" / "visurf.yaml"), *tiny_overrides(warm_vl_dir, out, **{"train.steps": 2})],
+         "train", str(REPO / "recipes" / "visurf.yaml"),
+         *tiny_overrides(warm_vl_dir, out, **{"train.steps": 2, "train.report_to": "tensorboard"})],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -63,6 +64,9 @@ def test_recipe_runs_under_torchrun_two_processes(warm_vl_dir, tmp_path):
     # 4 prompts x 4 generations, split over two processes and summed back.
     assert metrics[0]["rollout/sequences"] == 16
     assert (out / "checkpoints" / "step_2" / "rng_rank1.json").is_file()
+    # Only the main process logs to the trackers: every TensorBoard event file comes from one process id.
+    events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and len({path.name.rsplit(".", 2)[1] for path in events}) == 1, events
 
 
 def test_eval_score_through_the_cli_reproduces_mathvista(tmp_path):
@@ -121,3 +125,115 @@ def test_flow_grpo_recipe_runs_from_the_command_line(tmp_path):
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2] and "loss/kl" in metrics[0]
     assert (out / "checkpoints" / "step_2" / "model" / "mmpost_generator.json").is_file()
+
+
+# -- a fast, helpful command line -------------------------------------------------------------------
+def test_train_without_a_recipe_lists_the_recipes(capsys):
+    assert main(["train"]) == 0
+    out = capsys.readouterr().out
+    assert "shipped recipes:" in out and "visurf" in out and "world_env" in out and "validate RECIPE --explain" in out
+
+
+def test_train_help_lists_recipes_and_points_at_explain(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "flow_grpo" in out and "ViSurf" in out and "mmpost validate RECIPE --explain" in out
+
+
+def test_validate_explain_shows_recipe_values_next_to_defaults(capsys):
+    assert main(["validate", "grpo", "optim.lr=0.003", "--explain"]) == 0
+    lines = {line.split()[1] if line.startswith("*") else line.split()[0]: line
+             for line in capsys.readouterr().out.splitlines() if line.strip() and not line.startswith("  ok")}
+    assert lines["optim.lr"].startswith("*") and "0.003" in lines["optim.lr"] and "1e-05" in lines["optim.lr"]
+    assert not lines["optim.eps"].startswith("*")  # unchanged from the default
+
+
+def test_list_accepts_plurals_and_shows_each_component_once():
+    from mmpost.cli import listing_rows, resolve_kind
+
+    assert resolve_kind("rewards") == "reward" and resolve_kind("losses") == "policy_loss"
+    assert resolve_kind("recipes") == "recipe" and resolve_kind("modalities") == "modality"
+    with pytest.raises(SystemExit, match="did you mean 'reward'"):
+        resolve_kind("rewrd")
+    rows = dict(listing_rows())
+    aggregations = rows["aggregation"].split(", ")
+    assert "token_mean (token-mean)" in aggregations and "token-mean" not in aggregations
+    assert "k3 (low_var_kl, k3_clamped)" in rows["kl"] and "k1 (kl)" in rows["kl"] and "k2 (mse)" in rows["kl"]
+    assert dict(listing_rows("reward")).keys() == {"reward"}
+
+
+def test_registry_index_lists_exactly_the_imported_registries():
+    """The source-read index (what `list`/`validate` use, without importing torch) and the registries after
+    importing every built-in module hold the same built-in names; names registered by tests are ignored."""
+    from mmpost.registry import ALL_REGISTRIES
+    from mmpost.registry_index import builtin_index, known_names
+
+    index = builtin_index()
+    for kind, registry in ALL_REGISTRIES.items():
+        imported = {name for name, obj in registry.items()
+                    if (getattr(obj, "__module__", None) or type(obj).__module__).startswith("mmpost.")}
+        assert set(known_names(kind, index)) == imported, kind
+
+
+def test_validate_checks_task_and_reward_arguments_from_source(capsys):
+    assert main(["validate", "grpo", "data.task=vqa", "data.task_args={pth: x.jsonl}"]) == 2
+    err = capsys.readouterr().err
+    assert "data.task_args" in err and "'pth'" in err and "did you mean 'path'" in err
+    assert main(["validate", "grpo", "algorithm.advantage=grp"]) == 2
+    assert "did you mean 'grpo'" in capsys.readouterr().err
+    assert main(["validate", "grpo", "--deep"]) == 0
+    assert "(imported)" in capsys.readouterr().out
+
+
+def test_list_validate_and_config_errors_do_not_import_torch():
+    """What keeps `list`, `validate` and config errors fast (benchmarks/cli_latency.py measures the seconds)."""
+    code = ("import sys\nfrom mmpost.cli import main\n"
+            "assert main(['list']) == 0\nassert main(['validate', 'visurf']) == 0\n"
+            "assert main(['train', 'visurf', 'optim.lrr=1']) == 2\n"
+            "heavy = [m for m in ('torch', 'transformers', 'mmpost.modalities', 'mmpost.tasks') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_eval_help_shows_score_and_search():
+    result = subprocess.run([sys.executable, "-m", "mmpost.cli", "eval", "--help"], capture_output=True, text=True,
+                            timeout=120, cwd=REPO)
+    assert result.returncode == 0 and "mmpost eval score" in result.stdout and "mmpost eval search" in result.stdout
+
+
+def test_eval_score_takes_score_args(tmp_path, capsys):
+    rows = [{"box": [0.1, 0.1, 0.2, 0.2], "img_size": [1000, 500], "element_type": "icon", "platform": "ios",
+             "response": "(150, 75)", "instruction": "open menu"}]
+    predictions = tmp_path / "predictions.json"
+    predictions.write_text(json.dumps(rows))
+    assert main(["eval", "score", "screenspot", str(predictions), "--output", str(tmp_path / "a")]) == 0
+    normalized = json.loads((tmp_path / "a" / "results.json").read_text())["results"]["screenspot"]["metrics"]["accuracy"]
+    assert main(["eval", "score", "screenspot", str(predictions), "--score-arg", "screenspot.coords=pixels",
+                 "--output", str(tmp_path / "b")]) == 0
+    pixels = json.loads((tmp_path / "b" / "results.json").read_text())["results"]["screenspot"]["metrics"]["accuracy"]
+    assert (normalized, pixels) == (0.0, 1.0)  # (150, 75) px in a 1000x500 image is inside the box; as [0, 1] it is not
+
+
+def test_every_shipped_recipe_passes_the_source_read_checks():
+    from mmpost.cli import RECIPES_DIR
+    from mmpost.config import load_config
+    from mmpost.registry_index import check_config
+
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        checked = check_config(load_config(path))
+        assert any(line.startswith("task: ") for line in checked), path
+
+
+def test_mmpost_makes_waiting_openmp_threads_sleep_unless_a_policy_is_chosen():
+    """Spinning OpenMP threads made a step 15-70x slower beside another job (benchmarks/shared_machine.py); mmpost
+    sets OMP_WAIT_POLICY=PASSIVE before torch loads, and leaves a policy the user chose."""
+    code = "import mmpost, os, sys; assert 'torch' not in sys.modules; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "MMPOST_OMP_WAIT_POLICY")}
+    run = lambda extra: subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True,
+                                       text=True, timeout=120).stdout.strip()
+    assert run({}) == "PASSIVE"
+    assert run({"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+    assert run({"MMPOST_OMP_WAIT_POLICY": "keep"}) == "None"

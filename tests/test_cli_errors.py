@@ -38,6 +38,8 @@ def error_line(capsys) -> str:
     (["data.task=vqa"], f"{GRPO}: data.task_args: task 'vqa' does not take ['heldout_size']"),
     (["data.task=vqa", "data.task_args={heldout_path: d.jsonl}"], "data.task_args.path: task 'vqa' needs it"),
     (["data.task=vqa", "data.task_args={path: d.jsonl, skip_bad_rows: true}"], "the row-skipping switch is data.skip_bad_rows"),
+    (["data.media_root=/no/such/folder"], "data.media_root='/no/such/folder': not a folder"),
+    (["model.path=''", "model.zoo=null"], "model.path is empty"),
     (["rollout.temprature=0.5"], "command line (rollout.temprature=0.5): unknown key 'rollout.temprature'; did you mean "
                                  "'rollout.temperature'?"),
 ])

@@ -139,3 +139,41 @@ def test_model_without_a_media_tower_is_untouched():
             inside = model(input_ids=ids).logits
     assert counter.calls == 0
     assert torch.equal(inside, expected)
+
+
+def test_the_same_tensor_again_is_served_without_hashing_and_a_write_is_noticed(tiny_vl_dir, monkeypatch):
+    """A pass that hands the tower the very tensor of the previous call (the shared-prefix passes reuse one collation
+    per step) gets the same features without hashing or comparing pixels; an in-place write (a new `_version`) or
+    a different tensor goes back to the content key."""
+    import mmpost.vision_cache as vision_cache
+
+    model, _, _ = image_batch(tiny_vl_dir, (1,), 1)
+    tower = model.model.visual.requires_grad_(False)
+    grid = torch.tensor([[1, 4, 4], [1, 4, 4]])
+    pixels = torch.randn(32, 1176)
+    hashed = []
+    original_key = vision_cache.content_key
+    monkeypatch.setattr(vision_cache, "content_key", lambda *a, **k: hashed.append(1) or original_key(*a, **k))
+    with torch.no_grad(), reuse_vision_features([model]) as counter:
+        first = tower(pixels, grid_thw=grid).pooler_output
+        assert len(hashed) == 2
+        again = tower(pixels, grid_thw=grid).pooler_output
+        assert len(hashed) == 2 and torch.equal(again, first) and again is not first
+        pixels[0, 0] += 1.0  # in place: the version changes, the identity no longer holds
+        changed = tower(pixels, grid_thw=grid).pooler_output
+        assert len(hashed) == 4 and counter.calls == 2 and not torch.equal(changed, first)
+        copy_of = tower(pixels.clone(), grid_thw=grid).pooler_output  # equal content, other object: by content
+        assert len(hashed) == 6 and counter.calls == 2 and torch.equal(copy_of, changed)
+
+
+def test_reference_and_update_passes_share_one_collation(tiny_vl_dir):
+    """The shared-prefix passes of one batch collate its prompts once; the second pass encodes and hashes nothing."""
+    model, policy, batch = image_batch(tiny_vl_dir, (3, 1, 2), 5)
+    model.model.visual.requires_grad_(False)
+    with reuse_vision_features([model]) as counter:
+        first = scored(model, policy, batch, layout="shared_prefix")
+        reused_after_first = counter.items_reused
+        second = scored(model, policy, batch, layout="shared_prefix")
+    assert counter.calls == 1 and torch.equal(first, second)
+    assert counter.items_reused - reused_after_first == 3  # all three images, from the identity path
+    assert len(batch.__dict__["_collated_prompts"]) == 1
