@@ -130,6 +130,30 @@ def require_fields(item: Mapping, fields: Iterable[str], where: str) -> None:
         raise BenchmarkDataError(f"{where}: missing field(s) {missing}; present: {sorted(item)}")
 
 
+def data_file(data_dir: str | Path, *names: str) -> Path:
+    """A benchmark's file: `data_dir` itself when it is not a folder, else the first of `names` (paths relative to
+    it) that exists; the first name when none does, so the reader's error names the file it expected."""
+    path = Path(data_dir)
+    if not path.is_dir():
+        return path
+    candidates = [path / name for name in names]
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+def read_json_rows(path: str | Path, what: str, fields: Iterable[str] = ()) -> list[dict]:
+    """A JSON file holding a list of objects, each with `fields` (the shape of most official annotation and
+    prediction files). Errors name `what`, the file, the row and the missing fields."""
+    rows = read_json(path, what)
+    if not isinstance(rows, list):
+        raise BenchmarkDataError(f"{what}: {path} must hold a JSON list of rows, got {type(rows).__name__}")
+    fields = list(fields)
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise BenchmarkDataError(f"{what}: {path} row {index} must be a JSON object, got {type(row).__name__}")
+        require_fields(row, fields, f"{what}: {path} row {index}")
+    return rows
+
+
 def accuracy_table(records: Iterable[tuple[Any, bool]]) -> dict[str, dict[str, Any]]:
     """Group (key, correct) pairs into {key: {correct, total, accuracy}} (accuracy in [0, 1]).
 

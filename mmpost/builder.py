@@ -23,7 +23,8 @@ from mmpost.model import build_reference, ensure_model_folder, prepare_policy
 from mmpost.registry import EXPERIENCE_SOURCES, KL_CONTROLLERS, MODALITIES, POLICIES, ROLLOUT_BACKENDS, TASKS
 from mmpost.rollout.base import SamplingParams
 from mmpost.scoring import BoundReward, bind_rewards
-from mmpost.update import LossSettings
+from mmpost.logprobs import LOGPROB_LAYOUTS, LogprobPlan
+from mmpost.update import Learner, LossSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ class Run:
     policy: Any  # a policy kind (mmpost.policy.TokenPolicy, mmpost.denoising.DenoisingPolicy, ...)
     model: torch.nn.Module  # prepared (possibly DDP-wrapped)
     reference: torch.nn.Module | None
-    needs_reference: bool
     optimizer: torch.optim.Optimizer
     scheduler: Any
     backend: Any
@@ -46,7 +46,7 @@ class Run:
     sampler: PromptSampler
     rewards: list[BoundReward]
     source: ExperienceSource
-    settings: LossSettings
+    plan: RunPlan
     sampling: SamplingParams
     metrics: MetricsLog
     output_dir: Path
@@ -70,6 +70,14 @@ class Run:
     def unwrapped(self) -> torch.nn.Module:
         return self.accelerator.unwrap_model(self.model)
 
+    @property
+    def settings(self) -> LossSettings:
+        return self.plan.loss
+
+    @property
+    def learner(self) -> Learner:
+        return Learner(self.accelerator, self.model, self.reference, self.optimizer, self.scheduler, self.plan.max_grad_norm)
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -84,16 +92,63 @@ def make_accelerator(config: Config):
     return distributed.make_accelerator(config)
 
 
-def check_layout_for_strategy(config: Config) -> None:
-    """Resolve `algorithm.logprob_pass: auto`. Sharded weights need the same number of forwards on every rank, which
-    packed/shared-prefix passes do not guarantee."""
-    sharded = config.distributed.strategy in ("fsdp2", "deepspeed_zero3")
-    if config.algorithm.logprob_pass == "auto":
-        config.algorithm.logprob_pass = "padded" if sharded else "shared_prefix"
-    if sharded and config.algorithm.logprob_pass != "padded":
-        raise ConfigError(f"algorithm.logprob_pass={config.algorithm.logprob_pass!r} can run a different number of forward "
-                          f"passes on each process, which sharded weights ({config.distributed.strategy}) cannot allow: "
+def resolve_logprob_layout(config: Config, policy_kind: Any = None) -> tuple[str, str]:
+    """`algorithm.logprob_pass` resolved, and why: "auto" is shared_prefix, or padded with sharded weights (which need
+    the same number of forwards on every rank; packed and shared-prefix passes do not guarantee it, so asking for
+    them there is an error). A policy kind that declares fewer layouts (`logprob_layouts`; the denoising policy
+    has one) runs its first. The config is not changed."""
+    requested = config.algorithm.logprob_pass
+    strategy = config.distributed.strategy
+    sharded = strategy in ("fsdp2", "deepspeed_zero3")
+    if sharded and requested not in ("auto", "padded"):
+        raise ConfigError(f"algorithm.logprob_pass={requested!r} can run a different number of forward "
+                          f"passes on each process, which sharded weights ({strategy}) cannot allow: "
                           "use algorithm.logprob_pass=padded", key="algorithm.logprob_pass")
+    layouts = tuple(policy_kind.logprob_layouts) if policy_kind is not None else LOGPROB_LAYOUTS
+    if len(layouts) == 1:
+        return layouts[0], f"model.policy={config.model.policy!r} has one layout"
+    if requested != "auto":
+        return requested, "algorithm.logprob_pass"
+    if sharded:
+        return "padded", f"auto; sharded weights ({strategy}) need the same forward count on every rank"
+    return "shared_prefix", "auto"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The run's decisions, made once by `plan_run` from the config and the prepared model, then only read: the
+    loss (`LossSettings`, with the log-prob passes' layout), the update schedule, whether the weights are sharded
+    and which extra log-prob passes a step runs. `decisions` says what was chosen where a choice was made (logged)."""
+
+    loss: LossSettings
+    ppo_epochs: int
+    mini_batches: int
+    max_grad_norm: float
+    sharded: bool  # every forward gathers weights collectively: equal forward counts on every rank
+    needs_reference: bool  # a reference model exists (KL, or an SFT loss that reads the reference distribution)
+    old_logprobs_pass: bool  # several updates per batch: the old policy's log-probs are computed before them
+    reference_logprobs_pass: bool  # the KL uses reference log-probs of the batch's tokens
+    decisions: tuple[str, ...] = ()
+
+
+def plan_run(config: Config, policy: Any, model: torch.nn.Module, *, needs_reference: bool) -> RunPlan:
+    """Every run-long decision below the loop, once (see `RunPlan`)."""
+    from mmpost.distributed import is_sharded
+    from mmpost.model import unwrap
+
+    algorithm = config.algorithm
+    layout, why = resolve_logprob_layout(config, type(policy))
+    checkpointing = any(getattr(m, "gradient_checkpointing", False) for m in unwrap(model).modules())
+    passes = LogprobPlan.decide(layout, micro_batch_size=algorithm.micro_batch_size, token_budget=algorithm.token_budget,
+                                temperature=config.rollout.temperature, gradient_checkpointing=checkpointing, why=why)
+    loss = LossSettings.from_config(algorithm, config.rollout, policy, passes)
+    return RunPlan(
+        loss=loss, ppo_epochs=algorithm.ppo_epochs, mini_batches=algorithm.mini_batches,
+        max_grad_norm=config.optim.max_grad_norm, sharded=is_sharded(model), needs_reference=needs_reference,
+        old_logprobs_pass=algorithm.ppo_epochs > 1 or algorithm.mini_batches > 1,
+        reference_logprobs_pass=needs_reference and algorithm.kl_coef > 0 and not loss.kl_from_policy,
+        decisions=(f"log-prob passes: {passes.decision}",),
+    )
 
 
 def build_task(config: Config):
@@ -163,7 +218,7 @@ def build_run(config: Config, *, policy_path: str | None = None) -> Run:
     """Everything a training run needs; `policy_path` loads the policy weights from a checkpoint folder."""
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    check_layout_for_strategy(config)
+    resolve_logprob_layout(config, POLICIES.get(config.model.policy))  # a layout sharding cannot run fails before loading
     accelerator = make_accelerator(config)
     seed_everything(config.train.seed + accelerator.process_index)
     task = build_task(config)
@@ -199,7 +254,9 @@ def build_run(config: Config, *, policy_path: str | None = None) -> Run:
     unwrapped = accelerator.unwrap_model(model)
 
     policy = policy_kind(unwrapped, processor, task, modality)
-    policy.logprob_pass, policy.token_budget = algorithm.logprob_pass, algorithm.token_budget
+    plan = plan_run(config, policy, model, needs_reference=needs_reference)
+    for decision in plan.decisions:
+        log.info("%s", decision)
     backend_class = ROLLOUT_BACKENDS.get(config.rollout.backend)
     backend = backend_class(unwrapped, pad_token_id=policy.pad_token_id, eos_token_ids=policy.eos_token_ids,
                             suppressed_token_ids=policy.suppressed_token_ids, policy=policy, **config.rollout.backend_args)
@@ -221,10 +278,10 @@ def build_run(config: Config, *, policy_path: str | None = None) -> Run:
         output_dir.mkdir(parents=True, exist_ok=True)
     return Run(
         config=config, accelerator=accelerator, task=task, modality=modality, policy=policy, model=model,
-        reference=reference, needs_reference=needs_reference, optimizer=optimizer, scheduler=scheduler,
+        reference=reference, optimizer=optimizer, scheduler=scheduler,
         backend=backend, train_rows=train_rows, heldout_rows=heldout_rows, sampler=sampler,
         rewards=bind_rewards(reward_specs(config, task)), source=source,
-        settings=LossSettings.from_config(algorithm, config.rollout, policy), sampling=sampling,
+        plan=plan, sampling=sampling,
         metrics=MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process), output_dir=output_dir,
         kl_controller=KL_CONTROLLERS.get(algorithm.kl_controller)(algorithm.kl_coef, **algorithm.kl_controller_args),
         skipped_rows={reason: reason for reason in skipped},
@@ -272,7 +329,9 @@ def validate(config: Config) -> list[str]:
 
         resolve_strategy(config.distributed)
         checked.append(f"distributed: {config.distributed.strategy}")
-        check_layout_for_strategy(config)
+        layout, why = resolve_logprob_layout(config, POLICIES.get(config.model.policy))
+        checked.append(f"log-prob passes: {layout} ({why})")
+        checked += check_plugin_options(config)
         checked += _check_groups(config)
         backend_check = getattr(ROLLOUT_BACKENDS.get(config.rollout.backend), "check_available", None)
         if callable(backend_check):
@@ -283,6 +342,39 @@ def validate(config: Config) -> list[str]:
         check_paths(config)
     except ConfigError as error:
         raise located(config, error) from None
+    return checked
+
+
+def plugin_options(config: Config) -> list[tuple[str, Any, str, dict]]:
+    """(args key, registry, chosen name, given args) of every plugin whose options are typed (`Registry.options`)."""
+    from mmpost.registry import ADVANTAGES, POLICY_LOSSES, SFT_LOSSES
+
+    algorithm = config.algorithm
+    return [("algorithm.advantage_args", ADVANTAGES, algorithm.advantage, algorithm.advantage_args),
+            ("algorithm.policy_loss_args", POLICY_LOSSES, algorithm.policy_loss, algorithm.policy_loss_args),
+            ("algorithm.sft_loss_args", SFT_LOSSES, algorithm.sft_loss, algorithm.sft_loss_args),
+            ("algorithm.source_args", EXPERIENCE_SOURCES, algorithm.source, algorithm.source_args),
+            ("algorithm.kl_controller_args", KL_CONTROLLERS, algorithm.kl_controller, algorithm.kl_controller_args)]
+
+
+def check_plugin_options(config: Config) -> list[str]:
+    """Each chosen plugin's `*_args` checked against its typed options: an option it does not have (a typo), a
+    missing required one or a value of the wrong type is a ConfigError naming the key and listing the options."""
+    from mmpost.config import _build
+    from mmpost.registry import describe_options
+
+    checked = []
+    for key, registry, name, args in plugin_options(config):
+        options = registry.options(name)
+        try:
+            _build(options, dict(args), key)
+        except ConfigError as error:
+            listed = "; ".join(f"{option}: {text}" for option, text in describe_options(options)) or "no options"
+            raise ConfigError(f"{error} ({registry.kind} {name!r} takes: {listed})", key=key) from None
+        except TypeError as error:  # a required option is missing
+            listed = "; ".join(f"{option}: {text}" for option, text in describe_options(options)) or "no options"
+            raise ConfigError(f"{key}: {registry.kind} {name!r}: {error} (it takes: {listed})", key=key) from None
+        checked.append(f"{key}: {sorted(args) or 'defaults'} checked against {registry.kind} {name!r}")
     return checked
 
 

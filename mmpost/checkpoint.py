@@ -157,9 +157,9 @@ def save_checkpoint(output_dir: str | Path, step: int, *, model, processor, opti
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
         barrier()
-        from mmpost.distributed import full_model_state_dict, is_sharded, save_sharded_state
+        from mmpost.distributed import full_model_state_dict, save_sharded_state, sharding
 
-        sharded = is_sharded(model)
+        sharded = sharding(model) == "fsdp2"
         if sharded:
             # FSDP2: every rank writes its own parameter and optimizer shards (exact resume at the same world size),
             # and rank 0 also writes the gathered full model (loadable anywhere with from_pretrained).

@@ -109,6 +109,13 @@ def cmd_validate(args) -> int:
         print(f"  ok  {line}")
     if args.explain:
         print(explain_table(config))
+        # The chosen plugins' typed options (`Registry.options`): this imports those plugins (and torch).
+        from mmpost.builder import plugin_options
+        from mmpost.registry import describe_options
+
+        for key, registry, name, _ in plugin_options(config):
+            for option, text in describe_options(registry.options(name)) or [("", "no options")]:
+                print(f"  {key + '.' + option if option else key:40s} {registry.kind} {name!r} option: {text}")
     print(f"{path}: valid" + ("" if deep else " (names and arguments read from source; the rest of what train checks "
                                               "needs no import for this config; --deep imports every component anyway)"))
     return 0

@@ -38,7 +38,7 @@ from mmpost.registry import POLICIES, ROLLOUT_BACKENDS
 from mmpost.rollout.base import GenerationResult, SamplingParams
 from mmpost.types import PromptEncoding, RolloutBatch, Sample
 
-_WHERE = "mmpost/denoising.py"
+_WHERE = __name__
 GENERATOR_FILE = "mmpost_generator.json"
 SCHEDULER_FOLDER = "scheduler"
 
@@ -230,6 +230,10 @@ class DenoisingPolicy:
     eos_token_ids: list[int] = []
     suppressed_token_ids: list[int] = []
     tokenizer = None
+    # One layout: a chain is re-scored by its own forward per row, so the layout only splits rows into micro-batches,
+    # and a prompt's group stays in one (as `micro_batch_rows` splits "shared_prefix").
+    logprob_layouts = ("shared_prefix",)
+    computes_own_kl = True  # Flow-GRPO's KL between step means (`kl_terms`), not from reference log-probs
 
     @classmethod
     def load_model(cls, model_config: Any, path: str) -> torch.nn.Module:
@@ -317,12 +321,13 @@ class DenoisingPolicy:
         return torch.stack(logprobs, 1), torch.stack(means, 1), torch.stack(stds, 1)
 
     def logprobs(self, model: torch.nn.Module, batch: RolloutBatch, rows: torch.Tensor, *, temperature: float = 1.0,
+                 layout: str = "padded", token_budget: int | None = None,
                  full_distribution: bool = False) -> tuple[torch.Tensor, dict]:
         """Per-step log-probs fp32 [n, K] of the stored chain under `model` (Flow-GRPO's re-score).
 
         Only steps some row trains (`completion_mask`) are computed; the others are 0. `temperature` does not
-        apply (the SDE's noise_level is the sampling temperature's counterpart) and `full_distribution` is
-        token-only; both are accepted for the contract. `extra` holds per-row tensors only (the engine slices it by
+        apply (the SDE's noise_level is the sampling temperature's counterpart), a chain has one layout
+        (`layout`, `token_budget`) and `full_distribution` is token-only; all are accepted for the contract. `extra` holds per-row tensors only (the engine slices it by
         rows): `computed` bool [n, K] (the steps re-run), `means` [n, S, ...] and `std_dev_t` [n, S] of those S steps.
         """
         if "latents" not in batch.aux or "sigmas" not in batch.aux:

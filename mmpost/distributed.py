@@ -307,23 +307,42 @@ def gradient_sync(accelerator, model: torch.nn.Module, sync: bool) -> Iterator[N
             yield
 
 
-# -- sharded state (FSDP2) without pickle ---------------------------------------------------------
-def is_sharded(model: torch.nn.Module) -> bool:
-    """True when some parameter is a DTensor (FSDP2 shards)."""
-    from torch.distributed.tensor import DTensor
+# -- sharded weights: the one test, and what it asks of every rank --------------------------------------
+def sharding(model: torch.nn.Module) -> str | None:
+    """How the weights of `model` are split across processes: "fsdp2" (DTensor parameters), "zero3" (DeepSpeed
+    ZeRO-3 partitioned parameters, which carry `ds_id`) or None (every process holds them whole)."""
+    for parameter in model.parameters():
+        if _is_dtensor(parameter):
+            return "fsdp2"
+        if hasattr(parameter, "ds_id"):
+            return "zero3"
+    return None
 
-    return any(isinstance(p, DTensor) for p in model.parameters())
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """True when every forward of `model` gathers its weights with a collective (FSDP2 or ZeRO-3): then all ranks
+    must run the same number of forwards (`same_count_on_every_rank`)."""
+    return sharding(model) is not None
+
+
+def same_count_on_every_rank(count: int, *, needed: bool = True) -> int:
+    """How many forwards (or forward-backwards) this rank must run so that every rank runs as many: the busiest
+    rank's `count` when `needed` (sharded weights gather collectively in every forward; DDP all-reduces in the
+    last backward), else this rank's own. The extra ones repeat a row and are not counted; one process: `count`."""
+    if not needed or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return count
+    busiest = torch.tensor([count])
+    dist.all_reduce(busiest, op=dist.ReduceOp.MAX)
+    return int(busiest[0])
 
 
 def needs_synced_generation(model: torch.nn.Module) -> bool:
-    """True when every forward gathers sharded weights with a collective (FSDP2 DTensor parameters, DeepSpeed
-    ZeRO-3 partitioned parameters, which carry `ds_id`) and several processes run: then all ranks must take
-    the same number of decoding steps, so HF `generate` needs `synced_gpus=True` (a rank whose sequences
-    have finished keeps running forwards until every rank has finished)."""
+    """True when the weights are sharded (`is_sharded`) and several processes run: then all ranks must take the
+    same number of decoding steps, so HF `generate` needs `synced_gpus=True` (a rank whose sequences have
+    finished keeps running forwards until every rank has finished)."""
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return False
-    first = next(iter(model.parameters()), None)
-    return first is not None and (_is_dtensor(first) or hasattr(first, "ds_id"))
+    return is_sharded(model)
 
 
 @contextlib.contextmanager
@@ -351,6 +370,7 @@ def sharded_generation(model: torch.nn.Module) -> Iterator[bool]:
         model.reshard()
 
 
+# -- sharded state (FSDP2) without pickle ---------------------------------------------------------
 def _describe(value: torch.Tensor) -> dict[str, Any]:
     from torch.distributed.tensor import DTensor
 

@@ -16,7 +16,7 @@ import torch
 from mmpost.policy import completion_mask, pad_completions
 from mmpost.registry import EXPERIENCE_SOURCES, SCHEDULES
 from mmpost.rollout.base import RolloutBackend, SamplingParams
-from mmpost.types import PromptEncoding, RolloutBatch, Sample
+from mmpost.types import PromptEncoding, RolloutBatch, RowKind, Sample
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Row:
     prompt_index: int
     group_id: int
     tokens: list[int]
-    source: str
+    source: RowKind
     is_sft: bool
     keep: bool = True
     sampling_logprobs: list[float] | None = None
@@ -60,7 +60,7 @@ class BatchBuilder:
     prompts: list[PromptEncoding]
     rows: list[Row] = field(default_factory=list)
 
-    def add_row(self, prompt_index: int, group_id: int, tokens: Sequence[int], *, source: str, is_sft: bool,
+    def add_row(self, prompt_index: int, group_id: int, tokens: Sequence[int], *, source: RowKind, is_sft: bool,
                 keep: bool = True, sampling_logprobs: list[float] | None = None, episode_id: int | None = None) -> None:
         """A row of any provenance (search trees, environments, ...); tokens end with EOS where the turn ended."""
         self.rows.append(Row(prompt_index, group_id, list(tokens), source, is_sft, keep, sampling_logprobs, episode_id))
@@ -83,7 +83,7 @@ class BatchBuilder:
             for j in range(n):
                 r = k * n + j
                 self.rows.append(Row(
-                    index, index if group_ids is None else group_ids[k], list(result.completion_ids[r]), "policy", False, True,
+                    index, index if group_ids is None else group_ids[k], list(result.completion_ids[r]), RowKind.POLICY, False, True,
                     result.logprobs[r] if result.logprobs is not None else None,
                     episode_id=None if episode_ids is None else episode_ids[r],
                     mask=None if result.masks is None else list(result.masks[r]),
@@ -91,7 +91,7 @@ class BatchBuilder:
                     output=None if result.outputs is None else result.outputs[r], has_output=result.outputs is not None,
                 ))
 
-    def add_demonstrations(self, ctx: StepContext, *, source: str, is_sft: bool, keep: bool = True,
+    def add_demonstrations(self, ctx: StepContext, *, source: RowKind, is_sft: bool, keep: bool = True,
                            text_of=None) -> None:
         """One row per prompt holding the task's demonstration (or `text_of(sample)`)."""
         for index, sample in enumerate(self.samples):
@@ -109,8 +109,8 @@ class BatchBuilder:
                 mask[i] = 0.0
                 mask[i, : len(r.mask)] = torch.tensor(r.mask, dtype=mask.dtype)
         sampling_logprobs = None
-        if all(r.sampling_logprobs is not None for r in self.rows if r.source == "policy") and any(
-            r.source == "policy" for r in self.rows
+        if all(r.sampling_logprobs is not None for r in self.rows if r.source == RowKind.POLICY) and any(
+            r.source == RowKind.POLICY for r in self.rows
         ):
             sampling_logprobs = torch.full(completion_ids.shape, float("nan"))
             for i, r in enumerate(self.rows):
@@ -199,7 +199,7 @@ class Demonstrations(ExperienceSource):
 
     def collect(self, ctx, samples, prompts):
         builder = BatchBuilder(samples, prompts)
-        builder.add_demonstrations(ctx, source="expert", is_sft=True)
+        builder.add_demonstrations(ctx, source=RowKind.EXPERT, is_sft=True)
         return builder.build(ctx)
 
 
@@ -234,11 +234,11 @@ class ViSurf(ExperienceSource):
         builder = BatchBuilder(samples, prompts)
         builder.add_rollouts(ctx)
         text_of = None if self.label_format == "target" else (lambda s: str(s["answer"]))
-        builder.add_demonstrations(ctx, source="label", is_sft=False, text_of=text_of)
+        builder.add_demonstrations(ctx, source=RowKind.LABEL, is_sft=False, text_of=text_of)
         return builder.build(ctx)
 
     def after_rewards(self, ctx, batch):
-        is_label = torch.tensor([s == "label" for s in batch.sources])
+        is_label = batch.rows_of(RowKind.LABEL)
         for name in self.neutral_rewards:
             if name not in batch.reward_parts:
                 continue
@@ -252,7 +252,7 @@ class ViSurf(ExperienceSource):
         return {}
 
     def after_advantages(self, ctx, batch):
-        is_label = torch.tensor([s == "label" for s in batch.sources])
+        is_label = batch.rows_of(RowKind.LABEL)
         zeroed = 0
         if self.zero_label_advantage_when_solved and ctx.accuracy_reward in batch.reward_parts:
             accuracy = batch.reward_parts[ctx.accuracy_reward].nan_to_num(0.0)
@@ -281,14 +281,14 @@ class HybridPostTraining(ExperienceSource):
     def collect(self, ctx, samples, prompts):
         builder = BatchBuilder(samples, prompts)
         builder.add_rollouts(ctx)
-        builder.add_demonstrations(ctx, source="expert", is_sft=True, keep=False)
+        builder.add_demonstrations(ctx, source=RowKind.EXPERT, is_sft=True, keep=False)
         return builder.build(ctx)
 
     def after_rewards(self, ctx, batch):
         if ctx.accuracy_reward not in batch.reward_parts:
             raise ValueError(f"hpt needs the accuracy reward '{ctx.accuracy_reward}' among the rewards")
         correct = batch.reward_parts[ctx.accuracy_reward].nan_to_num(0.0) >= self.correct_threshold
-        is_policy = torch.tensor([s == "policy" for s in batch.sources])
+        is_policy = batch.rows_of(RowKind.POLICY)
         switched = 0
         for group in batch.group_ids.unique():
             in_group = batch.group_ids == group
@@ -312,7 +312,7 @@ class Chord(ExperienceSource):
     def collect(self, ctx, samples, prompts):
         builder = BatchBuilder(samples, prompts)
         builder.add_rollouts(ctx)
-        builder.add_demonstrations(ctx, source="expert", is_sft=True)
+        builder.add_demonstrations(ctx, source=RowKind.EXPERT, is_sft=True)
         return builder.build(ctx)
 
     def loss_weights(self, step):

@@ -1,4 +1,4 @@
-"""Padding-free log-prob passes: rows concatenated into one sequence, and token-budget micro-batches.
+"""Padding-free forward passes: rows concatenated into one sequence, and token-budget micro-batches.
 
 A padded pass over rows of very different lengths spends most of its attention and MLP work on pad tokens (left
 pad of short prompts, right pad after EOS). Here the valid tokens of every row ([prompt | completion up to EOS])
@@ -10,68 +10,18 @@ Qwen-VL's M-RoPE positions (3 rows: temporal, height, width) are computed per ro
 `get_rope_index` over the padded layout, then the valid columns are kept; the packed `position_ids` is then
 [4, 1, S]: the 1-D text positions (which the mask uses) stacked on the 3-D M-RoPE ones, the layout
 `Qwen2_5_VLTextModel.forward` documents for packed inputs.
+
+This module returns logits; `mmpost.logprobs` turns them into log-probs like every other pass.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from mmpost.model import accepts_argument, position_ids_for, text_position_ids
 from mmpost.types import RolloutBatch
-
-ROPE_INDEX_ARGUMENTS = ("mm_token_type_ids", "image_grid_thw", "video_grid_thw", "second_per_grid_ts")
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The transformers model inside DDP/FSDP (`.module`) and PEFT (`get_base_model`) wrappers."""
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    if hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    return model
-
-
-def accepts_argument(model: nn.Module, name: str) -> bool:
-    try:
-        return name in inspect.signature(unwrap(model).forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def rope_index_module(model: nn.Module) -> nn.Module | None:
-    """The submodule that computes multimodal (M-RoPE) position ids, e.g. `Qwen2_5_VLModel`; None for 1-D RoPE."""
-    for module in unwrap(model).modules():
-        if callable(getattr(module, "get_rope_index", None)):
-            return module
-    return None
-
-
-def text_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """1-D positions that skip padding: [B, L] mask -> [B, L] long (0 at masked slots)."""
-    positions = attention_mask.long().cumsum(-1) - 1
-    return positions.clamp(min=0) * attention_mask.long()
-
-
-def position_ids_for(model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Padding-independent position ids of a padded batch: [3, B, L] for M-RoPE models, else [B, L].
-
-    For Qwen2-VL/2.5-VL the model's `get_rope_index` (Wang et al. 2024, M-RoPE: text tokens advance all three
-    axes by 1; an image advances them by max(h, w) / merge) with the attention mask, so padding takes no position.
-    """
-    mask = inputs["attention_mask"]
-    text = text_position_ids(mask)
-    module = rope_index_module(model)
-    if module is None:
-        return text
-    has_media = any(inputs.get(k) is not None for k in ("image_grid_thw", "video_grid_thw"))
-    if not has_media or inputs.get("mm_token_type_ids") is None:
-        return text.unsqueeze(0).expand(3, -1, -1)
-    extra = {k: inputs[k] for k in ROPE_INDEX_ARGUMENTS if inputs.get(k) is not None}
-    positions, _ = module.get_rope_index(inputs["input_ids"], attention_mask=mask, **extra)
-    return positions
 
 
 def token_budget_chunks(lengths: Sequence[int] | torch.Tensor, budget: int) -> list[torch.Tensor]:
@@ -129,41 +79,12 @@ def pack_padded(model: nn.Module, inputs: dict[str, torch.Tensor], width: int, c
     return packed, predictor, valid
 
 
-def packed_completion_logprobs(model: nn.Module, inputs: dict[str, torch.Tensor], width: int, completion_width: int, *,
-                               temperature: float, suppressed_token_ids: Sequence[int]) -> torch.Tensor:
-    """Completion log-probs [n, T] of padded `inputs` computed as one packed sequence (0 at masked slots).
+def packed_logits(model: nn.Module, packed: dict[str, torch.Tensor], keep: torch.Tensor) -> torch.Tensor:
+    """Logits [K, V] at the K positions `keep` of one packed sequence (`pack_padded`'s inputs and `predictor[valid]`).
 
-    Only the predicting positions go through the LM head (`logits_to_keep` as an index tensor when the model
-    takes it), so prompt tokens cost no vocabulary projection.
+    Only those positions go through the LM head (`logits_to_keep` as an index tensor when the model takes it), so
+    prompt tokens cost no vocabulary projection.
     """
-    packed, predictor, valid = pack_padded(model, inputs, width, completion_width)
-    keep = predictor[valid]
     if accepts_argument(model, "logits_to_keep"):
-        logits = model(**packed, use_cache=False, logits_to_keep=keep).logits[0]
-    else:
-        logits = model(**packed, use_cache=False).logits[0, keep]
-    logits = logits.float() / temperature
-    if suppressed_token_ids:
-        logits[..., list(suppressed_token_ids)] = float("-inf")
-    targets = inputs["input_ids"][:, width : width + completion_width][valid]
-    picked = torch.gather(F.log_softmax(logits, dim=-1), -1, targets.unsqueeze(-1)).squeeze(-1)
-    out = picked.new_zeros(valid.shape)
-    return out.masked_scatter(valid, picked)
-
-
-def micro_batch_rows(batch: RolloutBatch, rows: torch.Tensor, *, layout: str, micro_batch_size: int,
-                     token_budget: int | None = None) -> list[torch.Tensor]:
-    """The update's micro-batches of `rows` for a log-prob layout (row indices into `batch`, every row once).
-
-    - packed with a token budget: token-budget chunks (`token_budget_chunks` over prompt + completion lengths);
-    - shared_prefix: rows ordered by prompt (stable), then `micro_batch_size` at a time, so a group's rows share
-      a micro-batch and its prompt runs once rather than once per micro-batch it is spread over;
-    - otherwise `micro_batch_size` rows at a time, in the given order.
-    Gradients do not depend on the split: the update normalises by mini-batch-wide counts.
-    """
-    if layout == "packed" and token_budget:
-        return [rows[chunk] for chunk in token_budget_chunks(row_token_counts(batch, rows), token_budget)]
-    if layout == "shared_prefix":
-        order = torch.sort(batch.prompt_index[rows], stable=True).indices
-        rows = rows[order]
-    return list(torch.split(rows, micro_batch_size))
+        return model(**packed, use_cache=False, logits_to_keep=keep).logits[0]
+    return model(**packed, use_cache=False).logits[0, keep]

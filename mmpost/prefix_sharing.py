@@ -11,17 +11,18 @@ row, so the prompt's layers run G times. Here:
    completion is text, so all three axes continue from the prompt's last position + 1, as `get_rope_index` gives).
 
 The logit that predicts completion token 0 is the prompt's last-position logit; the others come from step 3.
+This module returns logits; `mmpost.logprobs` turns them into log-probs like every other pass. The rollout backend
+uses the same prefill for generation (`generate_with_shared_prefill`).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache
 
-from mmpost.packing import accepts_argument, position_ids_for, rope_index_module, unwrap
+from mmpost.model import accepts_argument, collate_prompts, position_ids_for, rope_index_module, unwrap
 from mmpost.types import PromptEncoding, RolloutBatch
 
 
@@ -41,23 +42,14 @@ def gather_cache(cache: DynamicCache, index: torch.Tensor) -> DynamicCache:
     return DynamicCache(ddp_cache_data=layers)
 
 
-def prompt_pass(model: nn.Module, prompts: Sequence[PromptEncoding], pad_id: int,
-                inputs: dict[str, torch.Tensor] | None = None):
-    """Run distinct prompts once with a KV cache (`inputs`: their collation, when the caller already has it).
-
-    Returns (last-position logits [P, V], cache, attention mask [P, W], position ids [3, P, W] or [P, W]).
-    """
-    if inputs is None:
-        inputs = collated_prompts(prompts, pad_id, next(model.parameters()).device)
-    positions = position_ids_for(model, inputs)
-    extra = {"logits_to_keep": 1} if accepts_argument(model, "logits_to_keep") else {}
-    output = model(**inputs, position_ids=positions, use_cache=True, **extra)
-    return output.logits[:, -1, :], _output_cache(output), inputs["attention_mask"], positions
+def prefill(model: nn.Module, inputs: dict[str, torch.Tensor], position_ids: torch.Tensor):
+    """One cached forward over left-padded prompts: (last-position logits [P, V], KV cache)."""
+    logits_to_keep = {"logits_to_keep": 1} if accepts_argument(model, "logits_to_keep") else {}
+    output = model(**inputs, position_ids=position_ids, use_cache=True, **logits_to_keep)
+    return output.logits[:, -1, :], _output_cache(output)
 
 
 def collated_prompts(prompts: Sequence[PromptEncoding], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    from mmpost.policy import collate_prompts  # policy imports this module
-
     return {k: v.to(device) for k, v in collate_prompts(prompts, pad_id).items()}
 
 
@@ -83,11 +75,12 @@ def continuation_positions(prompt_positions: torch.Tensor, length: int) -> torch
 def shared_prefix_logits(model: nn.Module, batch: RolloutBatch, rows: torch.Tensor, pad_id: int) -> torch.Tensor:
     """Logits [n, T, V] predicting each completion token of `rows` (position j predicts token j)."""
     device = next(model.parameters()).device
-    prompt_index = batch.prompt_index[rows]
-    distinct, inverse = torch.unique(prompt_index, return_inverse=True)
+    distinct, inverse = torch.unique(batch.prompt_index[rows], return_inverse=True)
     inverse = inverse.to(device)
-    first, cache, prompt_mask, positions = prompt_pass(model, [batch.prompts[int(i)] for i in distinct], pad_id,
-                                                       inputs=step_collation(batch, distinct, pad_id, device))
+    prompts = step_collation(batch, distinct, pad_id, device)
+    positions = position_ids_for(model, prompts)
+    first, cache = prefill(model, prompts, positions)
+    prompt_mask = prompts["attention_mask"]
     first = first.index_select(0, inverse).unsqueeze(1)  # [n, 1, V]
     completion_ids = batch.completion_ids[rows].to(device)
     width = completion_ids.shape[1]
@@ -95,7 +88,8 @@ def shared_prefix_logits(model: nn.Module, batch: RolloutBatch, rows: torch.Tens
         return first[:, :width]
     # The last completion token predicts nothing we score, so it is not fed.
     fed = completion_ids[:, : width - 1]
-    attention = torch.cat([prompt_mask.index_select(0, inverse), batch.completion_mask[rows, : width - 1].long().to(device)], 1)
+    attention = torch.cat([prompt_mask.index_select(0, inverse),
+                           batch.completion_mask[rows, : width - 1].long().to(device)], 1)
     later_positions = continuation_positions(positions, width - 1).index_select(-2, inverse)
     output = model(input_ids=fed, attention_mask=attention, position_ids=later_positions, use_cache=True,
                    **{_cache_argument(model): gather_cache(cache, inverse)})
@@ -107,21 +101,6 @@ def checkpointing_drops_cache(model: nn.Module) -> bool:
     (`GradientCheckpointingLayer` turns `use_cache` off in training with gradients), so no prefix can be shared."""
     return (torch.is_grad_enabled() and model.training
             and any(getattr(m, "gradient_checkpointing", False) for m in unwrap(model).modules()))
-
-
-def shared_prefix_completion_logprobs(model: nn.Module, batch: RolloutBatch, rows: torch.Tensor, *, pad_id: int,
-                                      temperature: float = 1.0, suppressed_token_ids: Sequence[int] = (),
-                                      full_distribution: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`completion_logprobs` with each distinct prompt of `rows` computed once: [n, T] (and [n, T, V])."""
-    logits = shared_prefix_logits(model, batch, rows, pad_id).float() / temperature
-    if suppressed_token_ids:
-        logits[..., list(suppressed_token_ids)] = float("-inf")
-    log_dist = F.log_softmax(logits, dim=-1)
-    targets = batch.completion_ids[rows].to(logits.device).unsqueeze(-1)
-    logprobs = torch.gather(log_dist, -1, targets).squeeze(-1)
-    mask = batch.completion_mask[rows].to(logits.device).bool()
-    logprobs = torch.where(mask, logprobs, torch.zeros_like(logprobs))
-    return logprobs, (log_dist if full_distribution else None)
 
 
 @torch.no_grad()
@@ -141,10 +120,9 @@ def generate_with_shared_prefill(model: nn.Module, inputs: dict[str, torch.Tenso
         return model.generate(**inputs, num_return_sequences=copies, **generate_kwargs)
     positions = position_ids_for(model, inputs)
     head = {k: (v[:, : width - 1] if v.ndim >= 2 and v.shape[:2] == (prompts, width) else v) for k, v in inputs.items()}
-    extra = {"logits_to_keep": 1} if accepts_argument(model, "logits_to_keep") else {}
-    prefill = model(**head, position_ids=positions[..., : width - 1], use_cache=True, **extra)
+    _, head_cache = prefill(model, head, positions[..., : width - 1])
     rows = torch.arange(prompts, device=inputs["input_ids"].device).repeat_interleave(copies)
-    cache = gather_cache(_output_cache(prefill), rows)
+    cache = gather_cache(head_cache, rows)
     module = rope_index_module(model)
     if module is not None and positions.ndim == 3:
         # The offset between M-RoPE and 1-D positions after the prompt (`get_rope_index`'s mrope_position_deltas).

@@ -7,9 +7,12 @@ packages, and finally a `"package.module:attribute"` path written straight into 
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import inspect
+import types
+import typing
 from importlib.metadata import entry_points
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
@@ -31,7 +34,8 @@ class Registry(Generic[T]):
     """Name -> object for one kind (reward, advantage, modality, ...).
 
     `required` lists attributes (for classes/objects) or parameters (for functions) a registered
-    object must have; registration fails loudly otherwise.
+    object must have; registration fails loudly otherwise. `inputs` names the parameters the engine passes
+    itself (tensors, counts); every other keyword parameter is a user option (`options`).
     """
 
     def __init__(
@@ -41,10 +45,12 @@ class Registry(Generic[T]):
         builtin_modules: Iterable[str] = (),
         required_attributes: Iterable[str] = (),
         required_parameters: Iterable[str] = (),
+        inputs: Iterable[str] = (),
         description: str = "",
     ) -> None:
         self.kind = kind
         self.description = description
+        self._inputs = frozenset(inputs)
         self._builtin_modules = tuple(builtin_modules)
         self._required_attributes = tuple(required_attributes)
         self._required_parameters = tuple(required_parameters)
@@ -70,7 +76,7 @@ class Registry(Generic[T]):
         self._entries[name] = obj
 
     def _check(self, name: str, obj: Any) -> None:
-        missing = [a for a in self._required_attributes if not hasattr(obj, a)]
+        missing = [a for a in self._required_attributes if not _declares(obj, a)]
         if missing:
             raise RegistryError(f"{self.kind} '{name}' ({_origin(obj)}) lacks required attribute(s): {missing}")
         if self._required_parameters and callable(obj):
@@ -85,6 +91,36 @@ class Registry(Generic[T]):
                     f"{self.kind} '{name}' ({_origin(obj)}) must accept parameter(s) {absent}; "
                     f"its signature is {inspect.signature(obj)}"
                 )
+
+    # -- options ------------------------------------------------------------------------------
+    def options(self, name: str) -> type:
+        """The typed options of plugin `name`, a dataclass: the one it declares (an `options` attribute, lerobot's
+        registered config classes), else one made from its signature: every keyword parameter that is not an
+        engine input (`inputs`), with its annotation (Any where it is not a plain type) and default (none: required).
+        `**kwargs` add nothing: an option must be named to exist, so a misspelt one is an error (`check_options`)."""
+        obj = self.get(name)
+        declared = getattr(obj, "options", None)
+        if isinstance(declared, type) and dataclasses.is_dataclass(declared):
+            return declared
+        try:
+            signature = inspect.signature(obj)
+            hints = typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj)
+        except (TypeError, ValueError, NameError):
+            return dataclasses.make_dataclass(f"{name}_options", [], kw_only=True)
+        fields = []
+        for parameter in signature.parameters.values():
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.POSITIONAL_ONLY) \
+                    or parameter.name in self._inputs:
+                continue
+            hint = hints.get(parameter.name, Any)
+            hint = hint if _plain_type(hint) else Any
+            if parameter.default is parameter.empty:
+                fields.append((parameter.name, hint))
+            else:
+                default = parameter.default
+                fields.append((parameter.name, hint, dataclasses.field(default_factory=lambda d=default: _copy(d))
+                               if isinstance(default, (list, dict, set)) else dataclasses.field(default=default)))
+        return dataclasses.make_dataclass(f"{name}_options", fields, kw_only=True)
 
     # -- lookup -------------------------------------------------------------------------------
     def get(self, name: str) -> T:
@@ -154,6 +190,41 @@ class Registry(Generic[T]):
                 self.add(entry.name, obj)
 
 
+def _declares(obj: Any, name: str) -> bool:
+    """`obj` has attribute `name`, or (a class) declares it as an annotation its instances set in `__init__`."""
+    return hasattr(obj, name) or any(name in getattr(k, "__annotations__", {}) for k in getattr(obj, "__mro__", ()))
+
+
+def _plain_type(hint: Any) -> bool:
+    """A hint the config layer checks values against: float, int, bool, str, list, dict, dataclasses, unions of them."""
+    if hint in (float, int, bool, str, list, dict, type(None)) or (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return all(_plain_type(arg) for arg in typing.get_args(hint))
+    return origin in (list, dict)
+
+
+def _copy(value: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(value)
+
+
+def describe_options(options: type) -> list[tuple[str, str]]:
+    """(name, "type = default") for every field of an options dataclass ("type (required)" without a default)."""
+    lines = []
+    for field in dataclasses.fields(options):
+        kind = getattr(field.type, "__name__", None) or str(field.type).replace("typing.", "")
+        if field.default is not dataclasses.MISSING:
+            lines.append((field.name, f"{kind} = {field.default!r}"))
+        elif field.default_factory is not dataclasses.MISSING:
+            lines.append((field.name, f"{kind} = {field.default_factory()!r}"))
+        else:
+            lines.append((field.name, f"{kind} (required)"))
+    return lines
+
+
 def _origin(obj: Any) -> str:
     module = getattr(obj, "__module__", None) or type(obj).__module__
     return f"{module}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
@@ -163,16 +234,16 @@ def _origin(obj: Any) -> str:
 # found lazily by module name, so the engine never imports them statically.
 ADVANTAGES: Registry[Callable] = Registry(
     "advantage", builtin_modules=["mmpost.algos.advantages"], required_parameters=["rewards", "group_ids"],
-    description="rewards [N] + group ids [N] -> advantages [N]",
+    inputs=["rewards", "group_ids", "lengths"], description="rewards [N] + group ids [N] -> advantages [N]",
 )
 POLICY_LOSSES: Registry[Callable] = Registry(
     "policy_loss", builtin_modules=["mmpost.algos.policy_losses"],
     required_parameters=["logprobs", "old_logprobs", "advantages", "mask"],
-    description="per-token policy-gradient loss [N, T]",
+    inputs=["logprobs", "old_logprobs", "advantages", "mask"], description="per-token policy-gradient loss [N, T]",
 )
 SFT_LOSSES: Registry[Callable] = Registry(
     "sft_loss", builtin_modules=["mmpost.algos.sft_losses"], required_parameters=["logprobs", "mask"],
-    description="per-token supervised loss [N, T]",
+    inputs=["logprobs", "mask", "token_exponents", "log_dist", "ref_log_dist"], description="per-token supervised loss [N, T]",
 )
 KL_ESTIMATORS: Registry[Callable] = Registry(
     "kl", builtin_modules=["mmpost.algos.kl"], required_parameters=["logprobs", "ref_logprobs"],
@@ -184,7 +255,7 @@ AGGREGATIONS: Registry[Callable] = Registry(
 )
 KL_CONTROLLERS: Registry[Any] = Registry(
     "kl_controller", builtin_modules=["mmpost.algos.kl_control", "mmpost.algos.kl_adversarial"], required_attributes=["update"],
-    description="how the KL coefficient evolves (fixed, adaptive, adversarial)",
+    inputs=["initial_coef"], description="how the KL coefficient evolves (fixed, adaptive, adversarial)",
 )
 SCHEDULES: Registry[Callable] = Registry(
     "schedule", builtin_modules=["mmpost.algos.schedules"], description="step -> coefficient",
@@ -216,7 +287,10 @@ ENVIRONMENTS: Registry[Any] = Registry(
     "environment", builtin_modules=["mmpost.envs", "mmpost.tasks"], description="batched, chunked environments for acting policies",
 )
 POLICIES: Registry[Any] = Registry(
-    "policy", builtin_modules=["mmpost.policy", "mmpost.denoising"], required_attributes=["load_model", "load_processor"],
+    "policy", builtin_modules=["mmpost.policy", "mmpost.denoising"],
+    # mmpost.types.PolicyKind's members (kept literal: the registry imports nothing of the engine)
+    required_attributes=["logprob_layouts", "computes_own_kl", "pad_token_id", "eos_token_ids", "suppressed_token_ids",
+                         "load_model", "load_processor", "encode_prompts", "logprobs"],
     description="policy kinds: how a model is loaded, prompted, sampled from and re-scored (token, denoising)",
 )
 SCORERS: Registry[Callable] = Registry("scorer", builtin_modules=["mmpost.eval"], description="benchmark scorers")

@@ -296,6 +296,26 @@ def _check_arguments(kind: str, entry: IndexEntry | None, given: dict, key: str)
     return f" (arguments {sorted(given)} accepted)"
 
 
+def _check_plugin_options(kind: str, entry: IndexEntry | None, given: dict, key: str) -> str:
+    """A plugin's `*_args` against its keyword parameters read from source, less the engine's inputs
+    (`Registry.options` without importing): a name it does not take is an error. Where the source cannot tell
+    (a `**kwargs` parameter, a declared options class, an inherited `__init__`), `builder.check_plugin_options`
+    decides when `train` (or `validate --deep`) imports the plugin; value types are checked there too."""
+    if entry is None or entry.signature is None or entry.signature.var_keyword or not given:
+        return ""
+    inputs = ALL_REGISTRIES[kind]._inputs
+    options = [name for name in entry.signature.parameters if name not in inputs]
+    unknown = [name for name in given if name not in options]
+    if unknown:
+        from mmpost.config import ConfigError
+
+        hint = closest_names(unknown[0], options)
+        raise ConfigError(f"{key}: {kind} '{entry.name}' has no option '{unknown[0]}'"
+                          + (f"; did you mean '{key}.{hint[0]}'?" if hint else "")
+                          + f" Its options: {options or 'none'}", key=key)
+    return f" (options {sorted(given)} accepted)"
+
+
 def _check_task_arguments(entry: IndexEntry | None, given: dict, task: str) -> str:
     """The task's options against its constructor, worded as `builder.build_task` words them."""
     from mmpost.config import ConfigError
@@ -372,8 +392,12 @@ def check_config(config) -> list[str]:
                                 ("kl_controller", algorithm.kl_controller, "algorithm.kl_controller"),
                                 ("rollout_backend", config.rollout.backend, "rollout.backend"),
                                 ("policy", config.model.policy, "model.policy")]:
-            resolve(kind, name, key)
-            checked.append(f"{kind}: {name}")
+            entry = resolve(kind, name, key)
+            given = {"advantage": algorithm.advantage_args, "policy_loss": algorithm.policy_loss_args,
+                     "sft_loss": algorithm.sft_loss_args, "experience_source": algorithm.source_args,
+                     "kl_controller": algorithm.kl_controller_args}.get(kind)
+            checked.append(f"{kind}: {name}" + (_check_plugin_options(kind, entry, dict(given), f"{key}_args")
+                                                if given is not None else ""))
         task = resolve("task", config.data.task, "data.task")
         checked.append(f"task: {config.data.task}" + _check_task_arguments(task, dict(config.data.task_args), config.data.task))
         modality_name = task.task_modality if task is not None else None

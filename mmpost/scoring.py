@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -42,10 +42,11 @@ class BoundReward:
 
     def __call__(self, completions: Sequence, samples: Sequence[Sample], group_ids: Sequence[int] | None = None,
                  completion_ids: Sequence[Sequence[int]] | None = None) -> list:
-        extra = {"group_ids": list(group_ids)} if self.wants_groups else {}
+        # Only what the reward declares: a plain `fn(completions, samples, **args)` gets neither.
+        declared = {"group_ids": list(group_ids)} if self.wants_groups else {}
         if self.wants_token_ids:
-            extra["completion_ids"] = [list(ids) for ids in completion_ids] if completion_ids is not None else None
-        return self.function(list(completions), list(samples), **self.args, **extra)
+            declared["completion_ids"] = [list(ids) for ids in completion_ids] if completion_ids is not None else None
+        return self.function(list(completions), list(samples), **self.args, **declared)
 
 
 def bind_rewards(specs: Sequence[RewardSpec]) -> list[BoundReward]:
@@ -119,12 +120,12 @@ def _as_reward_value(reward: BoundReward, value, sample: Sample, on_error: str) 
 
 
 def score_batch(batch: RolloutBatch, rewards: Sequence[BoundReward], *, on_error: str = "raise") -> dict[str, float]:
-    """Fill `batch.reward_parts` (NaN = not applicable) and `batch.rewards` (weighted sum, NaN as 0).
+    """Fill `batch.reward_parts` (name -> [N], NaN = not applicable); their total is `total_reward`, taken once the
+    experience source has seen the parts (`after_rewards` may set a label row's part).
 
     `reward/errors` counts values scored 0 under `on_error="zero"`: rewards that raised and values that were NaN,
     infinite or not numbers."""
     samples = [batch.samples[int(i)] for i in batch.prompt_index]
-    total = torch.zeros(len(batch))
     errors = 0
     completion_ids = [ids[m.bool()].tolist() for ids, m in zip(batch.completion_ids, batch.completion_mask)]
     for reward in rewards:
@@ -132,8 +133,17 @@ def score_batch(batch: RolloutBatch, rewards: Sequence[BoundReward], *, on_error
         errors += failed
         checked = [_as_reward_value(reward, value, sample, on_error) for value, sample in zip(values, samples)]
         errors += sum(bad for _, bad in checked)
-        part = torch.tensor([number for number, _ in checked])
-        batch.reward_parts[reward.name] = part
-        total += reward.weight * part.nan_to_num(0.0)
-    batch.rewards = total
+        batch.reward_parts[reward.name] = torch.tensor([number for number, _ in checked])
     return {"reward/errors": float(errors)}
+
+
+def total_reward(parts: Mapping[str, torch.Tensor], rewards: Sequence[BoundReward], rows: int) -> torch.Tensor:
+    """[rows]: r_i = sum_k w_k * part_k[i] over the rewards that apply to row i (a NaN part counts 0). A row that every
+    reward returned None for has no reward: NaN, which keeps it out of the advantage statistics and the logged reward
+    means (TRL does the same; its advantage is 0). Without rewards: zeros."""
+    total, scored = torch.zeros(rows), torch.zeros(rows, dtype=torch.bool)
+    for reward in rewards:
+        part = parts[reward.name]
+        total += reward.weight * part.nan_to_num(0.0)
+        scored |= ~part.isnan()
+    return torch.where(scored, total, torch.full_like(total, float("nan"))) if rewards else total

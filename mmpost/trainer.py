@@ -12,7 +12,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -22,17 +22,17 @@ from mmpost.checkpoint import load_model_weights, optimizer_state_from_files, rn
 from mmpost.errors import RunInterrupted
 from mmpost.run_dir import (RunStart, append_to_log, apply_resumed_settings, claim_output_dir, last_checkpoint_text, log_failure,
                             run_log)
-from mmpost.config import Config, save_config, to_dict
+from mmpost.config import AlgorithmConfig, Config, save_config, to_dict
 from mmpost.experience import StepContext
 from mmpost.metrics import curves_title, plot_curves
-from mmpost.packing import micro_batch_rows
+from mmpost.distributed import load_sharded_state, same_count_on_every_rank, sharding
 from mmpost.vision_cache import reuse_vision_features
 from mmpost.registry import ADVANTAGES, KL_ESTIMATORS
 from mmpost.rollout.base import RolloutBackendError, SamplingParams
-from mmpost.scoring import score_batch
+from mmpost.scoring import BoundReward, score_batch, total_reward
 from mmpost.trackers import Trackers
-from mmpost.types import DataError, MediaError, RolloutBatch, media_root
-from mmpost.update import _all_reduce, gather_rows, process_rank, reference_logprobs, update_mini_batch, world_size
+from mmpost.types import DataError, MediaError, RolloutBatch, RowKind, media_root
+from mmpost.update import StepWeights, _all_reduce, gather_rows, process_rank, reference_logprobs, update_mini_batch, world_size
 
 log = logging.getLogger(__name__)
 
@@ -64,28 +64,18 @@ def decode_samples(run: Run, rows: list[dict]) -> tuple[list[dict], int]:
     return samples, len(run.skipped_rows)
 
 
-def _same_count_on_every_rank(run: Run, count: int) -> int:
-    """With sharded weights (FSDP2, ZeRO-3) every forward gathers parameters collectively, so every rank must run
-    as many forwards as the busiest one; otherwise each rank runs its own count."""
-    from mmpost.distributed import is_sharded
-
-    if run.world == 1 or not is_sharded(run.model):
-        return count
-    return int(_all_reduce(torch.tensor([count]), op=torch.distributed.ReduceOp.MAX)[0])
-
-
 def batched_logprobs(model, batch: RolloutBatch, run: Run, *, reference: bool) -> torch.Tensor:
-    settings = run.settings
-    chunks = micro_batch_rows(batch, torch.arange(len(batch)), layout=run.config.algorithm.logprob_pass,
-                              micro_batch_size=run.config.algorithm.micro_batch_size, token_budget=run.config.algorithm.token_budget)
-    padding = _same_count_on_every_rank(run, len(chunks)) - len(chunks)
+    """Log-probs [N, T] of every row without gradients (old policy, or the reference), in the update's micro-batches."""
+    settings = run.plan.loss
+    chunks = settings.passes.micro_batches(batch, torch.arange(len(batch)))
+    padding = same_count_on_every_rank(len(chunks), needed=run.plan.sharded) - len(chunks)
     out = torch.zeros(batch.completion_mask.shape)
     for index, rows in enumerate(chunks + [torch.tensor([0])] * padding):
         if reference:
             logprobs, _ = reference_logprobs(model, run.reference, batch, rows, settings)
         else:
             with torch.no_grad():
-                logprobs, _ = settings.logprobs(model, batch, rows)
+                logprobs, _ = settings.policy.logprobs(model, batch, rows, **settings.passes.pass_options(with_grad=False))
         if index < len(chunks):  # padding forwards only keep the ranks in step
             out[rows] = logprobs.float().cpu()
     return out * batch.completion_mask
@@ -101,7 +91,7 @@ def episode_rows(episode_ids: torch.Tensor | None, n: int) -> tuple[torch.Tensor
     return first, inverse
 
 
-def compute_advantages(run: Run, batch: RolloutBatch) -> dict[str, float]:
+def compute_advantages(batch: RolloutBatch, algorithm: AlgorithmConfig) -> dict[str, float]:
     """The estimator runs once per episode (a row is an episode unless the source says otherwise) and the
     result is broadcast to the episode's rows, so a long episode does not weigh more in its group's statistics.
 
@@ -109,8 +99,9 @@ def compute_advantages(run: Run, batch: RolloutBatch) -> dict[str, float]:
     get advantage 0, as TRL; `reward/unscorable` counts them. The estimator sees the episodes of all
     processes (gathered, groups made distinct per process), so batch-level statistics (`scale: batch`,
     Flow-GRPO's global std, REINFORCE++ whitening) are over the global batch; each process keeps its slice.
+    Reads `algorithm.advantage`, `advantage_args` and `drop_zero_variance_groups`; sets `batch.advantages` and
+    drops flat groups from `batch.keep`.
     """
-    algorithm = run.config.algorithm
     first, episode_of_row = episode_rows(batch.episode_ids, len(batch))
     if batch.episode_ids is not None:
         def reduce(how: str) -> torch.Tensor:
@@ -152,24 +143,11 @@ def _declares(function, name: str) -> bool:
         return False
 
 
-def recompute_total_reward(run: Run, batch: RolloutBatch) -> None:
-    total = torch.zeros(len(batch))
-    scored = torch.zeros(len(batch), dtype=torch.bool)
-    for reward in run.rewards:
-        part = batch.reward_parts[reward.name]
-        total += reward.weight * part.nan_to_num(0.0)
-        scored |= ~part.isnan()
-    # A row that every reward returned None for has no reward: NaN keeps it out of the advantage statistics and
-    # the logged reward means (TRL does the same); its advantage is 0.
-    batch.rewards = torch.where(scored, total, torch.full_like(total, float("nan"))) if run.rewards else total
-
-
-def penalise_kl_in_reward(run: Run, batch: RolloutBatch, current: torch.Tensor) -> dict[str, float]:
+def penalise_kl_in_reward(batch: RolloutBatch, current: torch.Tensor, *, estimator: str, coef: float) -> dict[str, float]:
     """r_i -= beta * sum_t KL_t (verl `apply_kl_penalty`: token-level rewards minus beta*KL, summed for an outcome
     reward). Logs `reward/kl` as verl measures it for its KL controller: the per-sequence token mean of the KL,
     averaged over all processes' sequences; the adaptive controller reads it."""
-    kl = KL_ESTIMATORS.get(run.config.algorithm.kl_estimator)(current, batch.ref_logprobs) * batch.completion_mask
-    coef = run.kl_controller.coef
+    kl = KL_ESTIMATORS.get(estimator)(current, batch.ref_logprobs) * batch.completion_mask
     batch.rewards = batch.rewards - coef * kl.sum(1)
     per_sequence = kl.sum(1) / batch.completion_mask.sum(1).clamp(min=1.0)
     totals = _all_reduce(torch.tensor([float(kl.sum(1).sum()), float(per_sequence.sum()), float(len(batch))], dtype=torch.float64))
@@ -177,11 +155,11 @@ def penalise_kl_in_reward(run: Run, batch: RolloutBatch, current: torch.Tensor) 
     return {"reward/kl_penalty": float(totals[0]) / count, "reward/kl": float(totals[1]) / count, "reward/kl_coef": coef}
 
 
-def reward_metrics(run: Run, batch: RolloutBatch) -> dict[str, float]:
+def reward_metrics(batch: RolloutBatch, rewards: Sequence[BoundReward]) -> dict[str, float]:
     """Means over the policy's own rollouts, across processes."""
-    policy_rows = torch.tensor([s == "policy" for s in batch.sources])
-    keys = ["reward/mean"] + [f"reward/{r.name}" for r in run.rewards]
-    columns = [batch.rewards] + [batch.reward_parts[r.name] for r in run.rewards]
+    policy_rows = batch.rows_of(RowKind.POLICY)
+    keys = ["reward/mean"] + [f"reward/{r.name}" for r in rewards]
+    columns = [batch.rewards] + [batch.reward_parts[r.name] for r in rewards]
     sums, counts = [], []
     for column in columns:
         values = column[policy_rows]
@@ -197,25 +175,27 @@ def reward_metrics(run: Run, batch: RolloutBatch) -> dict[str, float]:
     return metrics
 
 
-def update_policy(run: Run, batch: RolloutBatch, step: int) -> dict[str, float]:
-    algorithm = run.config.algorithm
+def update_policy(run: Run, batch: RolloutBatch, step: int, *, kl_coef: float) -> dict[str, float]:
+    """`plan.ppo_epochs` passes over the kept rows in `plan.mini_batches` optimizer steps each; `kl_coef` is this
+    step's beta (the KL controller's)."""
+    plan = run.plan
     rows = torch.nonzero(batch.keep).flatten()
     rl_coef, source_sft_weight = run.source.loss_weights(step)
     # algorithm.sft_coef scales the SFT term on top of the source's own weight (CHORD: (1-mu)*RL + mu*sft_coef*SFT).
-    sft_coef = source_sft_weight * algorithm.sft_coef
+    sft_coef = source_sft_weight * run.config.algorithm.sft_coef
     if _all_reduce(torch.tensor([len(rows)]))[0] == 0:
         # Nothing carries signal (every group dropped): an optimizer step would still move the weights through
         # AdamW's momentum and weight decay, so none is taken.
         return {"loss/skipped_update": 1.0, "perf/lr": run.scheduler.get_last_lr()[0]}
+    weights = StepWeights(rl=rl_coef, sft=sft_coef, kl=kl_coef)
+    learner = run.learner
     generator = torch.Generator().manual_seed(run.config.train.seed * 100003 + step)
     totals: dict[str, float] = {}
     updates = 0
-    for _ in range(algorithm.ppo_epochs):
-        order = rows[torch.randperm(len(rows), generator=generator)] if algorithm.mini_batches > 1 else rows
-        for mini in torch.tensor_split(order, algorithm.mini_batches):
-            parts = update_mini_batch(run.accelerator, run.model, run.reference, run.optimizer, run.scheduler, batch, mini,
-                                      run.settings, micro_batch_size=algorithm.micro_batch_size, rl_coef=rl_coef,
-                                      sft_coef=sft_coef, max_grad_norm=run.config.optim.max_grad_norm, step=step)
+    for _ in range(plan.ppo_epochs):
+        order = rows[torch.randperm(len(rows), generator=generator)] if plan.mini_batches > 1 else rows
+        for mini in torch.tensor_split(order, plan.mini_batches):
+            parts = update_mini_batch(learner, batch, mini, plan.loss, weights, step=step)
             updates += 1
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0.0) + value
@@ -243,29 +223,31 @@ def train_step(run: Run, step: int) -> dict[str, Any]:
         with timed(metrics, "perf/score_s"):
             metrics.update(score_batch(batch, run.rewards, on_error=algorithm.reward_errors))
             metrics.update(run.source.after_rewards(ctx, batch))
-            recompute_total_reward(run, batch)
-        metrics.update(reward_metrics(run, batch))
+            batch.rewards = total_reward(batch.reward_parts, run.rewards, len(batch))
+        metrics.update(reward_metrics(batch, run.rewards))
         with timed(metrics, "perf/logprob_s"):
-            if algorithm.ppo_epochs > 1 or algorithm.mini_batches > 1:
+            if run.plan.old_logprobs_pass:
                 batch.old_logprobs = batched_logprobs(run.model, batch, run, reference=False)
                 if batch.sampling_logprobs is not None:
-                    policy_rows = torch.tensor([s == "policy" for s in batch.sources])
+                    policy_rows = batch.rows_of(RowKind.POLICY)
                     diff = (batch.old_logprobs - batch.sampling_logprobs.nan_to_num(0.0)).abs() * batch.completion_mask
                     metrics["rollout/logprob_mismatch"] = float(diff[policy_rows].sum() / batch.completion_mask[policy_rows].sum().clamp(min=1))
-            if run.needs_reference and algorithm.kl_coef > 0 and not run.settings.kl_from_policy:
+            if run.plan.reference_logprobs_pass:
                 batch.ref_logprobs = batched_logprobs(run.model, batch, run, reference=True)
         if algorithm.kl_in_reward and batch.ref_logprobs is not None:
             current = batch.old_logprobs if batch.old_logprobs is not None else batched_logprobs(run.model, batch, run, reference=False)
-            metrics.update(penalise_kl_in_reward(run, batch, current))
-        metrics.update(compute_advantages(run, batch))
+            metrics.update(penalise_kl_in_reward(batch, current, estimator=algorithm.kl_estimator, coef=run.kl_controller.coef))
+        metrics.update(compute_advantages(batch, algorithm))
         metrics.update(run.source.after_advantages(ctx, batch))
-        if run.settings.kl is not None:
-            run.settings.kl_coef = metrics["loss/kl_coef"] = run.kl_controller.coef
+        kl_coef = 0.0
+        if run.plan.loss.kl is not None:
+            kl_coef = metrics["loss/kl_coef"] = run.kl_controller.coef
         with timed(metrics, "perf/update_s"):
-            metrics.update(update_policy(run, batch, step))
+            metrics.update(update_policy(run, batch, step, kl_coef=kl_coef))
     metrics["perf/vision_encodes"] = float(encodes.calls)
-    metrics["rollout/sequences"] = float(sum(s == "policy" for s in batch.sources) * run.world)
-    run.kl_controller.update(metrics)
+    metrics["rollout/sequences"] = float(int(batch.rows_of(RowKind.POLICY).sum()) * run.world)
+    # The controller reads this step's metrics and returns its own (None: nothing to log); beta moves for the next step.
+    metrics.update(run.kl_controller.update(metrics) or {})
     with timed(metrics, "perf/sync_s"):
         run.backend.sync_weights(run.unwrapped)
     metrics["data/skipped_rows"] = skipped
@@ -282,36 +264,48 @@ def heldout_accuracy(run: Run) -> float:
     if callable(evaluate_policy):
         # Tasks that act in an environment score the policy there (World-Env: success in the ground-truth env).
         total, count = evaluate_policy(run.policy, run.backend, rows, rank=run.rank, world=run.world)
-        totals = _all_reduce(torch.tensor([float(total), float(count)], dtype=torch.float64))
-        return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
-    reward = next((r for r in run.rewards if r.name == run.task.accuracy_reward), None)
-    from mmpost.registry import REWARDS
+    else:
+        reward = next((r for r in run.rewards if r.name == run.task.accuracy_reward), None)
+        from mmpost.registry import REWARDS
 
-    accuracy_fn = reward.function if reward else REWARDS.get(run.task.accuracy_reward)
-    params = SamplingParams(n=1, greedy=True, max_new_tokens=run.config.eval.max_new_tokens or run.sampling.max_new_tokens)
+        scored = len(rows)
+        padded = same_count_on_every_rank(len(rows), needed=run.plan.sharded)
+        if padded > len(rows):  # repeat rows (not scored) so every rank generates the same batches
+            filler = rows or list(run.heldout_rows)[:1]
+            rows = rows + [filler[i % len(filler)] for i in range(padded - len(rows))]
+        total, count = score_heldout(
+            run.policy, run.backend, rows, decode=lambda batch_rows: decode_samples(run, batch_rows)[0],
+            accuracy_fn=reward.function if reward else REWARDS.get(run.task.accuracy_reward),
+            accuracy_args=reward.args if reward else {}, batch_size=run.config.eval.batch_size,
+            max_new_tokens=run.config.eval.max_new_tokens or run.sampling.max_new_tokens, scored=scored)
+    totals = _all_reduce(torch.tensor([float(total), float(count)], dtype=torch.float64))
+    return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
+
+
+@torch.no_grad()
+def score_heldout(policy, backend, rows: Sequence[dict], *, decode, accuracy_fn, accuracy_args: dict | None = None,
+                  max_new_tokens: int, batch_size: int, scored: int | None = None) -> tuple[float, int]:
+    """Greedy completions of `rows` from `backend`, scored by `accuracy_fn(outputs, samples, **accuracy_args)`, in
+    batches of `batch_size`: (sum of the scores, number of rows scored) on this process. `decode(rows)` turns rows
+    into samples (the modality's decode); only the first `scored` rows count (the rest only keep ranks in step);
+    a None score is left out. Needs no `Run`: `heldout_accuracy` is this plus the cross-process mean."""
+    params = SamplingParams(n=1, greedy=True, max_new_tokens=max_new_tokens)
+    scored = len(rows) if scored is None else scored
+    wants_ids = "completion_ids" in inspect.signature(accuracy_fn).parameters
     total, count = 0.0, 0
-    size = run.config.eval.batch_size
-    scored = len(rows)
-    padded = _same_count_on_every_rank(run, len(rows))
-    if padded > len(rows):  # repeat rows (not scored) so every rank generates the same batches
-        filler = rows or list(run.heldout_rows)[:1]
-        rows = rows + [filler[i % len(filler)] for i in range(padded - len(rows))]
-    for start in range(0, len(rows), size):
-        samples, _ = decode_samples(run, rows[start : start + size])
+    for start in range(0, len(rows), batch_size):
+        samples = decode(rows[start : start + batch_size])
         if not samples:
             continue
-        prompts = run.policy.encode_prompts(samples)
-        result = run.backend.generate(prompts, samples, params)
+        result = backend.generate(policy.encode_prompts(samples), samples, params)
         outputs = result.outputs if result.outputs is not None else \
-            [run.policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
-        extra = {"completion_ids": [list(ids) for ids in result.completion_ids]} \
-            if "completion_ids" in inspect.signature(accuracy_fn).parameters else {}
-        values = accuracy_fn(outputs, samples, **(reward.args if reward else {}), **extra)
+            [policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
+        extra = {"completion_ids": [list(ids) for ids in result.completion_ids]} if wants_ids else {}
+        values = accuracy_fn(outputs, samples, **(accuracy_args or {}), **extra)
         values = values[: max(0, scored - start)]
         total += sum(float(v) for v in values if v is not None)
         count += sum(1 for v in values if v is not None)
-    totals = _all_reduce(torch.tensor([total, float(count)], dtype=torch.float64))
-    return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
+    return total, count
 
 
 def periodic_evaluation(run: Run) -> dict[str, float]:
@@ -342,7 +336,6 @@ def _checkpoint(run: Run, step: int, config_yaml: str) -> Path:
 
 def _resume(run: Run, folder: Path) -> int:
     state = json.loads((folder / "trainer_state.json").read_text())
-    from mmpost.distributed import is_sharded, load_sharded_state
 
     if run.config.distributed.strategy.startswith("deepspeed"):
         raise NotImplementedError(f"{folder}: resuming under DeepSpeed is not supported: DeepSpeed's own checkpoints are "
@@ -350,7 +343,7 @@ def _resume(run: Run, folder: Path) -> int:
                                   "from the checkpoint's model/ folder (model.path=...)")
     if run.config.model.lora.enabled:
         load_model_weights(run.unwrapped, folder)
-    if is_sharded(run.model):
+    if sharding(run.model) == "fsdp2":
         load_sharded_state(folder / "sharded", run.unwrapped, run.optimizer, run.rank)
     else:
         optimizer_state_from_files(run.optimizer, folder)

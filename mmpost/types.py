@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
@@ -65,6 +66,38 @@ class Task(Protocol):
         """The demonstration completion (what SFT trains on and ViSurf injects)."""
 
 
+@runtime_checkable
+class PolicyKind(Protocol):
+    """What the engine asks of a policy kind (`model.policy`: token, denoising, a plugin's), and nothing more: the
+    registry checks these members when a kind registers, so the engine reads them instead of probing with hasattr.
+
+    A kind declares its capabilities as values: `logprob_layouts` (how its log-prob passes may lay rows out; the
+    first is used when it has one) and `computes_own_kl` (True: its `kl_terms` gives the KL term, as Flow-GRPO's
+    KL between step means; False: the KL comes from reference log-probs of its rows)."""
+
+    logprob_layouts: Sequence[str]
+    computes_own_kl: bool
+    pad_token_id: int
+    eos_token_ids: Sequence[int]
+    suppressed_token_ids: Sequence[int]
+
+    @classmethod
+    def load_model(cls, model_config: Any, path: str) -> Any: ...
+
+    @classmethod
+    def load_processor(cls, path: str, trust_remote_code: bool = False) -> Any: ...
+
+    def encode_prompts(self, samples: Sequence[Sample]) -> list[PromptEncoding]: ...
+
+    def logprobs(self, model: Any, batch: RolloutBatch, rows: Any, *, temperature: float, layout: str = "padded",
+                 token_budget: int | None = None, full_distribution: bool = False) -> tuple[Any, Any]:
+        """[n, K] log-probs of `rows` (tokens, denoising steps) and a kind-specific extra (or None)."""
+
+
+POLICY_KIND_MEMBERS = ("logprob_layouts", "computes_own_kl", "pad_token_id", "eos_token_ids", "suppressed_token_ids",
+                       "load_model", "load_processor", "encode_prompts", "logprobs")
+
+
 class MediaError(ValueError):
     """A media file that is missing, corrupt or of the wrong shape; the message names the file."""
 
@@ -100,6 +133,19 @@ def media_root(row: Sample, data_config: Any) -> MediaRoot | None:
     return MediaRoot(base, data_config.media_root or base)
 
 
+class RowKind(str, Enum):
+    """Where a row of a step came from, which decides how the step treats it: the policy's own rollout, a ground-truth
+    label scored as a rollout (ViSurf), or an expert demonstration (SFT rows, CHORD, HPT). A `str` enum, so a plugin
+    comparing with "policy" keeps working."""
+
+    POLICY = "policy"
+    LABEL = "label"
+    EXPERT = "expert"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class DataError(ValueError):
     """A dataset row or file that cannot be used; the message names the file/row and the field."""
 
@@ -118,7 +164,7 @@ class RolloutBatch:
     group_ids: torch.Tensor  # [N] long
     completion_ids: torch.Tensor  # [N, T] long
     completion_mask: torch.Tensor  # [N, T] float
-    sources: list[str]  # "policy" | "label" | "expert" per row
+    sources: list[RowKind]  # where each row came from (`RowKind`; `rows_of` gives a mask)
     is_sft: torch.Tensor  # [N] bool: trained with the SFT loss instead of the policy-gradient loss
     completions: list[Any] = field(default_factory=list)  # decoded text, or the backend's outputs (e.g. images)
     rewards: torch.Tensor | None = None  # [N]
@@ -135,6 +181,10 @@ class RolloutBatch:
 
     def __len__(self) -> int:
         return int(self.group_ids.numel())
+
+    def rows_of(self, kind: RowKind) -> torch.Tensor:
+        """[N] bool: the rows that came from `kind`."""
+        return torch.tensor([source == kind for source in self.sources], dtype=torch.bool)
 
     def select(self, rows: torch.Tensor | Sequence[int]) -> "RolloutBatch":
         """A new batch with only `rows` (shared prompt encodings are kept, indices unchanged)."""

@@ -8,7 +8,7 @@ reference codes do on P GPUs (see its docstring).
 """
 from __future__ import annotations
 
-import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -16,8 +16,8 @@ import torch
 import torch.distributed as dist
 
 from mmpost.algos.kl import importance_weighted
-from mmpost.distributed import gradient_sync
-from mmpost.packing import micro_batch_rows
+from mmpost.distributed import gradient_sync, same_count_on_every_rank
+from mmpost.logprobs import LogprobPlan
 from mmpost.policy import adapter_disabled
 from mmpost.registry import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, SFT_LOSSES
 from mmpost.types import RolloutBatch
@@ -27,34 +27,40 @@ class TrainingError(RuntimeError):
     """A failure inside the update (a NaN loss, ...), named with the step and the rows."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class LossSettings:
+    """The loss's run-long decisions, made once when the run is built and never changed: which loss functions with
+    which options, and how log-prob passes lay out rows (`passes`). Per-step values (the RL/SFT/KL weights) are
+    not here: they come with each call (`StepWeights`)."""
+
     policy_loss: Callable
     policy_loss_args: dict
     aggregation: Callable
     sft_loss: Callable
     sft_loss_args: dict
-    kl: Callable | None
-    kl_coef: float
+    kl: Callable | None  # the KL estimator when the KL term is in the loss, else None
     norm_constant: int
-    temperature: float
     pad_token_id: int
-    suppressed_token_ids: list[int] = field(default_factory=list)
+    passes: LogprobPlan = field(default_factory=LogprobPlan)
+    suppressed_token_ids: tuple[int, ...] = ()
     policy: Any = None  # the policy kind: computes [n, K] log-probs of rows (tokens, denoising steps)
     tis_cap: float | None = None
     kl_importance_weighted: bool = False
 
-    def logprobs(self, model, batch, rows, *, full_distribution: bool = False):
-        return self.policy.logprobs(model, batch, rows, temperature=self.temperature, full_distribution=full_distribution)
-
     @property
     def kl_from_policy(self) -> bool:
         """The policy kind computes its own KL term (Flow-GRPO: KL between step means), not from reference log-probs."""
-        return self.kl is not None and hasattr(self.policy, "kl_terms")
+        return self.kl is not None and bool(self.policy.computes_own_kl)
 
     @classmethod
-    def from_config(cls, algorithm: Any, rollout: Any, policy: Any) -> "LossSettings":
+    def from_config(cls, algorithm: Any, rollout: Any, policy: Any, passes: LogprobPlan | None = None) -> "LossSettings":
+        """From the config; `passes` defaults to `algorithm.logprob_pass` as given ("auto": shared_prefix), without
+        sharding or gradient checkpointing (the builder decides it from the prepared model)."""
         kl_in_loss = algorithm.kl_coef > 0 and not algorithm.kl_in_reward
+        if passes is None:
+            layout = "shared_prefix" if algorithm.logprob_pass == "auto" else algorithm.logprob_pass
+            passes = LogprobPlan.decide(layout, micro_batch_size=algorithm.micro_batch_size,
+                                        token_budget=algorithm.token_budget, temperature=rollout.temperature)
         return cls(
             policy_loss=POLICY_LOSSES.get(algorithm.policy_loss),
             policy_loss_args=dict(algorithm.policy_loss_args),
@@ -62,11 +68,10 @@ class LossSettings:
             sft_loss=SFT_LOSSES.get(algorithm.sft_loss),
             sft_loss_args=dict(algorithm.sft_loss_args),
             kl=KL_ESTIMATORS.get(algorithm.kl_estimator) if kl_in_loss else None,
-            kl_coef=algorithm.kl_coef if kl_in_loss else 0.0,
             norm_constant=algorithm.norm_constant or rollout.max_new_tokens,
-            temperature=rollout.temperature,
             pad_token_id=policy.pad_token_id,
-            suppressed_token_ids=list(policy.suppressed_token_ids),
+            passes=passes,
+            suppressed_token_ids=tuple(policy.suppressed_token_ids),
             policy=policy,
             tis_cap=getattr(algorithm, "tis_cap", None),
             kl_importance_weighted=bool(getattr(algorithm, "kl_importance_weighted", False)),
@@ -76,15 +81,40 @@ class LossSettings:
     def sft_needs_full_distribution(self) -> bool:
         return bool(getattr(self.sft_loss, "needs_full_distribution", False))
 
+    @functools.cached_property
+    def _exponent_table(self) -> torch.Tensor:
+        from mmpost.algos.sft_losses import SA_DFT_WEIGHTS, sa_dft_exponent_table
+
+        weights = {k: float(v) for k, v in self.sft_loss_args.items() if k in SA_DFT_WEIGHTS}
+        return sa_dft_exponent_table(self.policy.tokenizer, **weights)
+
     def sft_token_exponents(self, token_ids: torch.Tensor) -> torch.Tensor:
         """SA-DFT's per-token exponents of `token_ids` [n, T], from a per-vocabulary table built once."""
-        table = getattr(self, "_exponent_table", None)
-        if table is None:
-            from mmpost.algos.sft_losses import SA_DFT_WEIGHTS, sa_dft_exponent_table
-
-            weights = {k: float(v) for k, v in self.sft_loss_args.items() if k in SA_DFT_WEIGHTS}
-            table = self._exponent_table = sa_dft_exponent_table(self.policy.tokenizer, **weights)
+        table = self._exponent_table
         return table[token_ids.clamp(0, len(table) - 1)]
+
+
+@dataclass(frozen=True)
+class StepWeights:
+    """This step's weights of the loss terms: the experience source's RL and SFT weights (`loss_weights(step)`,
+    times `algorithm.sft_coef`) and the KL controller's beta. Computed by the trainer each step, passed in."""
+
+    rl: float = 1.0
+    sft: float = 1.0
+    kl: float = 0.0
+
+
+@dataclass(frozen=True)
+class Learner:
+    """What an update moves: the (prepared) model and its optimizer and scheduler, the frozen reference (None: the
+    policy with its adapter disabled, or no reference), and the gradient clipping (0 = none)."""
+
+    accelerator: Any
+    model: torch.nn.Module
+    reference: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    max_grad_norm: float = 0.0
 
 
 def _all_reduce(values: torch.Tensor, op=None) -> torch.Tensor:
@@ -141,19 +171,21 @@ def normalisers(batch: RolloutBatch, rows: torch.Tensor) -> dict[str, float]:
 
 def reference_logprobs(policy_model, reference, batch, rows, settings, *, full_distribution=False):
     """Log-probs under the frozen reference: a separate model, or the policy with its adapter disabled."""
+    options = settings.passes.pass_options(with_grad=False, full_distribution=full_distribution)
     with torch.no_grad():
         if reference is not None:
-            return settings.logprobs(reference, batch, rows, full_distribution=full_distribution)
+            return settings.policy.logprobs(reference, batch, rows, **options)
         with adapter_disabled(policy_model):
-            return settings.logprobs(policy_model, batch, rows, full_distribution=full_distribution)
+            return settings.policy.logprobs(policy_model, batch, rows, **options)
 
 
 def micro_batch_loss(model, reference, batch: RolloutBatch, rows: torch.Tensor, settings: LossSettings,
-                     norms: dict[str, float], rl_coef: float, sft_coef: float) -> tuple[torch.Tensor, dict[str, float]]:
+                     norms: dict[str, float], weights: StepWeights) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of `rows`, normalised by mini-batch-wide counts; returns the loss and its parts as floats."""
     is_sft = batch.is_sft[rows]
     need_full = settings.sft_needs_full_distribution and bool(is_sft.any())
-    logprobs, log_dist = settings.logprobs(model, batch, rows, full_distribution=need_full)
+    logprobs, log_dist = settings.policy.logprobs(model, batch, rows,
+                                                  **settings.passes.pass_options(with_grad=True, full_distribution=need_full))
     mask = batch.completion_mask[rows].to(logprobs.device)
     total = logprobs.sum() * 0.0  # keeps every micro-batch in the autograd graph, also empty ones
     parts: dict[str, float] = {}
@@ -170,7 +202,7 @@ def micro_batch_loss(model, reference, batch: RolloutBatch, rows: torch.Tensor, 
         agg = dict(num_tokens=norms["rl_tokens"], num_sequences=norms["rl_sequences"], norm_constant=settings.norm_constant,
                    num_processes=world_size())
         policy_term = settings.aggregation(token_loss, mask[rl], **agg)
-        total = total + rl_coef * policy_term
+        total = total + weights.rl * policy_term
         parts["loss/policy"] = float(policy_term.detach())
         for key, value in loss_metrics.items():
             parts[f"loss/{key}"] = float(value) * float(rl.sum()) / norms["rl_sequences"]
@@ -184,7 +216,7 @@ def micro_batch_loss(model, reference, batch: RolloutBatch, rows: torch.Tensor, 
                     kl_tokens = importance_weighted(kl_tokens, logprobs[rl], old.to(logprobs.device), mask[rl], level=level)
             kl_term = settings.aggregation(kl_tokens, mask[rl], **agg)
             # beta * KL sits outside the source's RL weight, as Trinity-RFT's CHORD adds it after the mu mix.
-            total = total + settings.kl_coef * kl_term
+            total = total + weights.kl * kl_term
             parts["loss/kl"] = float(kl_term.detach())
     if is_sft.any() and norms["sft_sequences"] > 0:
         extra = {}
@@ -195,7 +227,7 @@ def micro_batch_loss(model, reference, batch: RolloutBatch, rows: torch.Tensor, 
             extra.update(log_dist=log_dist[is_sft], ref_log_dist=ref_dist)
         token_loss = settings.sft_loss(logprobs[is_sft], mask[is_sft], **settings.sft_loss_args, **extra)
         sft_term = AGGREGATIONS.get("token_mean")(token_loss, mask[is_sft], num_tokens=norms["sft_tokens"])
-        total = total + sft_coef * sft_term
+        total = total + weights.sft * sft_term
         parts["loss/sft"] = float(sft_term.detach())
     parts["loss/total"] = float(total.detach())
     return total, parts
@@ -224,24 +256,22 @@ def _select(extra, rows_mask: torch.Tensor):
     return extra[rows_mask.to(extra.device)]
 
 
-def update_mini_batch(accelerator, model, reference, optimizer, scheduler, batch: RolloutBatch, rows: torch.Tensor,
-                      settings: LossSettings, *, micro_batch_size: int, rl_coef: float, sft_coef: float,
-                      max_grad_norm: float, step: int) -> dict[str, float]:
+def update_mini_batch(learner: Learner, batch: RolloutBatch, rows: torch.Tensor, settings: LossSettings,
+                      weights: StepWeights, *, step: int) -> dict[str, float]:
     """Forward/backward over micro-batches of `rows`, then one optimizer step. Returns summed loss parts."""
+    accelerator, model = learner.accelerator, learner.model
     norms = normalisers(batch, rows)
-    chunks = micro_batch_rows(batch, rows, layout=getattr(settings.policy, "logprob_pass", "padded"),
-                              micro_batch_size=micro_batch_size, token_budget=getattr(settings.policy, "token_budget", None))
-    chunks = chunks or [batch.completion_mask.new_zeros(0, dtype=torch.long)]
+    chunks = settings.passes.micro_batches(batch, rows) or [batch.completion_mask.new_zeros(0, dtype=torch.long)]
     # Every process must run the same number of backward passes or DDP waits forever.
-    count = _all_reduce(torch.tensor([len(chunks)]), op=dist.ReduceOp.MAX if dist.is_initialized() else None)
-    weights = [1.0] * len(chunks) + [0.0] * (int(count) - len(chunks))
-    chunks = chunks + [chunks[-1] if len(chunks[-1]) else torch.tensor([0])] * (int(count) - len(chunks))
+    count = same_count_on_every_rank(len(chunks))
+    loss_weights = [1.0] * len(chunks) + [0.0] * (count - len(chunks))
+    chunks = chunks + [chunks[-1] if len(chunks[-1]) else torch.tensor([0])] * (count - len(chunks))
     scale = world_size()  # DDP averages gradients over processes; the normalisers already did
     totals: dict[str, float] = {}
-    for index, (chunk, weight) in enumerate(zip(chunks, weights)):
+    for index, (chunk, weight) in enumerate(zip(chunks, loss_weights)):
         last = index == len(chunks) - 1
         with gradient_sync(accelerator, model, sync=last):
-            loss, parts = micro_batch_loss(model, reference, batch, chunk, settings, norms, rl_coef, sft_coef)
+            loss, parts = micro_batch_loss(model, learner.reference, batch, chunk, settings, norms, weights)
             if not torch.isfinite(loss):
                 ids = [batch.samples[int(batch.prompt_index[r])].get("id", "?") for r in chunk]
                 raise TrainingError(f"non-finite loss ({loss.item()}) at step {step}, micro-batch {index}, sample ids {ids}; "
@@ -250,10 +280,10 @@ def update_mini_batch(accelerator, model, reference, optimizer, scheduler, batch
         if weight:
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0.0) + value
-    if max_grad_norm > 0:
-        grad_norm = accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+    if learner.max_grad_norm > 0:
+        grad_norm = accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], learner.max_grad_norm)
         totals["perf/grad_norm"] = float(grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
+    learner.optimizer.step()
+    learner.scheduler.step()
+    learner.optimizer.zero_grad(set_to_none=True)
     return totals

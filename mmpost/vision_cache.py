@@ -68,7 +68,9 @@ def tower_is_frozen(tower: nn.Module) -> bool:
 def tower_is_sharded(tower: nn.Module) -> bool:
     """FSDP2 (DTensor) or DeepSpeed ZeRO-3 (`ds_id`) parameters: every rank must run every tower forward, since each
     one gathers the weights collectively, so a per-rank cache hit would leave the other ranks waiting."""
-    return any(type(p).__name__ == "DTensor" or hasattr(p, "ds_id") for p in tower.parameters())
+    from mmpost.distributed import is_sharded
+
+    return is_sharded(tower)
 
 
 def _has_active_dropout(tower: nn.Module) -> bool:

@@ -5,14 +5,14 @@ Writes {row index: advantage} for this process's rows and the step metrics (rank
 """
 import json
 import sys
-from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
 
 from mmpost.config import load_config
 from mmpost.scoring import BoundReward
-from mmpost.trainer import compute_advantages, recompute_total_reward
+from mmpost.scoring import total_reward
+from mmpost.trainer import compute_advantages
 from mmpost.types import RolloutBatch
 
 PROMPTS, G, T = 6, 4, 5
@@ -41,9 +41,8 @@ def advantages(rank: int, world: int) -> dict:
         parts = torch.tensor([REWARDS[r] for r in rows], dtype=torch.float32)
         bound = [BoundReward("a", 1.0, None, {}), BoundReward("b", 0.5, None, {})]
         batch.reward_parts = {"a": parts[:, 0], "b": parts[:, 1]}
-        run = SimpleNamespace(config=config, rewards=bound, world=world, rank=rank)
-        recompute_total_reward(run, batch)
-        metrics = compute_advantages(run, batch)
+        batch.rewards = total_reward(batch.reward_parts, bound, len(batch))
+        metrics = compute_advantages(batch, config.algorithm)
         out[f"{name}{args}"] = {"advantages": dict(zip(rows, batch.advantages.tolist())), "metrics": metrics,
                                 "kept": dict(zip(rows, batch.keep.tolist()))}
     return out

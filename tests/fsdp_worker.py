@@ -34,7 +34,7 @@ from accelerate.utils import DistributedType  # noqa: E402
 
 from mmpost.distributed import (full_model_state_dict, gradient_sync, load_sharded_state, make_accelerator,  # noqa: E402
                                 save_full_model, save_sharded_state)
-from mmpost.update import LossSettings, update_mini_batch  # noqa: E402
+from mmpost.update import Learner, LossSettings, StepWeights, update_mini_batch  # noqa: E402
 
 AGGREGATION = "seq_mean_token_mean"
 MICRO_BATCH = 4  # rows per forward/backward: 2 micro-batches per rank with 2 processes x 8 rows
@@ -59,13 +59,7 @@ def initial_old_logprobs(settings, model, batch) -> torch.Tensor:
     """Log-probs of the starting weights, so later steps see ratios != 1 and the loss moves with the weights."""
     rows = torch.arange(len(batch))
     with torch.no_grad():
-        if hasattr(settings, "logprobs"):
-            logprobs, _ = settings.logprobs(model, batch, rows)
-        else:  # the update API before policy kinds
-            from mmpost.policy import completion_logprobs
-
-            logprobs, _ = completion_logprobs(model, batch, rows, pad_id=settings.pad_token_id,
-                                              temperature=settings.temperature, suppressed_token_ids=settings.suppressed_token_ids)
+        logprobs, _ = settings.policy.logprobs(model, batch, rows, **settings.passes.pass_options(with_grad=False))
     return logprobs * batch.completion_mask
 
 
@@ -101,8 +95,8 @@ def run(model_dir: str, out_dir: str, strategy: str, steps: int, *, micro_batch_
     losses: dict[int, float] = {}
     grad_norms: dict[int, float] = {}
     for step in range(first, steps + 1):
-        parts = update_mini_batch(accelerator, model, None, optimizer, scheduler, batch, rows, settings,
-                                  micro_batch_size=micro_batch_size, rl_coef=1.0, sft_coef=1.0, max_grad_norm=1.0, step=step)
+        parts = update_mini_batch(Learner(accelerator, model, None, optimizer, scheduler, max_grad_norm=1.0), batch, rows,
+                                  settings, StepWeights(), step=step)
         loss = torch.tensor([parts["loss/total"]], dtype=torch.float64)
         if world > 1:
             dist.all_reduce(loss)

@@ -123,7 +123,7 @@ def test_integer_rewards_become_float():
 
 
 def test_bad_inputs_raise_clear_errors():
-    with pytest.raises(ValueError, match="advantages.py.*1-D"):
+    with pytest.raises(ValueError, match="mmpost.algos.advantages.*1-D"):
         adv.grpo(REWARDS[None], GROUPS[None])
     with pytest.raises(ValueError, match="group_ids must be a tensor shaped like rewards"):
         adv.grpo(REWARDS, GROUPS[:3])

@@ -107,7 +107,7 @@ def test_hyphenated_aliases_and_errors():
     assert AGGREGATIONS.get("seq-mean-token-sum-norm") is agg.token_sum_norm
     # Extra config keys reach every mode without error.
     assert agg.token_mean(LOSS, MASK, num_sequences=7, norm_constant=3).item() == pytest.approx(3.0)
-    with pytest.raises(ValueError, match="aggregation.py: token_loss and mask"):
+    with pytest.raises(ValueError, match="mmpost.algos.aggregation: token_loss and mask"):
         agg.token_mean(LOSS, MASK[:, :2])
     with pytest.raises(ValueError, match="num_tokens must be >= 0"):
         agg.token_mean(LOSS, MASK, num_tokens=-1)

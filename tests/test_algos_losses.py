@@ -92,7 +92,7 @@ def test_ppo_dual_clip():
 
 def test_ppo_clip_bad_shapes():
     logp, old = with_ratios(PPO_RATIOS)
-    with pytest.raises(ValueError, match="policy_losses.py: mask"):
+    with pytest.raises(ValueError, match="mmpost.algos.policy_losses: mask"):
         pl.ppo_clip(logp, old, PPO_ADV, torch.ones(2, 2))
     with pytest.raises(ValueError, match="advantages must be"):
         pl.ppo_clip(logp, old, torch.ones(3), torch.ones(2, 3))
@@ -289,5 +289,5 @@ def test_kl_aliases_and_shape_error():
     assert KL_ESTIMATORS.get("kl") is kl.k1 and KL_ESTIMATORS.get("mse") is kl.k2
     assert KL_ESTIMATORS.get("low_var_kl") is kl.k3 and KL_ESTIMATORS.get("k3") is kl.k3
     assert KL_ESTIMATORS.get("k3_clamped") is kl.k3 and KL_ESTIMATORS.get("k3_unclamped") is kl.k3_unclamped
-    with pytest.raises(ValueError, match="kl.py: ref_logprobs"):
+    with pytest.raises(ValueError, match="mmpost.algos.kl: ref_logprobs"):
         kl.k1(torch.zeros(2, 3), torch.zeros(2, 2))

@@ -54,7 +54,7 @@ def test_cosine():
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="schedules.py: chord_mu step"):
+    with pytest.raises(ValueError, match="mmpost.algos.schedules: chord_mu step"):
         sch.chord_mu(-1)
     with pytest.raises(ValueError, match="warmup must be >= 0"):
         sch.chord_mu(3, warmup=-5)

@@ -103,7 +103,7 @@ def test_asft_zero_reference_probability_is_finite():
 
 def test_asft_errors():
     logp = torch.log(CUR[..., 0])
-    with pytest.raises(ValueError, match=r"sft_losses.py: asft needs .*\['log_dist', 'ref_log_dist'\]"):
+    with pytest.raises(ValueError, match=r"mmpost.algos.sft_losses: asft needs .*\['log_dist', 'ref_log_dist'\]"):
         sft.asft(logp, torch.ones(1, 1))
     with pytest.raises(ValueError, match="kl_direction"):
         sft.asft(logp, torch.ones(1, 1), log_dist=torch.log(CUR), ref_log_dist=torch.log(REF), kl_direction="both")
@@ -116,7 +116,7 @@ def test_registry_and_full_distribution_flags():
         fn = SFT_LOSSES.get(name)
         assert fn is getattr(sft, name)
         assert fn.needs_full_distribution is (name == "asft")
-    with pytest.raises(ValueError, match="sft_losses.py: logprobs and mask"):
+    with pytest.raises(ValueError, match="mmpost.algos.sft_losses: logprobs and mask"):
         sft.dft(torch.zeros(2, 3), torch.zeros(2, 2))
 
 

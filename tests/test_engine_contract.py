@@ -9,7 +9,7 @@ from mmpost.config import RewardSpec, config_from_dict
 from mmpost.experience import BatchBuilder, StepContext
 from mmpost.registry import POLICIES, REWARDS
 from mmpost.rollout.base import GenerationResult, SamplingParams
-from mmpost.scoring import bind_rewards, score_batch
+from mmpost.scoring import bind_rewards, score_batch, total_reward
 from mmpost.trainer import compute_advantages, episode_rows
 from mmpost.types import PromptEncoding
 
@@ -28,10 +28,10 @@ def prompt(n=3):
     return PromptEncoding(input_ids=torch.arange(n), media={})
 
 
-def run_with(advantage="grpo", drop=False):
+def algorithm_with(advantage="grpo", drop=False):
     config = config_from_dict({"algorithm": {"advantage": advantage, "advantage_args": {"eps": 0.0},
                                              "drop_zero_variance_groups": drop}})
-    return SimpleNamespace(config=config)
+    return config.algorithm
 
 
 def episode_batch(rewards_per_row, episode_ids, group_ids):
@@ -54,13 +54,13 @@ def test_advantages_are_per_episode_not_per_row():
     # Group 0: episode 0 (3 rows, return 1) and episode 1 (1 row, return 0). Per episode the group is {1, 0}:
     # mean 0.5, sample std 0.7071 -> +0.7071 / -0.7071. Per row it would be {1, 1, 1, 0}: different numbers.
     batch = episode_batch([1.0, 1.0, 1.0, 0.0], [0, 0, 0, 1], [0, 0, 0, 0])
-    compute_advantages(run_with(), batch)
+    compute_advantages(batch, algorithm_with())  # a phase of tensors and settings: no Run
     assert torch.allclose(batch.advantages, torch.tensor([0.7071, 0.7071, 0.7071, -0.7071]), atol=1e-4)
 
 
 def test_zero_variance_episodes_are_dropped_with_all_their_rows():
     batch = episode_batch([1.0, 1.0, 1.0, 0.0, 0.0], [0, 0, 1, 2, 3], [0, 0, 0, 1, 1])
-    metrics = compute_advantages(run_with(drop=True), batch)
+    metrics = compute_advantages(batch, algorithm_with(drop=True))
     # group 0 episodes {1, 1}: flat; group 1 episodes {0, 0}: flat -> every episode dropped
     assert batch.keep.tolist() == [False] * 5
     assert metrics["rollout/zero_variance_fraction"] == 1.0
@@ -69,7 +69,7 @@ def test_zero_variance_episodes_are_dropped_with_all_their_rows():
 def test_rows_of_one_episode_must_share_the_reward():
     batch = episode_batch([1.0, 0.5], [0, 0], [0, 0])
     with pytest.raises(ValueError, match="rows of one episode carry different rewards"):
-        compute_advantages(run_with(), batch)
+        compute_advantages(batch, algorithm_with())
 
 
 def test_builder_carries_aux_outputs_and_masks_from_the_backend():
@@ -105,8 +105,9 @@ def test_rewards_that_declare_completion_ids_receive_masked_token_ids():
     builder.add_row(0, 0, [7, 9], source="policy", is_sft=False)
     builder.add_row(0, 0, [3, 4, 9], source="policy", is_sft=False)
     batch = builder.build(SimpleNamespace(policy=StubPolicy()))
-    score_batch(batch, bind_rewards([RewardSpec(name="test_engine_contract:first_token")]))
-    assert batch.rewards.tolist() == [7.0, 3.0]
+    rewards = bind_rewards([RewardSpec(name="test_engine_contract:first_token")])
+    score_batch(batch, rewards)
+    assert total_reward(batch.reward_parts, rewards, len(batch)).tolist() == [7.0, 3.0]
 
 
 def test_token_policy_kind_is_registered_with_its_loaders():
@@ -126,3 +127,43 @@ def test_tis_weights_scale_token_losses_and_leave_label_rows_alone():
     weighted, mean = _tis_weighted(token_loss, old, sampling, torch.ones(2, 2), cap=1.5)
     assert torch.allclose(weighted, torch.tensor([[1.5, 0.5], [1.0, 1.0]]))
     assert mean == pytest.approx(1.0)
+
+
+def test_heldout_scoring_runs_without_a_run():
+    """`score_heldout` is a phase of a policy, a backend and rows: greedy, batched, None left out, filler rows not
+    counted."""
+    from mmpost.rollout.base import GenerationResult
+    from mmpost.trainer import score_heldout
+
+    class EchoBackend:
+        def __init__(self):
+            self.calls = []
+
+        def generate(self, prompts, samples, params):
+            self.calls.append((len(prompts), params.greedy, params.max_new_tokens))
+            return GenerationResult(completion_ids=[[1]] * len(prompts), outputs=[s["answer"] for s in samples])
+
+    policy = SimpleNamespace(encode_prompts=lambda samples: [prompt() for _ in samples])
+    rows = [{"answer": a} for a in ("yes", "no", "skip", "yes", "yes")]
+
+    def accuracy(outputs, samples, *, target):
+        return [None if o == "skip" else float(o == target) for o in outputs]
+
+    backend = EchoBackend()
+    total, count = score_heldout(policy, backend, rows, decode=lambda r: list(r), accuracy_fn=accuracy,
+                                 accuracy_args={"target": "yes"}, max_new_tokens=4, batch_size=2, scored=4)
+    assert (total, count) == (2.0, 3)  # rows 0-3 count; "skip" is None; row 4 only keeps the ranks in step
+    assert backend.calls == [(2, True, 4), (2, True, 4), (1, True, 4)]
+
+
+def test_row_kinds_are_one_enum_that_still_reads_as_its_name():
+    from mmpost.types import RowKind
+
+    builder = BatchBuilder([{"id": "k"}], [prompt()])
+    for kind in (RowKind.POLICY, RowKind.LABEL, RowKind.EXPERT, RowKind.POLICY):
+        builder.add_row(0, 0, [5, 9], source=kind, is_sft=kind is RowKind.EXPERT)
+    batch = builder.build(SimpleNamespace(policy=StubPolicy()))
+    assert batch.rows_of(RowKind.POLICY).tolist() == [True, False, False, True]
+    assert batch.rows_of(RowKind.EXPERT).tolist() == [False, False, True, False]
+    assert batch.select(torch.tensor([1])).rows_of(RowKind.LABEL).tolist() == [True]
+    assert RowKind.POLICY == "policy" and str(RowKind.LABEL) == "label"  # plugins that compare strings keep working

@@ -12,7 +12,7 @@ from mmpost.config import ModelConfig
 from mmpost.policy import TokenPolicy
 from mmpost.registry import ADVANTAGES, MODALITIES, TASKS
 from mmpost.rollout.base import GenerationResult, SamplingParams
-from mmpost.scoring import bind_rewards, score_batch
+from mmpost.scoring import bind_rewards, score_batch, total_reward
 
 
 class ScriptedBackend:
@@ -80,6 +80,7 @@ def test_visurf_zeroes_the_label_when_a_rollout_already_solved(setup):
     source = ViSurf(zero_label_advantage_when_solved=True)
     batch = source.collect(ctx, samples[:1], policy.encode_prompts(samples[:1]))
     score_batch(batch, REWARDS)
+    batch.rewards = total_reward(batch.reward_parts, REWARDS, len(batch))
     batch.advantages = ADVANTAGES.get("grpo")(batch.rewards, batch.group_ids)
     metrics = source.after_advantages(ctx, batch)
     assert batch.advantages[2].item() == 0.0 and metrics["visurf/label_zeroed_fraction"] == 1.0

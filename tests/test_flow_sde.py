@@ -148,7 +148,7 @@ def test_per_sample_sigmas_equal_separate_calls():
 
 def test_bad_inputs_raise_clear_errors():
     sample, velocity = torch.zeros(2, 3), torch.zeros(2, 3)
-    with pytest.raises(ValueError, match="flow_sde.py.*sigma_next must be smaller"):
+    with pytest.raises(ValueError, match="mmpost.algos.flow_sde.*sigma_next must be smaller"):
         sde_step_with_logprob(velocity, sample, 0.4, 0.5)
     with pytest.raises(ValueError, match="velocity"):
         sde_step_with_logprob(torch.zeros(2, 4), sample, 0.5, 0.4)

@@ -28,11 +28,12 @@ def test_coefficient_sequence_worked_by_hand():
     ]
     for reward, coef, baseline in expected:
         metrics = {"reward/mean": reward}
-        controller.update(metrics)
+        logged = controller.update(metrics)
         assert controller.coef == pytest.approx(coef)
         assert controller.baseline == pytest.approx(baseline)
-        assert metrics["loss/kl_adv_baseline"] == pytest.approx(baseline)
-        assert "loss/kl_adv_rise" in metrics
+        assert logged["loss/kl_adv_baseline"] == pytest.approx(baseline)
+        assert logged["loss/kl_adv_rise"] == pytest.approx(controller.rise)
+        assert metrics == {"reward/mean": reward}  # the controller returns its metrics; it does not write into its input
 
 
 def test_missing_or_nan_reward_changes_nothing():

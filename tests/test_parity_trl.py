@@ -4,7 +4,7 @@ The fixture (gzip-compressed JSON) comes from benchmarks/parity_trl.py, which ru
 advantage code on four fixed batches (ordinary, off-policy, far reference with k3 > 10, completions with
 every reward None) for every TRL loss type mmpost has an equivalent of x epsilon/epsilon_high x delta x beta
 x scale_rewards x importance_sampling_level. Here the same rewards and log-probs go through mmpost's own
-path: `recompute_total_reward` -> `compute_advantages` -> `LossSettings.from_config` -> `micro_batch_loss`,
+path: `total_reward` -> `compute_advantages` -> `LossSettings.from_config` -> `micro_batch_loss`,
 with a stand-in policy that returns the fixed log-probs. TRL is not imported.
 
 TRL option -> mmpost config:
@@ -31,9 +31,10 @@ import torch
 
 from mmpost.config import load_config
 from mmpost.scoring import BoundReward
-from mmpost.trainer import compute_advantages, recompute_total_reward
+from mmpost.scoring import total_reward
+from mmpost.trainer import compute_advantages
 from mmpost.types import RolloutBatch
-from mmpost.update import LossSettings, micro_batch_loss, normalisers
+from mmpost.update import LossSettings, StepWeights, micro_batch_loss, normalisers
 
 FIXTURE = Path(__file__).parent / "fixtures" / "parity" / "trl_grpo.json.gz"
 DATA = json.loads(gzip.decompress(FIXTURE.read_bytes()))
@@ -51,12 +52,18 @@ class FixedLogprobs:
     """A stand-in policy kind: the update's `logprobs` call returns rows of one fixed leaf tensor."""
 
     pad_token_id, suppressed_token_ids = 0, []
+    computes_own_kl = False
 
     def __init__(self, logp: torch.Tensor) -> None:
         self.leaf = logp.clone().requires_grad_(True)
 
-    def logprobs(self, model, batch, rows, *, temperature, full_distribution=False):
+    def logprobs(self, model, batch, rows, *, temperature, layout, token_budget=None, full_distribution=False):
         return self.leaf[rows], None
+
+
+def step_weights(config) -> StepWeights:
+    """RL and SFT weight 1; TRL's beta as the step's KL weight (a fixed controller)."""
+    return StepWeights(rl=1.0, sft=1.0, kl=config.algorithm.kl_coef)
 
 
 def mmpost_config(trl: dict):
@@ -107,12 +114,12 @@ def mmpost_loss(case: dict, config=None) -> tuple[float, torch.Tensor, torch.Ten
     """mmpost's loss, d loss/d log-prob and advantages on the case's batch (`config`: the case's, mapped, by default)."""
     config = config or mmpost_config(case["config"])
     batch, run = run_batch(case["batch"], config)
-    recompute_total_reward(run, batch)
-    compute_advantages(run, batch)
+    batch.rewards = total_reward(batch.reward_parts, run.rewards, len(batch))
+    compute_advantages(batch, config.algorithm)
     policy = FixedLogprobs(tensor(DATA["batches"][case["batch"]]["logp"]))
     settings = LossSettings.from_config(config.algorithm, config.rollout, policy)
     rows = torch.arange(len(batch))
-    loss, _ = micro_batch_loss(None, None, batch, rows, settings, normalisers(batch, rows), 1.0, 1.0)
+    loss, _ = micro_batch_loss(None, None, batch, rows, settings, normalisers(batch, rows), step_weights(config))
     (grad,) = torch.autograd.grad(loss, policy.leaf)
     return float(loss.detach()), grad, batch.advantages
 
@@ -123,8 +130,8 @@ def test_advantages_equal_trl(name, scale):
     config = mmpost_config({"loss_type": "grpo", "epsilon": 0.2, "epsilon_high": None, "delta": None, "beta": 0.0,
                             "scale_rewards": scale, "importance_sampling_level": "token"})
     batch, run = run_batch(name, config)
-    recompute_total_reward(run, batch)
-    metrics = compute_advantages(run, batch)
+    batch.rewards = total_reward(batch.reward_parts, run.rewards, len(batch))
+    metrics = compute_advantages(batch, config.algorithm)
     expected = tensor(DATA["advantages"][name][scale])
     assert torch.allclose(batch.advantages.double(), expected, atol=TOLERANCE, rtol=0), (batch.advantages, expected)
     assert metrics["reward/unscorable"] == (2.0 if name == "all_none" else 0.0)

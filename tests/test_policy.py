@@ -4,7 +4,8 @@ import torch
 from mmpost.config import ModelConfig
 from mmpost.experience import OnPolicy, StepContext
 from mmpost.model import load_model, load_processor
-from mmpost.policy import TokenPolicy, completion_logprobs, completion_mask
+from mmpost.logprobs import completion_logprobs
+from mmpost.policy import TokenPolicy, completion_mask
 from mmpost.registry import MODALITIES, TASKS
 from mmpost.rollout.base import SamplingParams
 from mmpost.rollout.hf import HFGenerateBackend

@@ -12,8 +12,8 @@ from mmpost.builder import build_run, validate
 from mmpost.config import load_config
 from mmpost.trainer import batched_logprobs, compute_advantages, train
 from mmpost.experience import StepContext
-from mmpost.policy import completion_logprobs
-from mmpost.update import micro_batch_loss, normalisers
+from mmpost.logprobs import completion_logprobs
+from mmpost.update import StepWeights, micro_batch_loss, normalisers
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "audio_grpo.yaml"
 AUDIOMCQ_RECIPE = RECIPE.with_name("audio_mcq_grpo.yaml")
@@ -71,7 +71,7 @@ def test_engine_loss_equals_r1aqas_loss(tmp_path):
     ctx = StepContext(run.policy, run.backend, run.sampling, 1, run.task.accuracy_reward)
     batch = run.source.collect(ctx, samples, run.policy.encode_prompts(samples))
     batch.rewards = torch.tensor([0.0, 1, 2, 0, 1, 1, 0, 2, 2, 2, 0, 1, 0, 0, 1, 2])
-    compute_advantages(run, batch)
+    compute_advantages(batch, run.config.algorithm)
     with torch.no_grad():  # move the policy away from the reference so the KL term is not zero
         for parameter in run.unwrapped.parameters():
             parameter.add_(0.02 * torch.randn_like(parameter))
@@ -79,7 +79,8 @@ def test_engine_loss_equals_r1aqas_loss(tmp_path):
     rows = torch.arange(len(batch))
 
     run.optimizer.zero_grad()
-    loss, _ = micro_batch_loss(run.model, run.reference, batch, rows, run.settings, normalisers(batch, rows), 1.0, 1.0)
+    loss, _ = micro_batch_loss(run.model, run.reference, batch, rows, run.settings, normalisers(batch, rows),
+                               StepWeights(rl=1.0, sft=1.0, kl=run.kl_controller.coef))
     loss.backward()
     engine_grads = [p.grad.clone() for p in run.unwrapped.parameters() if p.grad is not None]
 

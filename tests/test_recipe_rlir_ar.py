@@ -76,7 +76,7 @@ def test_frame_level_advantages_are_per_token(tiny_world_model):
     """The source replaces the engine's [N] advantages by [N, T]: each frame's tokens carry its frame's advantage."""
     from mmpost.builder import build_run
     from mmpost.experience import StepContext
-    from mmpost.scoring import score_batch
+    from mmpost.scoring import score_batch, total_reward
     from mmpost.trainer import compute_advantages, decode_samples
 
     config = load_config(RECIPE, preset(tiny_world_model, "/tmp/unused", **{"algorithm.source_args.advantage_level": "frame",
@@ -86,7 +86,8 @@ def test_frame_level_advantages_are_per_token(tiny_world_model):
     ctx = StepContext(run.policy, run.backend, run.sampling, 1, run.task.accuracy_reward, [r.name for r in run.rewards])
     batch = run.source.collect(ctx, samples, run.policy.encode_prompts(samples))
     score_batch(batch, run.rewards)
-    compute_advantages(run, batch)
+    batch.rewards = total_reward(batch.reward_parts, run.rewards, len(batch))
+    compute_advantages(batch, run.config.algorithm)
     metrics = run.source.after_advantages(ctx, batch)
     assert batch.advantages.shape == batch.completion_ids.shape and "rlir/frame_score_mean" in metrics
     # Within a row the advantage changes only where a frame separator opens the next frame.

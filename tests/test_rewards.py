@@ -178,6 +178,20 @@ def test_box_iou_value_by_hand():
     assert box_iou_value((1, 1, 1, 1), (1, 1, 1, 1)) == 0.0  # empty union
 
 
+def test_shared_geometry_by_hand():
+    from mmpost.rewards import geometry
+
+    # Corners as given: a swapped box has negative width, so its IoU differs from the ordered one.
+    assert geometry.box_iou((0, 0, 2, 2), (1, 1, 3, 3)) == pytest.approx(1 / 7)
+    assert geometry.box_iou((0, 0, 4, 1), (1, 0, 2, 1)) == pytest.approx(1 / 4)  # B inside A: |B| / |A|
+    assert geometry.ordered_box((2, 3, 0, 1)) == (0, 1, 2, 3)
+    assert geometry.point_in_box((2, 3), (0, 1, 2, 3)) and not geometry.point_in_box((2.01, 3), (0, 1, 2, 3))
+    assert geometry.box_centre((0, 1, 2, 5)) == (1.0, 3.0)
+    assert geometry.xywh_to_xyxy((1, 2, 3, 4)) == (1.0, 2.0, 4.0, 6.0)
+    # (5, 6) to the box [0, 0, 2, 2]: dx = 3, dy = 4 -> 5; inside -> 0.
+    assert geometry.distance_to_box((5, 6), (0, 0, 2, 2)) == 5.0 and geometry.distance_to_box((1, 1), (0, 0, 2, 2)) == 0.0
+
+
 def test_box_iou_reward():
     sample = {"id": "g", "answer": "[0, 0, 10, 10]", "box": [0, 0, 10, 10]}
     completions = ["<answer>[0, 0, 10, 10]</answer>", "[0,0,10,5]", "(0, 0, 10, 4)", "<answer>somewhere</answer>"]

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mmpost.scoring import BoundReward, RewardError, score_batch
+from mmpost.scoring import BoundReward, RewardError, score_batch, total_reward
 from mmpost.types import RolloutBatch
 
 
@@ -36,10 +36,13 @@ def test_zero_mode_scores_bad_values_zero_and_counts_them():
     assert metrics == {"reward/errors": 2.0}
     part = batch.reward_parts["accuracy"]
     assert part[0] == 1.0 and part[1] == 0.0 and math.isnan(part[2]) and part[3] == 0.0  # None stays "not applicable"
-    assert batch.rewards.tolist() == [2.0, 1.0, 1.0, 1.0]  # 1*accuracy (n/a as 0) + 2*format
+    rewards = [returning("accuracy", []), returning("format", [], weight=2.0)]
+    assert total_reward(batch.reward_parts, rewards, 4).tolist() == [2.0, 1.0, 1.0, 1.0]  # 1*accuracy (n/a as 0) + 2*format
 
 
 def test_none_is_not_applicable_and_not_an_error():
     batch = batch_of(2)
     assert score_batch(batch, [returning("judge", [None, 0.25])]) == {"reward/errors": 0.0}
-    assert math.isnan(batch.reward_parts["judge"][0]) and batch.rewards.tolist() == [0.0, 0.25]
+    assert math.isnan(batch.reward_parts["judge"][0])
+    total = total_reward(batch.reward_parts, [returning("judge", [])], 2)
+    assert math.isnan(total[0]) and total[1] == 0.25  # no reward applied to row 0: no reward, not 0

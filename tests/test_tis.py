@@ -28,7 +28,7 @@ def test_huge_log_ratio_is_capped_not_inf_and_carries_no_gradient():
 
 
 def test_weights_reject_bad_shapes_and_cap():
-    with pytest.raises(ValueError, match="tis.py.*same \\[N, T\\] shape"):
+    with pytest.raises(ValueError, match="mmpost.algos.tis.*same \\[N, T\\] shape"):
         truncated_is_weights(torch.zeros(2, 3), torch.zeros(2, 4), torch.ones(2, 3), cap=2.0)
     with pytest.raises(ValueError, match="tis_cap"):
         truncated_is_weights(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1, 1), cap=0.0)

@@ -12,7 +12,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from mmpost.modalities.image import ImageModality, build_tiny_qwen2_5_vl
 from mmpost.modalities.video import MediaItem, VideoModality, fit_media_to_budget, load_video, write_video
-from mmpost.policy import collate_prompts
+from mmpost.model import collate_prompts
 from mmpost.registry import MODALITIES
 from mmpost.types import DataError, MediaError, Modality
 

@@ -4,7 +4,7 @@ import copy
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from mmpost.policy import completion_logprobs
+from mmpost.logprobs import completion_logprobs
 from mmpost.vision_cache import content_key, find_media_towers, reuse_vision_features
 from test_prefix_sharing import gradients_of, image_batch
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from mmpost.algos.tis import logprob_mismatch
-from mmpost.policy import completion_logprobs, completion_mask, pad_completions
+from mmpost.logprobs import completion_logprobs
+from mmpost.policy import completion_mask, pad_completions
 from mmpost.rollout.base import RolloutBackendError, SamplingParams
 from mmpost.types import PromptEncoding, RolloutBatch
 

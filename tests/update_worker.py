@@ -18,13 +18,13 @@ from mmpost.registry import ADVANTAGES, MODALITIES, TASKS
 from mmpost.rollout.base import SamplingParams
 from mmpost.rollout.hf import HFGenerateBackend
 from mmpost.scoring import bind_rewards, score_batch
-from mmpost.update import LossSettings, update_mini_batch
+from mmpost.update import Learner, LossSettings, StepWeights, update_mini_batch
 
 
 def fixed_batch(model_dir: str, aggregation: str, norm_constant: int | None = None):
     torch.manual_seed(0)
     config = load_config(None, [f"model.path={model_dir}", f"algorithm.aggregation={aggregation}", "algorithm.kl_coef=0.0",
-                                "rollout.max_new_tokens=6", "rollout.num_generations=4",
+                                "algorithm.logprob_pass=padded", "rollout.max_new_tokens=6", "rollout.num_generations=4",
                                 f"algorithm.norm_constant={norm_constant if norm_constant else 'null'}"])
     task = TASKS.get("shapes")(train_size=8, heldout_size=4)
     modality = MODALITIES.get("image")()
@@ -48,10 +48,10 @@ def run(model_dir: str, micro_batch_size: int, aggregation: str, norm_constant: 
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
     model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    config.algorithm.micro_batch_size = micro_batch_size
     settings = LossSettings.from_config(config.algorithm, config.rollout, policy)
     rows = torch.arange(len(batch))[accelerator.process_index :: accelerator.num_processes]
-    update_mini_batch(accelerator, model, None, optimizer, scheduler, batch, rows, settings, micro_batch_size=micro_batch_size,
-                      rl_coef=1.0, sft_coef=1.0, max_grad_norm=0.0, step=1)
+    update_mini_batch(Learner(accelerator, model, None, optimizer, scheduler), batch, rows, settings, StepWeights(), step=1)
     return {k: v.detach().clone().contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}
 
 

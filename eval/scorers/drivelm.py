@@ -37,7 +37,8 @@ from typing import Any
 from mmpost.registry import BENCHMARKS, SCORERS
 
 from mmpost.eval.common import (
-    Benchmark, BenchmarkDataError, check_mode, make_result, read_json, require_fields, resolve_media_path, sample_record,
+    Benchmark, BenchmarkDataError, check_mode, data_file, make_result, read_json, read_json_rows, require_fields,
+    resolve_media_path, sample_record,
 )
 from mmpost.judge import Judge
 from mmpost.eval.scorers.caption_metrics import coco_language_scores, resolve_tokenizer
@@ -55,9 +56,7 @@ def load_drivelm(data_dir: str | Path, limit: int | None = None) -> list[dict]:
     """Flatten `test_eval.json` ({scene: {key_frames: {frame: {QA: {perception, prediction,
     planning, behavior: [{Q, A, tag, ...}]}, image_paths}}}}) into items with the official id
     `<scene>_<frame>_<index within frame>` and `first_in_frame`."""
-    path = Path(data_dir)
-    if path.is_dir():
-        path = path / "test_eval.json"
+    path = data_file(data_dir, "test_eval.json")
     scenes = read_json(path, "DriveLM ground truth")
     if not isinstance(scenes, dict):
         raise BenchmarkDataError(f"DriveLM: {path} must map scene token -> scene, got {type(scenes).__name__}")
@@ -80,13 +79,7 @@ def load_drivelm_predictions(path: str | Path, data: list[dict] | None = None) -
     """Join the official `output.json` ([{id, question, answer}]) with the ground truth `data`."""
     if data is None:
         raise BenchmarkDataError("DriveLM predictions need the ground truth (test_eval.json): pass `data`")
-    outputs = read_json(path, "DriveLM predictions")
-    if not isinstance(outputs, list):
-        raise BenchmarkDataError(f"DriveLM: {path} must be a list of {{id, question, answer}}")
-    by_id = {}
-    for index, row in enumerate(outputs):
-        require_fields(row, ["id", "answer"], f"DriveLM {path} row {index}")
-        by_id[row["id"]] = row["answer"]
+    by_id = {row["id"]: row["answer"] for row in read_json_rows(path, "DriveLM predictions", ["id", "answer"])}
     missing = [item["id"] for item in data if item["id"] not in by_id]
     if missing:
         raise BenchmarkDataError(f"DriveLM: {path} has no answer for {len(missing)} ground-truth id(s), e.g. {missing[:3]}")

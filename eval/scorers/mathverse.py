@@ -27,7 +27,7 @@ from mmpost.judge import Judge, JudgeUnavailableError
 from mmpost.registry import BENCHMARKS, SCORERS
 
 from mmpost.eval.common import (
-    Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, read_json, require_fields,
+    Benchmark, BenchmarkDataError, accuracy_table, check_mode, data_file, make_result, read_json_rows,
     resolve_media_path, sample_record,
 )
 
@@ -111,26 +111,14 @@ def load_mathverse(data_dir: str | Path, limit: int | None = None) -> list[dict]
     """Read `testmini.json` (the HF `AI4Math/MathVerse` list of rows: sample_index, problem_index,
     problem_version, question, image, answer, question_type, metadata, query_wo, query_cot) from
     `data_dir`, or a JSON file path (e.g. `testmini_text_only.json`)."""
-    path = Path(data_dir)
-    if path.is_dir():
-        path = path / "testmini.json"
-    rows = _validated_rows(read_json(path, "MathVerse annotations"), path)
+    rows = read_json_rows(data_file(data_dir, "testmini.json"), "MathVerse annotations", ITEM_FIELDS)
     return rows[:limit] if limit is not None else rows
-
-
-def _validated_rows(rows: Any, path: Path) -> list[dict]:
-    if not isinstance(rows, list):
-        raise BenchmarkDataError(f"MathVerse: {path} must hold a JSON list of rows, got {type(rows).__name__}")
-    for index, row in enumerate(rows):
-        require_fields(row, ITEM_FIELDS, f"MathVerse {path} row {index}")
-    return rows
 
 
 def load_mathverse_predictions(path: str | Path, data: list[dict] | None = None) -> list[dict]:
     """The official output file (`output_templates/output_testmini.json`): rows with `model_answer`
     (a row without it is scored as an empty response, as the official script does)."""
-    path = Path(path)
-    return _validated_rows(read_json(path, "MathVerse predictions"), path)
+    return read_json_rows(path, "MathVerse predictions", ITEM_FIELDS)
 
 
 def item_id(item: dict, position: int) -> str:

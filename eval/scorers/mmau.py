@@ -23,13 +23,12 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
-from typing import Any
 
 from mmpost.registry import BENCHMARKS, SCORERS
 
 from mmpost.eval.common import (
-    Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, option_letters, read_json,
-    require_fields, resolve_media_path, sample_record,
+    Benchmark, BenchmarkDataError, accuracy_table, check_mode, data_file, make_result, option_letters,
+    read_json_rows, resolve_media_path, sample_record,
 )
 
 NAME = "mmau"
@@ -42,27 +41,21 @@ _WORD = re.compile(r"\b\w+\b")
 def load_mmau(data_dir: str | Path, limit: int | None = None) -> list[dict]:
     """Read `mmau-test-mini.json` (a list of rows: id, audio_id, question, choices, answer (choice
     text), task, difficulty, category, sub-category, ...) from `data_dir`, or a JSON file path."""
-    path = Path(data_dir)
-    if path.is_dir():
-        path = path / "mmau-test-mini.json"
-    rows = read_json(path, "MMAU annotations")
-    return _validated_rows(rows, path)[:limit] if limit is not None else _validated_rows(rows, path)
+    rows = _mmau_rows(data_file(data_dir, "mmau-test-mini.json"), "MMAU annotations")
+    return rows[:limit] if limit is not None else rows
 
 
-def _validated_rows(rows: Any, path: Path) -> list[dict]:
-    if not isinstance(rows, list):
-        raise BenchmarkDataError(f"MMAU: {path} must hold a JSON list of rows, got {type(rows).__name__}")
+def _mmau_rows(path: str | Path, what: str) -> list[dict]:
+    rows = read_json_rows(path, what, ITEM_FIELDS)
     for index, row in enumerate(rows):
-        require_fields(row, ITEM_FIELDS, f"MMAU {path} row {index}")
         if not isinstance(row["choices"], list):
-            raise BenchmarkDataError(f"MMAU {path} row {index}: `choices` must be a list of strings")
+            raise BenchmarkDataError(f"{what}: {path} row {index}: `choices` must be a list of strings")
     return rows
 
 
 def load_mmau_predictions(path: str | Path, data: list[dict] | None = None) -> list[dict]:
     """The official evaluation input: the test-mini rows, each with the model's text in `model_output`."""
-    path = Path(path)
-    return _validated_rows(read_json(path, "MMAU predictions"), path)
+    return _mmau_rows(path, "MMAU predictions")
 
 
 def build_prompt(item: dict, *, mode: str = "official") -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from mmpost.registry import BENCHMARKS, SCORERS
 
 from mmpost.eval.common import (
-    Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, option_letters, read_json, require_fields,
+    Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, option_letters, read_json, read_json_rows,
     resolve_media_path, sample_record,
 )
 
@@ -78,19 +78,13 @@ def load_mvbench(data_dir: str | Path, limit: int | None = None) -> list[dict]:
         raise BenchmarkDataError(f"MVBench: no task files json/<task>.json under {data_dir}")
     items = []
     for path in files:
-        for index, row in enumerate(read_json(path, "MVBench task")):
-            require_fields(row, ["question", "candidates", "answer"], f"MVBench {path} row {index}")
+        for index, row in enumerate(read_json_rows(path, "MVBench task", ["question", "candidates", "answer"])):
             items.append({**row, "task": path.stem, "id": f"{path.stem}_{index}"})
     return items[:limit] if limit is not None else items
 
 
 def load_mvbench_predictions(path: str | Path, data: list[dict] | None = None) -> list[dict]:
-    rows = read_json(path, "MVBench predictions")
-    if not isinstance(rows, list):
-        raise BenchmarkDataError(f"MVBench: {path} must be a JSON list")
-    for index, row in enumerate(rows):
-        require_fields(row, ["candidates", "answer", "response", "task"], f"MVBench {path} row {index}")
-    return rows
+    return read_json_rows(path, "MVBench predictions", ["candidates", "answer", "response", "task"])
 
 
 def ground_truth_option(item: dict) -> str:

@@ -26,10 +26,11 @@ import re
 from pathlib import Path
 
 from mmpost.registry import BENCHMARKS, SCORERS
+from mmpost.rewards.geometry import box_centre, box_iou, point_in_box, xywh_to_xyxy
 from mmpost.rewards.parsing import parse_box
 
 from mmpost.eval.common import (
-    Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, read_json, require_fields,
+    Benchmark, BenchmarkDataError, accuracy_table, check_mode, data_file, make_result, read_json_rows, require_fields,
     resolve_media_path, sample_record,
 )
 
@@ -39,19 +40,6 @@ REC_METRICS = ("IoU", "ACC@0.1", "ACC@0.3", "ACC@0.5", "ACC@0.7", "ACC@0.9", "Ce
 _NUMBER = r"(-?\d+(?:\.\d+)?)"
 # lmms-eval's pattern: the comma must follow the number directly; whitespace only after commas and at the ends.
 _LMMS_BRACKETED_FOUR = re.compile(r"\[\s*" + r",\s*".join([_NUMBER] * 4) + r"\s*\]")
-
-
-def box_iou(first: list[float], second: list[float]) -> float:
-    """IoU of two [x1, y1, x2, y2] boxes."""
-    width = max(0.0, min(first[2], second[2]) - max(first[0], second[0]))
-    height = max(0.0, min(first[3], second[3]) - max(first[1], second[1]))
-    intersection = width * height
-    union = (first[2] - first[0]) * (first[3] - first[1]) + (second[2] - second[0]) * (second[3] - second[1]) - intersection
-    return intersection / union if union > 0 else 0.0
-
-
-def xywh_to_xyxy(box: list[float]) -> list[float]:
-    return [box[0], box[1], box[0] + box[2], box[1] + box[3]]
 
 
 def lmms_eval_parse_box(output: str) -> list[float] | None:
@@ -70,8 +58,7 @@ def rec_metrics(ground_truth: list[float], predicted: list[float]) -> dict[str, 
     `predicted` inside `ground_truth`, closed bounds) (`compute_center_accuracy`).
     """
     iou = box_iou(ground_truth, predicted)
-    center_x, center_y = (predicted[0] + predicted[2]) / 2, (predicted[1] + predicted[3]) / 2
-    center_inside = ground_truth[0] <= center_x <= ground_truth[2] and ground_truth[1] <= center_y <= ground_truth[3]
+    center_inside = point_in_box(box_centre(predicted), ground_truth)
     metrics = {"IoU": iou}
     metrics.update({f"ACC@{threshold}": float(iou >= threshold) for threshold in (0.1, 0.3, 0.5, 0.7, 0.9)})
     metrics["Center_ACC"] = float(center_inside)
@@ -93,15 +80,8 @@ def normalized_xyxy(bbox_xywh: list[float], width: float, height: float) -> list
 def load_refcoco(data_dir: str | Path, limit: int | None = None) -> list[dict]:
     """A JSON list of rows {question_id, answer (expressions), bbox [x,y,w,h] px, width, height, split}
     in `data_dir/refcoco.json`, exploded to one item per referring expression."""
-    path = Path(data_dir)
-    if path.is_dir():
-        path = path / "refcoco.json"
-    rows = read_json(path, "RefCOCO annotations")
-    if not isinstance(rows, list):
-        raise BenchmarkDataError(f"RefCOCO: {path} must be a JSON list")
     items = []
-    for index, row in enumerate(rows):
-        require_fields(row, ["bbox", "answer"], f"RefCOCO {path} row {index}")
+    for index, row in enumerate(read_json_rows(data_file(data_dir, "refcoco.json"), "RefCOCO annotations", ["bbox", "answer"])):
         expressions = row["answer"] if isinstance(row["answer"], list) else [row["answer"]]
         for number, expression in enumerate(expressions):
             items.append({**row, "id": f"{row.get('question_id', index)}_{number}", "expression": expression})
@@ -109,12 +89,7 @@ def load_refcoco(data_dir: str | Path, limit: int | None = None) -> list[dict]:
 
 
 def load_refcoco_predictions(path: str | Path, data: list[dict] | None = None) -> list[dict]:
-    rows = read_json(path, "RefCOCO predictions")
-    if not isinstance(rows, list):
-        raise BenchmarkDataError(f"RefCOCO: {path} must be a JSON list")
-    for index, row in enumerate(rows):
-        require_fields(row, ["bbox", "response"], f"RefCOCO {path} row {index}")
-    return rows
+    return read_json_rows(path, "RefCOCO predictions", ["bbox", "response"])
 
 
 def build_prompt(item: dict) -> str:

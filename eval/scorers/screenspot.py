@@ -32,14 +32,14 @@ are not reproduced by this mode.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from mmpost.registry import BENCHMARKS, SCORERS
+from mmpost.rewards.geometry import point_in_box
 from mmpost.rewards.parsing import parse_box, parse_point
 
 from mmpost.eval.scorers.refcoco import lmms_eval_parse_box, mean_rec_metrics, rec_metrics
 from mmpost.eval.common import (
-    Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, read_json, require_fields,
+    Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, read_json_rows, require_fields,
     resolve_media_path, sample_record,
 )
 
@@ -64,8 +64,7 @@ def load_screenspot(data_dir: str | Path, limit: int | None = None, *, version: 
         if not files:
             raise BenchmarkDataError(f"ScreenSpot-Pro: no annotation *.json files in {folder}")
         for path in files:
-            for index, row in enumerate(read_json(path, "ScreenSpot-Pro annotations")):
-                require_fields(row, ["img_filename", "instruction", "bbox", "img_size", "ui_type"], f"{path} row {index}")
+            for row in read_json_rows(path, "ScreenSpot-Pro annotations", ["img_filename", "instruction", "bbox", "img_size", "ui_type"]):
                 width, height = row["img_size"]
                 x1, y1, x2, y2 = row["bbox"]
                 items.append({**row, "platform": row.get("group", row.get("platform")), "element_type": row["ui_type"],
@@ -73,8 +72,7 @@ def load_screenspot(data_dir: str | Path, limit: int | None = None, *, version: 
     elif version in ("v1", "v2"):
         for platform, filename in (V1_SPLITS if version == "v1" else V2_SPLITS).items():
             path = data_dir / filename
-            for index, row in enumerate(read_json(path, f"ScreenSpot {version} annotations")):
-                require_fields(row, ["img_filename", "instruction", "bbox", "data_type"], f"{path} row {index}")
+            for row in read_json_rows(path, f"ScreenSpot {version} annotations", ["img_filename", "instruction", "bbox", "data_type"]):
                 width, height = row.get("img_size") or _image_size(data_dir, row["img_filename"], path)
                 x, y, w, h = row["bbox"]
                 items.append({**row, "platform": platform, "element_type": row["data_type"],
@@ -96,12 +94,7 @@ def _image_size(data_dir: Path, filename: str, annotation: Path) -> tuple[int, i
 
 def load_screenspot_predictions(path: str | Path, data: list[dict] | None = None) -> list[dict]:
     """A JSON list of rows, each with the annotation fields (incl. normalised `box`) and `response`."""
-    rows = read_json(path, "ScreenSpot predictions")
-    if not isinstance(rows, list):
-        raise BenchmarkDataError(f"ScreenSpot: {path} must be a JSON list")
-    for index, row in enumerate(rows):
-        require_fields(row, ["box", "response", "element_type", "platform"], f"ScreenSpot {path} row {index}")
-    return rows
+    return read_json_rows(path, "ScreenSpot predictions", ["box", "response", "element_type", "platform"])
 
 
 def build_prompt(item: dict) -> str:
@@ -138,12 +131,6 @@ def extract(item: dict, output: str, *, coords: str) -> tuple[float, float] | No
             return None
         x, y = point
     return to_normalized(x, y, coords, item.get("img_size"), item.get("input_size"))
-
-
-def point_in_box(point: tuple[float, float], box: list[float]) -> bool:
-    """Closed-interval containment: points on the border count as inside."""
-    x, y = point
-    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
 
 def lmms_eval_group(data_source: str, data_type: str) -> str:

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from mmpost.registry import BENCHMARKS, SCORERS
 
 from mmpost.eval.common import (
-    Benchmark, BenchmarkDataError, accuracy_table, check_mode, make_result, read_json, require_fields,
+    Benchmark, BenchmarkDataError, accuracy_table, check_mode, data_file, make_result, read_json_rows,
     resolve_media_path, sample_record,
 )
 
@@ -62,38 +62,27 @@ PROMPT_TEMPLATE = (
 def load_wemath(data_dir: str | Path, limit: int | None = None) -> list[dict]:
     """Read the official `testmini.json` (a list of rows: ID, split, knowledge concept, question,
     option, answer (letter), image_path, key, ...) from `data_dir`, `data_dir/data`, or a file path."""
-    path = Path(data_dir)
-    if path.is_dir():
-        candidates = [path / "testmini.json", path / "data" / "testmini.json"]
-        path = next((c for c in candidates if c.is_file()), candidates[0])
-    rows = read_json(path, "We-Math annotations")
-    rows = _validated_rows(rows, path)
+    rows = _wemath_rows(data_file(data_dir, "testmini.json", "data/testmini.json"), "We-Math annotations")
     return rows[:limit] if limit is not None else rows
 
 
-def _validated_rows(rows: Any, path: Path) -> list[dict]:
-    if not isinstance(rows, list):
-        raise BenchmarkDataError(f"We-Math: {path} must hold a JSON list of rows, got {type(rows).__name__}")
+def _wemath_rows(path: str | Path, what: str, fields: Sequence[str] = ITEM_FIELDS) -> list[dict]:
+    rows = read_json_rows(path, what, fields)
     seen: set[tuple[str, str]] = set()
     for index, row in enumerate(rows):
-        require_fields(row, ITEM_FIELDS, f"We-Math {path} row {index}")
         if not _KEY.match(str(row["key"])):
-            raise BenchmarkDataError(f"We-Math {path} row {index}: `key` {row['key']!r} is not '<2|3>steps_<n|multi>'")
+            raise BenchmarkDataError(f"{what}: {path} row {index}: `key` {row['key']!r} is not '<2|3>steps_<n|multi>'")
         identity = (str(row["ID"]), str(row["key"]))
         if identity in seen:
             # The official pandas join would silently multiply such rows; refuse them instead.
-            raise BenchmarkDataError(f"We-Math {path} row {index}: duplicate (ID, key) {identity}")
+            raise BenchmarkDataError(f"{what}: {path} row {index}: duplicate (ID, key) {identity}")
         seen.add(identity)
     return rows
 
 
 def load_wemath_predictions(path: str | Path, data: list[dict] | None = None) -> list[dict]:
     """The official evaluation input: the testmini rows, each with the model's text in `response`."""
-    path = Path(path)
-    rows = _validated_rows(read_json(path, "We-Math predictions"), path)
-    for index, row in enumerate(rows):
-        require_fields(row, ["response"], f"We-Math {path} row {index}")
-    return rows
+    return _wemath_rows(path, "We-Math predictions", [*ITEM_FIELDS, "response"])
 
 
 def item_id(item: dict, position: int) -> str:

@@ -24,7 +24,7 @@ import torch
 
 from mmpost.registry import ADVANTAGES
 
-_WHERE = "mmpost/algos/advantages.py"
+_WHERE = __name__
 _SCALES = ("group", "batch", "none")
 
 
@@ -106,7 +106,8 @@ def dr_grpo(rewards: torch.Tensor, group_ids: torch.Tensor, **kw: object) -> tor
 
     No std division, which the paper shows biases towards too-easy/too-hard questions. Equals
     `grpo(..., scale="none")`, verl `norm_adv_by_std_in_grpo=False`, TRL `scale_rewards="none"`.
-    Extra keywords (e.g. an `eps` shared by a config) are accepted and ignored.
+    It has no options: a config giving it `advantage_args` fails `mmpost validate` (the `**kw` only lets direct
+    callers share keywords with `grpo`).
     Shapes: [N], [N] -> [N]. Singleton groups get 0.
     """
     return grpo(rewards, group_ids, scale="none")

@@ -34,7 +34,7 @@ import torch
 
 from mmpost.registry import AGGREGATIONS
 
-_WHERE = "mmpost/algos/aggregation.py"
+_WHERE = __name__
 Count = int | float | torch.Tensor | None
 
 

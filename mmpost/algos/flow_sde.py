@@ -19,7 +19,7 @@ import math
 
 import torch
 
-_WHERE = "mmpost/algos/flow_sde.py"
+_WHERE = __name__
 
 SigmaLike = float | torch.Tensor
 

@@ -24,7 +24,7 @@ import torch
 
 from mmpost.registry import KL_ESTIMATORS
 
-_WHERE = "mmpost/algos/kl.py"
+_WHERE = __name__
 
 
 def _check(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:

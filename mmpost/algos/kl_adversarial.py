@@ -66,19 +66,18 @@ class AdversarialKL(FixedKL):
         self.baseline: float | None = None
         self.rise = 0.0
 
-    def update(self, metrics: dict[str, Any]) -> None:
-        """Set β for the next update from this step's mean reward; adds `loss/kl_adv_*` to `metrics`."""
+    def update(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """Set β for the next update from this step's mean reward; returns `loss/kl_adv_rise` and `_baseline`."""
         value = metrics.get(self.reward_key)
         if value is None or not math.isfinite(float(value)):
-            return  # a step without policy rollouts says nothing about over-optimisation
+            return {}  # a step without policy rollouts says nothing about over-optimisation
         value = float(value)
         if self.baseline is None:
             self.baseline = value
         self.rise = reward_rise(value, self.baseline, self.eps)
         self.coef = adversarial_coef(self.initial_coef, self.rise, self.gain, self.max_factor)
         self.baseline = ema(self.baseline, value, self.decay)
-        metrics["loss/kl_adv_rise"] = self.rise
-        metrics["loss/kl_adv_baseline"] = self.baseline
+        return {"loss/kl_adv_rise": self.rise, "loss/kl_adv_baseline": self.baseline}
 
     def state_dict(self) -> dict[str, Any]:
         return {"coef": self.coef, "baseline": self.baseline, "rise": self.rise}

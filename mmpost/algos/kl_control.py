@@ -1,7 +1,8 @@
 """KL-coefficient controllers: how β evolves during a run.
 
-A controller is a small stateful object: `coef` is the β of the next update, `update(metrics)` sees the
-step's metrics after it, and `state_dict()` is plain JSON so resume is exact.
+A controller is a small stateful object: `coef` is the β of the next update, `update(metrics)` reads the
+step's metrics after it and returns its own (a dict, added to the step's line; it never writes into the
+metrics it reads), and `state_dict()` is plain JSON so resume is exact.
 
 The KL a controller reads is the one the step actually penalised: `loss/kl` when the KL term is in the
 loss, `reward/kl` when `algorithm.kl_in_reward` folds β·KL into the reward (the trainer logs it as verl's
@@ -29,8 +30,8 @@ class FixedKL:
     def __init__(self, initial_coef: float) -> None:
         self.coef = float(initial_coef)
 
-    def update(self, metrics: dict[str, Any]) -> None:
-        pass
+    def update(self, metrics: dict[str, Any]) -> dict[str, float]:
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         return {"coef": self.coef}
@@ -51,9 +52,10 @@ class AdaptiveKL(FixedKL):
             raise ValueError("adaptive KL needs target_kl > 0 and horizon > 0")
         self.target_kl, self.horizon = target_kl, horizon
 
-    def update(self, metrics: dict[str, Any]) -> None:
+    def update(self, metrics: dict[str, Any]) -> dict[str, float]:
         kl = current_kl(metrics)
         if kl is None:
-            return
+            return {}
         error = min(max(kl / self.target_kl - 1.0, -0.2), 0.2)
         self.coef *= 1.0 + error * metrics.get("rollout/sequences", 1.0) / self.horizon
+        return {}

@@ -14,7 +14,7 @@ import torch
 
 from mmpost.registry import POLICY_LOSSES
 
-_WHERE = "mmpost/algos/policy_losses.py"
+_WHERE = __name__
 Metrics = dict[str, float]
 
 
@@ -209,7 +209,8 @@ def reinforce(
     single-update form of R1-AQA and TRL 0.15 (num_iterations = 1), i.e. plain REINFORCE with a
     baseline in A. With a stale `old` (several mini-batches) it is HPT's `loss_remove_clip=True`
     (Unify-Post-Training `compute_policy_loss`: `pg_losses = -advantages * ratio`, the clipped term
-    dropped; that code has no log-ratio clamp). Clip keywords from a shared config are accepted and ignored; clip_fraction is 0.
+    dropped; that code has no log-ratio clamp). It has no options (clip keywords in a config fail
+    `mmpost validate`; the `**kw` only serves direct callers); clip_fraction is 0.
     log ρ is clamped to [-20, 20] as in ppo_clip.
     """
     old_logprobs, advantages, mask = _prepare(logprobs, old_logprobs, advantages, mask)

@@ -5,7 +5,7 @@ import math
 
 from mmpost.registry import SCHEDULES
 
-_WHERE = "mmpost/algos/schedules.py"
+_WHERE = __name__
 
 
 def _check_step(step: int | float, name: str) -> None:

@@ -8,13 +8,14 @@ compute them, which costs memory).
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from mmpost.registry import SFT_LOSSES
 
-_WHERE = "mmpost/algos/sft_losses.py"
+_WHERE = __name__
 _KL_DIRECTIONS = ("forward", "reverse")
 
 
@@ -112,6 +113,19 @@ def sa_dft(logprobs: torch.Tensor, mask: torch.Tensor, *, token_exponents: torch
                          f"{tuple(logprobs.shape)}")
     weight = torch.exp(logprobs.detach() * token_exponents.to(logprobs.dtype))  # p^w without forming p first
     return -weight * logprobs
+
+
+@dataclass(frozen=True)
+class SADFTOptions:
+    """`algorithm.sft_loss_args` of sa_dft: the exponents w of `sa_dft_exponent` (the engine builds the per-token table
+    from them once; `sa_dft` itself receives the table as `token_exponents`)."""
+
+    numeric_weight: float = SA_DFT_WEIGHTS["numeric_weight"]
+    stopword_weight: float = SA_DFT_WEIGHTS["stopword_weight"]
+    default_weight: float = SA_DFT_WEIGHTS["default_weight"]
+
+
+sa_dft.options = SADFTOptions
 
 
 sa_dft.needs_token_exponents = True  # type: ignore[attr-defined]

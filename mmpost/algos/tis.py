@@ -19,7 +19,7 @@ import math
 
 import torch
 
-_WHERE = "mmpost/algos/tis.py"
+_WHERE = __name__
 
 
 def _check_shapes(first: torch.Tensor, second: torch.Tensor, mask: torch.Tensor, names: tuple[str, str]) -> None:

@@ -35,7 +35,7 @@ from mmpost.experience import BatchBuilder, ExperienceSource, StepContext
 from mmpost.policy import completion_mask, pad_completions
 from mmpost.registry import ENVIRONMENTS, EXPERIENCE_SOURCES, REWARDS
 from mmpost.rollout.base import SamplingParams
-from mmpost.types import DataError, PromptEncoding, Sample
+from mmpost.types import DataError, PromptEncoding, RowKind, Sample
 
 EPISODE_RETURN = "_episode_return"
 EPISODE_SUCCESS = "_episode_success"
@@ -202,7 +202,7 @@ class EnvRollouts(ExperienceSource):
                 builder.samples.append({**call.sample, EPISODE_RETURN: episode.stats.episode_return,
                                         EPISODE_SUCCESS: float(episode.stats.success)})
                 builder.prompts.append(call.prompt)
-                builder.add_row(len(builder.samples) - 1, episode.initial_index, call.completion_ids, source="policy",
+                builder.add_row(len(builder.samples) - 1, episode.initial_index, call.completion_ids, source=RowKind.POLICY,
                                 is_sft=False, sampling_logprobs=call.logprobs, episode_id=episode_id)
         self.last_episodes, self.last_samples = episodes, list(samples)
         return builder.build(ctx)

@@ -10,9 +10,11 @@ import math
 import multiprocessing
 import re
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from mmpost.registry import REWARDS
+from mmpost.rewards import geometry
+from mmpost.rewards.geometry import Box
 from mmpost.rewards.parsing import (
     extract_answer_tag,
     extract_boxed,
@@ -21,8 +23,6 @@ from mmpost.rewards.parsing import (
     parse_point,
 )
 from mmpost.types import DataError, Sample
-
-Box = tuple[float, float, float, float]
 
 # A single answer tag spanning the whole output. The inner pattern refuses another tag, so
 # "<answer>a</answer><answer>b</answer>" is two answers, not one (R1-AQA's `<answer>.*?</answer>`
@@ -283,21 +283,23 @@ def gold_box(sample: Sample) -> Box | None:
     return None
 
 
-def _ordered(box: Box) -> Box:
-    x1, y1, x2, y2 = box
-    return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
-
-
 def box_iou_value(predicted: Box, gold: Box) -> float:
     """Intersection over union of two (x1, y1, x2, y2) boxes; swapped corners are reordered, an empty union is 0.
 
     IoU = |A ∩ B| / (|A| + |B| - |A ∩ B|), the RefCOCO / VLMEvalKit rule.
     """
-    ax1, ay1, ax2, ay2 = _ordered(predicted)
-    bx1, by1, bx2, by2 = _ordered(gold)
-    intersection = max(0.0, min(ax2, bx2) - max(ax1, bx1)) * max(0.0, min(ay2, by2) - max(ay1, by1))
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - intersection
-    return intersection / union if union > 0 else 0.0
+    return geometry.box_iou(geometry.ordered_box(predicted), geometry.ordered_box(gold))
+
+
+def _scores_against_gold_box(completions: Sequence[str], samples: Sequence[Sample],
+                             score: Callable[[str, Box], float]) -> list[float | None]:
+    """`score(completion, the sample's gold box)` per completion; None for a sample without a box."""
+    _check_lengths(completions, samples)
+    scores: list[float | None] = []
+    for completion, sample in zip(completions, samples):
+        gold = gold_box(sample)
+        scores.append(None if gold is None else score(completion, gold))
+    return scores
 
 
 @REWARDS.register("box_iou")
@@ -309,36 +311,22 @@ def box_iou(
     An answer with no parseable `[x1, y1, x2, y2]` scores 0. Coordinates are compared as written, so
     the prompt and the gold box must use the same convention (pixels of the image the model sees).
     """
-    _check_lengths(completions, samples)
-    scores: list[float | None] = []
-    for completion, sample in zip(completions, samples):
-        gold = gold_box(sample)
-        if gold is None:
-            scores.append(None)
-            continue
+    def score(completion: str, gold: Box) -> float:
         predicted = parse_box(answer_text(completion))
         iou = 0.0 if predicted is None else box_iou_value(predicted, gold)
-        scores.append(iou if threshold is None else float(iou >= threshold))
-    return scores
+        return iou if threshold is None else float(iou >= threshold)
+
+    return _scores_against_gold_box(completions, samples, score)
 
 
 @REWARDS.register("point_in_box")
 def point_in_box(completions: Sequence[str], samples: Sequence[Sample]) -> list[float | None]:
     """1.0 if the answer's first `(x, y)` lies in the sample's box, edges included (ScreenSpot); None without a box."""
-    _check_lengths(completions, samples)
-    scores: list[float | None] = []
-    for completion, sample in zip(completions, samples):
-        gold = gold_box(sample)
-        if gold is None:
-            scores.append(None)
-            continue
+    def score(completion: str, gold: Box) -> float:
         point = parse_point(answer_text(completion))
-        if point is None:
-            scores.append(0.0)
-            continue
-        x1, y1, x2, y2 = _ordered(gold)
-        scores.append(1.0 if x1 <= point[0] <= x2 and y1 <= point[1] <= y2 else 0.0)
-    return scores
+        return 0.0 if point is None else float(geometry.point_in_box(point, geometry.ordered_box(gold)))
+
+    return _scores_against_gold_box(completions, samples, score)
 
 
 # ---- combining ---------------------------------------------------------------------------------

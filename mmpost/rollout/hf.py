@@ -6,7 +6,8 @@ from typing import Any, Sequence
 import torch
 
 from mmpost.distributed import sharded_generation
-from mmpost.policy import collate_prompts
+from mmpost.logprobs import token_logprobs
+from mmpost.model import collate_prompts
 from mmpost.prefix_sharing import generate_with_shared_prefill
 from mmpost.registry import ROLLOUT_BACKENDS
 from mmpost.rollout.base import GenerationResult, SamplingParams
@@ -67,17 +68,13 @@ class HFGenerateBackend:
             self.model.train(was_training)
         width = inputs["input_ids"].shape[1]
         new_tokens = out.sequences[:, width:]
-        # `scores` are the processed logits the token was drawn from (temperature, top-k/p, suppression).
-        scores = torch.stack(out.scores, dim=1).float().log_softmax(-1) if out.scores else None
-        ids, logprobs = [], []
         eos = set(self.eos_token_ids)
-        for row in range(new_tokens.shape[0]):
-            tokens = new_tokens[row].tolist()
-            length = next((j + 1 for j, t in enumerate(tokens) if t in eos), len(tokens))
-            ids.append(tokens[:length])
-            if scores is None:
-                logprobs.append([])
-            else:
-                picked = scores[row, torch.arange(length), new_tokens[row, :length]]
-                logprobs.append(picked.tolist())
-        return ids, logprobs
+        rows = new_tokens.tolist()
+        lengths = [next((j + 1 for j, t in enumerate(row) if t in eos), len(row)) for row in rows]
+        ids = [row[:length] for row, length in zip(rows, lengths)]
+        if not out.scores:
+            return ids, [[] for _ in ids]
+        # `scores` are the logits after generate's processors (temperature, top-k/p, suppressed tokens): the
+        # distribution each token was drawn from, so the tail runs at temperature 1 with nothing more suppressed.
+        logprobs, _ = token_logprobs(torch.stack(out.scores, dim=1), new_tokens)
+        return ids, [row[:length] for row, length in zip(logprobs.tolist(), lengths)]

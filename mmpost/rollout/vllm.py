@@ -12,7 +12,7 @@ Choices (and why):
 - Log-probs: `logprobs_mode="processed_logprobs"` with `logprobs=0` returns, per sampled token, its
   log-prob under the distribution it was drawn from: after the vocabulary mask and temperature (and after
   top-k/top-p renormalisation, which the trainer does not apply: keep top_k=0, top_p=1 for matched
-  log-probs). `mmpost.policy.completion_logprobs` re-scores under the same temperature and mask.
+  log-probs). `mmpost.logprobs.completion_logprobs` re-scores under the same temperature and mask.
 - Suppressed tokens (media placeholders, chat control tokens) are removed with `allowed_token_ids`
   (the model vocabulary minus them): vLLM masks the others to -inf before sampling, exactly the trainer's
   mask. `bad_words` works on strings and `logit_bias` is finite, so neither would match.
@@ -31,6 +31,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from mmpost.model import unwrap
 from mmpost.registry import ROLLOUT_BACKENDS
 from mmpost.rollout.base import GenerationResult, RolloutBackendError, SamplingParams
 from mmpost.types import PromptEncoding, Sample
@@ -122,10 +123,7 @@ def multi_modal_data(sample: Sample) -> dict[str, Any]:
 def media_placeholder_ids(model: torch.nn.Module) -> dict[str, int]:
     """{modality: placeholder token id} from the model's config (Qwen2-VL/2.5-VL `image_token_id` and
     `video_token_id`, Qwen2-Audio `audio_token_index`); {} for a text-only model."""
-    unwrapped = getattr(model, "module", model)
-    if hasattr(unwrapped, "get_base_model"):
-        unwrapped = unwrapped.get_base_model()
-    config = getattr(unwrapped, "config", None)
+    config = getattr(unwrap(model), "config", None)
     ids = {}
     for modality, keys in (("image", ("image_token_id",)), ("video", ("video_token_id",)),
                            ("audio", ("audio_token_id", "audio_token_index"))):
@@ -426,9 +424,7 @@ class VLLMBackend:
 
 
 def _model_folder(model: torch.nn.Module) -> str:
-    unwrapped = getattr(model, "module", model)
-    if hasattr(unwrapped, "get_base_model"):
-        unwrapped = unwrapped.get_base_model()
+    unwrapped = unwrap(model)
     path = getattr(getattr(unwrapped, "config", None), "name_or_path", "") or getattr(unwrapped, "name_or_path", "")
     if not path or not os.path.isdir(path):
         raise ValueError(f"vLLM backend: cannot tell which folder the model was loaded from (name_or_path={path!r}); "

@@ -28,7 +28,7 @@ from mmpost.search.mcts import (
     STEP_SYSTEM_PROMPT, GeneratedStep, MCTSConfig, SearchTree, is_correct_step, is_terminal_step, rollout_evaluator, run_mcts, step_messages,
 )
 from mmpost.search.step_groups import MIN_LABEL_SPREAD, needs_demonstration, step_groups
-from mmpost.types import PromptEncoding, Sample
+from mmpost.types import PromptEncoding, RowKind, Sample
 
 STEPS_FIELD = "propa_steps"
 LABEL_FIELD = "propa_step_label"
@@ -108,7 +108,7 @@ class _Rows:
         steps = reference_steps(sample)
         for j, step in enumerate(steps):
             self.add(row_sample(sample, steps[:j]), proposer.encode(question, steps[:j]), ctx.policy.encode_target(step),
-                     group_start + j, source="expert", is_sft=True)
+                     group_start + j, source=RowKind.EXPERT, is_sft=True)
         return group_start + len(steps)
 
     def build(self, ctx: StepContext):
@@ -174,7 +174,7 @@ class PropaSource(ExperienceSource):
                 prompt = proposer.encode(q, g.steps)
                 for child, label in zip(g.children, g.labels):
                     rows.add(row_sample(samples[q], g.steps, label), prompt, tree.nodes[child].tokens, group,
-                             source="policy", is_sft=False)
+                             source=RowKind.POLICY, is_sft=False)
                 group += 1
                 groups_total += 1
         if self.interleaved_sft:
@@ -187,7 +187,7 @@ class PropaSource(ExperienceSource):
             # (keep=False), and the engine skips the optimizer step when no process has a row to train.
             first = trees[0].root.children[0]
             rows.add(row_sample(samples[0], [], 0.0), proposer.encode(0, []), trees[0].nodes[first].tokens, group,
-                     source="policy", is_sft=False, keep=False)
+                     source=RowKind.POLICY, is_sft=False, keep=False)
         self._stats = {
             "propa/groups": float(groups_total),
             "propa/sft_questions": float(sft_questions),
@@ -252,7 +252,7 @@ class StepOutcomeGRPO(ExperienceSource):
             texts = [s.text for s in steps]
             for j, step in enumerate(steps):
                 rows.add(row_sample(samples[q], texts[:j], reward), proposer.encode(q, texts[:j]), step.tokens, q,
-                         source="policy", is_sft=False)
+                         source=RowKind.POLICY, is_sft=False)
         self._stats = {"propa/chain_accuracy": correct / max(len(chains), 1)}
         return rows.build(ctx)
 

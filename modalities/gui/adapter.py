@@ -16,15 +16,9 @@ from mmpost.modalities.image.processing import resized_size
 from mmpost.registry import MODALITIES
 from mmpost.types import DataError, MediaError, Message, PromptEncoding, Sample
 
-from .processing import (
-    Box,
-    box_outside_image,
-    check_system,
-    clip_box,
-    convert_box,
-    resolution_sentence,
-    xywh_to_xyxy,
-)
+from mmpost.rewards.geometry import Box, xywh_to_xyxy
+
+from .processing import box_outside_image, check_system, clip_box, convert_box, resolution_sentence
 
 log = logging.getLogger(__name__)
 

@@ -10,14 +10,15 @@ Four coordinate systems, named by strings everywhere (configs, decoded samples, 
 | `thousandths` | 0–1000 of width / height | Qwen-VL / Qwen2-VL boxes |
 
 Every conversion goes through `normalized`, so the original and model sizes are the only extra inputs.
-Boxes are `(x1, y1, x2, y2)` with x1 ≤ x2, y1 ≤ y2; `xywh_to_xyxy` converts the SeeClick/ScreenSpot-v2 form.
+Boxes are `(x1, y1, x2, y2)` with x1 ≤ x2, y1 ≤ y2; the geometry on them (containment, distance, centre,
+`xywh_to_xyxy` for the SeeClick/ScreenSpot-v2 form) is `mmpost.rewards.geometry`, shared with the scorers.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-Point = tuple[float, float]
-Box = tuple[float, float, float, float]
+from mmpost.rewards.geometry import Box, Point
+
 Size = tuple[int, int]  # (width, height), PIL order
 
 COORDINATE_SYSTEMS: tuple[str, ...] = ("pixels", "model_pixels", "normalized", "thousandths")
@@ -57,28 +58,6 @@ def convert_box(box: Sequence[float], source: str, target: str, *, original_size
     x1, y1 = convert_point(box[:2], source, target, original_size=original_size, model_size=model_size)
     x2, y2 = convert_point(box[2:], source, target, original_size=original_size, model_size=model_size)
     return x1, y1, x2, y2
-
-
-def xywh_to_xyxy(box: Sequence[float]) -> Box:
-    """(x, y, w, h) -> (x, y, x + w, y + h): the SeeClick / ScreenSpot v1/v2 pixel box to corners."""
-    x, y, w, h = (float(v) for v in box)
-    return x, y, x + w, y + h
-
-
-def box_centre(box: Sequence[float]) -> Point:
-    return (float(box[0]) + float(box[2])) / 2.0, (float(box[1]) + float(box[3])) / 2.0
-
-
-def point_in_box(point: Sequence[float], box: Sequence[float]) -> bool:
-    """x1 ≤ x ≤ x2 and y1 ≤ y ≤ y2, edges included (the ScreenSpot rule)."""
-    return float(box[0]) <= float(point[0]) <= float(box[2]) and float(box[1]) <= float(point[1]) <= float(box[3])
-
-
-def distance_to_box(point: Sequence[float], box: Sequence[float]) -> float:
-    """Euclidean distance from `point` to the nearest point of `box` (0 inside or on the edge)."""
-    dx = max(float(box[0]) - float(point[0]), 0.0, float(point[0]) - float(box[2]))
-    dy = max(float(box[1]) - float(point[1]), 0.0, float(point[1]) - float(box[3]))
-    return (dx * dx + dy * dy) ** 0.5
 
 
 def system_extent(system: str, *, original_size: Size, model_size: Size) -> tuple[float, float]:

@@ -11,10 +11,11 @@ from typing import Sequence
 
 from mmpost.registry import REWARDS
 from mmpost.rewards.builtin import answer_text
+from mmpost.rewards.geometry import box_centre, distance_to_box, point_in_box
 from mmpost.rewards.parsing import parse_point
 from mmpost.types import DataError, Sample
 
-from .processing import box_centre, convert_box, convert_point, distance_to_box, point_in_box, system_extent
+from .processing import convert_box, convert_point, system_extent
 
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _CLICK_ANSWER = re.compile(rf"<answer>\s*\(\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\)\s*</answer>")

@@ -9,6 +9,7 @@ from PIL import Image
 
 from mmpost.registry import MODALITIES
 from mmpost.modalities.common import count_placeholders, media_sources, sample_id  # noqa: F401
+from mmpost.modalities.token_budget import MediaItem, fit_media_to_budget, processor_size_for, text_token_count
 from mmpost.types import DataError, MediaError, Message, PromptEncoding, Sample
 
 from .processing import (
@@ -72,7 +73,7 @@ class ImageModality:
     Options: `min_pixels` / `max_pixels`, the pixel budget each image is resized into (None = the
     processor's own budget at encode time; before a processor is seen, transformers' Qwen2-VL defaults);
     `max_prompt_tokens`: when text + images exceed it, images shrink until the prompt fits
-    (`mmpost.modalities.video.budget.fit_media_to_budget`), logged and recorded in
+    (`mmpost.modalities.token_budget.fit_media_to_budget`), logged and recorded in
     `sample["decoded"]["budget_actions"]`.
     """
 
@@ -192,8 +193,6 @@ class ImageModality:
 
     def _fit_token_budget(self, processor, text, sample, fitted, budget, factor):
         """Shrink the images until text + image tokens <= max_prompt_tokens; returns images and processor size."""
-        from mmpost.modalities.video.budget import MediaItem, fit_media_to_budget, processor_size_for, text_token_count
-
         items = [MediaItem("image", i, image.width, image.height, 1, budget[0], budget[1]) for i, image in enumerate(fitted)]
         plans, actions = fit_media_to_budget(items, text_tokens=text_token_count(processor, text, ("<|image_pad|>",)),
                                              max_prompt_tokens=self.max_prompt_tokens, factor=factor,

@@ -12,7 +12,9 @@ from mmpost.registry import MODALITIES
 from mmpost.modalities.common import count_placeholders, media_sources, sample_id  # noqa: F401
 from mmpost.types import DataError, MediaError, Message, PromptEncoding, Sample
 
-from .budget import MediaItem, MediaPlan, fit_media_to_budget, processor_size_for, text_token_count
+from mmpost.modalities.token_budget import (
+    MediaItem, MediaPlan, fit_media_to_budget, processor_size_for, text_token_count,
+)
 from .processing import (
     FPS,
     FPS_MAX_FRAMES,
@@ -71,7 +73,7 @@ class VideoModality:
     `video_min_pixels` / `video_max_pixels` per frame (None = the processor's video `size`),
     `video_total_pixels` (per-video cap spread over its frames, None = off), `min_pixels` / `max_pixels`
     for images (None = the processor's), and `max_prompt_tokens`: when a prompt's text and media exceed
-    it, images and frames shrink and frames are dropped until it fits (`budget.fit_media_to_budget`),
+    it, images and frames shrink and frames are dropped until it fits (`token_budget.fit_media_to_budget`),
     logged and recorded in `sample["decoded"]["budget_actions"]`. A sample's video entry may override the
     sampling options as a qwen-vl-utils dict {"video": ..., "fps": ..., "video_start": ...}.
     """

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mmpost.registry import TASKS
+from mmpost.tasks.common import canonical_split, check_kinds
 from mmpost.types import Message, Sample
 from mmpost.tasks.audio_mcq.synth import COUNT_WORDS, Clip, count_clip, duration_clip, pitch_clip, write_wav
 
@@ -23,7 +24,6 @@ QUESTIONS = {
     "duration": ("Which tone is longer, the first or the second?", ["first", "second"]),
 }
 MAKERS = {"pitch": pitch_clip, "count": count_clip, "duration": duration_clip}
-SPLIT_ALIASES = {"train": "train", "heldout": "heldout", "test": "heldout"}
 DEFAULT_SIZES = {"train": 256, "heldout": 48}
 HELDOUT_FRACTION_DENOMINATOR = 8
 # AudioMCQ's GRPO system prompt (training_scripts/grpo.sh, per the team's research notes).
@@ -60,14 +60,6 @@ def _clip_in_split(kind: str, rng: random.Random, split: str) -> tuple[Clip, str
             return clip, answer
 
 
-def _check_kinds(kinds: Sequence[str] | str | None) -> tuple[str, ...]:
-    kinds = KINDS if kinds is None else tuple([kinds] if isinstance(kinds, str) else kinds)
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown or not kinds:
-        raise ValueError(f"audio_mcq task: kinds must be a non-empty subset of {list(KINDS)}, got {list(kinds)}")
-    return kinds
-
-
 @TASKS.register("audio_mcq")
 class AudioMCQTask:
     """Pitch, beep-count and duration questions about synthetic tones, asked the way R1-AQA asks AVQA.
@@ -91,7 +83,7 @@ class AudioMCQTask:
         system_prompt: str | None = None,
     ) -> None:
         self.seed = seed
-        self.kinds = _check_kinds(kinds)
+        self.kinds = check_kinds("audio_mcq", kinds, KINDS)
         self.sizes = {"train": train_size, "heldout": heldout_size}
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.system_prompt = system_prompt
@@ -108,12 +100,10 @@ class AudioMCQTask:
         `cache_dir` (named by the clip's digest, reused when present). Rows: id, audios [absolute path],
         question, choices, answer (the option text), solution (`<answer>{answer}</answer>`), kind.
         """
-        if split not in SPLIT_ALIASES:
-            raise ValueError(f"audio_mcq task: unknown split {split!r}; expected one of {sorted(SPLIT_ALIASES)}")
-        split = SPLIT_ALIASES[split]
+        split = canonical_split("audio_mcq", split)
         size = self.sizes[split] if size is None else size
         seed = self.seed if seed is None else seed
-        kinds = self.kinds if kinds is None else _check_kinds(kinds)
+        kinds = self.kinds if kinds is None else check_kinds("audio_mcq", kinds, KINDS)
         samples = []
         for index in range(size):
             rng = random.Random(f"mmpost.audio_mcq:{seed}:{split}:{index}")

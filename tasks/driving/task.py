@@ -15,21 +15,15 @@ from mmpost.modalities.driving.adapter import camera_content
 from mmpost.modalities.driving.drivelm import QA_CATEGORIES, read_drivelm
 from mmpost.modalities.driving.processing import format_ego_state, format_waypoints
 from mmpost.registry import TASKS
+from mmpost.tasks.common import canonical_split
 from mmpost.tasks.driving.render import DrivingScene, future_waypoints, random_scene, render_scene
 from mmpost.types import Message, Sample
 
-SPLIT_ALIASES = {"train": "train", "heldout": "heldout", "test": "heldout"}
 WAYPOINT_INSTRUCTION = (" Plan the ego car's next six waypoints (x, y) in metres, one every 0.5 s over 3 s"
                         " (x right, y forward). Answer with <answer>(x1, y1), ..., (x6, y6)</answer>.")
 QA_INSTRUCTION = " Answer with <answer>...</answer>."
 BEV_CAMERA = "BEV"
 HELDOUT_FRACTION_DENOMINATOR = 8
-
-
-def _check_split(split: str, task: str) -> str:
-    if split not in SPLIT_ALIASES:
-        raise ValueError(f"{task}: unknown split {split!r}; expected one of {sorted(SPLIT_ALIASES)}")
-    return SPLIT_ALIASES[split]
 
 
 def scene_split(scene: DrivingScene) -> str:
@@ -53,7 +47,7 @@ class DrivingWaypointsTask:
                                 {"name": "answer_tag_format", "weight": 0.2}]
 
     def load(self, split: str, *, size: int | None = None, seed: int | None = None) -> list[Sample]:
-        split = _check_split(split, self.name)
+        split = canonical_split(self.name, split)
         size = self.sizes[split] if size is None else size
         seed = self.seed if seed is None else seed
         samples = []
@@ -114,7 +108,7 @@ class DriveLMTask:
         return set(ordered[: math.ceil(self.heldout_fraction * len(ordered))])
 
     def load(self, split: str, *, size: int | None = None) -> list[Sample]:
-        split = _check_split(split, self.name)
+        split = canonical_split(self.name, split)
         if self._samples is None:
             self._samples = read_drivelm(self.path, images_root=self.images_root, categories=self.categories)
         heldout = self.heldout_frames([s["frame"] for s in self._samples])

@@ -10,12 +10,13 @@ import hashlib
 import random
 from typing import Any
 
-from mmpost.modalities.gui.processing import box_centre, format_point
+from mmpost.modalities.gui.processing import format_point
+from mmpost.rewards.geometry import box_centre
 from mmpost.registry import TASKS
+from mmpost.tasks.common import canonical_split
 from mmpost.tasks.gui_click.render import Screen, random_screen, render_screen
 from mmpost.types import DataError, Message, Sample
 
-SPLIT_ALIASES = {"train": "train", "heldout": "heldout", "test": "heldout"}
 DEFAULT_SIZES = {"train": 512, "heldout": 64}
 INSTRUCTION = " Answer with the click point as <answer>(x, y)</answer>."
 HELDOUT_FRACTION_DENOMINATOR = 8
@@ -64,9 +65,7 @@ class GuiClickTask:
 
     def load(self, split: str, *, size: int | None = None, seed: int | None = None) -> list[Sample]:
         """`size` samples of `split`; sample i is drawn from its own stream seeded by (seed, split, i)."""
-        if split not in SPLIT_ALIASES:
-            raise ValueError(f"gui_click: unknown split {split!r}; expected one of {sorted(SPLIT_ALIASES)}")
-        split = SPLIT_ALIASES[split]
+        split = canonical_split("gui_click", split)
         size = self.sizes[split] if size is None else size
         seed = self.seed if seed is None else seed
         return [

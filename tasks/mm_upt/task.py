@@ -14,13 +14,13 @@ from typing import Sequence
 
 from mmpost.data import load_rows
 from mmpost.registry import TASKS
+from mmpost.tasks.common import canonical_split
 from mmpost.tasks.mm_upt.render import DigitScene, random_digit_scene, render_digits
 from mmpost.types import DataError, Message, Sample
 
 # MM-UPT's prompt suffix (examples/qwen2_5_vl_7b_mmr1.sh / config.yaml), verbatim.
 MM_UPT_SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."
 QUESTION = "What is the sum of the numbers shown?"
-SPLIT_ALIASES = {"train": "train", "heldout": "heldout", "test": "heldout"}
 DEFAULT_SIZES = {"train": 512, "heldout": 64}
 HELDOUT_FRACTION_DENOMINATOR = 8
 
@@ -65,9 +65,7 @@ class DigitSumTask:
     def load(self, split: str, *, size: int | None = None) -> Sequence[Sample]:
         """`size` rows of `split`. Synthetic rows: id, images, problem, numbers and answer (held-out, or
         train with `train_labels`); sample i draws from its own stream seeded by (seed, split, i)."""
-        if split not in SPLIT_ALIASES:
-            raise ValueError(f"digit_sum task: unknown split {split!r}; expected one of {sorted(SPLIT_ALIASES)}")
-        split = SPLIT_ALIASES[split]
+        split = canonical_split("digit_sum", split)
         size = self.sizes[split] if size is None else size
         if self.paths["train"] is not None:
             return self._load_file(split, size)

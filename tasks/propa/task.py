@@ -16,11 +16,11 @@ from typing import Sequence
 
 from mmpost.registry import REWARDS, TASKS
 from mmpost.search.mcts import STEP_SYSTEM_PROMPT, is_correct_step
+from mmpost.tasks.common import canonical_split, check_kinds
 from mmpost.tasks.propa.render import render_digits
 from mmpost.types import Message, Sample
 
 KINDS: tuple[str, ...] = ("sum", "count", "range")
-SPLITS = {"train": "train", "heldout": "heldout", "test": "heldout"}
 DEFAULT_SIZES = {"train": 512, "heldout": 64}
 HELDOUT_DENOMINATOR = 8
 SHORT_QUESTION_TEMPLATE = "{question}"  # the CPU presets: a ~200k-parameter model with a 516-token vocabulary
@@ -90,9 +90,7 @@ class PropaDigitsTask:
         if question_style not in ("official", "short"):
             raise ValueError(f"propa_digits: question_style must be 'official' or 'short', got {question_style!r}")
         self.template = QUESTION_TEMPLATE if question_style == "official" else SHORT_QUESTION_TEMPLATE
-        self.kinds = tuple(KINDS if kinds is None else ([kinds] if isinstance(kinds, str) else kinds))
-        if not self.kinds or any(k not in KINDS for k in self.kinds):
-            raise ValueError(f"propa_digits: kinds must be a non-empty subset of {list(KINDS)}, got {list(self.kinds)}")
+        self.kinds = check_kinds("propa_digits", kinds, KINDS)
         if not 1 <= min_digits <= max_digits <= 4:
             raise ValueError(f"propa_digits: need 1 <= min_digits <= max_digits <= 4, got {min_digits}, {max_digits}")
         self.seed, self.image_size = seed, image_size
@@ -104,9 +102,7 @@ class PropaDigitsTask:
         self.system_prompt, self.step_max_new_tokens, self.max_steps = system_prompt, step_max_new_tokens, max_steps
 
     def load(self, split: str, *, size: int | None = None) -> list[Sample]:
-        if split not in SPLITS:
-            raise ValueError(f"propa_digits: unknown split {split!r}; expected one of {sorted(SPLITS)}")
-        split = SPLITS[split]
+        split = canonical_split("propa_digits", split)
         size = self.sizes[split] if size is None else size
         samples = []
         for index in range(size):

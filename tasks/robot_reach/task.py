@@ -25,10 +25,10 @@ import numpy as np
 from mmpost.modalities.robot.adapter import format_proprio
 from mmpost.modalities.robot.processing import DEFAULT_BINS, ActionStats, ActionTokenizer, action_token_names, bin_centres, discretize, parse_action_bins
 from mmpost.registry import REWARDS, TASKS
+from mmpost.tasks.common import canonical_split
 from mmpost.tasks.robot_reach.sim import ReachConfig, distance, expert_chunk, render, rollout, step
 from mmpost.types import DataError, Message, Sample
 
-SPLIT_ALIASES = {"train": "train", "heldout": "heldout", "test": "heldout"}
 ACTION_DIMS = 2
 MIN_START_DISTANCE = 0.3
 HELDOUT_FRACTION_DENOMINATOR = 8
@@ -95,9 +95,7 @@ class RobotReachTask:
         return self._stats
 
     def load(self, split: str, *, size: int | None = None) -> list[Sample]:
-        if split not in SPLIT_ALIASES:
-            raise ValueError(f"robot_reach: unknown split {split!r}; expected one of {sorted(SPLIT_ALIASES)}")
-        split = SPLIT_ALIASES[split]
+        split = canonical_split("robot_reach", split)
         size = self.sizes[split] if size is None else size
         stats = self.action_stats()
         names = action_token_names(self.n_bins)

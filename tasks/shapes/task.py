@@ -12,12 +12,12 @@ from typing import Any, Sequence
 
 from mmpost.registry import REWARDS, TASKS
 from mmpost.rewards.builtin import box_iou, exact_match
+from mmpost.tasks.common import canonical_split, check_kinds
 from mmpost.tasks.shapes.render import COLOURS, Scene, random_scene, render, side_of
 from mmpost.types import Message, Sample
 
 KINDS: tuple[str, ...] = ("color", "count", "position", "grounding")
 DEFAULT_KINDS: tuple[str, ...] = ("color", "count", "position")
-SPLIT_ALIASES = {"train": "train", "heldout": "heldout", "test": "heldout"}
 DEFAULT_SIZES = {"train": 512, "heldout": 64}
 INSTRUCTION = " Answer with <answer>...</answer>."
 GROUNDING_IOU_THRESHOLD = 0.5
@@ -73,14 +73,6 @@ def make_sample(kind: str, rng: random.Random, *, split: str, image_size: int, s
     return sample
 
 
-def _check_kinds(kinds: Sequence[str] | None) -> tuple[str, ...]:
-    kinds = DEFAULT_KINDS if kinds is None else tuple([kinds] if isinstance(kinds, str) else kinds)
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown or not kinds:
-        raise ValueError(f"shapes task: kinds must be a non-empty subset of {list(KINDS)}, got {list(kinds)}")
-    return kinds
-
-
 @TASKS.register("shapes")
 class ShapesTask:
     """Colour, count, left/right and bounding-box questions about 1-4 shapes in a small image.
@@ -103,7 +95,7 @@ class ShapesTask:
     ) -> None:
         self.seed = seed
         self.image_size = image_size
-        self.kinds = _check_kinds(kinds)
+        self.kinds = check_kinds("shapes", kinds, KINDS, DEFAULT_KINDS)
         self.sizes = {"train": train_size, "heldout": heldout_size}
         self.default_rewards = [
             {"name": "shapes_accuracy", "weight": 1.0},
@@ -124,13 +116,11 @@ class ShapesTask:
         Sample i draws from its own stream seeded by (seed, split, i), so a sample does not change
         when `size` or `kinds` order elsewhere change, and loading is reproducible across processes.
         """
-        if split not in SPLIT_ALIASES:
-            raise ValueError(f"shapes task: unknown split {split!r}; expected one of {sorted(SPLIT_ALIASES)}")
-        split = SPLIT_ALIASES[split]
+        split = canonical_split("shapes", split)
         size = self.sizes[split] if size is None else size
         seed = self.seed if seed is None else seed
         image_size = self.image_size if image_size is None else image_size
-        kinds = self.kinds if kinds is None else _check_kinds(kinds)
+        kinds = self.kinds if kinds is None else check_kinds("shapes", kinds, KINDS, DEFAULT_KINDS)
         samples = []
         for index in range(size):
             # A string seed is hashed with SHA-512 by `random.Random`, independent of PYTHONHASHSEED.

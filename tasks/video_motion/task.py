@@ -19,6 +19,7 @@ import numpy as np
 
 from mmpost.modalities.video.tiny import write_video
 from mmpost.registry import TASKS
+from mmpost.tasks.common import canonical_split
 from mmpost.types import Message, Sample
 
 DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
@@ -26,7 +27,6 @@ STEP = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}  # (dx,
 COLOURS = {"red": (220, 40, 40), "green": (40, 160, 60), "blue": (40, 80, 220), "yellow": (235, 200, 30)}
 QUESTION = "Which direction does the square move?"
 INSTRUCTION = " Answer with <answer>...</answer>."
-SPLIT_ALIASES = {"train": "train", "heldout": "heldout", "test": "heldout"}
 DEFAULT_SIZES = {"train": 128, "heldout": 32}
 HELDOUT_FRACTION_DENOMINATOR = 8
 
@@ -131,9 +131,7 @@ class VideoMotionTask:
 
     def load(self, split: str, *, size: int | None = None, seed: int | None = None) -> list[Sample]:
         """`size` clips of `split` ("train", or "heldout" / "test"); sample i uses the stream (seed, split, i)."""
-        if split not in SPLIT_ALIASES:
-            raise ValueError(f"video_motion task: unknown split {split!r}; expected one of {sorted(SPLIT_ALIASES)}")
-        split = SPLIT_ALIASES[split]
+        split = canonical_split("video_motion", split)
         count = self.sizes[split] if size is None else size
         seed = self.seed if seed is None else seed
         samples = []

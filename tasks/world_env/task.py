@@ -25,6 +25,7 @@ from mmpost.envs import GymEnv, WorldModelEnv, run_episodes
 from mmpost.modalities.robot.processing import DEFAULT_BINS, ActionStats, ActionTokenizer, bin_centres, parse_action_bins
 from mmpost.registry import ENVIRONMENTS, MODEL_ZOO, TASKS
 from mmpost.rollout.base import SamplingParams
+from mmpost.tasks.common import canonical_split
 from mmpost.tasks.robot_reach.sim import distance
 from mmpost.tasks.robot_reach.sim import step as reach_step
 from mmpost.tasks.world_env.env import GYM_ID, TASK_TARGETS, WorldEnvConfig, draw_start, expert_steps, render_frame
@@ -33,7 +34,6 @@ from mmpost.types import DataError, Message, Sample
 
 PROMPT = "Move the white dot onto the grey dot. What are the next {k} actions?"
 TRAIN_ROWS = ("initial_states", "demonstrations")
-SPLIT_ALIASES = {"train": "train", "heldout": "heldout", "test": "heldout"}
 
 
 @TASKS.register("world_env")
@@ -75,9 +75,7 @@ class WorldEnvTask:
                 "actions": actions.tolist(), "answer": "".join(f"<act_{i}>" for i in bins.reshape(-1))}
 
     def load(self, split: str, *, size: int | None = None) -> list[Sample]:
-        if split not in SPLIT_ALIASES:
-            raise ValueError(f"world_env: unknown split {split!r}; expected one of {sorted(SPLIT_ALIASES)}")
-        split = SPLIT_ALIASES[split]
+        split = canonical_split("world_env", split)
         if split == "train" and self.train_rows == "demonstrations":
             return self._demonstrations()
         size = self.sizes[split] if size is None else size

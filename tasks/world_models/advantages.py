@@ -16,7 +16,7 @@ import torch
 
 from mmpost.algos.advantages import group_stats
 
-_WHERE = "tasks/world_models/advantages.py"
+_WHERE = __name__
 
 
 def grpo_frame(frame_rewards: torch.Tensor, group_ids: torch.Tensor, *, eps: float = 1e-6) -> torch.Tensor:

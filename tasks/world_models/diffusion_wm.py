@@ -36,7 +36,7 @@ from torch import nn
 from mmpost.algos.flow_sde import sde_step_with_logprob
 from mmpost.denoising import flow_match_sigmas, flow_matching_loss
 
-_WHERE = "mmpost/tasks/world_models/diffusion_wm.py"
+_WHERE = __name__
 ACTION_KINDS = ("discrete", "continuous")
 ACTION_ENCODERS = ("embedding", "mlp")
 

@@ -14,6 +14,7 @@ import torch
 from mmpost.experience import BatchBuilder, ExperienceSource
 from mmpost.modalities.frames.processing import FrameVocabulary, separator_token
 from mmpost.registry import EXPERIENCE_SOURCES
+from mmpost.types import RowKind
 from mmpost.tasks.world_models.advantages import grpo_frame, token_advantages
 from mmpost.tasks.world_models.rewards import frame_scores
 
@@ -42,7 +43,7 @@ class RlirSource(ExperienceSource):
     def after_advantages(self, ctx, batch):
         if self.advantage_level == "video":
             return {}
-        policy_rows = torch.tensor([s == "policy" and not bool(sft) for s, sft in zip(batch.sources, batch.is_sft)])
+        policy_rows = batch.rows_of(RowKind.POLICY) & ~batch.is_sft
         sequence = batch.advantages if batch.advantages.dim() == 2 else batch.advantages[:, None].expand_as(batch.completion_mask)
         advantages = sequence.clone().float()
         rows = torch.nonzero(policy_rows).flatten()

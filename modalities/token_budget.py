@@ -6,7 +6,7 @@ that exceeds `max_prompt_tokens`, first every item's pixel budget shrinks by one
 that fits, found by bisection, each item resized by `smart_resize` and never above its own size), down to
 its `min_pixels`; if that is not enough, videos drop frames by one common fraction (evenly spread,
 an even count, at least 2) at the smallest size. If even that does not fit, a `MediaError` says so.
-Used by the image and the video modality alike.
+Used by the image and the video modality alike (so it lives beside them, not inside either).
 """
 from __future__ import annotations
 
