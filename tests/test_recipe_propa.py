@@ -80,7 +80,8 @@ def _root_step_logprobs(model_dir, sample, steps):
         builder.add_row(0, 0, run.policy.encode_target(step), source="policy", is_sft=False)
     batch = builder.build(StepContext(run.policy, run.backend, run.sampling, 1, run.task.accuracy_reward))
     with torch.no_grad():
-        logprobs, _ = run.settings.logprobs(run.model, batch, torch.arange(len(steps)))
+        logprobs, _ = run.settings.policy.logprobs(run.model, batch, torch.arange(len(steps)),
+                                                   **run.settings.passes.pass_options(with_grad=False))
     return (logprobs * batch.completion_mask).sum(1)
 
 
