@@ -1,16 +1,19 @@
-"""PROPA on the synthetic digits task: outcome-reward GRPO vs PROPA from the same warm start, and greedy vs
-step-level best-of-N vs PRM-guided search at inference. Not a test: it takes minutes.
+"""PROPA learning check on the synthetic digits task: held-out step-wise greedy accuracy before/after PROPA and, as
+the comparison the paper makes, outcome-reward GRPO in the same step format, from the same cached warm start, 3 seeds
+as parallel processes; then, per PROPA seed, a PRM trained on that run's trees and the PROPA policy answering the
+held-out questions greedily, by step-level best-of-4 and by PRM-guided MCTS.
 
-    python benchmarks/learning_propa.py                        # 3 seeds, the budget below (~10 min on 2 cores)
-    python benchmarks/learning_propa.py --seeds 0 1 2 3 --rounds 20
+    python benchmarks/learning_propa.py                       # 3 seeds, the budget below
+    python benchmarks/learning_propa.py --seeds 0 --rounds 2   # a quick look
 
-Both training methods run `recipes/propa.yaml` through `mmpost.train` with the same warm start (the step-SFT zoo
-model), questions per round, rounds, learning rate and seeds; only the experience source differs:
-"step_outcome_grpo" (G chains per question, every step rewarded with the chain's final correctness) vs "propa"
-(MCTS, step-level groups from the tree, interleaved SFT). Held-out accuracy = greedy step-by-step decoding of the
-held-out split, scored by the task's check. Then, per seed, a PRM (a value head on the PROPA policy) is trained on
-that run's trees and the PROPA policy answers the held-out questions greedily, by step-level best-of-N, and by
-PRM-guided MCTS. Writes `benchmarks/results/learning_propa.{md,json}`.
+Both training methods run `recipes/propa.yaml` through `mmpost train` (its held-out accuracy is the task's
+`evaluate_policy`: greedy step-by-step decoding scored by PROPA's check); only the experience source differs:
+"propa" (MCTS, step-level groups from the tree, interleaved SFT) vs "step_outcome_grpo" (4 chains per question, every
+step labelled with its chain's final correctness). Diagnostics: sampled accuracy and pass@4 (4 chains per held-out
+question at temperature 1) before/after; per round the search's solved fraction, groups and SFT questions; for the
+PRM, its ranking of the policy's own candidate steps on held-out questions (AUC, and how often its top pick is right
+against a random pick) -- the number that says whether PRM-guided search can beat greedy decoding.
+Writes benchmarks/results/learning_propa.{md,json} and learning_propa.png.
 """
 from __future__ import annotations
 
@@ -18,145 +21,197 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
-
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from learning_report import Job, Row, mean_std, run_jobs, write_report  # noqa: E402
+
+WARM = REPO / "artifacts" / "tiny-qwen2.5-vl-propa"
+STEP_TOKENS = 28
 
 
-def run_config(model: Path, output: Path, seed: int, rounds: int, source: str, source_args: dict, prompts: int) -> dict:
-    raw = yaml.safe_load((REPO / "recipes" / "propa.yaml").read_text())
-    raw["model"] = {"path": str(model)}
-    raw["algorithm"].update(source=source, source_args=source_args, kl_coef=0.0)
-    raw["data"]["prompts_per_step"] = prompts
-    raw["data"]["task_args"] = {"question_style": "short", "seed": 0}
-    raw["train"].update(steps=rounds, seed=seed, output_dir=str(output), threads=1, progress=False)
-    return raw
+def _task(heldout: int):
+    from mmpost.tasks.propa import PropaDigitsTask
+
+    return PropaDigitsTask(question_style="short", system_prompt="", heldout_size=heldout)
 
 
-def heldout_accuracy(model_dir: Path, size: int, max_steps: int) -> float:
+def _proposer(model_dir: Path, task, samples, temperature: float = 1.0):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from mmpost.eval.search_strategy import SearchSettings, accuracy_of, answer_questions
     from mmpost.modalities.image import ImageModality
     from mmpost.search.prm import policy_proposer
-    from mmpost.tasks.propa import PropaDigitsTask
 
-    task = PropaDigitsTask(question_style="short")
-    samples = task.load("heldout", size=size)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir)
-    proposer = policy_proposer(model, AutoProcessor.from_pretrained(model_dir), task, ImageModality(), samples,
-                               max_new_tokens=28, system_prompt="")
-    answers = answer_questions("greedy", proposer, len(samples), SearchSettings(max_steps=max_steps))
-    return accuracy_of(answers, samples)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
+    processor = AutoProcessor.from_pretrained(model_dir)
+    return policy_proposer(model, processor, task, ImageModality(), samples, max_new_tokens=STEP_TOKENS,
+                           temperature=temperature, system_prompt=""), processor
 
 
-def inference_comparison(model_dir: Path, tree_dir: Path, size: int, args) -> dict[str, float]:
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+def sampled_chains(model_dir: str, heldout: int, k: int, max_steps: int, seed: int = 0) -> dict[str, float]:
+    """k chains per held-out question at temperature 1: mean accuracy (pass@1 sampled) and pass@k."""
+    import torch
+
+    from mmpost.search.mcts import is_correct_step
+    from mmpost.search.source import sample_chains
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    task = _task(heldout)
+    samples = task.load("heldout")
+    proposer, _ = _proposer(Path(model_dir), task, samples)
+    right: dict[int, list[float]] = {}
+    for q, steps in sample_chains(proposer, len(samples), k, max_steps):
+        right.setdefault(q, []).append(float(bool(steps) and is_correct_step(steps[-1].text, str(samples[q]["answer"]))))
+    return {"sampled_accuracy": statistics.mean(v for r in right.values() for v in r),
+            "pass_at_k": statistics.mean(max(r) for r in right.values())}
+
+
+def inference_comparison(model_dir: str, tree_dir: str, heldout: int, prm_epochs: int, prm_iterations: int,
+                         max_steps: int, seed: int) -> dict:
+    """PRM trained on the run's trees (a value head on the PROPA policy), then greedy / best-of-4 / PRM-MCTS on the
+    held-out questions, and the PRM's ranking of the policy's own candidate steps."""
+    import torch
 
     from mmpost.eval.search_strategy import SearchSettings, accuracy_of, answer_questions
     from mmpost.modalities.image import ImageModality
-    from mmpost.search.prm import PathEncoder, build_prm, policy_proposer, prm_examples, train_prm
+    from mmpost.search.prm import PathEncoder, build_prm, prm_examples, prm_ranking_metrics, prm_step_judgements, train_prm
     from mmpost.search.source import load_trees
-    from mmpost.tasks.propa import PropaDigitsTask
 
-    task = PropaDigitsTask(question_style="short")
-    processor = AutoProcessor.from_pretrained(model_dir)
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    task = _task(heldout)
     train_rows = {s["id"]: s for s in task.load("train")}
-    trees = [(train_rows[i], tree) for path in sorted(tree_dir.glob("*.jsonl")) for i, tree in load_trees(path)]
-    train_samples = [s for s, _ in trees]
+    trees = [(train_rows[i], tree) for path in sorted(Path(tree_dir).glob("*.jsonl")) for i, tree in load_trees(path)]
+    _, processor = _proposer(Path(model_dir), task, [])
     examples = [e for q, (_, tree) in enumerate(trees) for e in prm_examples(tree, q)]
-    prm = build_prm(model_dir, seed=0)
-    losses = train_prm(prm, PathEncoder(processor, task, ImageModality(), train_samples), examples, epochs=args.prm_epochs,
-                       lr=1e-3, batch_size=16)
-    samples = task.load("heldout", size=size)
+    prm = build_prm(model_dir, seed=seed)
+    losses = train_prm(prm, PathEncoder(processor, task, ImageModality(), [s for s, _ in trees]), examples,
+                       epochs=prm_epochs, lr=1e-3, batch_size=16, seed=seed)
+    samples = task.load("heldout")
     encoder = PathEncoder(processor, task, ImageModality(), samples)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir)
-    proposer = policy_proposer(model, processor, task, ImageModality(), samples, max_new_tokens=28, system_prompt="")
-
-    # The same strategies as `mmpost eval search` (n = num_children = 4 for best-of-n), run in this order on one
-    # proposer so the sampling stream matches the earlier results.
-    settings = SearchSettings(num_children=4, min_iterations=args.prm_iterations, min_final_answers=2,
-                              max_iterations=4 * args.prm_iterations, max_steps=args.max_steps)
-    out = {"prm_examples": len(examples), "prm_loss_first": losses[0], "prm_loss_last": losses[-1]}
+    proposer, _ = _proposer(Path(model_dir), task, samples)
+    settings = SearchSettings(num_children=4, min_iterations=prm_iterations, min_final_answers=2,
+                              max_iterations=4 * prm_iterations, max_steps=max_steps)
+    out = {"prm_examples": len(examples), "prm_trees": len(trees), "prm_loss_first": losses[0], "prm_loss_last": losses[-1]}
     for key, strategy in (("greedy", "greedy"), ("best_of_4", "best_of_n"), ("prm_mcts", "prm_mcts")):
         answers = answer_questions(strategy, proposer, len(samples), settings, prm=prm, encoder=encoder)
         out[key] = accuracy_of(answers, samples)
+    judgements = prm_step_judgements(proposer, prm, encoder, len(samples), k=4, depths=(0, 1), max_steps=max_steps)
+    out["prm_ranking"] = prm_ranking_metrics(judgements)
+    out["seconds"] = time.perf_counter() - started
     return out
 
 
-def mean_std(values: list[float]) -> str:
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
+def _pool_map(function, jobs: list[dict], parallel: int) -> list:
+    with ProcessPoolExecutor(max_workers=max(1, min(parallel, len(jobs))), mp_context=get_context("spawn")) as pool:
+        return [f.result() for f in [pool.submit(function, **job) for job in jobs]]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def ensure_warm_start() -> None:
+    """Build the cached warm start once (through the zoo, as a recipe run would: stamped with its builder's version),
+    before the seeds start: parallel first builds would race."""
+    import mmpost.tasks.propa  # noqa: F401  (registers the zoo entry)
+    from mmpost.config import ModelConfig
+    from mmpost.model import ensure_model_folder
+
+    ensure_model_folder(ModelConfig(path=str(WARM), zoo="tiny-qwen2.5-vl-propa"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--prompts", type=int, default=8, help="questions per round")
-    parser.add_argument("--warmup-steps", type=int, default=150)
     parser.add_argument("--iterations", type=int, default=8, help="PROPA MCTS iterations per question (official 25)")
     parser.add_argument("--max-steps", type=int, default=6, help="step cap at evaluation and in search")
     parser.add_argument("--heldout", type=int, default=64)
     parser.add_argument("--prm-epochs", type=int, default=3)
     parser.add_argument("--prm-iterations", type=int, default=8, help="PRM-guided MCTS minimum iterations (official 25)")
-    args = parser.parse_args()
-
-    import torch
-
-    torch.set_num_threads(1)
-    from mmpost.config import config_from_dict
-    from mmpost.registry import MODEL_ZOO
-    from mmpost.trainer import train
-
-    scratch = Path(tempfile.mkdtemp(prefix="mmpost-propa-bench-"))
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "learning_propa")
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args(argv)
     started = time.perf_counter()
-    warm = MODEL_ZOO.get("tiny-qwen2.5-vl-propa")(scratch / "warm", steps=args.warmup_steps)
-    warm_accuracy = heldout_accuracy(warm, args.heldout, args.max_steps)
+    ensure_warm_start()
+    common = [f"model.path={WARM}", "model.zoo=null", f"data.prompts_per_step={args.prompts}",
+              f"data.task_args.heldout_size={args.heldout}", f"data.task_args.max_steps={args.max_steps}",
+              "algorithm.kl_coef=0.0", "train.save_every=0", *args.overrides]
     methods = {
-        "outcome_grpo": ("mmpost.search.source:StepOutcomeGRPO", {"num_chains": 4, "max_depth": args.max_steps, "system_prompt": ""}),
-        "propa": ("mmpost.search.source:PropaSource", {"iterations": args.iterations, "num_children": 4, "max_depth": args.max_steps,
-                                                        "system_prompt": ""}),
+        "propa": ["algorithm.source=propa", f"algorithm.source_args={{iterations: {args.iterations}, num_children: 4, "
+                  f"max_depth: {args.max_steps}, system_prompt: ''}}"],
+        "outcome_grpo": ["algorithm.source=step_outcome_grpo",
+                         f"algorithm.source_args={{num_chains: 4, max_depth: {args.max_steps}, system_prompt: ''}}"],
     }
-    results: dict = {"warm_start": warm_accuracy, "args": vars(args), "runs": {}}
-    for seed in args.seeds:
-        for name, (source, source_args) in methods.items():
-            output = scratch / f"{name}_{seed}"
-            extra = {"tree_dir": str(output / "trees")} if name == "propa" else {}
-            t0 = time.perf_counter()
-            summary = train(config_from_dict(run_config(warm, output, seed, args.rounds, source, {**source_args, **extra}, args.prompts)))
-            seconds = time.perf_counter() - t0
-            model_dir = Path(summary["checkpoint"]) / "model"
-            record = {"heldout_accuracy": heldout_accuracy(model_dir, args.heldout, args.max_steps), "train_seconds": seconds}
-            if name == "propa":
-                record["inference"] = inference_comparison(model_dir, output / "trees", args.heldout, args)
-            results["runs"][f"{name}/{seed}"] = record
-            print(name, seed, json.dumps(record), flush=True)
-    results["seconds"] = time.perf_counter() - started
-
-    def column(name, key):
-        return [results["runs"][f"{name}/{s}"][key] for s in args.seeds]
-
-    lines = [f"Warm start (step SFT, {args.warmup_steps} steps): held-out greedy accuracy {warm_accuracy:.3f} "
-             f"({args.heldout} questions).", "",
-             f"| method ({args.rounds} rounds × {args.prompts} questions, seeds {args.seeds}) | held-out accuracy | train s/run |",
-             "|---|---|---|"]
-    for name in methods:
-        lines.append(f"| {name} | {mean_std(column(name, 'heldout_accuracy'))} | {statistics.mean(column(name, 'train_seconds')):.0f} |")
-    lines += ["", "| inference on the PROPA policy | held-out accuracy |", "|---|---|"]
+    jobs = []
+    for name, extra in methods.items():
+        for seed in args.seeds:
+            output = args.out / name / f"seed{seed}"
+            trees = [f"algorithm.source_args.tree_dir={output / 'trees'}"] if name == "propa" else []
+            jobs.append(Job(key=(name, seed), recipe="propa", overrides=common + extra + trees, output_dir=output,
+                            seed=seed, steps=args.rounds))
+    runs = run_jobs(jobs, parallel=args.parallel)
+    # Sampled accuracy and pass@4 before (once) and after (each run), as the report's columns.
+    k = 4
+    folders = {key: str(args.out / key[0] / f"seed{key[1]}" / "checkpoints" / f"step_{args.rounds}" / "model") for key in runs}
+    sampled = _pool_map(sampled_chains, [{"model_dir": str(WARM), "heldout": args.heldout, "k": k, "max_steps": args.max_steps}]
+                        + [{"model_dir": folders[key], "heldout": args.heldout, "k": k, "max_steps": args.max_steps}
+                           for key in runs], args.parallel)
+    for key, after in zip(runs, sampled[1:]):
+        runs[key].summary.update({f"heldout_{n}_before": v for n, v in sampled[0].items()})
+        runs[key].summary.update({f"heldout_{n}_after": v for n, v in after.items()})
+        runs[key].summary["heldout_pass_k_before"] = k
+    inference = _pool_map(inference_comparison, [
+        {"model_dir": folders[("propa", s)], "tree_dir": str(args.out / "propa" / f"seed{s}" / "trees"),
+         "heldout": args.heldout, "prm_epochs": args.prm_epochs, "prm_iterations": args.prm_iterations,
+         "max_steps": args.max_steps, "seed": s} for s in args.seeds], args.parallel)
+    rows = [Row("PROPA", "propa", [runs[("propa", s)] for s in args.seeds], metric="held-out accuracy (greedy, step-wise)",
+                task="propa_digits", warm_start="tiny-qwen2.5-vl-propa", steps=args.rounds),
+            Row("outcome-reward GRPO (step format)", "propa_outcome_grpo", [runs[("outcome_grpo", s)] for s in args.seeds],
+                metric="held-out accuracy (greedy, step-wise)", task="propa_digits", warm_start="tiny-qwen2.5-vl-propa",
+                steps=args.rounds)]
+    lines = ["Inference on each seed's PROPA policy (held-out questions; PRM = a value head on that policy trained "
+             f"{args.prm_epochs} epochs on the run's trees; best-of-4 per step; PRM-MCTS with >= {args.prm_iterations} "
+             "iterations and 2 final answers):", "",
+             "| strategy | accuracy (mean ± std) | per seed |", "|---|---|---|"]
     for key in ("greedy", "best_of_4", "prm_mcts"):
-        lines.append(f"| {key} | {mean_std([results['runs'][f'propa/{s}']['inference'][key] for s in args.seeds])} |")
-    table = "\n".join(lines)
-    print(table)
-    out = REPO / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "learning_propa.md").write_text(table + f"\n\nTotal {results['seconds']:.0f} s, 1 torch thread.\n")
-    (out / "learning_propa.json").write_text(json.dumps(results, indent=1))
+        values = [r[key] for r in inference]
+        mean, std = mean_std(values)
+        lines.append(f"| {key} | {mean:.3f} ± {std:.3f} | " + " / ".join(f"{v:.3f}" for v in values) + " |")
+    search_gain = [r["prm_mcts"] - r["greedy"] for r in inference]
+    mean, std = mean_std(search_gain)
+    lines += ["", f"PRM-MCTS − greedy: {mean:+.3f} ± {std:.3f} (per seed " + " / ".join(f"{v:+.3f}" for v in search_gain) + ")",
+              "", "The PRM on the policy's own candidate steps (4 samples at temperature 1 at depths 0 and 1 of each held-out "
+              "question's greedy chain, each labelled by a greedy rollout from it):", "",
+              "| seed | PRM examples | AUC | top pick right | random pick right | candidate sets that mix right and wrong |",
+              "|---|---|---|---|---|---|"]
+    for seed, r in zip(args.seeds, inference):
+        m = r["prm_ranking"]
+        lines.append(f"| {seed} | {r['prm_examples']} | {m['auc']:.3f} | {m['pick_right']:.3f} | {m['random_pick_right']:.3f} | "
+                     f"{int(m['mixed_sets'])} of {int(m['candidates'] // 4)} |")
+    search = {}
+    for key in ("propa/solved_fraction", "propa/groups", "propa/sft_questions"):
+        values = [statistics.mean(v for v in runs[("propa", s)].curves.get(key, []) if v is not None) for s in args.seeds]
+        search[key] = values
+    lines += ["", "PROPA's rounds (mean per round over seeds): solved fraction of the searched questions "
+              f"{statistics.mean(search['propa/solved_fraction']):.3f}, step-level groups {statistics.mean(search['propa/groups']):.1f}, "
+              f"questions sent to SFT {statistics.mean(search['propa/sft_questions']):.1f}.",
+              "", f"{args.rounds} rounds × {args.prompts} questions, {args.iterations} MCTS iterations, k = 4, step cap "
+              f"{args.max_steps}; {args.heldout} held-out questions; seeds {args.seeds}, 1 thread per process, "
+              f"{args.parallel} at a time; whole benchmark {time.perf_counter() - started:.0f} s (a shared 2-core machine)."]
+    body = write_report(rows, "learning_propa", title=f"**PROPA** (`recipes/propa.yaml`, {args.rounds} rounds)",
+                        results=args.results, text="\n".join(lines), extra={"inference": inference, "search": search})
+    print(body)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -78,7 +78,7 @@ class SeedRun:
     def from_run_dir(cls, run_dir: Path, seed: int, seconds: float | None = None) -> "SeedRun":
         summary = json.loads((run_dir / "summary.json").read_text())
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        keys = sorted({k for r in records for k in r if k.startswith(("reward/", "diag/", "loss/", "rollout/"))})
+        keys = sorted({k for r in records for k in r if k.startswith(("reward/", "diag/", "loss/", "rollout/", "env/"))})
         return cls(seed=seed, before=summary["heldout_accuracy_before"], after=summary["heldout_accuracy_after"],
                    seconds=seconds if seconds is not None else summary.get("seconds", float("nan")),
                    seconds_per_step=summary.get("seconds_per_step"), summary=summary,

@@ -1,120 +1,146 @@
-"""World-Env learning check: ground-truth success before/after GRPO, trained directly in the ground-truth env (the
-cheap reference, run first) and in the world model with the reflector (World-Env), over several seeds. Prints a
-table and writes JSON + Markdown under benchmarks/results/.
+"""World-Env learning check: ground-truth success of the VLA before/after GRPO trained directly in the ground-truth
+env (the control that separates the VLA/GRPO setup from the world model) and inside the world model with the
+reflector (World-Env), 3 seeds each as parallel processes.
 
-    python benchmarks/learning_world_env.py                          # 3 seeds x 2 settings (~12 min, 1 thread)
-    python benchmarks/learning_world_env.py --settings ground_truth --gt-steps 40 --lr 1e-3 --temperature 1.0
-    python benchmarks/learning_world_env.py --wm-steps 2 --seeds 0    # a quick look
+    python benchmarks/learning_world_env.py                              # both settings, 3 seeds
+    python benchmarks/learning_world_env.py --settings ground_truth --seeds 0 --gt-steps 5   # a quick look
 
-Both settings start from the same SFT-warm-started VLA (zoo "tiny-vla-world-env", 5 demonstrations per task) and
-use the same frozen world model and reflector artifacts (built on first use); only the RL seed and the environment
-differ. Success is always measured in the ground-truth env, on the task's held-out starts, greedy. Everything not
-given here comes from recipes/world_env.yaml (zero-variance groups dropped, relative rewards, KL 1e-3, G = 8).
-The defaults (lr 3e-4, temperature 0.7) are the ground-truth sweep's setting whose sampled success rose most
-(recipes/world_env.md has the sweep); the recipe itself keeps RLinf's temperature 1.6.
+Every run starts from the same cached VLA warm start (zoo `tiny-vla-world-env`) and uses the same frozen world model
+and reflector (zoo `world-env-reach-wm`, `world-env-reflector`), all built once into artifacts/. Success is always
+measured in the ground-truth env on the task's held-out starts: greedy (the recipe's held-out metric) and, from k = 8
+sampled episodes per start at the training temperature, sampled success and pass@8 (the headroom GRPO works with).
+Per step (metrics.jsonl): the training episodes' success in the env trained in, the flat-group fraction, and for the
+world model the truth of its imagined episodes -- the same actions replayed in the ground truth
+(`diag/true_success_rate`) and how often the reflector's success call agrees (`diag/success_call_agreement`).
+Writes benchmarks/results/learning_world_env.{md,json} and learning_world_env_*.png.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "recipes" / "world_env.yaml"
-SETTINGS = {"ground_truth": "world_env_ground_truth", "world_model": "world_env_world_model"}
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from learning_report import Job, Row, run_jobs, window_mean, write_report  # noqa: E402
+
+ARTIFACTS = REPO / "artifacts"
+WARM = ARTIFACTS / "tiny-vla-world-env"
+SETTINGS = {"ground_truth": ["algorithm.source_args.env=world_env_ground_truth", "algorithm.source_args.env_args={}"],
+            "world_model": ["algorithm.source_args.env=world_env_world_model"]}
+LABELS = {"ground_truth": "GRPO in the ground-truth env (control)", "world_model": "World-Env: GRPO in the world model"}
 
 
-def run_one(setting: str, seed: int, steps: int, args: argparse.Namespace, output: Path) -> dict:
+def sampled_success(model_dir: str, heldout: int, k: int, temperature: float, seed: int = 0) -> dict[str, float]:
+    """k sampled episodes per held-out start in the ground-truth env: mean success and pass@k."""
+    import numpy as np
+    import torch
+
+    from mmpost.builder import build_run
     from mmpost.config import load_config
-    from mmpost.trainer import train
+    from mmpost.envs import run_episodes
+    from mmpost.rollout.base import SamplingParams
 
-    overrides = [f"algorithm.source_args.env={SETTINGS[setting]}", f"train.seed={seed}", f"train.steps={steps}",
-                 f"train.output_dir={output / f'{setting}-seed{seed}'}", "train.progress=false", f"train.threads={args.threads}",
-                 "eval.every_n_steps=0", f"data.task_args.heldout_size={args.heldout}", f"optim.lr={args.lr}",
-                 f"rollout.temperature={args.temperature}", f"model.path={REPO / 'artifacts' / 'tiny-vla-world-env'}"]
-    if setting == "ground_truth":
-        overrides.append("algorithm.source_args.env_args={}")
-    started = time.perf_counter()
-    summary = train(load_config(RECIPE, overrides))
-    records = [json.loads(line) for line in Path(summary["metrics"]).read_text().splitlines()]
-    half = max(1, len(records) // 4)
-
-    def mean(key: str, rows: list[dict]) -> float:
-        return statistics.mean(r.get(key, float("nan")) for r in rows)
-
-    return {"setting": setting, "seed": seed, "steps": steps, "lr": args.lr, "temperature": args.temperature,
-            "before": summary["heldout_accuracy_before"], "after": summary["heldout_accuracy_after"],
-            "seconds": time.perf_counter() - started, "seconds_per_step": mean("perf/step_s", records),
-            "rollout_seconds_per_step": mean("perf/rollout_s", records),
-            # training episodes (sampled, in the env trained in): first vs last quarter of the steps
-            "train_success_first": mean("env/success_rate", records[:half]), "train_success_last": mean("env/success_rate", records[-half:]),
-            "train_return_first": mean("env/episode_return", records[:half]), "train_return_last": mean("env/episode_return", records[-half:]),
-            "zero_variance_fraction": mean("rollout/zero_variance_fraction", records)}
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    config = load_config(REPO / "recipes" / "world_env.yaml", [
+        f"model.path={model_dir}", "model.zoo=null", f"data.task_args.heldout_size={heldout}", "train.progress=false",
+        "train.threads=1", "train.output_dir=/tmp/mmpost-world-env-eval", "algorithm.kl_coef=0.0"])
+    run = build_run(config)
+    task, rows = run.task, list(run.heldout_rows)
+    params = SamplingParams(n=1, temperature=temperature, max_new_tokens=2 * task.chunk + 1)
+    episodes = run_episodes(run.policy, run.backend, task.ground_truth_env(), rows, params, group_size=k,
+                            max_policy_calls=task.max_policy_calls, seed=seed)
+    success = np.array([e.stats.success for e in episodes], dtype=float).reshape(len(rows), k)
+    return {"sampled_accuracy": float(success.mean()), "pass_at_k": float(success.max(1).mean())}
 
 
-def table(rows: list[dict], summary: dict, args: argparse.Namespace) -> str:
-    lines = [f"Ground-truth success (held-out starts, greedy, {args.heldout} episodes); lr {args.lr}, temperature {args.temperature}",
-             "", "| trained in | seed | steps | GT before | GT after | train success first→last quarter | train return first→last | s/step |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['setting']} | {r['seed']} | {r['steps']} | {r['before']:.3f} | {r['after']:.3f} | "
-                     f"{r['train_success_first']:.3f} → {r['train_success_last']:.3f} | "
-                     f"{r['train_return_first']:.3f} → {r['train_return_last']:.3f} | {r['seconds_per_step']:.1f} |")
-    lines.append("")
-    for setting, s in summary.items():
-        if "before_mean" in s:
-            lines.append(f"- {setting}: mean {s['before_mean']:.3f} → {s['after_mean']:.3f} "
-                         f"(delta {s['delta_mean']:+.3f} ± {s['delta_std']:.3f} over {s['seeds']} seeds)")
-    return "\n".join(lines)
+def ensure_artifacts(settings: list[str]) -> None:
+    """Build the cached VLA warm start (and, for the world-model setting, the world model and the reflector) once,
+    here, before the seeds start (parallel first builds would race)."""
+    import mmpost.tasks.world_env  # noqa: F401  (registers the zoo entries)
+    from mmpost.config import ModelConfig
+    from mmpost.model import ensure_model_folder
+    from mmpost.tasks.world_env.models import artifact, load_reflector, load_world_model
+
+    ensure_model_folder(ModelConfig(path=str(WARM), zoo="tiny-vla-world-env"))
+    if "world_model" in settings:
+        artifact("world-env-reach-wm", None, load_world_model)
+        artifact("world-env-reflector", None, load_reflector)
 
 
-def command_line(args: argparse.Namespace) -> str:
-    parts = []
-    for key, value in vars(args).items():
-        if key != "out":
-            parts.append(f"--{key.replace('_', '-')} " + (" ".join(map(str, value)) if isinstance(value, list) else str(value)))
-    return " ".join(parts)
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--gt-steps", type=int, default=30, help="GRPO steps in the ground-truth env (~1.5 s each)")
-    parser.add_argument("--wm-steps", type=int, default=8, help="GRPO steps in the world model (~15 s each)")
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--heldout", type=int, default=64, help="ground-truth evaluation episodes (held-out starts)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--wm-seeds", type=int, nargs="+", default=None, help="seeds of the world-model setting (default --seeds)")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "learning_world_env.json")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    output = REPO / "runs" / "learning_world_env"
+    parser.add_argument("--gt-steps", type=int, default=40, help="GRPO steps in the ground-truth env")
+    parser.add_argument("--wm-steps", type=int, default=20, help="GRPO steps in the world model")
+    parser.add_argument("--heldout", type=int, default=64, help="ground-truth evaluation starts (held-out)")
+    parser.add_argument("--k", type=int, default=8, help="sampled episodes per held-out start for pass@k")
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "learning_world_env")
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    ensure_artifacts(args.settings)
     steps = {"ground_truth": args.gt_steps, "world_model": args.wm_steps}
-    rows = [run_one(s, seed, steps[s], args, output) for s in args.settings for seed in args.seeds]
-    summary: dict = {}
-    for setting in args.settings:
-        mine = [r for r in rows if r["setting"] == setting]
-        deltas = [r["after"] - r["before"] for r in mine]
-        summary[setting] = {"before_mean": statistics.mean(r["before"] for r in mine),
-                            "after_mean": statistics.mean(r["after"] for r in mine), "delta_mean": statistics.mean(deltas),
-                            "delta_std": statistics.stdev(deltas) if len(deltas) > 1 else 0.0, "seeds": len(mine)}
+    seeds = {"ground_truth": args.seeds, "world_model": args.wm_seeds or args.seeds}
+    common = [f"model.path={WARM}", f"data.task_args.heldout_size={args.heldout}", "eval.every_n_steps=0",
+              "train.save_every=0", *args.overrides]
+    jobs = [Job(key=(setting, seed), recipe="world_env", overrides=common + SETTINGS[setting],
+                output_dir=args.out / setting / f"seed{seed}", seed=seed, steps=steps[setting])
+            for setting in args.settings for seed in seeds[setting]]
+    runs = run_jobs(jobs, parallel=args.parallel)
+    from mmpost.config import load_config
+
+    temperature = load_config(REPO / "recipes" / "world_env.yaml", args.overrides).rollout.temperature
+    folders = [str(WARM)] + [str(args.out / s / f"seed{seed}" / "checkpoints" / f"step_{steps[s]}" / "model")
+                             for s, seed in runs]
+    with ProcessPoolExecutor(max_workers=args.parallel, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(sampled_success, folder, args.heldout, args.k, temperature) for folder in folders]
+        sampled = [f.result() for f in futures]
+    for key, after in zip(runs, sampled[1:]):
+        runs[key].summary.update({f"heldout_{n}_before": v for n, v in sampled[0].items()})
+        runs[key].summary.update({f"heldout_{n}_after": v for n, v in after.items()})
+        runs[key].summary["heldout_pass_k_before"] = args.k
+    rows = [Row(LABELS[s], f"world_env_{s}", [runs[(s, seed)] for seed in seeds[s]],
+                metric="ground-truth success (held-out starts, greedy)", task="world_env", warm_start="tiny-vla-world-env",
+                steps=steps[s]) for s in args.settings]
+    lines = ["Training episodes (mean over seeds, first → last 10 steps, or halves of shorter runs):", "",
+             "| setting | success in the env trained in | true success of the same actions | reflector/world-model call agrees with the truth | flat groups |",
+             "|---|---|---|---|---|"]
+    for s in args.settings:
+        def window(key: str, last: bool) -> str:
+            values = [v for seed in seeds[s]
+                      if (v := window_mean(runs[(s, seed)].curves.get(key, []), min(10, max(1, steps[s] // 2)),
+                                           last=last)) is not None]
+            return f"{statistics.mean(values):.3f}" if values else "-"
+
+        cells = [f"{window(key, False)} → {window(key, True)}" for key in
+                 ("env/success_rate", "diag/true_success_rate", "diag/success_call_agreement", "rollout/zero_variance_fraction")]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
     for name in ("world-env-reach-wm/world_env_wm.json", "world-env-reflector/world_env_reflector.json"):
-        path = REPO / "artifacts" / name
-        if path.is_file():
-            summary[name.split("/")[0]] = json.loads(path.read_text())
-    text = table(rows, summary, args)
-    print("\n" + text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"runs": rows, "summary": summary, "args": {k: str(v) for k, v in vars(args).items()}}, indent=1))
-    args.out.with_suffix(".md").write_text(f"# World-Env learning check\n\n`python benchmarks/learning_world_env.py "
-                                           f"{command_line(args)}`\n\n{text}\n")
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+        path = ARTIFACTS / name
+        if path.is_file() and "world_model" in args.settings:
+            lines += ["", f"`{name}`: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                                                      for k, v in json.loads(path.read_text()).items()})]
+    lines += ["", f"Ground truth {args.gt_steps} steps, world model {args.wm_steps} steps, 4 starts × G = 8 per step; "
+              f"{args.heldout} held-out starts; pass@{args.k} at temperature {temperature}; seeds {seeds}, 1 thread per "
+              f"process, {args.parallel} at a time; whole benchmark {time.perf_counter() - started:.0f} s (a shared 2-core machine)."]
+    body = write_report(rows, "learning_world_env", title="**World-Env** (`recipes/world_env.yaml`)", results=args.results,
+                        text="\n".join(lines))
+    print(body)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -98,3 +98,41 @@ def test_prm_guided_search_returns_the_best_scored_final_answer(tiny_vl_dir, par
     assert greedy_answer(proposer, 1, max_steps=5)[0].steps == ["a", "The final answer is 4."]
     best = best_of_n_answer(proposer, prm, parts, 1, n=2, max_steps=3)[0]
     assert best.steps[0] in ("a", "The final answer is 3.") and 0.0 <= best.score <= 1.0
+
+
+def test_roc_auc_and_prm_ranking_metrics_by_hand():
+    from mmpost.search.prm import StepJudgement, prm_ranking_metrics, roc_auc
+
+    # positives 0.9, 0.4; negatives 0.5, 0.4: pairs (0.9>0.5) 1, (0.9>0.4) 1, (0.4<0.5) 0, (0.4=0.4) 1/2 -> 2.5 / 4
+    assert roc_auc([0.9, 0.5, 0.4, 0.4], [True, False, True, False]) == pytest.approx(0.625)
+    assert roc_auc([0.3], [True]) != roc_auc([0.3], [True])  # NaN: one class only
+    judgements = [
+        # question 0, depth 0: mixed; the PRM's top pick (0.9) is right; 1 of 3 right
+        StepJudgement(0, 0, 0.9, True), StepJudgement(0, 0, 0.5, False), StepJudgement(0, 0, 0.2, False),
+        # question 0, depth 1: mixed; top pick (0.8) is wrong; 2 of 3 right
+        StepJudgement(0, 1, 0.8, False), StepJudgement(0, 1, 0.6, True), StepJudgement(0, 1, 0.1, True),
+        # question 1, depth 0: all wrong: not a set where choosing matters
+        StepJudgement(1, 0, 0.7, False), StepJudgement(1, 0, 0.3, False),
+    ]
+    metrics = prm_ranking_metrics(judgements)
+    assert metrics["mixed_sets"] == 2 and metrics["candidates"] == 8
+    assert metrics["pick_right"] == pytest.approx(0.5)                   # right, wrong
+    assert metrics["random_pick_right"] == pytest.approx((1 / 3 + 2 / 3) / 2)
+    assert metrics["right_fraction"] == pytest.approx(3 / 8)
+    # 3 positives (0.9, 0.6, 0.1) x 5 negatives (0.5, 0.2, 0.8, 0.7, 0.3): 0.9 beats 5, 0.6 beats 3, 0.1 beats 0
+    assert metrics["auc"] == pytest.approx(8 / 15)
+
+
+def test_prm_step_judgements_label_each_candidate_by_a_greedy_rollout(tiny_vl_dir, parts):
+    from mmpost.search.prm import build_prm, prm_step_judgements
+
+    answer = str(parts.samples[0]["answer"])
+    other = str(int(answer) + 1)
+    # depth 0 (greedy chain: "a", then a right answer): candidates "a" (rollout -> right) and a wrong final answer;
+    # depth 1 (after "a"): a right and a wrong final answer, judged by themselves.
+    proposer = ScriptedProposer(
+        {"": ["a", f"The final answer is {other}."], "a": [f"The final answer is {answer}.", f"The final answer is {other}."]},
+        {"": "a", "a": f"The final answer is {answer}."})
+    judgements = prm_step_judgements(proposer, build_prm(tiny_vl_dir), parts, 1, k=2, depths=(0, 1), max_steps=4)
+    assert [(j.depth, j.right) for j in judgements] == [(0, True), (0, False), (1, True), (1, False)]
+    assert all(0.0 <= j.score <= 1.0 for j in judgements)

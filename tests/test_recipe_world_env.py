@@ -45,7 +45,7 @@ def preset(parts, output_dir, **extra):
 def test_recipe_first_line_and_settings():
     assert RECIPE.read_text().splitlines()[0] == "# mmpost train recipes/world_env.yaml"
     config = load_config(RECIPE)
-    assert config.rollout.temperature == 1.6 and config.algorithm.drop_zero_variance_groups and 0 < config.algorithm.kl_coef <= 0.01
+    assert config.rollout.temperature == 1.0 and config.algorithm.drop_zero_variance_groups and 0 < config.algorithm.kl_coef <= 0.01
     assert config.algorithm.source == "env_rollouts" and config.algorithm.source_args["env"] == "world_env_world_model"
 
 
@@ -240,3 +240,91 @@ def test_reflector_builder_learns_the_success_call(tmp_path):
     assert 0.3 <= meta["heldout_true_success_rate"] <= 0.7  # the held-out set is balanced
     reflector = load_reflector(folder)
     assert reflector.threshold == meta["threshold"] and reflector.view_name == "channels"
+
+
+def test_episode_truth_agrees_with_the_ground_truth_env_step_by_step():
+    """`episode_truth` (the replay `env_rollouts` checks a world model's episodes with) gives the gym env's own
+    success verdict, for the expert's chunks and for random ones, counting only the steps the episode took."""
+    import gymnasium
+
+    from mmpost.tasks.world_env import WorldEnvTask
+    from mmpost.tasks.world_env.env import GYM_ID, expert_steps
+
+    task = WorldEnvTask(chunk=4, max_steps=8, train_size=6, heldout_size=2)
+    rng = np.random.default_rng(0)
+    verdicts = []
+    for sample in task.load("train"):
+        expert = np.stack([a for _, a in expert_steps(sample["position"], sample["target"], 4, task.config)])
+        for chunks in (expert, rng.uniform(-0.3, 0.3, size=(2, 4, 2))):
+            env = gymnasium.make(GYM_ID, config=task.config)
+            env.reset(options={"initial_state": {"position": sample["position"], "target": sample["target"]}})
+            steps, success = 0, False
+            for action in chunks.reshape(-1, 2):
+                _, _, terminated, truncated, info = env.step(action)
+                steps, success = steps + 1, bool(info["success"])
+                if terminated or truncated:
+                    break
+            assert task.episode_truth(sample, list(chunks), steps) == success
+            verdicts.append(success)
+    assert any(verdicts) and not all(verdicts)  # both outcomes were checked
+    # steps after the episode's end were never executed: the expert's actions cut before the goal do not succeed
+    sample = task.load("train")[0]
+    expert = np.concatenate([a for _, a in expert_steps(sample["position"], sample["target"], 4, task.config)])
+    assert task.episode_truth(sample, [expert], len(expert)) and not task.episode_truth(sample, [expert], 0)
+
+
+def test_truth_metrics_by_hand():
+    from mmpost.envs.base import EpisodeStats
+    from mmpost.envs.source import Episode, PolicyCall, truth_metrics
+
+    class Replay:  # the truth: success when the first action's x is positive
+        def episode_truth(self, sample, chunks, steps):
+            return bool(chunks[0][0, 0] > 0)
+
+    def episode(index, x, claimed):
+        call = PolicyCall(sample={}, prompt=None, completion_ids=[], logprobs=None, actions=np.array([[x, 0.0]]))
+        return Episode(index, [call], EpisodeStats(episode_return=0.0, length=1, success=claimed))
+
+    episodes = [episode(0, 0.1, True), episode(0, -0.1, True), episode(1, 0.2, False), episode(1, -0.2, False)]
+    # truth [1, 0, 1, 0] -> rate 0.5; claimed [1, 1, 0, 0] agrees on the first and the last -> 0.5
+    assert truth_metrics(Replay(), [{}, {}], episodes) == {"diag/true_success_rate": 0.5,
+                                                          "diag/success_call_agreement": 0.5}
+    assert truth_metrics(object(), [{}], episodes) == {}  # a task without a ground truth logs nothing
+
+
+class RightwardReach:
+    """The ground-truth reach env with a reward the policy can learn in a few steps: the fraction of the chunk's
+    actions that move right (x > 0), one chunk per episode. Observations are the real env's."""
+
+    def __init__(self, inner):
+        self.inner, self.chunk = inner, inner.chunk
+
+    def reset(self, initial_states, *, seed=None):
+        return self.inner.reset(initial_states, seed=seed)
+
+    def chunk_step(self, action_chunks):
+        from mmpost.envs.base import StepResult
+
+        step = self.inner.chunk_step(action_chunks)
+        rewards = (torch.as_tensor(np.asarray(action_chunks), dtype=torch.float32)[..., 0] > 0).float() / self.chunk
+        ended = torch.zeros_like(rewards, dtype=torch.bool)
+        ended[:, -1] = True
+        return StepResult(step.observations, rewards, ended, torch.zeros_like(ended), [{} for _ in step.infos])
+
+
+def test_env_rollouts_grpo_raises_a_learnable_episode_reward(tiny_parts, tmp_path):
+    """The learning path World-Env relies on (env episodes -> episode return -> GRPO on every policy call's tokens),
+    checked where a few steps must show it: the reward for moving right rises. It fails if episodes, their returns,
+    the advantages or the update stop reaching the policy."""
+    from mmpost.registry import ENVIRONMENTS
+    from mmpost.tasks.world_env.task import _task
+
+    if "test_rightward_reach" not in ENVIRONMENTS:
+        ENVIRONMENTS.add("test_rightward_reach", lambda task=None: RightwardReach(_task(task).ground_truth_env()))
+    run = tmp_path / "run"
+    train(load_config(RECIPE, preset(tiny_parts, run, **{
+        "algorithm.source_args.env": "test_rightward_reach", "algorithm.source_args.env_args": "{}",
+        "algorithm.source_args.max_policy_calls": 1, "train.steps": 10, "data.prompts_per_step": 4,
+        "rollout.num_generations": 8, "optim.lr": 3e-3, "algorithm.kl_coef": 0.0, "eval.heldout": "false"})))
+    rewards = [json.loads(line)["reward/episode_return"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.15, rewards

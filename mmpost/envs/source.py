@@ -11,7 +11,11 @@ the row's sample (`_episode_return`), where the `episode_return` reward reads it
 The task supplies three functions:
 - `initial_state(sample) -> state` for `env.reset` (for a world model: the initial frames);
 - `observation_sample(sample, observation, call) -> Sample` (a prompt-ready sample for one observation);
-- `action_chunk(output, sample) -> array [C, A]` (output = the decoded completion, or the backend's `outputs`).
+- `action_chunk(output, sample) -> array [C, A]` (output = the decoded completion, or the backend's `outputs`);
+and optionally `episode_truth(sample, action_chunks, steps) -> bool`: whether the episode's first `steps` actions,
+replayed from its initial state in the ground truth, reach success. With it, episodes in a learned environment (a world model judged by a
+reflector) are checked against the truth every step: `diag/true_success_rate` and `diag/success_call_agreement`
+(how often the environment's success verdict matches the truth) -- the learned reward against the truth.
 
 Which environment: `algorithm.source_args.env` names an ENVIRONMENTS entry, called with `env_args` (plus the
 task as `task=` when the entry accepts it); the task's own entries switch between a world model and the ground
@@ -39,12 +43,14 @@ EPISODE_SUCCESS = "_episode_success"
 
 @dataclass
 class PolicyCall:
-    """One observation the policy acted on: its sample and prompt, the sampled tokens and their log-probs."""
+    """One observation the policy acted on: its sample and prompt, the sampled tokens and their log-probs, and the
+    action chunk the task made of them."""
 
     sample: Sample
     prompt: PromptEncoding
     completion_ids: list[int]
     logprobs: list[float] | None
+    actions: np.ndarray | None = None
 
 
 @dataclass
@@ -123,7 +129,8 @@ def run_episodes(policy: Any, backend: Any, env: Any, samples: Sequence[Sample],
         for k, b in enumerate(active):
             actions[b] = chunks[k]
             logprobs = result.logprobs[k] if result.logprobs else None
-            episodes[b].calls.append(PolicyCall(call_samples[k], prompts[k], list(result.completion_ids[k]), logprobs))
+            episodes[b].calls.append(PolicyCall(call_samples[k], prompts[k], list(result.completion_ids[k]), logprobs,
+                                                chunks[k]))
         # an env that can step a subset skips the episodes that already ended (their results are never read)
         step = env.chunk_step(actions, active=active) if steps_subset else env.chunk_step(actions)
         done = step.done
@@ -138,6 +145,19 @@ def run_episodes(policy: Any, backend: Any, env: Any, samples: Sequence[Sample],
     for b in active:
         episodes[b].stats = EpisodeStats(returns[b], lengths[b], False)
     return episodes
+
+
+def truth_metrics(task: Any, samples: Sequence[Sample], episodes: Sequence[Episode]) -> dict[str, float]:
+    """The environment's success verdicts against the ground truth (`task.episode_truth`, see the module docstring);
+    {} when the task has no ground truth to replay in. Only the steps the episode took count: actions after an
+    ended episode were never executed."""
+    truth = getattr(task, "episode_truth", None)
+    if not callable(truth) or not episodes:
+        return {}
+    true = [bool(truth(samples[e.initial_index], [c.actions for c in e.calls], e.stats.length)) for e in episodes]
+    claimed = [bool(e.stats.success) for e in episodes]
+    return {"diag/true_success_rate": float(np.mean(true)),
+            "diag/success_call_agreement": float(np.mean([a == b for a, b in zip(true, claimed)]))}
 
 
 def episode_metrics(episodes: Sequence[Episode], prefix: str = "env") -> dict[str, float]:
@@ -165,6 +185,7 @@ class EnvRollouts(ExperienceSource):
         self.max_policy_calls, self.seed = max_policy_calls, seed
         self._env: Any = None
         self.last_episodes: list[Episode] = []
+        self.last_samples: list[Sample] = []
 
     def environment(self, ctx: StepContext) -> Any:
         if self._env is None:
@@ -183,11 +204,11 @@ class EnvRollouts(ExperienceSource):
                 builder.prompts.append(call.prompt)
                 builder.add_row(len(builder.samples) - 1, episode.initial_index, call.completion_ids, source=RowKind.POLICY,
                                 is_sft=False, sampling_logprobs=call.logprobs, episode_id=episode_id)
-        self.last_episodes = episodes
+        self.last_episodes, self.last_samples = episodes, list(samples)
         return builder.build(ctx)
 
     def after_rewards(self, ctx: StepContext, batch) -> dict[str, float]:
-        return episode_metrics(self.last_episodes)
+        return {**episode_metrics(self.last_episodes), **truth_metrics(ctx.policy.task, self.last_samples, self.last_episodes)}
 
 
 def _episode_field(samples: Sequence[Sample], key: str, reward: str) -> list[float]:

@@ -287,3 +287,84 @@ def best_of_n_answer(proposer, prm: ProcessRewardModel, encoder: PathEncoder, qu
                 still.append(q)
         live = still
     return [SearchAnswer(p, s) for p, s in zip(paths, scores)]
+
+
+# -- is the PRM right about the policy's own steps? --------------------------------------------------
+def roc_auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
+    """Area under the ROC curve = P(score of a random positive > score of a random negative), ties counting 1/2
+    (the Mann-Whitney U statistic divided by n_pos * n_neg). NaN when either class is empty."""
+    pairs = list(zip(scores, positive))
+    pos = [float(s) for s, p in pairs if p]
+    neg = [float(s) for s, p in pairs if not p]
+    if not pos or not neg:
+        return float("nan")
+    greater = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg)
+    return greater / (len(pos) * len(neg))
+
+
+@dataclass(frozen=True)
+class StepJudgement:
+    """One candidate step the policy proposed: the PRM's score and the truth of a greedy rollout from it."""
+
+    question: int
+    depth: int  # steps before the candidate (0 = the first step)
+    score: float  # PRM score, clamped to [0, 1]
+    right: bool  # the greedy continuation from the candidate (or the candidate itself) ends in a correct answer
+
+
+def prm_ranking_metrics(judgements: Sequence[StepJudgement]) -> dict[str, float]:
+    """How well the PRM ranks the policy's candidates. Over all candidates: `auc` (does a higher score mean a right
+    continuation?) and `right_fraction`. Over the candidate sets (same question and depth) that mix right and wrong
+    steps, the only ones where choosing matters: `pick_right` = P(the PRM's top candidate is right) against
+    `random_pick_right` = the mean right fraction of those sets (what picking at random gets), and `mixed_sets`."""
+    groups: dict[tuple[int, int], list[StepJudgement]] = {}
+    for judgement in judgements:
+        groups.setdefault((judgement.question, judgement.depth), []).append(judgement)
+    mixed = [g for g in groups.values() if any(j.right for j in g) and not all(j.right for j in g)]
+    nan = float("nan")
+    return {
+        "auc": roc_auc([j.score for j in judgements], [j.right for j in judgements]),
+        "right_fraction": sum(j.right for j in judgements) / len(judgements) if judgements else nan,
+        "pick_right": sum(max(g, key=lambda j: j.score).right for g in mixed) / len(mixed) if mixed else nan,
+        "random_pick_right": sum(sum(j.right for j in g) / len(g) for g in mixed) / len(mixed) if mixed else nan,
+        "mixed_sets": float(len(mixed)),
+        "candidates": float(len(judgements)),
+    }
+
+
+def prm_step_judgements(proposer, prm: ProcessRewardModel, encoder: PathEncoder, questions: int, *, k: int = 4,
+                        depths: Sequence[int] = (0, 1), max_steps: int = 6) -> list[StepJudgement]:
+    """The PRM judged on the policy's own candidates: for each question, along its greedy chain, at each depth d in
+    `depths` the policy samples k next steps (the proposer's temperature, as the search expands); each candidate is
+    labelled by a greedy rollout from it (as MCTS simulates; a terminal candidate by its own correctness) and scored
+    by the PRM on question + path. `proposer` and `encoder` must index the same samples, which carry `answer`."""
+    from mmpost.search.mcts import is_correct_step
+    from mmpost.search.source import sample_chains
+
+    answers = [str(s["answer"]) for s in encoder.samples[:questions]]
+    greedy = [[s.text for s in steps] for _, steps in sample_chains(proposer, questions, 1, max(depths) + 1, greedy=True)]
+    starts = [(q, greedy[q][:d], d) for d in depths for q in range(questions)
+              if len(greedy[q]) >= d and not any(is_terminal_step(s) for s in greedy[q][:d])]
+    if not starts:
+        return []
+    candidates = proposer.propose([(q, prefix) for q, prefix, _ in starts], k, False)
+    paths = [(q, prefix + [c.text], d) for (q, prefix, d), options in zip(starts, candidates) for c in options]
+    right = [False] * len(paths)
+    live = []
+    for index, (q, path, _) in enumerate(paths):
+        if is_terminal_step(path[-1]):
+            right[index] = is_correct_step(path[-1], answers[q])
+        elif len(path) < max_steps:
+            live.append((index, path))
+    while live:  # greedy rollouts, all advancing together
+        steps = proposer.propose([(paths[i][0], path) for i, path in live], 1, True)
+        still = []
+        for (index, path), (step, *_) in zip(live, steps):
+            path = path + [step.text]
+            if is_terminal_step(step.text):
+                right[index] = is_correct_step(step.text, answers[paths[index][0]])
+            elif len(path) < max_steps:
+                still.append((index, path))
+        live = still
+    scores = prm_scores(prm, encoder, [(q, path) for q, path, _ in paths])
+    return [StepJudgement(q, d, score, r) for (q, _, d), score, r in zip(paths, scores, right)]

@@ -118,6 +118,23 @@ def tiny_qwen2_audio_config(
     )
 
 
+def whisper_positions(model: Qwen2AudioForConditionalGeneration) -> None:
+    """Give the audio encoder Whisper's sinusoidal position table, frozen, as every real Qwen2-Audio checkpoint has.
+
+    Why: Qwen2-Audio's encoder is Whisper's, whose `embed_positions` are sinusoids (max timescale 10^4) that never
+    train; transformers builds Qwen2AudioEncoder without Whisper's initialiser, so a model built from a config gets
+    random N(0, initializer_range) rows instead. Measured on the tiny encoder (d_model 32): adjacent random rows have
+    cosine -0.001 (no notion of "next to"), sinusoids 0.96, so "which tone came first" and "which is longer" had to
+    be learned from unrelated codes.
+    """
+    from transformers.models.whisper.modeling_whisper import sinusoids
+
+    table = model.model.audio_tower.embed_positions
+    with torch.no_grad():
+        table.weight.copy_(sinusoids(*table.weight.shape))
+    table.requires_grad_(False)
+
+
 @MODEL_ZOO.register("tiny-qwen2-audio")
 def build_tiny_qwen2_audio(
     out_dir: str | os.PathLike,
@@ -129,14 +146,18 @@ def build_tiny_qwen2_audio(
     audio_hidden: int = 32,
     audio_layers: int = 2,
     window_seconds: int = QWEN2_AUDIO_WINDOW_SECONDS,
+    encoder_positions: str = "whisper",
 ) -> Path:
     """Build and save a tiny random Qwen2-Audio (model, tokenizer, processor, generation config) in `out_dir`.
 
     Load it with `AutoProcessor.from_pretrained(out_dir)` and
     `Qwen2AudioForConditionalGeneration.from_pretrained(out_dir)` (or `mmpost.model.load_model`). The
     feature extractor is Qwen2-Audio's (128 mel bins, 16 kHz, `window_seconds` = 30 s window). Same
-    seed, same weights.
+    seed, same weights. `encoder_positions`: "whisper" (the real models' frozen sinusoids, see `whisper_positions`)
+    or "random" (what a config-built Qwen2AudioEncoder gets; kept for the comparison in recipes/audio_grpo.md).
     """
+    if encoder_positions not in ("whisper", "random"):
+        raise ValueError(f"tiny-qwen2-audio: encoder_positions must be 'whisper' or 'random', got {encoder_positions!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tiny_tokenizer()
@@ -155,6 +176,8 @@ def build_tiny_qwen2_audio(
     )
     torch.manual_seed(seed)
     model = Qwen2AudioForConditionalGeneration(config)
+    if encoder_positions == "whisper":
+        whisper_positions(model)
     model.generation_config = GenerationConfig(
         eos_token_id=token_ids["<|im_end|>"], pad_token_id=token_ids["<|endoftext|>"], bos_token_id=None
     )

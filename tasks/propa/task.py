@@ -15,7 +15,7 @@ import random
 from typing import Sequence
 
 from mmpost.registry import REWARDS, TASKS
-from mmpost.search.mcts import is_correct_step
+from mmpost.search.mcts import STEP_SYSTEM_PROMPT, is_correct_step
 from mmpost.tasks.common import canonical_split, check_kinds
 from mmpost.tasks.propa.render import render_digits
 from mmpost.types import Message, Sample
@@ -85,7 +85,8 @@ class PropaDigitsTask:
 
     def __init__(self, *, seed: int = 0, image_size: int = 112, kinds: Sequence[str] | None = None,
                  train_size: int = DEFAULT_SIZES["train"], heldout_size: int = DEFAULT_SIZES["heldout"],
-                 min_digits: int = 2, max_digits: int = 4, question_style: str = "official") -> None:
+                 min_digits: int = 2, max_digits: int = 4, question_style: str = "official",
+                 system_prompt: str = STEP_SYSTEM_PROMPT, step_max_new_tokens: int = 28, max_steps: int = 6) -> None:
         if question_style not in ("official", "short"):
             raise ValueError(f"propa_digits: question_style must be 'official' or 'short', got {question_style!r}")
         self.template = QUESTION_TEMPLATE if question_style == "official" else SHORT_QUESTION_TEMPLATE
@@ -96,6 +97,9 @@ class PropaDigitsTask:
         self.sizes = {"train": train_size, "heldout": heldout_size}
         self.min_digits, self.max_digits = min_digits, max_digits
         self.default_rewards = [{"name": "propa_answer", "weight": 1.0}]
+        # How the policy is evaluated (`evaluate_policy`): the step format's system turn ("" = none, the CPU
+        # presets), tokens per step and the step cap.
+        self.system_prompt, self.step_max_new_tokens, self.max_steps = system_prompt, step_max_new_tokens, max_steps
 
     def load(self, split: str, *, size: int | None = None) -> list[Sample]:
         split = canonical_split("propa_digits", split)
@@ -115,6 +119,21 @@ class PropaDigitsTask:
     def target(self, sample: Sample) -> str:
         """The whole reference chain (step-format training uses `sample["steps"]` one step at a time)."""
         return " ".join(sample["steps"])
+
+    def evaluate_policy(self, policy, backend, rows: Sequence[Sample], *, rank: int = 0, world: int = 1) -> tuple[float, float]:
+        """(correct, questions): greedy step-by-step decoding (PROPA's greedy baseline: one step per call in the step
+        format, until "The final answer is" or `max_steps` steps), scored by PROPA's check. The engine's held-out
+        accuracy calls this, so a run's summary holds the step-wise held-out accuracy before and after."""
+        from mmpost.search.prm import greedy_answer
+        from mmpost.search.source import PolicyStepProposer
+
+        rows = list(rows)
+        if not rows:
+            return 0.0, 0.0
+        proposer = PolicyStepProposer(policy, backend, rows, max_new_tokens=self.step_max_new_tokens,
+                                      system_prompt=self.system_prompt)
+        answers = greedy_answer(proposer, len(rows), max_steps=self.max_steps)
+        return float(sum(propa_answer([a.text for a in answers], rows))), float(len(rows))
 
 
 @REWARDS.register("propa_answer")

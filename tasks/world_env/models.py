@@ -26,11 +26,13 @@ import numpy as np
 import torch
 
 from mmpost.registry import MODEL_ZOO
+from mmpost.search.prm import roc_auc  # noqa: F401  (the reflector's AUC; also used by tests from here)
 from mmpost.tasks.world_env.env import WorldEnvConfig, collect_trajectories, render_frame, success_score
 
 WM_META = "world_env_wm.json"
 REFLECTOR_META = "world_env_reflector.json"
 REFLECTOR_PROMPT = "Is the white dot on the grey dot?"
+REFLECTOR_ROPE_THETA = 1_000_000.0  # the M-RoPE base the reflector was measured with (see build_reflector)
 WM_STEPS, WM_TRAJECTORIES, WM_LENGTH, WM_SAMPLING_STEPS = 300, 256, 8, 4
 REFLECTOR_STEPS, REFLECTOR_EXAMPLES, REFLECTOR_LR, REFLECTOR_IMAGE_SIZE, REFLECTOR_HELDOUT = 3000, 2048, 1e-3, 112, 256
 
@@ -197,18 +199,6 @@ def reflector_examples(count: int, config: WorldEnvConfig, *, seed: int) -> tupl
     return frames, labels
 
 
-def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve = P(score of a random positive > score of a random negative), ties counting 1/2
-    (the Mann-Whitney U statistic divided by n_pos * n_neg). NaN when either class is empty."""
-    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
-    pos, neg = scores[positive], scores[~positive]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
-
-
 def success_call_metrics(scores: np.ndarray, positive: np.ndarray, threshold: float) -> dict[str, float]:
     """How well `score >= threshold` calls success: accuracy, balanced accuracy (mean of the true-positive and
     true-negative rates, so always saying "no" scores 0.5), AUC of the raw scores, and the call's calibration at the
@@ -298,7 +288,10 @@ def build_reflector(out_dir, *, seed: int = 0, steps: int = REFLECTOR_STEPS, exa
     config = WorldEnvConfig()
     out = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="mmpost-reflector-") as scratch:
-        base = Path(backbone) if backbone else MODEL_ZOO.get("tiny-qwen2.5-vl")(Path(scratch) / "base", seed=seed)
+        # The reflector judges from colour channels, not positions; it was measured (balanced accuracy 0.918 on real
+        # frames) on the hub's M-RoPE base, so it keeps that base rather than the tiny builder's default.
+        base = Path(backbone) if backbone else MODEL_ZOO.get("tiny-qwen2.5-vl")(Path(scratch) / "base", seed=seed,
+                                                                                 rope_theta=REFLECTOR_ROPE_THETA)
         processor = load_processor(str(base))
         prm = build_prm(base, seed=seed)
     reflector = Reflector(prm, processor, image_size=image_size, view=view)
