@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from learning_report import Job, Row, run_jobs, write_report  # noqa: E402
+from learning_report import add_run_arguments, ensure_zoo_model, Job, Row, run_jobs, write_report  # noqa: E402
 
 WARM = REPO / "artifacts" / "tiny-qwen2-audio-mcq"
 # CPU-sized settings (the recipe itself keeps R1-AQA's 16 prompts, 256 tokens, lr 1e-6 for a 7B model, 1000 steps):
@@ -78,24 +78,16 @@ def accuracy_by_kind(model_dir: Path, heldout: int, k: int = 8, temperature: flo
 
 
 def ensure_warm_start() -> None:
-    """Build the cached warm start once (through the zoo, as a recipe run would: stamped with its builder's version),
-    before the seeds start: parallel first builds would race."""
     import mmpost.tasks.audio_mcq  # noqa: F401  (registers the zoo entry)
-    from mmpost.config import ModelConfig
-    from mmpost.model import ensure_model_folder
 
-    ensure_model_folder(ModelConfig(path=str(WARM), zoo="tiny-qwen2-audio-mcq"))
+    ensure_zoo_model(WARM, "tiny-qwen2-audio-mcq")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_run_arguments(parser, "learning_audio")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--heldout", type=int, default=96)
-    parser.add_argument("--parallel", type=int, default=2, help="seeds run as this many processes (1 thread each)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "learning_audio")
-    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     import torch
 

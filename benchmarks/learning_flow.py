@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from learning_report import Job, Row, run_jobs, write_report  # noqa: E402
+from learning_report import add_run_arguments, ensure_zoo_model, Job, Row, run_jobs, write_report  # noqa: E402
 
 RECIPE = REPO / "recipes" / "flow_grpo.yaml"
 WARM = REPO / "artifacts" / "tiny-flow-generator-shapes"
@@ -56,24 +56,16 @@ def sampled_heldout(model_dir: Path, heldout: int, k: int) -> dict[str, float]:
 
 
 def ensure_warm_start() -> None:
-    """Build the cached warm start once (through the zoo, as a recipe run would: stamped with its builder's version),
-    before the seeds start: parallel first builds would race."""
     import mmpost.tasks.flow_shapes  # noqa: F401  (registers the zoo entry)
-    from mmpost.config import ModelConfig
-    from mmpost.model import ensure_model_folder
 
-    ensure_model_folder(ModelConfig(path=str(WARM), zoo="tiny-flow-generator-shapes"))
+    ensure_zoo_model(WARM, "tiny-flow-generator-shapes")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_run_arguments(parser, "learning_flow")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--heldout", type=int, default=64)
-    parser.add_argument("--parallel", type=int, default=2, help="seeds run as this many processes (1 thread each)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "learning_flow")
-    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     ensure_warm_start()

@@ -18,7 +18,6 @@ Writes benchmarks/results/learning_propa.{md,json} and learning_propa.png.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -30,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from learning_report import Job, Row, mean_std, run_jobs, write_report  # noqa: E402
+from learning_report import add_run_arguments, ensure_zoo_model, Job, Row, mean_std, run_jobs, write_report  # noqa: E402
 
 WARM = REPO / "artifacts" / "tiny-qwen2.5-vl-propa"
 STEP_TOKENS = 28
@@ -116,18 +115,14 @@ def _pool_map(function, jobs: list[dict], parallel: int) -> list:
 
 
 def ensure_warm_start() -> None:
-    """Build the cached warm start once (through the zoo, as a recipe run would: stamped with its builder's version),
-    before the seeds start: parallel first builds would race."""
     import mmpost.tasks.propa  # noqa: F401  (registers the zoo entry)
-    from mmpost.config import ModelConfig
-    from mmpost.model import ensure_model_folder
 
-    ensure_model_folder(ModelConfig(path=str(WARM), zoo="tiny-qwen2.5-vl-propa"))
+    ensure_zoo_model(WARM, "tiny-qwen2.5-vl-propa")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_run_arguments(parser, "learning_propa")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--prompts", type=int, default=8, help="questions per round")
     parser.add_argument("--iterations", type=int, default=8, help="PROPA MCTS iterations per question (official 25)")
@@ -135,10 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout", type=int, default=64)
     parser.add_argument("--prm-epochs", type=int, default=3)
     parser.add_argument("--prm-iterations", type=int, default=8, help="PRM-guided MCTS minimum iterations (official 25)")
-    parser.add_argument("--parallel", type=int, default=2)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "learning_propa")
-    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     ensure_warm_start()

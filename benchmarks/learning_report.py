@@ -33,6 +33,24 @@ DIAGNOSTIC_KEYS = ("reward/mean", "diag/entropy", "diag/kl_to_start", "diag/zero
 
 
 # -- statistics (pure) -----------------------------------------------------------------------------
+def add_run_arguments(parser, name: str) -> None:
+    """The options every learning benchmark takes: seeds, parallel processes, recipe overrides, run and results folders."""
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--parallel", type=int, default=2, help="seeds run as this many processes (1 thread each)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / name)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+
+
+def ensure_zoo_model(folder: Path, zoo: str) -> None:
+    """Build the cached zoo model once (as a recipe run would: stamped with its builder's version) before the seeds
+    start: parallel first builds would race. The module registering `zoo` must be imported first."""
+    from mmpost.config import ModelConfig
+    from mmpost.model import ensure_model_folder
+
+    ensure_model_folder(ModelConfig(path=str(folder), zoo=zoo))
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (n - 1; 0 for one value)."""
     values = [float(v) for v in values]

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from learning_report import Job, Row, run_jobs, window_mean, write_report  # noqa: E402
+from learning_report import add_run_arguments, ensure_zoo_model, Job, Row, run_jobs, window_mean, write_report  # noqa: E402
 
 RECIPES = {
     "rlir_diffusion": {"reward": "reward/idm_exact_frames", "gold": "reward/idm_gold_exact_frames",
@@ -68,8 +68,6 @@ def diffusion_heldout_metrics(model_folder: str, heldout: int) -> dict[str, floa
 def ensure_artifacts(recipes: list[str]) -> None:
     """Build the cached SFT world models and IDMs once, before the seeds start (parallel first builds would race)."""
     import mmpost.tasks.world_models  # noqa: F401  (registers the zoo entries)
-    from mmpost.config import ModelConfig
-    from mmpost.model import ensure_model_folder
     from mmpost.tasks.world_models.idm import idm_artifact
 
     for kind in ("idm", "idm_gold"):  # the reward IDM and the gold IDM (each trained once, on its own split)
@@ -77,20 +75,16 @@ def ensure_artifacts(recipes: list[str]) -> None:
 
     for recipe in recipes:
         model = RECIPES[recipe]["model"]
-        ensure_model_folder(ModelConfig(path=str(REPO / "artifacts" / model), zoo=model))
+        ensure_zoo_model(REPO / "artifacts" / model, model)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_run_arguments(parser, "learning_rlir")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--steps", type=int, default=60, help="RL steps of rlir_diffusion (and of rlir_ar unless --ar-steps)")
     parser.add_argument("--ar-steps", type=int, default=None)
     parser.add_argument("--heldout", type=int, default=64, help="held-out conditionings for the diffusion gold metrics")
-    parser.add_argument("--parallel", type=int, default=2)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "learning_rlir")
-    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     ensure_artifacts(args.recipes)

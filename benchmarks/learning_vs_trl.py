@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning_report import (REPO, RESULTS, Job, Row, SeedRun, diagnosis_table, gain_statistics, kinds_table,  # noqa: E402
+from learning_report import (REPO, RESULTS, Job, Row, diagnosis_table, gain_statistics, kinds_table,  # noqa: E402
                              markdown_table, plot_row, run_jobs)
 
 WARM_START = ("tiny-qwen2.5-vl-shapes", "artifacts/tiny-qwen2.5-vl-shapes")

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from learning_report import Job, Row, run_jobs, window_mean, write_report  # noqa: E402
+from learning_report import add_run_arguments, ensure_zoo_model, Job, Row, run_jobs, window_mean, write_report  # noqa: E402
 
 ARTIFACTS = REPO / "artifacts"
 WARM = ARTIFACTS / "tiny-vla-world-env"
@@ -66,11 +66,9 @@ def ensure_artifacts(settings: list[str]) -> None:
     """Build the cached VLA warm start (and, for the world-model setting, the world model and the reflector) once,
     here, before the seeds start (parallel first builds would race)."""
     import mmpost.tasks.world_env  # noqa: F401  (registers the zoo entries)
-    from mmpost.config import ModelConfig
-    from mmpost.model import ensure_model_folder
     from mmpost.tasks.world_env.models import artifact, load_reflector, load_world_model
 
-    ensure_model_folder(ModelConfig(path=str(WARM), zoo="tiny-vla-world-env"))
+    ensure_zoo_model(WARM, "tiny-vla-world-env")
     if "world_model" in settings:
         artifact("world-env-reach-wm", None, load_world_model)
         artifact("world-env-reflector", None, load_reflector)
@@ -78,17 +76,13 @@ def ensure_artifacts(settings: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_run_arguments(parser, "learning_world_env")
     parser.add_argument("--wm-seeds", type=int, nargs="+", default=None, help="seeds of the world-model setting (default --seeds)")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--gt-steps", type=int, default=40, help="GRPO steps in the ground-truth env")
     parser.add_argument("--wm-steps", type=int, default=20, help="GRPO steps in the world model")
     parser.add_argument("--heldout", type=int, default=64, help="ground-truth evaluation starts (held-out)")
     parser.add_argument("--k", type=int, default=8, help="sampled episodes per held-out start for pass@k")
-    parser.add_argument("--parallel", type=int, default=2)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "learning_world_env")
-    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     ensure_artifacts(args.settings)
