@@ -33,7 +33,7 @@ METHODS = {  # recipe -> label; all on the shapes task from the warm start the r
 # `--suite all`: the other learning benchmarks, each a full run by default, in this order (scripts that are not
 # there yet are skipped with a note).
 SUITE_SCRIPTS = ["learning_vs_trl.py", "learning_modalities.py", "learning_audio.py", "learning_propa.py",
-                 "learning_rlir.py", "learning_world_env.py", "learning_flow_grpo.py"]
+                 "learning_rlir.py", "learning_world_env.py", "learning_flow.py"]
 WORLD_MODEL_SCRIPTS = ["learning_rlir.py", "learning_world_env.py"]
 
 

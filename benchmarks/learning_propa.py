@@ -24,6 +24,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -33,6 +34,11 @@ from learning_report import add_run_arguments, ensure_zoo_model, Job, Row, mean_
 
 WARM = REPO / "artifacts" / "tiny-qwen2.5-vl-propa"
 STEP_TOKENS = 28
+PRM_QUESTIONS = 0
+# Candidate-step temperatures at inference: the official 1.0, and 0.5, which keeps candidates nearer the greedy step
+# (measured: at 1.0 only 10 of 128 candidate sets mixed right and wrong steps, and best-of-4 fell to 0.094 from
+# greedy 0.156 on a PROPA policy, the PRM's AUC being 0.61).
+SEARCH_TEMPERATURES = [1.0, 0.5]
 
 
 def _task(heldout: int):
@@ -72,10 +78,28 @@ def sampled_chains(model_dir: str, heldout: int, k: int, max_steps: int, seed: i
             "pass_at_k": statistics.mean(max(r) for r in right.values())}
 
 
+def search_more_trees(model_dir: Path, task, samples, iterations: int, max_steps: int, batch: int = 32) -> list:
+    """PRM data beyond the run's own trees: PROPA's training search (MCTS with greedy-rollout values, k = 4) run by
+    the final policy on further training questions, `batch` trees in lockstep at a time."""
+    from mmpost.search.mcts import MCTSConfig, SearchTree, rollout_evaluator, run_mcts
+
+    out = []
+    for start in range(0, len(samples), batch):
+        chunk = samples[start : start + batch]
+        proposer, _ = _proposer(model_dir, task, chunk)
+        trees = [SearchTree(answer=str(s["answer"])) for s in chunk]
+        run_mcts(trees, proposer, rollout_evaluator(proposer, max_steps), MCTSConfig(iterations=iterations, num_children=4))
+        out += list(zip(chunk, trees))
+    return out
+
+
 def inference_comparison(model_dir: str, tree_dir: str, heldout: int, prm_epochs: int, prm_iterations: int,
-                         max_steps: int, seed: int) -> dict:
-    """PRM trained on the run's trees (a value head on the PROPA policy), then greedy / best-of-4 / PRM-MCTS on the
-    held-out questions, and the PRM's ranking of the policy's own candidate steps."""
+                         max_steps: int, seed: int, prm_questions: int = 0, search_iterations: int = 8,
+                         temperatures: Sequence[float] = (1.0,)) -> dict:
+    """PRM trained on the run's trees (a value head on the PROPA policy; plus, with `prm_questions`, trees the final
+    policy searched on that many further training questions), then greedy / best-of-4 / PRM-MCTS on the held-out
+    questions, and the PRM's ranking of the policy's own candidate steps; the sampled strategies and the ranking once per
+    candidate temperature in `temperatures` (official 1.0; the first one's results are also the top-level keys)."""
     import torch
 
     from mmpost.eval.search_strategy import SearchSettings, accuracy_of, answer_questions
@@ -86,26 +110,52 @@ def inference_comparison(model_dir: str, tree_dir: str, heldout: int, prm_epochs
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     started = time.perf_counter()
+    wall: dict[str, float] = {}
     task = _task(heldout)
-    train_rows = {s["id"]: s for s in task.load("train")}
+    train_samples = task.load("train")
+    train_rows = {s["id"]: s for s in train_samples}
     trees = [(train_rows[i], tree) for path in sorted(Path(tree_dir).glob("*.jsonl")) for i, tree in load_trees(path)]
+    if prm_questions:
+        searched = {s["id"] for s, _ in trees}
+        fresh = [s for s in train_samples if s["id"] not in searched][:prm_questions]
+        trees += search_more_trees(Path(model_dir), task, fresh, search_iterations, max_steps)
+    wall["prm_data"] = time.perf_counter() - started
     _, processor = _proposer(Path(model_dir), task, [])
     examples = [e for q, (_, tree) in enumerate(trees) for e in prm_examples(tree, q)]
     prm = build_prm(model_dir, seed=seed)
+    mark = time.perf_counter()
     losses = train_prm(prm, PathEncoder(processor, task, ImageModality(), [s for s, _ in trees]), examples,
                        epochs=prm_epochs, lr=1e-3, batch_size=16, seed=seed)
+    wall["prm_training"] = time.perf_counter() - mark
     samples = task.load("heldout")
     encoder = PathEncoder(processor, task, ImageModality(), samples)
-    proposer, _ = _proposer(Path(model_dir), task, samples)
     settings = SearchSettings(num_children=4, min_iterations=prm_iterations, min_final_answers=2,
                               max_iterations=4 * prm_iterations, max_steps=max_steps)
-    out = {"prm_examples": len(examples), "prm_trees": len(trees), "prm_loss_first": losses[0], "prm_loss_last": losses[-1]}
-    for key, strategy in (("greedy", "greedy"), ("best_of_4", "best_of_n"), ("prm_mcts", "prm_mcts")):
-        answers = answer_questions(strategy, proposer, len(samples), settings, prm=prm, encoder=encoder)
-        out[key] = accuracy_of(answers, samples)
-    judgements = prm_step_judgements(proposer, prm, encoder, len(samples), k=4, depths=(0, 1), max_steps=max_steps)
-    out["prm_ranking"] = prm_ranking_metrics(judgements)
+    labels = [e.label for e in examples]
+    out = {"prm_examples": len(examples), "prm_trees": len(trees), "prm_loss_first": losses[0], "prm_loss_last": losses[-1],
+           "prm_label_mean": statistics.mean(labels), "prm_label_nonzero": sum(v > 0 for v in labels) / len(labels),
+           "prm_label_variance": statistics.pvariance(labels), "by_temperature": {}}
+    mark = time.perf_counter()
+    proposer, _ = _proposer(Path(model_dir), task, samples)
+    out["greedy"] = accuracy_of(answer_questions("greedy", proposer, len(samples), settings), samples)
+    wall["greedy"] = time.perf_counter() - mark
+    for temperature in temperatures:
+        proposer, _ = _proposer(Path(model_dir), task, samples, temperature=temperature)
+        result = {}
+        for key, strategy in (("best_of_4", "best_of_n"), ("prm_mcts", "prm_mcts")):
+            mark = time.perf_counter()
+            answers = answer_questions(strategy, proposer, len(samples), settings, prm=prm, encoder=encoder)
+            result[key] = accuracy_of(answers, samples)
+            wall[f"{key}_t{temperature}"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        judgements = prm_step_judgements(proposer, prm, encoder, len(samples), k=4, depths=(0, 1), max_steps=max_steps)
+        result["prm_ranking"] = prm_ranking_metrics(judgements)
+        wall[f"prm_ranking_t{temperature}"] = time.perf_counter() - mark
+        out["by_temperature"][str(temperature)] = result
+        if temperature == temperatures[0]:
+            out.update(result)
     out["seconds"] = time.perf_counter() - started
+    out["wall_seconds"] = wall
     return out
 
 
@@ -130,9 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout", type=int, default=64)
     parser.add_argument("--prm-epochs", type=int, default=3)
     parser.add_argument("--prm-iterations", type=int, default=8, help="PRM-guided MCTS minimum iterations (official 25)")
+    parser.add_argument("--prm-questions", type=int, default=PRM_QUESTIONS,
+                        help="further training questions the final policy searches for PRM data (0 = the run's trees only)")
+    parser.add_argument("--search-temperatures", type=float, nargs="+", default=SEARCH_TEMPERATURES,
+                        help="sampling temperatures of the candidate steps at inference (official 1.0, first)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     ensure_warm_start()
+    wall = {"warm_start": time.perf_counter() - started}
     common = [f"model.path={WARM}", "model.zoo=null", f"data.prompts_per_step={args.prompts}",
               f"data.task_args.heldout_size={args.heldout}", f"data.task_args.max_steps={args.max_steps}",
               "algorithm.kl_coef=0.0", "train.save_every=0", *args.overrides]
@@ -150,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             jobs.append(Job(key=(name, seed), recipe="propa", overrides=common + extra + trees, output_dir=output,
                             seed=seed, steps=args.rounds))
     runs = run_jobs(jobs, parallel=args.parallel)
+    wall["training"] = time.perf_counter() - started - sum(wall.values())
     # Sampled accuracy and pass@4 before (once) and after (each run), as the report's columns.
     k = 4
     folders = {key: str(args.out / key[0] / f"seed{key[1]}" / "checkpoints" / f"step_{args.rounds}" / "model") for key in runs}
@@ -160,34 +216,49 @@ def main(argv: list[str] | None = None) -> int:
         runs[key].summary.update({f"heldout_{n}_before": v for n, v in sampled[0].items()})
         runs[key].summary.update({f"heldout_{n}_after": v for n, v in after.items()})
         runs[key].summary["heldout_pass_k_before"] = k
+    wall["sampled_chains"] = time.perf_counter() - started - sum(wall.values())
     inference = _pool_map(inference_comparison, [
         {"model_dir": folders[("propa", s)], "tree_dir": str(args.out / "propa" / f"seed{s}" / "trees"),
          "heldout": args.heldout, "prm_epochs": args.prm_epochs, "prm_iterations": args.prm_iterations,
-         "max_steps": args.max_steps, "seed": s} for s in args.seeds], args.parallel)
+         "max_steps": args.max_steps, "seed": s, "prm_questions": args.prm_questions,
+         "search_iterations": args.iterations, "temperatures": args.search_temperatures} for s in args.seeds], args.parallel)
+    wall["inference"] = time.perf_counter() - started - sum(wall.values())
     rows = [Row("PROPA", "propa", [runs[("propa", s)] for s in args.seeds], metric="held-out accuracy (greedy, step-wise)",
                 task="propa_digits", warm_start="tiny-qwen2.5-vl-propa", steps=args.rounds),
             Row("outcome-reward GRPO (step format)", "propa_outcome_grpo", [runs[("outcome_grpo", s)] for s in args.seeds],
                 metric="held-out accuracy (greedy, step-wise)", task="propa_digits", warm_start="tiny-qwen2.5-vl-propa",
                 steps=args.rounds)]
+    prm_data = "the run's trees" + (f" plus trees the final policy searched on {args.prm_questions} further training "
+                                     "questions" if args.prm_questions else "")
     lines = ["Inference on each seed's PROPA policy (held-out questions; PRM = a value head on that policy trained "
-             f"{args.prm_epochs} epochs on the run's trees; best-of-4 per step; PRM-MCTS with >= {args.prm_iterations} "
-             "iterations and 2 final answers):", "",
-             "| strategy | accuracy (mean ± std) | per seed |", "|---|---|---|"]
-    for key in ("greedy", "best_of_4", "prm_mcts"):
-        values = [r[key] for r in inference]
+             f"{args.prm_epochs} epochs on {prm_data}; candidate steps sampled at temperature T; best-of-4 per step; "
+             f"PRM-MCTS with >= {args.prm_iterations} iterations and 2 final answers):", "",
+             "| strategy | accuracy (mean ± std) | per seed | − greedy (mean ± std) | per seed |", "|---|---|---|---|---|"]
+
+    def strategy_line(name: str, values: list[float]) -> str:
         mean, std = mean_std(values)
-        lines.append(f"| {key} | {mean:.3f} ± {std:.3f} | " + " / ".join(f"{v:.3f}" for v in values) + " |")
-    search_gain = [r["prm_mcts"] - r["greedy"] for r in inference]
-    mean, std = mean_std(search_gain)
-    lines += ["", f"PRM-MCTS − greedy: {mean:+.3f} ± {std:.3f} (per seed " + " / ".join(f"{v:+.3f}" for v in search_gain) + ")",
-              "", "The PRM on the policy's own candidate steps (4 samples at temperature 1 at depths 0 and 1 of each held-out "
+        gain = [v - r["greedy"] for v, r in zip(values, inference)]
+        gain_mean, gain_std = mean_std(gain)
+        return (f"| {name} | {mean:.3f} ± {std:.3f} | " + " / ".join(f"{v:.3f}" for v in values)
+                + f" | {gain_mean:+.3f} ± {gain_std:.3f} | " + " / ".join(f"{v:+.3f}" for v in gain) + " |")
+
+    lines.append(strategy_line("greedy", [r["greedy"] for r in inference]))
+    for temperature in args.search_temperatures:
+        for key in ("best_of_4", "prm_mcts"):
+            lines.append(strategy_line(f"{key}, T = {temperature}", [r["by_temperature"][str(temperature)][key] for r in inference]))
+    lines += ["", "The PRM on its own training data (loss ≈ label variance means it predicts little more than the mean), "
+              "and on the policy's own candidate steps (4 samples at temperature T at depths 0 and 1 of each held-out "
               "question's greedy chain, each labelled by a greedy rollout from it):", "",
-              "| seed | PRM examples | AUC | top pick right | random pick right | candidate sets that mix right and wrong |",
-              "|---|---|---|---|---|---|"]
+              "| seed | T | PRM trees / examples (labels > 0) | PRM loss first → last epoch (label variance) | AUC | right candidates | "
+              "top pick right | random pick right | candidate sets that mix right and wrong |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for seed, r in zip(args.seeds, inference):
-        m = r["prm_ranking"]
-        lines.append(f"| {seed} | {r['prm_examples']} | {m['auc']:.3f} | {m['pick_right']:.3f} | {m['random_pick_right']:.3f} | "
-                     f"{int(m['mixed_sets'])} of {int(m['candidates'] // 4)} |")
+        for temperature in args.search_temperatures:
+            m = r["by_temperature"][str(temperature)]["prm_ranking"]
+            lines.append(f"| {seed} | {temperature} | {r['prm_trees']} / {r['prm_examples']} ({r['prm_label_nonzero']:.2f}) | "
+                         f"{r['prm_loss_first']:.4f} → {r['prm_loss_last']:.4f} ({r['prm_label_variance']:.4f}) | {m['auc']:.3f} | "
+                         f"{m['right_fraction']:.3f} | {m['pick_right']:.3f} | {m['random_pick_right']:.3f} | "
+                         f"{int(m['mixed_sets'])} of {int(m['candidates'] // 4)} |")
     search = {}
     for key in ("propa/solved_fraction", "propa/groups", "propa/sft_questions"):
         values = [statistics.mean(v for v in runs[("propa", s)].curves.get(key, []) if v is not None) for s in args.seeds]
@@ -197,9 +268,12 @@ def main(argv: list[str] | None = None) -> int:
               f"questions sent to SFT {statistics.mean(search['propa/sft_questions']):.1f}.",
               "", f"{args.rounds} rounds × {args.prompts} questions, {args.iterations} MCTS iterations, k = 4, step cap "
               f"{args.max_steps}; {args.heldout} held-out questions; seeds {args.seeds}, 1 thread per process, "
-              f"{args.parallel} at a time; whole benchmark {time.perf_counter() - started:.0f} s (a shared 2-core machine)."]
+              f"{args.parallel} at a time; wall time " + ", ".join(f"{k} {v:.0f} s" for k, v in wall.items())
+              + f", total {time.perf_counter() - started:.0f} s (a shared 2-core machine)."]
+    wall["total"] = time.perf_counter() - started
     body = write_report(rows, "learning_propa", title=f"**PROPA** (`recipes/propa.yaml`, {args.rounds} rounds)",
-                        results=args.results, text="\n".join(lines), extra={"inference": inference, "search": search})
+                        results=args.results, text="\n".join(lines),
+                        extra={"inference": inference, "search": search, "wall_seconds": wall})
     print(body)
     return 0
 

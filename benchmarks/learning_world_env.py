@@ -83,9 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wm-steps", type=int, default=20, help="GRPO steps in the world model")
     parser.add_argument("--heldout", type=int, default=64, help="ground-truth evaluation starts (held-out)")
     parser.add_argument("--k", type=int, default=8, help="sampled episodes per held-out start for pass@k")
+    parser.add_argument("--train-starts", type=int, default=None,
+                        help="distinct training starts (data.task_args.train_size; the recipe's 64 unless given)")
+    parser.add_argument("--name", default="learning_world_env", help="results file stem under --results")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     ensure_artifacts(args.settings)
+    wall = {"artifacts": time.perf_counter() - started}
+    if args.train_starts:
+        args.overrides = [f"data.task_args.train_size={args.train_starts}", *args.overrides]
     steps = {"ground_truth": args.gt_steps, "world_model": args.wm_steps}
     seeds = {"ground_truth": args.seeds, "world_model": args.wm_seeds or args.seeds}
     common = [f"model.path={WARM}", f"data.task_args.heldout_size={args.heldout}", "eval.every_n_steps=0",
@@ -94,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 output_dir=args.out / setting / f"seed{seed}", seed=seed, steps=steps[setting])
             for setting in args.settings for seed in seeds[setting]]
     runs = run_jobs(jobs, parallel=args.parallel)
+    wall["training"] = time.perf_counter() - started - sum(wall.values())
     from mmpost.config import load_config
 
     temperature = load_config(REPO / "recipes" / "world_env.yaml", args.overrides).rollout.temperature
@@ -102,11 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(max_workers=args.parallel, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(sampled_success, folder, args.heldout, args.k, temperature) for folder in folders]
         sampled = [f.result() for f in futures]
+    wall["sampled_evaluation"] = time.perf_counter() - started - sum(wall.values())
     for key, after in zip(runs, sampled[1:]):
         runs[key].summary.update({f"heldout_{n}_before": v for n, v in sampled[0].items()})
         runs[key].summary.update({f"heldout_{n}_after": v for n, v in after.items()})
         runs[key].summary["heldout_pass_k_before"] = args.k
-    rows = [Row(LABELS[s], f"world_env_{s}", [runs[(s, seed)] for seed in seeds[s]],
+    suffix = "" if args.name == "learning_world_env" else "_" + args.name.removeprefix("learning_world_env_")
+    rows = [Row(LABELS[s], f"world_env_{s}{suffix}", [runs[(s, seed)] for seed in seeds[s]],
                 metric="ground-truth success (held-out starts, greedy)", task="world_env", warm_start="tiny-vla-world-env",
                 steps=steps[s]) for s in args.settings]
     lines = ["Training episodes (mean over seeds, first → last 10 steps, or halves of shorter runs):", "",
@@ -127,11 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         if path.is_file() and "world_model" in args.settings:
             lines += ["", f"`{name}`: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v
                                                       for k, v in json.loads(path.read_text()).items()})]
-    lines += ["", f"Ground truth {args.gt_steps} steps, world model {args.wm_steps} steps, 4 starts × G = 8 per step; "
-              f"{args.heldout} held-out starts; pass@{args.k} at temperature {temperature}; seeds {seeds}, 1 thread per "
-              f"process, {args.parallel} at a time; whole benchmark {time.perf_counter() - started:.0f} s (a shared 2-core machine)."]
-    body = write_report(rows, "learning_world_env", title="**World-Env** (`recipes/world_env.yaml`)", results=args.results,
-                        text="\n".join(lines))
+    train_starts = load_config(REPO / "recipes" / "world_env.yaml", args.overrides).data.task_args.get("train_size")
+    wall["total"] = time.perf_counter() - started
+    lines += ["", f"Ground truth {args.gt_steps} steps, world model {args.wm_steps} steps, 4 starts × G = 8 per step from "
+              f"{train_starts} distinct training starts; {args.heldout} held-out starts; pass@{args.k} at temperature "
+              f"{temperature}; seeds {seeds}, 1 thread per process, {args.parallel} at a time; wall time "
+              + ", ".join(f"{k} {v:.0f} s" for k, v in wall.items()) + " (a shared 2-core machine)."]
+    body = write_report(rows, args.name, title="**World-Env** (`recipes/world_env.yaml`)", results=args.results,
+                        text="\n".join(lines), extra={"wall_seconds": wall, "train_starts": train_starts})
     print(body)
     return 0
 
