@@ -15,13 +15,14 @@ benchmarks/results/learning.{md,json} and learning_<recipe>.png (benchmarks/lear
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning_report import REPO, Job, Row, mean_std, run_jobs, write_report  # noqa: E402
+from learning_report import REPO, Job, Row, mean_std, question_kinds, run_jobs, write_report  # noqa: E402
 
 METHODS = {  # recipe -> label; all on the shapes task from the warm start the recipes name
     "sft": "SFT",
@@ -66,6 +67,48 @@ def comparison_text(rows: list[Row]) -> str:
         closed = mean_std(g["after"])[0] - mean_std(g["before"])[0]
         lines.append(f"- GRPO: warm start pass@{g.get('pass_k')} − pass@1 gap {gap:.3f}; greedy gain {closed:+.3f} "
                      f"= {closed / gap:.0%} of the gap" if gap > 0 else "- GRPO: no pass@k headroom")
+        from mmpost.builder import build_task, load_split
+        from mmpost.config import load_config
+
+        config = load_config(REPO / "recipes" / "grpo.yaml")
+        table = gap_by_kind(next(r for r in rows if r.slug == "grpo"), list(load_split(build_task(config), "heldout", config)))
+        if table:
+            lines.append("\nGRPO's warm-start pass@k − pass@1 gap by question kind (mean over the GRPO seeds' before "
+                         "numbers); the guessing level is a uniform guess among the kind's choices:\n\n" + table)
+    return "\n".join(lines)
+
+
+def chance_pass_at_k(choices: int, k: int) -> float:
+    """pass@k of a guesser drawing uniformly from `choices` answers: 1 - (1 - 1/c)^k (a coin: 0.996 at k = 8)."""
+    return 1.0 - (1.0 - 1.0 / choices) ** k
+
+
+def gap_by_kind(row: Row, heldout: list[dict]) -> str:
+    """Where a warm start's pass@k − pass@1 gap comes from, per question kind: each kind's share of the held-out
+    questions × its gap, and the part of that gap above what uniform guessing among the kind's answer choices
+    already reaches at k samples (pass@k at the guessing level shows no knowledge a policy could be sharpened onto)."""
+    from collections import Counter
+
+    kinds = question_kinds(row)
+    if not kinds or not row.runs:
+        return ""
+    counts = Counter(str(s["kind"]) for s in heldout)
+    choices = {str(s["kind"]): len(s["choices"]) for s in heldout if s.get("choices")}
+    k = int(row.runs[0].summary.get("heldout_pass_k_before") or 0)
+    lines = [f"| kind | share | greedy | pass@{k} | gap | guessing pass@{k} (choices) | gap share | gap above guessing |",
+             "|---|---|---|---|---|---|---|---|"]
+    total = above_total = 0.0
+    for kind in kinds:
+        share = counts[kind] / len(heldout)
+        greedy = statistics.mean(r.summary[f"heldout_accuracy_{kind}_before"] for r in row.runs)
+        best = statistics.mean(r.summary[f"heldout_pass_at_k_{kind}_before"] for r in row.runs)
+        guess = chance_pass_at_k(choices[kind], k)
+        above = share * max(0.0, best - max(greedy, guess))
+        total += share * (best - greedy)
+        above_total += above
+        lines.append(f"| {kind} | {share:.3f} | {greedy:.3f} | {best:.3f} | {best - greedy:.3f} | {guess:.3f} ({choices[kind]}) "
+                     f"| {share * (best - greedy):.3f} | {above:.3f} |")
+    lines.append(f"| all | 1.000 | | | | | {total:.3f} | {above_total:.3f} |")
     return "\n".join(lines)
 
 

@@ -91,6 +91,12 @@ def sampled_accuracy(scores: Sequence[Sequence[float]]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def contested(answers: Sequence[str]) -> bool:
+    """Do a prompt's k answers disagree? Only such groups have non-zero rewards' spread under a vote reward
+    (MM-UPT), so the vote's accuracy on them, not on all prompts, is what the policy gradient follows."""
+    return len(set(answers)) > 1
+
+
 def majority_vote_correct(answers: Sequence[str], scores: Sequence[float | None]) -> float | None:
     """Is the most frequent answer right? The score of its first occurrence (ties: the answer seen first, as
     `Counter.most_common`); None when no sample is scored."""
@@ -228,6 +234,7 @@ class RunDiagnostics:
         devices = [run.accelerator.device] if run.accelerator.device.type == "cuda" else []
         per_prompt: list[list[float | None]] = []
         votes: list[float | None] = []
+        contested_votes: list[float | None] = []  # the vote's correctness on prompts whose k answers disagree
         # Tasks whose rows carry a `kind` (question type) also get each kind's greedy accuracy and pass@k.
         kinds = sorted({str(r["kind"]) for r in run.heldout_rows if isinstance(r, dict) and "kind" in r})
         by_kind: dict[str, list[float]] = {f"{what}_{kind}": [0.0, 0.0] for kind in kinds for what in ("accuracy", "pass_at_k")}
@@ -259,6 +266,8 @@ class RunDiagnostics:
                     per_prompt.append(row_scores)
                     answers = [vote_key(str(o)) for o in outputs[index * k : (index + 1) * k]]
                     votes.append(majority_vote_correct(answers, row_scores))
+                    if contested(answers):
+                        contested_votes.append(votes[-1])
                     kind = str(samples[index].get("kind"))
                     if greedy_scores is not None and f"accuracy_{kind}" in by_kind:
                         if greedy_scores[index] is not None:
@@ -272,6 +281,8 @@ class RunDiagnostics:
             "sampled_accuracy": _sum_count([s for row in per_prompt for s in row if s is not None]),
             "pass_at_k": _sum_count([max(s for s in row if s is not None) for row in per_prompt if any(s is not None for s in row)]),
             "majority_accuracy": _sum_count([v for v in votes if v is not None]),
+            "contested_fraction": (float(len(contested_votes)), float(len(votes))),
+            "contested_majority_accuracy": _sum_count([v for v in contested_votes if v is not None]),
             **{key: tuple(value) for key, value in by_kind.items()},
         }
         keys = sorted(local)

@@ -9,6 +9,7 @@ from conftest import REPO, tiny_overrides
 from mmpost.config import load_config
 from mmpost.diagnostics import (
     agreement,
+    contested,
     majority_vote_correct,
     pass_at_k,
     sampled_accuracy,
@@ -48,6 +49,7 @@ def test_agreement_pass_at_k_and_majority_by_hand():
     assert sampled_accuracy(scores) == pytest.approx(3 / 8)
     assert majority_vote_correct(["b", "a", "a"], [1.0, 0.0, 0.0]) == 0.0  # "a" wins and is wrong
     assert majority_vote_correct(["a", "b", "b", "a"], [1.0, 0.0, 0.0, 1.0]) == 1.0  # tie: the first seen, "a"
+    assert contested(["a", "b", "a"]) and not contested(["7", "7", "7"])  # only disagreeing groups get a signal
 
 
 def test_a_run_logs_its_diagnostics(warm_vl_dir, tmp_path):
@@ -67,6 +69,7 @@ def test_a_run_logs_its_diagnostics(warm_vl_dir, tmp_path):
         assert summary[f"heldout_pass_k_{when}"] == 4  # the group size
         assert summary[f"heldout_pass_at_k_{when}"] >= summary[f"heldout_sampled_accuracy_{when}"]
         assert 0.0 <= summary[f"heldout_majority_accuracy_{when}"] <= 1.0
+        assert 0.0 <= summary[f"heldout_contested_fraction_{when}"] <= 1.0
 
 
 def test_label_free_reward_is_checked_against_the_hidden_labels(tiny_vl_dir, tmp_path):

@@ -37,3 +37,19 @@ def test_report_files(tmp_path):
     data = json.loads((tmp_path / "learning_test.json").read_text())
     assert data["rows"][0]["significant"] and data["rows"][0]["diagnostics"]["diag/entropy"]["first10"] == [1.0] * 3
     assert (tmp_path / "learning_grpo.png").stat().st_size > 10_000
+
+
+def test_pass_at_k_gap_by_kind_against_guessing_by_hand():
+    from learning import chance_pass_at_k, gap_by_kind
+
+    assert chance_pass_at_k(2, 8) == pytest.approx(1 - 0.5 ** 8)  # a coin: 0.996
+    assert chance_pass_at_k(4, 8) == pytest.approx(1 - 0.75 ** 8)  # 0.900
+    summary = {"heldout_pass_k_before": 8, "heldout_accuracy_color_before": 0.9, "heldout_pass_at_k_color_before": 1.0,
+               "heldout_accuracy_position_before": 0.4, "heldout_pass_at_k_position_before": 1.0}
+    heldout = [{"kind": "color", "choices": ["r", "g", "b", "y"]}] * 1 + [{"kind": "position", "choices": ["l", "r"]}] * 3
+    table = gap_by_kind(Row("GRPO", "grpo", [SeedRun(0, 0.5, 0.5, summary=summary)]), heldout)
+    # colour: share 1/4, gap 0.1, all of it above guessing (max(0.9, 0.900) = 0.9): 0.025; position: share 3/4,
+    # gap 0.6 -> 0.450, of which only 1.0 - 0.996 = 0.0039 is above a coin's pass@8: 0.75 * 0.0039 = 0.003
+    assert "| color | 0.250 | 0.900 | 1.000 | 0.100 | 0.900 (4) | 0.025 | 0.025 |" in table
+    assert "| position | 0.750 | 0.400 | 1.000 | 0.600 | 0.996 (2) | 0.450 | 0.003 |" in table
+    assert "| all | 1.000 | | | | | 0.475 | 0.028 |" in table
