@@ -34,7 +34,10 @@ METHODS = {  # recipe -> label; all on the shapes task from the warm start the r
 # `--suite all`: the other learning benchmarks, each a full run by default, in this order (scripts that are not
 # there yet are skipped with a note).
 SUITE_SCRIPTS = ["learning_vs_trl.py", "learning_modalities.py", "learning_audio.py", "learning_propa.py",
-                 "learning_rlir.py", "learning_world_env.py", "learning_flow_grpo.py"]
+                 "learning_rlir.py", "learning_world_env.py", "learning_flow.py"]
+BUDGET_NOTE = ("`make bench-learning` end to end, estimated from the wall times each results file recorded (the "
+               "suite cannot be timed whole on the shared 2-core machine, where these runs shared the CPUs with other "
+               "sessions' work; on a quiet machine each process has a core to itself):\n\n")
 WORLD_MODEL_SCRIPTS = ["learning_rlir.py", "learning_world_env.py"]
 
 
@@ -112,6 +115,62 @@ def gap_by_kind(row: Row, heldout: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def recorded_job_seconds(data: dict) -> tuple[float, int, str]:
+    """(seconds, jobs, how) of one results JSON: the wall time of each recorded training process, summed. The
+    benchmarks record it in different shapes: per-seed runs with `seconds` (learning_report), per-label lists of
+    seconds (World-Env), a list of run records (RLIR), one total wall time (PROPA), or, for the TRL control, only
+    seconds per step (then steps × s/step × seeds: training only, its evaluation is not included)."""
+    runs = data.get("runs")
+    if isinstance(runs, dict) and all(isinstance(v, list) for v in runs.values()):
+        values = [r.get("seconds") if isinstance(r, dict) else r for v in runs.values() for r in v]
+        values = [v for v in values if isinstance(v, (int, float))]
+        if values:
+            return float(sum(values)), len(values), "per process"
+    if isinstance(runs, list):
+        values = [r["seconds"] for r in runs if isinstance(r, dict) and isinstance(r.get("seconds"), (int, float))]
+        return float(sum(values)), len(values), "per process"
+    if isinstance(data.get("seconds"), (int, float)):
+        return float(data["seconds"]), 1, "whole script (wall)"
+    total, jobs = 0.0, 0
+    for part in data.values():
+        for side in (part.values() if isinstance(part, dict) else []):
+            if isinstance(side, dict) and side.get("seconds_per_step") and side.get("steps"):
+                total += side["seconds_per_step"] * side["steps"] * len(side.get("seeds") or [0])
+                jobs += len(side.get("seeds") or [0])
+    return total, jobs, "steps × s/step (training only)"
+
+
+def suite_budget_text(results: Path = REPO / "benchmarks" / "results", parallel: int = 2) -> str:
+    """`make bench-learning`'s end-to-end time, estimated from the wall times the results files recorded (the suite
+    cannot be timed whole on the shared machine): each script's process seconds / `parallel`, plus the warm-start
+    builds recorded in artifacts/*/mmpost_zoo.json (each built once, then cached)."""
+    import json
+
+    names = ["learning.json"] + [script.replace(".py", ".json") for script in SUITE_SCRIPTS]
+    lines = ["| part | recorded processes | process seconds | how | wall at 2 processes |", "|---|---|---|---|---|"]
+    total = 0.0
+    for name in names:
+        path = results / name
+        if not path.is_file():
+            lines.append(f"| {name[:-5]} | - | - | no results file | - |")
+            continue
+        seconds, jobs, how = recorded_job_seconds(json.loads(path.read_text()))
+        wall = seconds if how.startswith("whole") else seconds / parallel
+        total += wall
+        lines.append(f"| {name[:-5]} | {jobs} | {seconds:.0f} | {how} | {wall / 60:.1f} min |")
+    builds = {}
+    for stamp in sorted((REPO / "artifacts").glob("*/mmpost_zoo.json")):
+        record = json.loads(stamp.read_text())
+        if record.get("build_seconds"):
+            builds[record.get("zoo") or stamp.parent.name] = float(record["build_seconds"])
+    build_total = sum(builds.values())
+    lines.append(f"| warm-start builds ({', '.join(builds)}) | {len(builds)} | {build_total:.0f} | recorded build time, "
+                 f"one at a time | {build_total / 60:.1f} min |")
+    total += build_total
+    lines.append(f"| **all** | | | | **{total / 60:.0f} min** |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -127,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = shapes_rows(args.seeds, args.methods, REPO / args.out, args.parallel)
     text = write_report(rows, "learning", title=f"**shapes** (held-out accuracy, 256 questions, greedy; seeds {args.seeds})",
-                        text=comparison_text(rows))
+                        text=comparison_text(rows) + "\n\n" + BUDGET_NOTE + suite_budget_text())
     print(text, flush=True)
     print(f"shapes: {time.perf_counter() - started:.0f} s", flush=True)
     if args.suite == "all":
