@@ -53,3 +53,17 @@ def test_pass_at_k_gap_by_kind_against_guessing_by_hand():
     assert "| color | 0.250 | 0.900 | 1.000 | 0.100 | 0.900 (4) | 0.025 | 0.025 |" in table
     assert "| position | 0.750 | 0.400 | 1.000 | 0.600 | 0.996 (2) | 0.450 | 0.003 |" in table
     assert "| all | 1.000 | | | | | 0.475 | 0.028 |" in table
+
+
+def test_recorded_job_seconds_reads_each_results_shape():
+    from learning import recorded_job_seconds
+
+    assert recorded_job_seconds({"runs": {"A": [{"seconds": 10.0}, {"seconds": 20.0}], "B": [{"seconds": 5.0}]}}) \
+        == (35.0, 3, "per process")
+    assert recorded_job_seconds({"runs": {"GT": [100.0, 50.0]}})[:2] == (150.0, 2)  # World-Env: lists of seconds
+    assert recorded_job_seconds({"runs": [{"seconds": 4.0}, {"seconds": 6.0}]})[:2] == (10.0, 2)  # RLIR records
+    assert recorded_job_seconds({"runs": {"p/0": {"train_seconds": 1}}, "seconds": 563.0}) == (563.0, 1, "whole script (wall)")
+    # the TRL control: 3 seeds × 100 steps × 2 s/step and 3 × 100 × 0.5
+    trl = {"grpo": {"mmpost": {"seconds_per_step": 2.0, "steps": 100, "seeds": [0, 1, 2]},
+                    "trl": {"seconds_per_step": 0.5, "steps": 100, "seeds": [0, 1, 2]}, "comparison": {}}}
+    assert recorded_job_seconds(trl)[:2] == (750.0, 6)
