@@ -36,6 +36,28 @@ class PromptEncoding:
     needs for its M-RoPE positions): padded like the ids with 0, and extended with 0 over completions."""
 
 
+def collate_prompts(prompts: Sequence[PromptEncoding], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-pad prompt ids and concatenate media rows along dim 0."""
+    width = max(p.input_ids.numel() for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        n = p.input_ids.numel()
+        input_ids[i, width - n :] = p.input_ids
+        attention_mask[i, width - n :] = 1
+    batch: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
+    for key in sorted({k for p in prompts for k in p.token_fields}):
+        values = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            if key in p.token_fields:
+                values[i, width - p.input_ids.numel() :] = p.token_fields[key]
+        batch[key] = values
+    # A text-only prompt contributes no media rows; the model matches media rows to placeholder tokens in order.
+    for key in sorted({k for p in prompts for k in p.media}):
+        batch[key] = torch.cat([p.media[key] for p in prompts if key in p.media], dim=0)
+    return batch
+
+
 @runtime_checkable
 class Modality(Protocol):
     """Turns a sample's messages and media into model inputs and decodes media for rewards."""
