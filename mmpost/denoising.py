@@ -34,9 +34,10 @@ from typing import Any, Sequence
 import torch
 
 from mmpost.algos.flow_sde import flow_grpo_kl, sde_step_with_logprob
+from mmpost.experience import RolloutBatch
 from mmpost.registry import POLICIES, ROLLOUT_BACKENDS
 from mmpost.rollout.base import GenerationResult, SamplingParams
-from mmpost.types import PromptEncoding, RolloutBatch, Sample
+from mmpost.types import PromptEncoding, Sample
 
 _WHERE = __name__
 GENERATOR_FILE = "mmpost_generator.json"

@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from mmpost.algos.advantages import zero_variance_groups
-from mmpost.types import RowKind
+from mmpost.experience import RowKind
 
 log = logging.getLogger(__name__)
 

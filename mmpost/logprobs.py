@@ -49,8 +49,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache
 
+from mmpost.experience import RolloutBatch
 from mmpost.model import accepts_argument, unwrap
-from mmpost.types import PromptEncoding, RolloutBatch, collate_prompts
+from mmpost.types import PromptEncoding, collate_prompts
 
 LOGPROB_LAYOUTS = ("padded", "packed", "shared_prefix")
 

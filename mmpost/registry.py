@@ -269,7 +269,7 @@ EXPERIENCE_SOURCES: Registry[Any] = Registry(
     description="where trajectories come from: rollouts, labels, demonstrations, search trees",
 )
 ROLLOUT_BACKENDS: Registry[Any] = Registry(
-    "rollout_backend", builtin_modules=["mmpost.rollout", "mmpost.denoising"], required_attributes=["generate"],
+    "rollout_backend", builtin_modules=["mmpost.rollout.hf", "mmpost.rollout.vllm", "mmpost.denoising"], required_attributes=["generate"],
     description="batched generation with n samples per prompt",
 )
 MODALITIES: Registry[Any] = Registry(

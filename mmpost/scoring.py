@@ -9,8 +9,9 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from mmpost.config import RewardSpec
+from mmpost.experience import RolloutBatch
 from mmpost.registry import REWARDS
-from mmpost.types import RolloutBatch, Sample
+from mmpost.types import Sample
 
 
 class RewardError(RuntimeError):

@@ -24,16 +24,16 @@ from mmpost.run_dir import (RunStart, append_to_log, apply_resumed_settings, cla
                             run_log)
 from mmpost.config import AlgorithmConfig, Config, save_config, to_dict
 from mmpost.diagnostics import RunDiagnostics
-from mmpost.experience import StepContext
-from mmpost.metrics import curves_title, plot_curves
 from mmpost.distributed import load_sharded_state, same_count_on_every_rank, sharding
-from mmpost.vision_cache import reuse_vision_features
+from mmpost.experience import RolloutBatch, RowKind, StepContext
+from mmpost.metrics import curves_title, plot_curves
 from mmpost.registry import ADVANTAGES, KL_ESTIMATORS
 from mmpost.rollout.base import RolloutBackendError, SamplingParams
 from mmpost.scoring import BoundReward, score_batch, total_reward
 from mmpost.trackers import Trackers
-from mmpost.types import DataError, MediaError, RolloutBatch, RowKind, media_root
+from mmpost.types import DataError, MediaError, media_root
 from mmpost.update import StepWeights, _all_reduce, gather_rows, process_rank, reference_logprobs, update_mini_batch, world_size
+from mmpost.vision_cache import reuse_vision_features
 
 log = logging.getLogger(__name__)
 

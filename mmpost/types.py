@@ -1,13 +1,12 @@
-"""The records that flow through the engine, shared by every policy kind.
+"""What the engine's plugins are and hand it: samples, prompt encodings (and how they are collated into a batch),
+the Modality / Task / PolicyKind protocols, media roots and data errors.
 
-Advantages and losses see `[N, T]` tensors of log-probs and masks; T counts tokens for token policies,
-denoising steps for denoising policies, and actions for acting policies.
+The batch a step trains on (`RolloutBatch`, `RowKind`) lives with the code that builds it, `mmpost.experience`.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
@@ -111,7 +110,8 @@ class PolicyKind(Protocol):
 
     def encode_prompts(self, samples: Sequence[Sample]) -> list[PromptEncoding]: ...
 
-    def logprobs(self, model: Any, batch: RolloutBatch, rows: Any, *, temperature: float, layout: str = "padded",
+    # `batch` is an `mmpost.experience.RolloutBatch` (a string annotation: experience imports this module).
+    def logprobs(self, model: Any, batch: "RolloutBatch", rows: Any, *, temperature: float, layout: str = "padded",
                  token_budget: int | None = None, full_distribution: bool = False) -> tuple[Any, Any]:
         """[n, K] log-probs of `rows` (tokens, denoising steps) and a kind-specific extra (or None)."""
 
@@ -155,81 +155,5 @@ def media_root(row: Sample, data_config: Any) -> MediaRoot | None:
     return MediaRoot(base, data_config.media_root or base)
 
 
-class RowKind(str, Enum):
-    """Where a row of a step came from, which decides how the step treats it: the policy's own rollout, a ground-truth
-    label scored as a rollout (ViSurf), or an expert demonstration (SFT rows, CHORD, HPT). A `str` enum, so a plugin
-    comparing with "policy" keeps working."""
-
-    POLICY = "policy"
-    LABEL = "label"
-    EXPERT = "expert"
-
-    def __str__(self) -> str:
-        return self.value
-
-
 class DataError(ValueError):
     """A dataset row or file that cannot be used; the message names the file/row and the field."""
-
-
-@dataclass
-class RolloutBatch:
-    """Trajectories of one step, rows grouped by `group_ids` (one group per prompt / initial state).
-
-    Token policies: `completion_ids` [N, T] right-padded, `completion_mask` [N, T] (1 up to and including
-    the first EOS). `prompt_index[i]` points into `prompts`/`samples` so G rows share one encoding.
-    """
-
-    prompts: list[PromptEncoding]
-    samples: list[Sample]
-    prompt_index: torch.Tensor  # [N] long
-    group_ids: torch.Tensor  # [N] long
-    completion_ids: torch.Tensor  # [N, T] long
-    completion_mask: torch.Tensor  # [N, T] float
-    sources: list[RowKind]  # where each row came from (`RowKind`; `rows_of` gives a mask)
-    is_sft: torch.Tensor  # [N] bool: trained with the SFT loss instead of the policy-gradient loss
-    completions: list[Any] = field(default_factory=list)  # decoded text, or the backend's outputs (e.g. images)
-    rewards: torch.Tensor | None = None  # [N]
-    reward_parts: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [N], NaN = not applicable
-    advantages: torch.Tensor | None = None  # [N] (or [N, T] for per-token advantages)
-    old_logprobs: torch.Tensor | None = None  # [N, T]
-    ref_logprobs: torch.Tensor | None = None  # [N, T]
-    sampling_logprobs: torch.Tensor | None = None  # [N, T], from the rollout engine when it reports them
-    keep: torch.Tensor | None = None  # [N] bool, rows that enter the update (zero-variance groups dropped)
-    # Rows of one environment episode share a reward and an advantage; None = every row is its own episode.
-    episode_ids: torch.Tensor | None = None  # [N] long
-    # Per-row tensors a policy kind needs to re-score its rows (denoising: latents [N, K+1, ...], sigmas [N, K+1]).
-    aux: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return int(self.group_ids.numel())
-
-    def rows_of(self, kind: RowKind) -> torch.Tensor:
-        """[N] bool: the rows that came from `kind`."""
-        return torch.tensor([source == kind for source in self.sources], dtype=torch.bool)
-
-    def select(self, rows: torch.Tensor | Sequence[int]) -> "RolloutBatch":
-        """A new batch with only `rows` (shared prompt encodings are kept, indices unchanged)."""
-        rows = torch.as_tensor(rows, dtype=torch.long)
-        def pick(t):
-            return None if t is None else t[rows]
-        return RolloutBatch(
-            prompts=self.prompts,
-            samples=self.samples,
-            prompt_index=self.prompt_index[rows],
-            group_ids=self.group_ids[rows],
-            completion_ids=self.completion_ids[rows],
-            completion_mask=self.completion_mask[rows],
-            sources=[self.sources[i] for i in rows.tolist()],
-            is_sft=self.is_sft[rows],
-            completions=[self.completions[i] for i in rows.tolist()] if self.completions else [],
-            rewards=pick(self.rewards),
-            reward_parts={k: v[rows] for k, v in self.reward_parts.items()},
-            advantages=pick(self.advantages),
-            old_logprobs=pick(self.old_logprobs),
-            ref_logprobs=pick(self.ref_logprobs),
-            sampling_logprobs=pick(self.sampling_logprobs),
-            keep=pick(self.keep),
-            episode_ids=pick(self.episode_ids),
-            aux={k: v[rows] for k, v in self.aux.items()},
-        )

@@ -17,10 +17,10 @@ import torch.distributed as dist
 
 from mmpost.algos.kl import importance_weighted
 from mmpost.distributed import gradient_sync, same_count_on_every_rank
+from mmpost.experience import RolloutBatch
 from mmpost.logprobs import LogprobPlan
 from mmpost.policy import adapter_disabled
 from mmpost.registry import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, SFT_LOSSES
-from mmpost.types import RolloutBatch
 
 
 class TrainingError(RuntimeError):

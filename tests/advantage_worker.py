@@ -10,10 +10,9 @@ import torch
 import torch.distributed as dist
 
 from mmpost.config import load_config
-from mmpost.scoring import BoundReward
-from mmpost.scoring import total_reward
+from mmpost.experience import RolloutBatch
+from mmpost.scoring import BoundReward, total_reward
 from mmpost.trainer import compute_advantages
-from mmpost.types import RolloutBatch
 
 PROMPTS, G, T = 6, 4, 5
 # Per row: two reward parts (NaN = the reward returned None); rows 5 and 17 have no reward at all.

@@ -157,7 +157,7 @@ def test_heldout_scoring_runs_without_a_run():
 
 
 def test_row_kinds_are_one_enum_that_still_reads_as_its_name():
-    from mmpost.types import RowKind
+    from mmpost.experience import RowKind
 
     builder = BatchBuilder([{"id": "k"}], [prompt()])
     for kind in (RowKind.POLICY, RowKind.LABEL, RowKind.EXPERT, RowKind.POLICY):

@@ -30,10 +30,9 @@ import pytest
 import torch
 
 from mmpost.config import load_config
-from mmpost.scoring import BoundReward
-from mmpost.scoring import total_reward
+from mmpost.experience import RolloutBatch
+from mmpost.scoring import BoundReward, total_reward
 from mmpost.trainer import compute_advantages
-from mmpost.types import RolloutBatch
 from mmpost.update import LossSettings, StepWeights, micro_batch_loss, normalisers
 
 FIXTURE = Path(__file__).parent / "fixtures" / "parity" / "trl_grpo.json.gz"

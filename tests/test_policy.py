@@ -2,10 +2,10 @@
 import torch
 
 from mmpost.config import ModelConfig
-from mmpost.experience import OnPolicy, StepContext
-from mmpost.model import load_model, load_processor
+from mmpost.experience import OnPolicy, StepContext, completion_mask
 from mmpost.logprobs import completion_logprobs
-from mmpost.policy import TokenPolicy, completion_mask
+from mmpost.model import load_model, load_processor
+from mmpost.policy import TokenPolicy
 from mmpost.registry import MODALITIES, TASKS
 from mmpost.rollout.base import SamplingParams
 from mmpost.rollout.hf import HFGenerateBackend

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from mmpost.experience import RolloutBatch
 from mmpost.scoring import BoundReward, RewardError, score_batch, total_reward
-from mmpost.types import RolloutBatch
 
 
 def batch_of(n: int) -> RolloutBatch:
