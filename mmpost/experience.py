@@ -20,7 +20,7 @@ import torch
 
 from mmpost.registry import EXPERIENCE_SOURCES, SCHEDULES
 from mmpost.rollout.base import RolloutBackend, SamplingParams
-from mmpost.types import PromptEncoding, Sample
+from mmpost.types import PolicyKind, PromptEncoding, Sample
 
 
 # -- the batch a step trains on ----------------------------------------------------------------------
@@ -121,7 +121,7 @@ def pad_completions(sequences: Sequence[Sequence[int]], pad_id: int, min_length:
 class StepContext:
     """What a source may use to build a step's rows."""
 
-    policy: Any  # mmpost.policy.TokenPolicy
+    policy: PolicyKind
     backend: RolloutBackend
     sampling: SamplingParams
     step: int
@@ -198,8 +198,10 @@ class BatchBuilder:
 
     def build(self, ctx: StepContext) -> RolloutBatch:
         policy = ctx.policy
-        completion_ids = pad_completions([r.tokens for r in self.rows], policy.pad_token_id)
-        mask = completion_mask(completion_ids, policy.eos_token_ids)
+        # A kind that emits no tokens (denoising) pads its K step slots with 0, and its rows end where they end.
+        vocabulary = policy.vocabulary
+        completion_ids = pad_completions([r.tokens for r in self.rows], vocabulary.pad_token_id if vocabulary else 0)
+        mask = completion_mask(completion_ids, vocabulary.eos_token_ids if vocabulary else ())
         lengths = torch.tensor([len(r.tokens) for r in self.rows])
         mask = mask * (torch.arange(completion_ids.shape[1])[None, :] < lengths[:, None]).float()
         for i, r in enumerate(self.rows):

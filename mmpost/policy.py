@@ -15,7 +15,7 @@ from mmpost.experience import RolloutBatch
 from mmpost.logprobs import LOGPROB_LAYOUTS, completion_logprobs
 from mmpost.model import load_model, load_processor
 from mmpost.registry import POLICIES
-from mmpost.types import Modality, PromptEncoding, Sample, Task
+from mmpost.types import Modality, PromptEncoding, Sample, Task, Vocabulary
 
 
 @POLICIES.register("token")
@@ -28,10 +28,16 @@ class TokenPolicy:
 
     logprob_layouts = LOGPROB_LAYOUTS  # how its log-prob passes may lay rows out (`algorithm.logprob_pass`)
     computes_own_kl = False  # the KL term comes from reference log-probs of the tokens
-    # Set per instance from the tokenizer (`__init__`); declared here as the PolicyKind protocol's members.
+    # Set per instance from the tokenizer (`__init__`); `vocabulary` gives them to the engine as one value.
+    tokenizer: Any
     pad_token_id: int
     eos_token_ids: list[int]
     suppressed_token_ids: list[int]
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The PolicyKind capability: this policy emits tokens."""
+        return Vocabulary(self.tokenizer, self.pad_token_id, tuple(self.eos_token_ids), tuple(self.suppressed_token_ids))
 
     @classmethod
     def load_model(cls, model_config, path: str) -> torch.nn.Module:

@@ -302,7 +302,7 @@ def score_heldout(policy, backend, rows: Sequence[dict], *, decode, accuracy_fn,
             continue
         result = backend.generate(policy.encode_prompts(samples), samples, params)
         outputs = result.outputs if result.outputs is not None else \
-            [policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
+            [policy.vocabulary.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
         extra = {"completion_ids": [list(ids) for ids in result.completion_ids]} if wants_ids else {}
         values = accuracy_fn(outputs, samples, **(accuracy_args or {}), **extra)
         values = values[: max(0, scored - start)]

@@ -87,20 +87,33 @@ class Task(Protocol):
         """The demonstration completion (what SFT trains on and ViSurf injects)."""
 
 
+@dataclass(frozen=True)
+class Vocabulary:
+    """The tokens of a policy kind whose trajectories are token sequences: what sampling, padding and decoding need.
+
+    A policy kind declares one as its `vocabulary` capability, or None when it emits no tokens (the denoising
+    policy); code that needs tokens reads it there and never finds placeholder values.
+    """
+
+    tokenizer: Any
+    pad_token_id: int
+    eos_token_ids: tuple[int, ...]
+    suppressed_token_ids: tuple[int, ...] = ()  # never sampled, -inf when re-scored (media placeholders, ...)
+
+
 @runtime_checkable
 class PolicyKind(Protocol):
     """What the engine asks of a policy kind (`model.policy`: token, denoising, a plugin's), and nothing more: the
     registry checks these members when a kind registers, so the engine reads them instead of probing with hasattr.
 
     A kind declares its capabilities as values: `logprob_layouts` (how its log-prob passes may lay rows out; the
-    first is used when it has one) and `computes_own_kl` (True: its `kl_terms` gives the KL term, as Flow-GRPO's
-    KL between step means; False: the KL comes from reference log-probs of its rows)."""
+    first is used when it has one), `computes_own_kl` (True: its `kl_terms` gives the KL term, as Flow-GRPO's
+    KL between step means; False: the KL comes from reference log-probs of its rows) and `vocabulary` (its tokens,
+    or None for a kind that emits none)."""
 
     logprob_layouts: Sequence[str]
     computes_own_kl: bool
-    pad_token_id: int
-    eos_token_ids: Sequence[int]
-    suppressed_token_ids: Sequence[int]
+    vocabulary: Vocabulary | None
 
     @classmethod
     def load_model(cls, model_config: Any, path: str) -> Any: ...
@@ -116,8 +129,8 @@ class PolicyKind(Protocol):
         """[n, K] log-probs of `rows` (tokens, denoising steps) and a kind-specific extra (or None)."""
 
 
-POLICY_KIND_MEMBERS = ("logprob_layouts", "computes_own_kl", "pad_token_id", "eos_token_ids", "suppressed_token_ids",
-                       "load_model", "load_processor", "encode_prompts", "logprobs")
+POLICY_KIND_MEMBERS = ("logprob_layouts", "computes_own_kl", "vocabulary", "load_model", "load_processor",
+                       "encode_prompts", "logprobs")
 
 
 class MediaError(ValueError):

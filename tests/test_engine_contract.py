@@ -11,7 +11,7 @@ from mmpost.registry import POLICIES, REWARDS
 from mmpost.rollout.base import GenerationResult, SamplingParams
 from mmpost.scoring import bind_rewards, score_batch, total_reward
 from mmpost.trainer import compute_advantages, episode_rows
-from mmpost.types import PromptEncoding
+from mmpost.types import PromptEncoding, Vocabulary
 
 
 class StubPolicy:
@@ -19,6 +19,7 @@ class StubPolicy:
 
     eos_token_ids = [9]
     pad_token_id = 0
+    vocabulary = Vocabulary(tokenizer=None, pad_token_id=0, eos_token_ids=(9,))
 
     def decode(self, completion_ids, mask):
         return [" ".join(str(t) for t in ids[m.bool()].tolist()) for ids, m in zip(completion_ids, mask)]

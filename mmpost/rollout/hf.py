@@ -13,21 +13,27 @@ from torch import nn
 from mmpost.distributed import sharded_generation
 from mmpost.logprobs import cache_argument, gather_cache, position_ids_for, prefill, rope_index_module, token_logprobs
 from mmpost.registry import ROLLOUT_BACKENDS
-from mmpost.rollout.base import GenerationResult, SamplingParams
-from mmpost.types import PromptEncoding, Sample, collate_prompts
+from mmpost.rollout.base import GenerationResult, SamplingParams, token_vocabulary
+from mmpost.types import PolicyKind, PromptEncoding, Sample, collate_prompts
 
 
 @ROLLOUT_BACKENDS.register("hf")
 class HFGenerateBackend:
-    """Prompts are bucketed by length (fewer pad tokens) and generated `batch_size` prompts at a time."""
+    """Prompts are bucketed by length (fewer pad tokens) and generated `batch_size` prompts at a time.
 
-    def __init__(self, model: torch.nn.Module, *, pad_token_id: int, eos_token_ids: Sequence[int],
-                 suppressed_token_ids: Sequence[int] = (), batch_size: int = 16, shared_prefill: bool = True,
-                 **_: Any) -> None:
+    The engine builds it as every backend, `(model, policy=..., **rollout.backend_args)`: the tokens come from the
+    policy's `vocabulary`. Code that has no policy kind (a PRM, an evaluation runner) gives them directly instead
+    (`pad_token_id`, `eos_token_ids`, `suppressed_token_ids`). Options: `batch_size`, `shared_prefill`.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, policy: PolicyKind | None = None, pad_token_id: int | None = None,
+                 eos_token_ids: Sequence[int] | None = None, suppressed_token_ids: Sequence[int] | None = None,
+                 batch_size: int = 16, shared_prefill: bool = True) -> None:
+        vocabulary = token_vocabulary(policy, pad_token_id, eos_token_ids, suppressed_token_ids, backend="hf")
         self.model = model
-        self.pad_token_id = pad_token_id
-        self.eos_token_ids = list(eos_token_ids)
-        self.suppressed_token_ids = list(suppressed_token_ids)
+        self.pad_token_id = vocabulary.pad_token_id
+        self.eos_token_ids = list(vocabulary.eos_token_ids)
+        self.suppressed_token_ids = list(vocabulary.suppressed_token_ids)
         self.batch_size = batch_size
         # Prefill each prompt once and copy its KV cache to the n samples (generate alone prefills it n times).
         self.shared_prefill = shared_prefill
