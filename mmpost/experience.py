@@ -65,6 +65,9 @@ class RolloutBatch:
     episode_ids: torch.Tensor | None = None  # [N] long
     # Per-row tensors a policy kind needs to re-score its rows (denoising: latents [N, K+1, ...], sigmas [N, K+1]).
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
+    # The step's collated prompt inputs, made once (`mmpost.logprobs.step_collation`): the batches the step derives
+    # from this one (`dataclasses.replace`) share the dict, so every log-prob pass hands the model the same tensors.
+    collated_prompts: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.group_ids.numel())

@@ -362,7 +362,7 @@ def collated_prompts(prompts: Sequence[PromptEncoding], pad_id: int, device: tor
 def step_collation(batch: RolloutBatch, distinct: torch.Tensor, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
     """The collated inputs of `batch`'s prompts `distinct`, made once per batch: the reference and update passes of a
     step then hand the model the same tensors (no second copy of the pixels; the vision cache recognises them)."""
-    memo = batch.__dict__.setdefault("_collated_prompts", {})
+    memo = batch.collated_prompts
     key = (tuple(distinct.tolist()), pad_id, str(device))
     if key not in memo:
         memo[key] = collated_prompts([batch.prompts[int(i)] for i in distinct], pad_id, device)

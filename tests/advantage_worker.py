@@ -41,7 +41,7 @@ def advantages(rank: int, world: int) -> dict:
         bound = [BoundReward("a", 1.0, None, {}), BoundReward("b", 0.5, None, {})]
         batch.reward_parts = {"a": parts[:, 0], "b": parts[:, 1]}
         batch.rewards = total_reward(batch.reward_parts, bound, len(batch))
-        metrics = compute_advantages(batch, config.algorithm)
+        batch.advantages, batch.keep, metrics = compute_advantages(batch, config.algorithm)
         out[f"{name}{args}"] = {"advantages": dict(zip(rows, batch.advantages.tolist())), "metrics": metrics,
                                 "kept": dict(zip(rows, batch.keep.tolist()))}
     return out
