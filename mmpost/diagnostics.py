@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from mmpost.algos.advantages import zero_variance_groups
-from mmpost.types import RowKind
+from mmpost.experience import RowKind
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ class RunDiagnostics:
                     continue
                 result = run.backend.generate(run.policy.encode_prompts(samples), samples, params)
                 outputs = result.outputs if result.outputs is not None else \
-                    [run.policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
+                    [run.policy.vocabulary.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
                 repeated = [s for s in samples for _ in range(k)]
                 scores = _score(run.task.accuracy_reward, outputs, repeated, [list(i) for i in result.completion_ids],
                                 bound=next((r for r in run.rewards if r.name == run.task.accuracy_reward), None))
@@ -256,7 +256,7 @@ class RunDiagnostics:
                 if kinds:
                     result = run.backend.generate(run.policy.encode_prompts(samples), samples, greedy)
                     texts = result.outputs if result.outputs is not None else \
-                        [run.policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
+                        [run.policy.vocabulary.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
                     greedy_scores = _score(run.task.accuracy_reward, texts, samples, [list(i) for i in result.completion_ids],
                                            bound=next((r for r in run.rewards if r.name == run.task.accuracy_reward), None))
                 for index in range(len(samples)):

@@ -91,7 +91,7 @@ def test_label_free_reward_is_checked_against_the_hidden_labels(tiny_vl_dir, tmp
     wrong = [str(int(t) + 1) for t in truth]
     # group 0: two right, one wrong (the vote is right); group 1: two wrong, one right (the vote is wrong)
     batch.completions = [f"\\boxed{{{a}}}" for a in (truth[0], truth[0], wrong[0], wrong[1], wrong[1], truth[1])]
-    score_batch(batch, run.rewards)
+    batch.reward_parts, _ = score_batch(batch, run.rewards)
     assert batch.reward_parts["mm_upt_majority_vote"].tolist() == [1, 1, 0, 1, 1, 0]
     metrics = RunDiagnostics(run).step_metrics(run, batch, step=1)
     assert metrics["diag/truth_accuracy"] == pytest.approx(3 / 6)
