@@ -516,7 +516,9 @@ def evaluate_targets(result: dict[str, Any]) -> dict[str, Any]:
 
 def validated(config, validate) -> list[str]:
     """`mmpost.builder.validate`; where vllm is not installed (a dry run in the main venv), a vLLM phase's config is
-    validated with every other check and its backend reported as unavailable here (the phase would be skipped)."""
+    validated with every other check and its backend reported as unavailable here (the phase would be skipped).
+    Its `backend_args` were already checked against the vLLM backend's typed options before the availability check
+    failed, so the rerun with the hf backend leaves them out (they are not hf options)."""
     from mmpost.config import ConfigError
 
     try:
@@ -524,11 +526,12 @@ def validated(config, validate) -> list[str]:
     except ConfigError as error:
         if config.rollout.backend != "vllm" or "not installed" not in str(error):
             raise
-        config.rollout.backend = "hf"
+        backend_args = config.rollout.backend_args
+        config.rollout.backend, config.rollout.backend_args = "hf", {}
         try:
             checks = validate(config)
         finally:
-            config.rollout.backend = "vllm"
+            config.rollout.backend, config.rollout.backend_args = "vllm", backend_args
         return [c if c != "rollout_backend: hf" else "rollout_backend: vllm (not installed in this Python: phase skipped)"
                 for c in checks]
 

@@ -25,10 +25,10 @@ def batch_for(model_dir: Path, *, prompts: int, group: int, width: int, image_si
     import mmpost.modalities  # noqa: F401  (registers the image modality)
     import mmpost.tasks  # noqa: F401  (registers the shapes task)
     from mmpost.config import ModelConfig
+    from mmpost.experience import RolloutBatch
     from mmpost.model import load_model, load_processor
     from mmpost.policy import TokenPolicy
     from mmpost.registry import MODALITIES, TASKS
-    from mmpost.types import RolloutBatch
 
     torch.manual_seed(seed)
     model = load_model(ModelConfig(path=str(model_dir)))

@@ -21,8 +21,9 @@ from mmpost.experience import ExperienceSource
 from mmpost.metrics import MetricsLog
 from mmpost.model import build_reference, ensure_model_folder, prepare_policy
 from mmpost.registry import EXPERIENCE_SOURCES, KL_CONTROLLERS, MODALITIES, POLICIES, ROLLOUT_BACKENDS, TASKS
-from mmpost.rollout.base import SamplingParams
+from mmpost.rollout.base import RolloutBackend, SamplingParams
 from mmpost.scoring import BoundReward, bind_rewards
+from mmpost.types import Modality, PolicyKind, Task
 from mmpost.logprobs import LOGPROB_LAYOUTS, LogprobPlan
 from mmpost.update import Learner, LossSettings
 
@@ -33,14 +34,14 @@ log = logging.getLogger(__name__)
 class Run:
     config: Config
     accelerator: Any
-    task: Any
-    modality: Any
-    policy: Any  # a policy kind (mmpost.policy.TokenPolicy, mmpost.denoising.DenoisingPolicy, ...)
+    task: Task
+    modality: Modality
+    policy: PolicyKind  # mmpost.policy.TokenPolicy, mmpost.denoising.DenoisingPolicy, a plugin's
     model: torch.nn.Module  # prepared (possibly DDP-wrapped)
     reference: torch.nn.Module | None
     optimizer: torch.optim.Optimizer
-    scheduler: Any
-    backend: Any
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    backend: RolloutBackend
     train_rows: Sequence[dict]
     heldout_rows: Sequence[dict]
     sampler: PromptSampler
@@ -259,8 +260,9 @@ def build_run(config: Config, *, policy_path: str | None = None) -> Run:
     for decision in plan.decisions:
         log.info("%s", decision)
     backend_class = ROLLOUT_BACKENDS.get(config.rollout.backend)
-    backend = backend_class(unwrapped, pad_token_id=policy.pad_token_id, eos_token_ids=policy.eos_token_ids,
-                            suppressed_token_ids=policy.suppressed_token_ids, policy=policy, **config.rollout.backend_args)
+    # One set of arguments for every backend: the model, the policy kind (its `vocabulary` for token samplers) and
+    # the backend's typed options (`rollout.backend_args`, checked by `check_plugin_options`).
+    backend = backend_class(unwrapped, policy=policy, **config.rollout.backend_args)
     source_class = EXPERIENCE_SOURCES.get(algorithm.source)
     source = source_class(**algorithm.source_args)
 
@@ -347,15 +349,23 @@ def validate(config: Config) -> list[str]:
 
 
 def plugin_options(config: Config) -> list[tuple[str, Any, str, dict]]:
-    """(args key, registry, chosen name, given args) of every plugin whose options are typed (`Registry.options`)."""
-    from mmpost.registry import ADVANTAGES, POLICY_LOSSES, SFT_LOSSES
+    """(args key, registry, chosen name, given args) of every plugin whose options are typed (`Registry.options`):
+    the algorithm's plugins, the rollout backend, the task's modality and each benchmark's scorer."""
+    from mmpost.registry import ADVANTAGES, POLICY_LOSSES, SCORERS, SFT_LOSSES
 
     algorithm = config.algorithm
-    return [("algorithm.advantage_args", ADVANTAGES, algorithm.advantage, algorithm.advantage_args),
-            ("algorithm.policy_loss_args", POLICY_LOSSES, algorithm.policy_loss, algorithm.policy_loss_args),
-            ("algorithm.sft_loss_args", SFT_LOSSES, algorithm.sft_loss, algorithm.sft_loss_args),
-            ("algorithm.source_args", EXPERIENCE_SOURCES, algorithm.source, algorithm.source_args),
-            ("algorithm.kl_controller_args", KL_CONTROLLERS, algorithm.kl_controller, algorithm.kl_controller_args)]
+    chosen = [("algorithm.advantage_args", ADVANTAGES, algorithm.advantage, algorithm.advantage_args),
+              ("algorithm.policy_loss_args", POLICY_LOSSES, algorithm.policy_loss, algorithm.policy_loss_args),
+              ("algorithm.sft_loss_args", SFT_LOSSES, algorithm.sft_loss, algorithm.sft_loss_args),
+              ("algorithm.source_args", EXPERIENCE_SOURCES, algorithm.source, algorithm.source_args),
+              ("algorithm.kl_controller_args", KL_CONTROLLERS, algorithm.kl_controller, algorithm.kl_controller_args),
+              ("rollout.backend_args", ROLLOUT_BACKENDS, config.rollout.backend, config.rollout.backend_args)]
+    modality = getattr(TASKS.get(config.data.task), "modality", None) if config.data.task else None
+    if isinstance(modality, str):
+        chosen.append(("data.modality_args", MODALITIES, modality, config.data.modality_args))
+    for benchmark, args in sorted(config.eval.score_args.items()):
+        chosen.append((f"eval.score_args.{benchmark}", SCORERS, benchmark, args or {}))
+    return chosen
 
 
 def check_plugin_options(config: Config) -> list[str]:

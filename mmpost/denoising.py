@@ -34,9 +34,10 @@ from typing import Any, Sequence
 import torch
 
 from mmpost.algos.flow_sde import flow_grpo_kl, sde_step_with_logprob
+from mmpost.experience import RolloutBatch
 from mmpost.registry import POLICIES, ROLLOUT_BACKENDS
 from mmpost.rollout.base import GenerationResult, SamplingParams
-from mmpost.types import PromptEncoding, RolloutBatch, Sample
+from mmpost.types import PromptEncoding, Sample
 
 _WHERE = __name__
 GENERATOR_FILE = "mmpost_generator.json"
@@ -226,10 +227,7 @@ def _generator_class(spec: str, where: Path | str) -> type:
 class DenoisingPolicy:
     """A flow-matching generator as a policy: K denoising steps per row, each a Gaussian SDE step with a log-prob."""
 
-    pad_token_id = 0
-    eos_token_ids: list[int] = []
-    suppressed_token_ids: list[int] = []
-    tokenizer = None
+    vocabulary = None  # it emits no tokens: a row's K units are denoising steps
     # One layout: a chain is re-scored by its own forward per row, so the layout only splits rows into micro-batches,
     # and a prompt's group stays in one (as `micro_batch_rows` splits "shared_prefix").
     logprob_layouts = ("shared_prefix",)
@@ -385,12 +383,9 @@ class SDEBackend:
     generator instead (fixed-noise evaluation).
     """
 
-    def __init__(self, model: torch.nn.Module, *, policy: DenoisingPolicy, seed: int | None = None, pad_token_id: int = 0,
-                 eos_token_ids: Sequence[int] = (), suppressed_token_ids: Sequence[int] = (), **unused: Any) -> None:
+    def __init__(self, model: torch.nn.Module, *, policy: DenoisingPolicy, seed: int | None = None) -> None:
         if not isinstance(policy, DenoisingPolicy):
             raise TypeError(f"{_WHERE}: the sde backend serves `model.policy: denoising`, got {type(policy).__name__}")
-        if unused:
-            raise TypeError(f"{_WHERE}: unknown sde backend argument(s) {sorted(unused)}; known: seed")
         self.model, self.policy = model, policy
         self.generator = None if seed is None else torch.Generator().manual_seed(seed)
 

@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from mmpost.algos.advantages import zero_variance_groups
-from mmpost.types import RowKind
+from mmpost.experience import RowKind
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,12 @@ def sampled_accuracy(scores: Sequence[Sequence[float]]) -> float:
     """Mean score of all samples: pass@1 at the sampling temperature (the unbiased estimate from k samples)."""
     values = [s for row in scores for s in row if s is not None]
     return sum(values) / len(values) if values else float("nan")
+
+
+def contested(answers: Sequence[str]) -> bool:
+    """Do a prompt's k answers disagree? Only such groups have non-zero rewards' spread under a vote reward
+    (MM-UPT), so the vote's accuracy on them, not on all prompts, is what the policy gradient follows."""
+    return len(set(answers)) > 1
 
 
 def majority_vote_correct(answers: Sequence[str], scores: Sequence[float | None]) -> float | None:
@@ -228,6 +234,7 @@ class RunDiagnostics:
         devices = [run.accelerator.device] if run.accelerator.device.type == "cuda" else []
         per_prompt: list[list[float | None]] = []
         votes: list[float | None] = []
+        contested_votes: list[float | None] = []  # the vote's correctness on prompts whose k answers disagree
         # Tasks whose rows carry a `kind` (question type) also get each kind's greedy accuracy and pass@k.
         kinds = sorted({str(r["kind"]) for r in run.heldout_rows if isinstance(r, dict) and "kind" in r})
         by_kind: dict[str, list[float]] = {f"{what}_{kind}": [0.0, 0.0] for kind in kinds for what in ("accuracy", "pass_at_k")}
@@ -241,7 +248,7 @@ class RunDiagnostics:
                     continue
                 result = run.backend.generate(run.policy.encode_prompts(samples), samples, params)
                 outputs = result.outputs if result.outputs is not None else \
-                    [run.policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
+                    [run.policy.vocabulary.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
                 repeated = [s for s in samples for _ in range(k)]
                 scores = _score(run.task.accuracy_reward, outputs, repeated, [list(i) for i in result.completion_ids],
                                 bound=next((r for r in run.rewards if r.name == run.task.accuracy_reward), None))
@@ -249,7 +256,7 @@ class RunDiagnostics:
                 if kinds:
                     result = run.backend.generate(run.policy.encode_prompts(samples), samples, greedy)
                     texts = result.outputs if result.outputs is not None else \
-                        [run.policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
+                        [run.policy.vocabulary.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
                     greedy_scores = _score(run.task.accuracy_reward, texts, samples, [list(i) for i in result.completion_ids],
                                            bound=next((r for r in run.rewards if r.name == run.task.accuracy_reward), None))
                 for index in range(len(samples)):
@@ -259,6 +266,8 @@ class RunDiagnostics:
                     per_prompt.append(row_scores)
                     answers = [vote_key(str(o)) for o in outputs[index * k : (index + 1) * k]]
                     votes.append(majority_vote_correct(answers, row_scores))
+                    if contested(answers):
+                        contested_votes.append(votes[-1])
                     kind = str(samples[index].get("kind"))
                     if greedy_scores is not None and f"accuracy_{kind}" in by_kind:
                         if greedy_scores[index] is not None:
@@ -272,6 +281,8 @@ class RunDiagnostics:
             "sampled_accuracy": _sum_count([s for row in per_prompt for s in row if s is not None]),
             "pass_at_k": _sum_count([max(s for s in row if s is not None) for row in per_prompt if any(s is not None for s in row)]),
             "majority_accuracy": _sum_count([v for v in votes if v is not None]),
+            "contested_fraction": (float(len(contested_votes)), float(len(votes))),
+            "contested_majority_accuracy": _sum_count([v for v in contested_votes if v is not None]),
             **{key: tuple(value) for key, value in by_kind.items()},
         }
         keys = sorted(local)

@@ -1,4 +1,8 @@
-"""Experience sources: where a step's trajectories come from.
+"""Experience sources: where a step's trajectories come from, and the batch they are built into.
+
+A step trains on one `RolloutBatch` (defined here, with its `RowKind`s): `BatchBuilder` pads the rows a source
+collects (rollouts from the backend, labels, demonstrations) into it, `completion_mask` marking each completion up to
+and including its first EOS.
 
 SFT, RL and their mixtures are one loop with different sources. A source builds the rows of a step
 (`collect`), may adjust rewards once they are known (`after_rewards`: ViSurf's reward controls, HPT's
@@ -9,21 +13,118 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Sequence
 
 import torch
 
-from mmpost.policy import completion_mask, pad_completions
 from mmpost.registry import EXPERIENCE_SOURCES, SCHEDULES
 from mmpost.rollout.base import RolloutBackend, SamplingParams
-from mmpost.types import PromptEncoding, RolloutBatch, RowKind, Sample
+from mmpost.types import PolicyKind, PromptEncoding, Sample
 
 
+# -- the batch a step trains on ----------------------------------------------------------------------
+class RowKind(str, Enum):
+    """Where a row of a step came from, which decides how the step treats it: the policy's own rollout, a ground-truth
+    label scored as a rollout (ViSurf), or an expert demonstration (SFT rows, CHORD, HPT). A `str` enum, so a plugin
+    comparing with "policy" keeps working."""
+
+    POLICY = "policy"
+    LABEL = "label"
+    EXPERT = "expert"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class RolloutBatch:
+    """Trajectories of one step, rows grouped by `group_ids` (one group per prompt / initial state).
+
+    Token policies: `completion_ids` [N, T] right-padded, `completion_mask` [N, T] (1 up to and including
+    the first EOS). `prompt_index[i]` points into `prompts`/`samples` so G rows share one encoding.
+    """
+
+    prompts: list[PromptEncoding]
+    samples: list[Sample]
+    prompt_index: torch.Tensor  # [N] long
+    group_ids: torch.Tensor  # [N] long
+    completion_ids: torch.Tensor  # [N, T] long
+    completion_mask: torch.Tensor  # [N, T] float
+    sources: list[RowKind]  # where each row came from (`RowKind`; `rows_of` gives a mask)
+    is_sft: torch.Tensor  # [N] bool: trained with the SFT loss instead of the policy-gradient loss
+    completions: list[Any] = field(default_factory=list)  # decoded text, or the backend's outputs (e.g. images)
+    rewards: torch.Tensor | None = None  # [N]
+    reward_parts: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [N], NaN = not applicable
+    advantages: torch.Tensor | None = None  # [N] (or [N, T] for per-token advantages)
+    old_logprobs: torch.Tensor | None = None  # [N, T]
+    ref_logprobs: torch.Tensor | None = None  # [N, T]
+    sampling_logprobs: torch.Tensor | None = None  # [N, T], from the rollout engine when it reports them
+    keep: torch.Tensor | None = None  # [N] bool, rows that enter the update (zero-variance groups dropped)
+    # Rows of one environment episode share a reward and an advantage; None = every row is its own episode.
+    episode_ids: torch.Tensor | None = None  # [N] long
+    # Per-row tensors a policy kind needs to re-score its rows (denoising: latents [N, K+1, ...], sigmas [N, K+1]).
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+    # The step's collated prompt inputs, made once (`mmpost.logprobs.step_collation`): the batches the step derives
+    # from this one (`dataclasses.replace`) share the dict, so every log-prob pass hands the model the same tensors.
+    collated_prompts: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return int(self.group_ids.numel())
+
+    def rows_of(self, kind: RowKind) -> torch.Tensor:
+        """[N] bool: the rows that came from `kind`."""
+        return torch.tensor([source == kind for source in self.sources], dtype=torch.bool)
+
+    def select(self, rows: torch.Tensor | Sequence[int]) -> "RolloutBatch":
+        """A new batch with only `rows` (shared prompt encodings are kept, indices unchanged)."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        def pick(t):
+            return None if t is None else t[rows]
+        return RolloutBatch(
+            prompts=self.prompts,
+            samples=self.samples,
+            prompt_index=self.prompt_index[rows],
+            group_ids=self.group_ids[rows],
+            completion_ids=self.completion_ids[rows],
+            completion_mask=self.completion_mask[rows],
+            sources=[self.sources[i] for i in rows.tolist()],
+            is_sft=self.is_sft[rows],
+            completions=[self.completions[i] for i in rows.tolist()] if self.completions else [],
+            rewards=pick(self.rewards),
+            reward_parts={k: v[rows] for k, v in self.reward_parts.items()},
+            advantages=pick(self.advantages),
+            old_logprobs=pick(self.old_logprobs),
+            ref_logprobs=pick(self.ref_logprobs),
+            sampling_logprobs=pick(self.sampling_logprobs),
+            keep=pick(self.keep),
+            episode_ids=pick(self.episode_ids),
+            aux={k: v[rows] for k, v in self.aux.items()},
+        )
+
+
+def completion_mask(completion_ids: torch.Tensor, eos_token_ids: Sequence[int]) -> torch.Tensor:
+    """1 for tokens up to and including the first EOS, 0 after it. [N, T] -> [N, T] float."""
+    is_eos = torch.isin(completion_ids, torch.tensor(list(eos_token_ids), device=completion_ids.device))
+    # Tokens strictly after the first EOS have at least one EOS before them.
+    eos_before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
+    return (eos_before == 0).float()
+
+
+def pad_completions(sequences: Sequence[Sequence[int]], pad_id: int, min_length: int = 1) -> torch.Tensor:
+    width = max([len(s) for s in sequences] + [min_length])
+    out = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        out[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+    return out
+
+
+# -- building it ------------------------------------------------------------------------------------
 @dataclass
 class StepContext:
     """What a source may use to build a step's rows."""
 
-    policy: Any  # mmpost.policy.TokenPolicy
+    policy: PolicyKind
     backend: RolloutBackend
     sampling: SamplingParams
     step: int
@@ -100,8 +201,10 @@ class BatchBuilder:
 
     def build(self, ctx: StepContext) -> RolloutBatch:
         policy = ctx.policy
-        completion_ids = pad_completions([r.tokens for r in self.rows], policy.pad_token_id)
-        mask = completion_mask(completion_ids, policy.eos_token_ids)
+        # A kind that emits no tokens (denoising) pads its K step slots with 0, and its rows end where they end.
+        vocabulary = policy.vocabulary
+        completion_ids = pad_completions([r.tokens for r in self.rows], vocabulary.pad_token_id if vocabulary else 0)
+        mask = completion_mask(completion_ids, vocabulary.eos_token_ids if vocabulary else ())
         lengths = torch.tensor([len(r.tokens) for r in self.rows])
         mask = mask * (torch.arange(completion_ids.shape[1])[None, :] < lengths[:, None]).float()
         for i, r in enumerate(self.rows):

@@ -1,21 +1,43 @@
-"""Per-token log-probs of completions: the one place where logits become log-probs.
+"""Per-token log-probs of completions: the one module where a model's logits become log-probs.
 
-Every token log-prob the engine uses goes through `token_logprobs`: the rollout backend's sampling log-probs
-(`mmpost.rollout.hf`), and the old-policy, reference and update passes (`completion_logprobs`). They all apply the
-sampling temperature and the same suppressed-token mask, so a re-scored token has exactly the log-prob it was
-sampled with. The passes differ only in how rows are laid out for the model; each returns logits, never
-log-probs:
+torchtune's `rlhf/sequence_processing.py` (`logits_to_logprobs`) is the model for it. Every token log-prob the
+engine uses goes through `token_logprobs`: the rollout backend's sampling log-probs (`mmpost.rollout.hf`), and the
+old-policy, reference and update passes (`completion_logprobs`). They all apply the sampling temperature and the
+same suppressed-token mask, so a re-scored token has exactly the log-prob it was sampled with. The passes differ only
+in how rows are laid out for the model; each returns logits, never log-probs:
 
-- "padded" (`padded_logits`, here): one [left-padded prompt | right-padded completion] batch;
-- "packed" (`mmpost.packing.packed_logits`): the rows' valid tokens end to end in one sequence, no padding, in
-  micro-batches of at most `token_budget` tokens when set;
-- "shared_prefix" (`mmpost.prefix_sharing.shared_prefix_logits`): each distinct prompt once, its KV cache shared by
-  its completions.
+- "padded" (`padded_logits`): one [left-padded prompt | right-padded completion] batch;
+- "packed" (`packed_logprobs`, `pack_padded`, `packed_logits`): the rows' valid tokens end to end in one sequence,
+  no padding, in micro-batches of at most `token_budget` tokens when set;
+- "shared_prefix" (`shared_prefix_logits`): each distinct prompt once (`prefill`), its KV cache shared by its
+  completions. The rollout backend's shared prefill for generation uses the same `prefill` and `gather_cache`.
 
-All three give the same numbers up to float rounding (tests/test_packing.py, tests/test_prefix_sharing.py).
-`micro_batch_rows` splits a batch's rows the way each layout runs best. Which layout each pass of a run uses is
-decided once, when the run is built, in a `LogprobPlan`; `completion_logprobs` runs the layout it is given.
-torchtune's `rlhf/sequence_processing.py` (`logits_to_logprobs`) is the model for this split.
+All three give the same numbers up to float rounding (tests/test_packing.py, tests/test_prefix_sharing.py). Their
+position ids come from `position_ids_for` (M-RoPE included). `micro_batch_rows` splits a batch's rows the way each
+layout runs best. Which layout each pass of a run uses is decided once, when the run is built, in a `LogprobPlan`;
+`completion_logprobs` runs the layout it is given.
+
+Packed layout. A padded pass over rows of very different lengths spends most of its attention and MLP work on pad
+tokens (left pad of short prompts, right pad after EOS). Packed, the valid tokens of every row ([prompt | completion
+up to EOS]) are laid end to end in one sequence of shape [1, S]. Position ids restart at 0 for every row, and
+transformers builds a block-causal mask from those restarts (`masking_utils.find_packed_sequence_indices`, used when
+no attention mask is passed), so no token attends across rows, for sdpa, eager and flash-attention alike. Qwen-VL's
+M-RoPE positions (3 rows: temporal, height, width) are computed per row with the model's own `get_rope_index` over
+the padded layout, then the valid columns are kept; the packed `position_ids` is then [4, 1, S]: the 1-D text
+positions (which the mask uses) stacked on the 3-D M-RoPE ones, the layout `Qwen2_5_VLTextModel.forward` documents
+for packed inputs.
+
+Shared-prefix layout. The G completions of a GRPO group share one prompt, and in multimodal RL the prompt (hundreds
+to thousands of image/video tokens) is usually far longer than the completion. The naive pass runs [prompt |
+completion] for every row, so the prompt's layers run G times. Here:
+
+1. the distinct prompts of the rows run once, left-padded, with a KV cache (and with gradients in the update pass);
+2. each layer's cached keys/values are gathered to the rows (`index_select`, whose backward sums the rows'
+   gradients into the one prompt computation, so parameter gradients equal the naive pass's);
+3. the completions run on top of the gathered cache, with positions continuing the prompt's (for M-RoPE the
+   completion is text, so all three axes continue from the prompt's last position + 1, as `get_rope_index` gives).
+
+The logit that predicts completion token 0 is the prompt's last-position logit; the others come from step 3.
 """
 from __future__ import annotations
 
@@ -25,11 +47,11 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import DynamicCache
 
-from mmpost.model import accepts_argument, collate_prompts
-from mmpost.packing import pack_padded, packed_logits, row_token_counts, token_budget_chunks
-from mmpost.prefix_sharing import checkpointing_drops_cache, shared_prefix_logits
-from mmpost.types import RolloutBatch
+from mmpost.experience import RolloutBatch
+from mmpost.model import accepts_argument, unwrap
+from mmpost.types import PromptEncoding, collate_prompts
 
 LOGPROB_LAYOUTS = ("padded", "packed", "shared_prefix")
 
@@ -203,3 +225,185 @@ def packed_logprobs(model: nn.Module, batch: RolloutBatch, rows: torch.Tensor, *
         order.append(chunk)
     logprobs = torch.cat(pieces)
     return logprobs.index_select(0, torch.argsort(torch.cat(order)).to(logprobs.device))
+
+
+# -- position ids ---------------------------------------------------------------------------------
+ROPE_INDEX_ARGUMENTS = ("mm_token_type_ids", "image_grid_thw", "video_grid_thw", "second_per_grid_ts")
+
+
+def rope_index_module(model: nn.Module) -> nn.Module | None:
+    """The submodule that computes multimodal (M-RoPE) position ids, e.g. `Qwen2_5_VLModel`; None for 1-D RoPE."""
+    for module in unwrap(model).modules():
+        if callable(getattr(module, "get_rope_index", None)):
+            return module
+    return None
+
+
+def text_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """1-D positions that skip padding: [B, L] mask -> [B, L] long (0 at masked slots)."""
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.clamp(min=0) * attention_mask.long()
+
+
+def position_ids_for(model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Padding-independent position ids of a padded batch: [3, B, L] for M-RoPE models, else [B, L].
+
+    For Qwen2-VL/2.5-VL the model's `get_rope_index` (Wang et al. 2024, M-RoPE: text tokens advance all three
+    axes by 1; an image advances them by max(h, w) / merge) with the attention mask, so padding takes no position.
+    """
+    mask = inputs["attention_mask"]
+    text = text_position_ids(mask)
+    module = rope_index_module(model)
+    if module is None:
+        return text
+    has_media = any(inputs.get(k) is not None for k in ("image_grid_thw", "video_grid_thw"))
+    if not has_media or inputs.get("mm_token_type_ids") is None:
+        return text.unsqueeze(0).expand(3, -1, -1)
+    rope_arguments = {k: inputs[k] for k in ROPE_INDEX_ARGUMENTS if inputs.get(k) is not None}
+    positions, _ = module.get_rope_index(inputs["input_ids"], attention_mask=mask, **rope_arguments)
+    return positions
+
+
+# -- the packed layout ----------------------------------------------------------------------------
+def token_budget_chunks(lengths: Sequence[int] | torch.Tensor, budget: int) -> list[torch.Tensor]:
+    """Split rows into micro-batches of at most `budget` tokens each (first-fit decreasing bin packing).
+
+    lengths: [N] tokens per row. Returns a list of row-index tensors (each sorted ascending); a row longer than the
+    budget gets a micro-batch of its own. Every row appears in exactly one chunk.
+    """
+    if budget <= 0:
+        raise ValueError(f"algorithm.token_budget must be positive, got {budget}")
+    lengths = [int(x) for x in (lengths.tolist() if isinstance(lengths, torch.Tensor) else lengths)]
+    bins: list[list[int]] = []
+    loads: list[int] = []
+    for row in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        target = next((b for b, load in enumerate(loads) if load + lengths[row] <= budget), None)
+        if target is None:
+            bins.append([row])
+            loads.append(lengths[row])
+        else:
+            bins[target].append(row)
+            loads[target] += lengths[row]
+    return [torch.tensor(sorted(b), dtype=torch.long) for b in bins]
+
+
+def row_token_counts(batch: RolloutBatch, rows: torch.Tensor) -> torch.Tensor:
+    """Valid tokens (prompt + completion through EOS) of each row: [n] long, the lengths a packed pass processes."""
+    prompt = torch.tensor([batch.prompts[int(i)].input_ids.numel() for i in batch.prompt_index[rows]], dtype=torch.long)
+    return prompt + batch.completion_mask[rows].sum(1).long()
+
+
+def pack_padded(model: nn.Module, inputs: dict[str, torch.Tensor], width: int, completion_width: int):
+    """Turn padded [left-padded prompt | right-padded completion] inputs into one packed row.
+
+    Returns (packed inputs for the model, predictor index [n, T] into the packed sequence, valid [n, T] bool):
+    the logit at packed position predictor[i, j] predicts completion token j of row i where valid[i, j].
+    """
+    mask = inputs["attention_mask"].bool()
+    positions = position_ids_for(model, inputs)
+    text = text_position_ids(inputs["attention_mask"])[mask].unsqueeze(0)  # [1, S], restarting at every row
+    if positions.ndim == 3:
+        packed_positions = torch.cat([text.unsqueeze(0), positions[:, mask].unsqueeze(1)], dim=0)  # [4, 1, S]
+    else:
+        packed_positions = text
+    packed = {"input_ids": inputs["input_ids"][mask].unsqueeze(0), "position_ids": packed_positions}
+    for key, value in inputs.items():
+        if key in ("input_ids", "attention_mask", "position_ids"):
+            continue
+        if value.ndim >= 2 and value.shape[:2] == mask.shape:
+            packed[key] = value[mask].unsqueeze(0)  # per-token fields such as mm_token_type_ids
+        else:
+            packed[key] = value  # media rows, already in row order
+    flat_index = mask.flatten().long().cumsum(0).view(mask.shape) - 1
+    predictor = flat_index[:, width - 1 : width - 1 + completion_width]
+    valid = mask[:, width : width + completion_width]
+    return packed, predictor, valid
+
+
+def packed_logits(model: nn.Module, packed: dict[str, torch.Tensor], keep: torch.Tensor) -> torch.Tensor:
+    """Logits [K, V] at the K positions `keep` of one packed sequence (`pack_padded`'s inputs and `predictor[valid]`).
+
+    Only those positions go through the LM head (`logits_to_keep` as an index tensor when the model takes it), so
+    prompt tokens cost no vocabulary projection.
+    """
+    if accepts_argument(model, "logits_to_keep"):
+        return model(**packed, use_cache=False, logits_to_keep=keep).logits[0]
+    return model(**packed, use_cache=False).logits[0, keep]
+
+
+# -- the shared-prefix layout -----------------------------------------------------------------------
+def cache_argument(model: nn.Module) -> str:
+    # transformers 5.2x renamed `past_key_values` to `cache` (the old name still works, with a deprecation warning).
+    return "cache" if accepts_argument(model, "cache") else "past_key_values"
+
+
+def output_cache(output) -> DynamicCache:
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+def gather_cache(cache: DynamicCache, index: torch.Tensor) -> DynamicCache:
+    """A new cache whose row r is row index[r] of `cache` in every layer (differentiable: gradients sum back)."""
+    layers = [(layer.keys.index_select(0, index), layer.values.index_select(0, index)) for layer in cache.layers]
+    return DynamicCache(ddp_cache_data=layers)
+
+
+def prefill(model: nn.Module, inputs: dict[str, torch.Tensor], position_ids: torch.Tensor):
+    """One cached forward over left-padded prompts: (last-position logits [P, V], KV cache)."""
+    logits_to_keep = {"logits_to_keep": 1} if accepts_argument(model, "logits_to_keep") else {}
+    output = model(**inputs, position_ids=position_ids, use_cache=True, **logits_to_keep)
+    return output.logits[:, -1, :], output_cache(output)
+
+
+def collated_prompts(prompts: Sequence[PromptEncoding], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in collate_prompts(prompts, pad_id).items()}
+
+
+def step_collation(batch: RolloutBatch, distinct: torch.Tensor, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """The collated inputs of `batch`'s prompts `distinct`, made once per batch: the reference and update passes of a
+    step then hand the model the same tensors (no second copy of the pixels; the vision cache recognises them)."""
+    memo = batch.collated_prompts
+    key = (tuple(distinct.tolist()), pad_id, str(device))
+    if key not in memo:
+        memo[key] = collated_prompts([batch.prompts[int(i)] for i in distinct], pad_id, device)
+    return memo[key]
+
+
+def continuation_positions(prompt_positions: torch.Tensor, length: int) -> torch.Tensor:
+    """Positions of `length` text tokens after left-padded prompts: last prompt position + 1 + j.
+
+    prompt_positions: [3, P, W] (M-RoPE) or [P, W]; returns [3, P, length] or [P, length].
+    """
+    steps = torch.arange(1, length + 1, device=prompt_positions.device)
+    return prompt_positions[..., -1:] + steps
+
+
+def shared_prefix_logits(model: nn.Module, batch: RolloutBatch, rows: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Logits [n, T, V] predicting each completion token of `rows` (position j predicts token j)."""
+    device = next(model.parameters()).device
+    distinct, inverse = torch.unique(batch.prompt_index[rows], return_inverse=True)
+    inverse = inverse.to(device)
+    prompts = step_collation(batch, distinct, pad_id, device)
+    positions = position_ids_for(model, prompts)
+    first, cache = prefill(model, prompts, positions)
+    prompt_mask = prompts["attention_mask"]
+    first = first.index_select(0, inverse).unsqueeze(1)  # [n, 1, V]
+    completion_ids = batch.completion_ids[rows].to(device)
+    width = completion_ids.shape[1]
+    if width <= 1:
+        return first[:, :width]
+    # The last completion token predicts nothing we score, so it is not fed.
+    fed = completion_ids[:, : width - 1]
+    attention = torch.cat([prompt_mask.index_select(0, inverse),
+                           batch.completion_mask[rows, : width - 1].long().to(device)], 1)
+    later_positions = continuation_positions(positions, width - 1).index_select(-2, inverse)
+    output = model(input_ids=fed, attention_mask=attention, position_ids=later_positions, use_cache=True,
+                   **{cache_argument(model): gather_cache(cache, inverse)})
+    return torch.cat([first, output.logits], dim=1)
+
+
+def checkpointing_drops_cache(model: nn.Module) -> bool:
+    """True when transformers' gradient checkpointing would discard the KV cache of this forward pass
+    (`GradientCheckpointingLayer` turns `use_cache` off in training with gradients), so no prefix can be shared."""
+    return (torch.is_grad_enabled() and model.training
+            and any(getattr(m, "gradient_checkpointing", False) for m in unwrap(model).modules()))

@@ -1,5 +1,6 @@
 """The model: loading the policy, its processor and its reference through the same path a hub checkpoint takes,
-and what a transformers model is fed (collated prompts, position ids) and wrapped in (DDP/FSDP, PEFT)."""
+and finding the transformers model inside its wrappers (DDP/FSDP, PEFT). What the model is fed is elsewhere:
+prompts are collated by `mmpost.types.collate_prompts`, positions and log-prob passes are `mmpost.logprobs`."""
 from __future__ import annotations
 
 import copy
@@ -9,14 +10,13 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from mmpost.config import ModelConfig
 from mmpost.registry import MODEL_ZOO
-from mmpost.types import PromptEncoding
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +136,7 @@ def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-# -- what the model is fed ------------------------------------------------------------------------
-ROPE_INDEX_ARGUMENTS = ("mm_token_type_ids", "image_grid_thw", "video_grid_thw", "second_per_grid_ts")
-
-
+# -- the model inside its wrappers ----------------------------------------------------------------
 def unwrap(model: nn.Module) -> nn.Module:
     """The transformers model inside DDP/FSDP (`.module`) and PEFT (`get_base_model`) wrappers."""
     while hasattr(model, "module") and isinstance(model.module, nn.Module):
@@ -154,58 +151,3 @@ def accepts_argument(model: nn.Module, name: str) -> bool:
         return name in inspect.signature(unwrap(model).forward).parameters
     except (TypeError, ValueError):
         return False
-
-
-def collate_prompts(prompts: Sequence[PromptEncoding], pad_id: int) -> dict[str, torch.Tensor]:
-    """Left-pad prompt ids and concatenate media rows along dim 0."""
-    width = max(p.input_ids.numel() for p in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        n = p.input_ids.numel()
-        input_ids[i, width - n :] = p.input_ids
-        attention_mask[i, width - n :] = 1
-    batch: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
-    for key in sorted({k for p in prompts for k in p.token_fields}):
-        values = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            if key in p.token_fields:
-                values[i, width - p.input_ids.numel() :] = p.token_fields[key]
-        batch[key] = values
-    # A text-only prompt contributes no media rows; the model matches media rows to placeholder tokens in order.
-    for key in sorted({k for p in prompts for k in p.media}):
-        batch[key] = torch.cat([p.media[key] for p in prompts if key in p.media], dim=0)
-    return batch
-
-
-def rope_index_module(model: nn.Module) -> nn.Module | None:
-    """The submodule that computes multimodal (M-RoPE) position ids, e.g. `Qwen2_5_VLModel`; None for 1-D RoPE."""
-    for module in unwrap(model).modules():
-        if callable(getattr(module, "get_rope_index", None)):
-            return module
-    return None
-
-
-def text_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """1-D positions that skip padding: [B, L] mask -> [B, L] long (0 at masked slots)."""
-    positions = attention_mask.long().cumsum(-1) - 1
-    return positions.clamp(min=0) * attention_mask.long()
-
-
-def position_ids_for(model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Padding-independent position ids of a padded batch: [3, B, L] for M-RoPE models, else [B, L].
-
-    For Qwen2-VL/2.5-VL the model's `get_rope_index` (Wang et al. 2024, M-RoPE: text tokens advance all three
-    axes by 1; an image advances them by max(h, w) / merge) with the attention mask, so padding takes no position.
-    """
-    mask = inputs["attention_mask"]
-    text = text_position_ids(mask)
-    module = rope_index_module(model)
-    if module is None:
-        return text
-    has_media = any(inputs.get(k) is not None for k in ("image_grid_thw", "video_grid_thw"))
-    if not has_media or inputs.get("mm_token_type_ids") is None:
-        return text.unsqueeze(0).expand(3, -1, -1)
-    rope_arguments = {k: inputs[k] for k in ROPE_INDEX_ARGUMENTS if inputs.get(k) is not None}
-    positions, _ = module.get_rope_index(inputs["input_ids"], attention_mask=mask, **rope_arguments)
-    return positions

@@ -11,10 +11,11 @@ from typing import Any, Sequence
 
 import torch
 
+from mmpost.experience import RolloutBatch
 from mmpost.logprobs import LOGPROB_LAYOUTS, completion_logprobs
 from mmpost.model import load_model, load_processor
 from mmpost.registry import POLICIES
-from mmpost.types import Modality, PromptEncoding, RolloutBatch, Sample, Task
+from mmpost.types import Modality, PromptEncoding, Sample, Task, Vocabulary
 
 
 @POLICIES.register("token")
@@ -27,10 +28,16 @@ class TokenPolicy:
 
     logprob_layouts = LOGPROB_LAYOUTS  # how its log-prob passes may lay rows out (`algorithm.logprob_pass`)
     computes_own_kl = False  # the KL term comes from reference log-probs of the tokens
-    # Set per instance from the tokenizer (`__init__`); declared here as the PolicyKind protocol's members.
+    # Set per instance from the tokenizer (`__init__`); `vocabulary` gives them to the engine as one value.
+    tokenizer: Any
     pad_token_id: int
     eos_token_ids: list[int]
     suppressed_token_ids: list[int]
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The PolicyKind capability: this policy emits tokens."""
+        return Vocabulary(self.tokenizer, self.pad_token_id, tuple(self.eos_token_ids), tuple(self.suppressed_token_ids))
 
     @classmethod
     def load_model(cls, model_config, path: str) -> torch.nn.Module:
@@ -79,22 +86,6 @@ class TokenPolicy:
         return completion_logprobs(model, batch, rows, pad_id=self.pad_token_id, temperature=temperature,
                                    suppressed_token_ids=self.suppressed_token_ids, full_distribution=full_distribution,
                                    layout=layout, token_budget=token_budget)
-
-
-def completion_mask(completion_ids: torch.Tensor, eos_token_ids: Sequence[int]) -> torch.Tensor:
-    """1 for tokens up to and including the first EOS, 0 after it. [N, T] -> [N, T] float."""
-    is_eos = torch.isin(completion_ids, torch.tensor(list(eos_token_ids), device=completion_ids.device))
-    # Tokens strictly after the first EOS have at least one EOS before them.
-    eos_before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
-    return (eos_before == 0).float()
-
-
-def pad_completions(sequences: Sequence[Sequence[int]], pad_id: int, min_length: int = 1) -> torch.Tensor:
-    width = max([len(s) for s in sequences] + [min_length])
-    out = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    for i, s in enumerate(sequences):
-        out[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
-    return out
 
 
 @contextlib.contextmanager

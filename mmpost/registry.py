@@ -269,7 +269,10 @@ EXPERIENCE_SOURCES: Registry[Any] = Registry(
     description="where trajectories come from: rollouts, labels, demonstrations, search trees",
 )
 ROLLOUT_BACKENDS: Registry[Any] = Registry(
-    "rollout_backend", builtin_modules=["mmpost.rollout", "mmpost.denoising"], required_attributes=["generate"],
+    "rollout_backend", builtin_modules=["mmpost.rollout.hf", "mmpost.rollout.vllm", "mmpost.denoising"], required_attributes=["generate"],
+    # What the builder (or a caller without a policy kind) passes itself; the rest is `rollout.backend_args`. `llm`:
+    # a vLLM engine built by the caller, not something a config can hold.
+    inputs=["model", "policy", "pad_token_id", "eos_token_ids", "suppressed_token_ids", "llm"],
     description="batched generation with n samples per prompt",
 )
 MODALITIES: Registry[Any] = Registry(
@@ -289,11 +292,12 @@ ENVIRONMENTS: Registry[Any] = Registry(
 POLICIES: Registry[Any] = Registry(
     "policy", builtin_modules=["mmpost.policy", "mmpost.denoising"],
     # mmpost.types.PolicyKind's members (kept literal: the registry imports nothing of the engine)
-    required_attributes=["logprob_layouts", "computes_own_kl", "pad_token_id", "eos_token_ids", "suppressed_token_ids",
-                         "load_model", "load_processor", "encode_prompts", "logprobs"],
+    required_attributes=["logprob_layouts", "computes_own_kl", "vocabulary", "load_model", "load_processor",
+                         "encode_prompts", "logprobs"],
     description="policy kinds: how a model is loaded, prompted, sampled from and re-scored (token, denoising)",
 )
-SCORERS: Registry[Callable] = Registry("scorer", builtin_modules=["mmpost.eval"], description="benchmark scorers")
+SCORERS: Registry[Callable] = Registry("scorer", builtin_modules=["mmpost.eval"], inputs=["predictions", "mode", "judge"],
+                                      description="benchmark scorers (options: `eval.score_args.<benchmark>`)")
 BENCHMARKS: Registry[Any] = Registry("benchmark", builtin_modules=["mmpost.eval"], description="benchmark loaders")
 
 ALL_REGISTRIES: dict[str, Registry] = {

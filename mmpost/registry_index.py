@@ -395,7 +395,7 @@ def check_config(config) -> list[str]:
             entry = resolve(kind, name, key)
             given = {"advantage": algorithm.advantage_args, "policy_loss": algorithm.policy_loss_args,
                      "sft_loss": algorithm.sft_loss_args, "experience_source": algorithm.source_args,
-                     "kl_controller": algorithm.kl_controller_args}.get(kind)
+                     "kl_controller": algorithm.kl_controller_args, "rollout_backend": config.rollout.backend_args}.get(kind)
             checked.append(f"{kind}: {name}" + (_check_plugin_options(kind, entry, dict(given), f"{key}_args")
                                                 if given is not None else ""))
         task = resolve("task", config.data.task, "data.task")

@@ -9,8 +9,9 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from mmpost.config import RewardSpec
+from mmpost.experience import RolloutBatch
 from mmpost.registry import REWARDS
-from mmpost.types import RolloutBatch, Sample
+from mmpost.types import Sample
 
 
 class RewardError(RuntimeError):
@@ -119,13 +120,15 @@ def _as_reward_value(reward: BoundReward, value, sample: Sample, on_error: str) 
                       "algorithm.reward_errors=zero to score such values 0 (counted in reward/errors)")
 
 
-def score_batch(batch: RolloutBatch, rewards: Sequence[BoundReward], *, on_error: str = "raise") -> dict[str, float]:
-    """Fill `batch.reward_parts` (name -> [N], NaN = not applicable); their total is `total_reward`, taken once the
-    experience source has seen the parts (`after_rewards` may set a label row's part).
+def score_batch(batch: RolloutBatch, rewards: Sequence[BoundReward], *,
+                on_error: str = "raise") -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """(reward parts: name -> [N], NaN = not applicable; metrics). The step puts the parts into its batch; their
+    total is `total_reward`, taken once the experience source has seen them (`after_rewards` may set a label row's).
 
     `reward/errors` counts values scored 0 under `on_error="zero"`: rewards that raised and values that were NaN,
     infinite or not numbers."""
     samples = [batch.samples[int(i)] for i in batch.prompt_index]
+    parts: dict[str, torch.Tensor] = {}
     errors = 0
     completion_ids = [ids[m.bool()].tolist() for ids, m in zip(batch.completion_ids, batch.completion_mask)]
     for reward in rewards:
@@ -133,8 +136,8 @@ def score_batch(batch: RolloutBatch, rewards: Sequence[BoundReward], *, on_error
         errors += failed
         checked = [_as_reward_value(reward, value, sample, on_error) for value, sample in zip(values, samples)]
         errors += sum(bad for _, bad in checked)
-        batch.reward_parts[reward.name] = torch.tensor([number for number, _ in checked])
-    return {"reward/errors": float(errors)}
+        parts[reward.name] = torch.tensor([number for number, _ in checked])
+    return parts, {"reward/errors": float(errors)}
 
 
 def total_reward(parts: Mapping[str, torch.Tensor], rewards: Sequence[BoundReward], rows: int) -> torch.Tensor:

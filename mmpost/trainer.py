@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,16 +25,16 @@ from mmpost.run_dir import (RunStart, append_to_log, apply_resumed_settings, cla
                             run_log)
 from mmpost.config import AlgorithmConfig, Config, save_config, to_dict
 from mmpost.diagnostics import RunDiagnostics
-from mmpost.experience import StepContext
-from mmpost.metrics import curves_title, plot_curves
 from mmpost.distributed import load_sharded_state, same_count_on_every_rank, sharding
-from mmpost.vision_cache import reuse_vision_features
+from mmpost.experience import RolloutBatch, RowKind, StepContext
+from mmpost.metrics import curves_title, plot_curves
 from mmpost.registry import ADVANTAGES, KL_ESTIMATORS
 from mmpost.rollout.base import RolloutBackendError, SamplingParams
 from mmpost.scoring import BoundReward, score_batch, total_reward
 from mmpost.trackers import Trackers
-from mmpost.types import DataError, MediaError, RolloutBatch, RowKind, media_root
+from mmpost.types import DataError, MediaError, media_root
 from mmpost.update import StepWeights, _all_reduce, gather_rows, process_rank, reference_logprobs, update_mini_batch, world_size
+from mmpost.vision_cache import reuse_vision_features
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def episode_rows(episode_ids: torch.Tensor | None, n: int) -> tuple[torch.Tensor
     return first, inverse
 
 
-def compute_advantages(batch: RolloutBatch, algorithm: AlgorithmConfig) -> dict[str, float]:
+def compute_advantages(batch: RolloutBatch, algorithm: AlgorithmConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """The estimator runs once per episode (a row is an episode unless the source says otherwise) and the
     result is broadcast to the episode's rows, so a long episode does not weigh more in its group's statistics.
 
@@ -100,8 +101,8 @@ def compute_advantages(batch: RolloutBatch, algorithm: AlgorithmConfig) -> dict[
     get advantage 0, as TRL; `reward/unscorable` counts them. The estimator sees the episodes of all
     processes (gathered, groups made distinct per process), so batch-level statistics (`scale: batch`,
     Flow-GRPO's global std, REINFORCE++ whitening) are over the global batch; each process keeps its slice.
-    Reads `algorithm.advantage`, `advantage_args` and `drop_zero_variance_groups`; sets `batch.advantages` and
-    drops flat groups from `batch.keep`.
+    Reads `algorithm.advantage`, `advantage_args` and `drop_zero_variance_groups`; returns (advantages [N], keep [N]:
+    `batch.keep` less the flat groups, metrics) and writes nothing into the batch.
     """
     first, episode_of_row = episode_rows(batch.episode_ids, len(batch))
     if batch.episode_ids is not None:
@@ -125,16 +126,17 @@ def compute_advantages(batch: RolloutBatch, algorithm: AlgorithmConfig) -> dict[
         extra = {"lengths": all_lengths.to(rewards.dtype)} if _declares(estimator, "lengths") else {}
         advantages = estimator(all_rewards.to(rewards.dtype), all_groups, **algorithm.advantage_args, **extra).float()
         episode_advantages[used] = advantages[own]
-    batch.advantages = episode_advantages[episode_of_row]
+    advantages = episode_advantages[episode_of_row]
+    keep = batch.keep
     unscorable = float(_all_reduce(torch.tensor([float((rl & ~scored).sum())], dtype=torch.float64))[0])
     dropped = 0.0
     if algorithm.drop_zero_variance_groups and rl.any():
         # A group is flat when its scored rows agree (or none was scored); all of its rows go.
         flat_ids = groups[used][zero_variance_groups(rewards[used], groups[used])] if bool(used.any()) else groups[:0]
         flat_episode = rl & (torch.isin(groups, flat_ids) | ~torch.isin(groups, groups[used]))
-        batch.keep &= ~flat_episode[episode_of_row]
+        keep = keep & ~flat_episode[episode_of_row]
         dropped = float(flat_episode.sum()) / max(float(rl.sum()), 1.0)
-    return {"rollout/zero_variance_fraction": dropped, "reward/unscorable": unscorable}
+    return advantages, keep, {"rollout/zero_variance_fraction": dropped, "reward/unscorable": unscorable}
 
 
 def _declares(function, name: str) -> bool:
@@ -144,16 +146,17 @@ def _declares(function, name: str) -> bool:
         return False
 
 
-def penalise_kl_in_reward(batch: RolloutBatch, current: torch.Tensor, *, estimator: str, coef: float) -> dict[str, float]:
-    """r_i -= beta * sum_t KL_t (verl `apply_kl_penalty`: token-level rewards minus beta*KL, summed for an outcome
-    reward). Logs `reward/kl` as verl measures it for its KL controller: the per-sequence token mean of the KL,
+def penalise_kl_in_reward(batch: RolloutBatch, current: torch.Tensor, *, estimator: str,
+                          coef: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """(rewards [N], metrics): r_i - beta * sum_t KL_t (verl `apply_kl_penalty`: token-level rewards minus beta*KL,
+    summed for an outcome reward). Logs `reward/kl` as verl measures it for its KL controller: the per-sequence token mean of the KL,
     averaged over all processes' sequences; the adaptive controller reads it."""
     kl = KL_ESTIMATORS.get(estimator)(current, batch.ref_logprobs) * batch.completion_mask
-    batch.rewards = batch.rewards - coef * kl.sum(1)
+    rewards = batch.rewards - coef * kl.sum(1)
     per_sequence = kl.sum(1) / batch.completion_mask.sum(1).clamp(min=1.0)
     totals = _all_reduce(torch.tensor([float(kl.sum(1).sum()), float(per_sequence.sum()), float(len(batch))], dtype=torch.float64))
     count = max(float(totals[2]), 1.0)
-    return {"reward/kl_penalty": float(totals[0]) / count, "reward/kl": float(totals[1]) / count, "reward/kl_coef": coef}
+    return rewards, {"reward/kl_penalty": float(totals[0]) / count, "reward/kl": float(totals[1]) / count, "reward/kl_coef": coef}
 
 
 def reward_metrics(batch: RolloutBatch, rewards: Sequence[BoundReward]) -> dict[str, float]:
@@ -221,24 +224,32 @@ def train_step(run: Run, step: int) -> dict[str, Any]:
     with reuse_vision_features([run.unwrapped, run.reference], enabled=config.model.reuse_vision_features) as encodes:
         with timed(metrics, "perf/rollout_s"):
             batch = run.source.collect(ctx, samples, run.policy.encode_prompts(samples))
+        # Each phase returns its tensors and the step passes them on in a new batch (`replace`); only an experience
+        # source's hooks (`after_rewards`, `after_advantages`) adjust the batch they are given.
         with timed(metrics, "perf/score_s"):
-            metrics.update(score_batch(batch, run.rewards, on_error=algorithm.reward_errors))
+            parts, scored = score_batch(batch, run.rewards, on_error=algorithm.reward_errors)
+            metrics.update(scored)
+            batch = replace(batch, reward_parts=parts)
             metrics.update(run.source.after_rewards(ctx, batch))
-            batch.rewards = total_reward(batch.reward_parts, run.rewards, len(batch))
+            batch = replace(batch, rewards=total_reward(batch.reward_parts, run.rewards, len(batch)))
         metrics.update(reward_metrics(batch, run.rewards))
         with timed(metrics, "perf/logprob_s"):
             if run.plan.old_logprobs_pass:
-                batch.old_logprobs = batched_logprobs(run.model, batch, run, reference=False)
+                batch = replace(batch, old_logprobs=batched_logprobs(run.model, batch, run, reference=False))
                 if batch.sampling_logprobs is not None:
                     policy_rows = batch.rows_of(RowKind.POLICY)
                     diff = (batch.old_logprobs - batch.sampling_logprobs.nan_to_num(0.0)).abs() * batch.completion_mask
                     metrics["rollout/logprob_mismatch"] = float(diff[policy_rows].sum() / batch.completion_mask[policy_rows].sum().clamp(min=1))
             if run.plan.reference_logprobs_pass:
-                batch.ref_logprobs = batched_logprobs(run.model, batch, run, reference=True)
+                batch = replace(batch, ref_logprobs=batched_logprobs(run.model, batch, run, reference=True))
         if algorithm.kl_in_reward and batch.ref_logprobs is not None:
             current = batch.old_logprobs if batch.old_logprobs is not None else batched_logprobs(run.model, batch, run, reference=False)
-            metrics.update(penalise_kl_in_reward(batch, current, estimator=algorithm.kl_estimator, coef=run.kl_controller.coef))
-        metrics.update(compute_advantages(batch, algorithm))
+            rewards, penalty = penalise_kl_in_reward(batch, current, estimator=algorithm.kl_estimator, coef=run.kl_controller.coef)
+            metrics.update(penalty)
+            batch = replace(batch, rewards=rewards)
+        advantages, keep, advantage_metrics = compute_advantages(batch, algorithm)
+        metrics.update(advantage_metrics)
+        batch = replace(batch, advantages=advantages, keep=keep)
         metrics.update(run.source.after_advantages(ctx, batch))
         if run.diagnostics is not None:  # entropy, KL to the warm start, flat groups: on the policy that sampled
             metrics.update(run.diagnostics.step_metrics(run, batch, step))
@@ -302,7 +313,7 @@ def score_heldout(policy, backend, rows: Sequence[dict], *, decode, accuracy_fn,
             continue
         result = backend.generate(policy.encode_prompts(samples), samples, params)
         outputs = result.outputs if result.outputs is not None else \
-            [policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
+            [policy.vocabulary.tokenizer.decode(ids, skip_special_tokens=True) for ids in result.completion_ids]
         extra = {"completion_ids": [list(ids) for ids in result.completion_ids]} if wants_ids else {}
         values = accuracy_fn(outputs, samples, **(accuracy_args or {}), **extra)
         values = values[: max(0, scored - start)]

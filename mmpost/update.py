@@ -17,10 +17,10 @@ import torch.distributed as dist
 
 from mmpost.algos.kl import importance_weighted
 from mmpost.distributed import gradient_sync, same_count_on_every_rank
+from mmpost.experience import RolloutBatch
 from mmpost.logprobs import LogprobPlan
 from mmpost.policy import adapter_disabled
 from mmpost.registry import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, SFT_LOSSES
-from mmpost.types import RolloutBatch
 
 
 class TrainingError(RuntimeError):
@@ -40,9 +40,7 @@ class LossSettings:
     sft_loss_args: dict
     kl: Callable | None  # the KL estimator when the KL term is in the loss, else None
     norm_constant: int
-    pad_token_id: int
     passes: LogprobPlan = field(default_factory=LogprobPlan)
-    suppressed_token_ids: tuple[int, ...] = ()
     policy: Any = None  # the policy kind: computes [n, K] log-probs of rows (tokens, denoising steps)
     tis_cap: float | None = None
     kl_importance_weighted: bool = False
@@ -69,9 +67,7 @@ class LossSettings:
             sft_loss_args=dict(algorithm.sft_loss_args),
             kl=KL_ESTIMATORS.get(algorithm.kl_estimator) if kl_in_loss else None,
             norm_constant=algorithm.norm_constant or rollout.max_new_tokens,
-            pad_token_id=policy.pad_token_id,
             passes=passes,
-            suppressed_token_ids=tuple(policy.suppressed_token_ids),
             policy=policy,
             tis_cap=getattr(algorithm, "tis_cap", None),
             kl_importance_weighted=bool(getattr(algorithm, "kl_importance_weighted", False)),
@@ -86,7 +82,9 @@ class LossSettings:
         from mmpost.algos.sft_losses import SA_DFT_WEIGHTS, sa_dft_exponent_table
 
         weights = {k: float(v) for k, v in self.sft_loss_args.items() if k in SA_DFT_WEIGHTS}
-        return sa_dft_exponent_table(self.policy.tokenizer, **weights)
+        if self.policy.vocabulary is None:
+            raise ValueError(f"algorithm.sft_loss=sa_dft weighs tokens; policy kind {type(self.policy).__name__} emits none")
+        return sa_dft_exponent_table(self.policy.vocabulary.tokenizer, **weights)
 
     def sft_token_exponents(self, token_ids: torch.Tensor) -> torch.Tensor:
         """SA-DFT's per-token exponents of `token_ids` [n, T], from a per-vocabulary table built once."""

@@ -10,10 +10,9 @@ import torch
 import torch.distributed as dist
 
 from mmpost.config import load_config
-from mmpost.scoring import BoundReward
-from mmpost.scoring import total_reward
+from mmpost.experience import RolloutBatch
+from mmpost.scoring import BoundReward, total_reward
 from mmpost.trainer import compute_advantages
-from mmpost.types import RolloutBatch
 
 PROMPTS, G, T = 6, 4, 5
 # Per row: two reward parts (NaN = the reward returned None); rows 5 and 17 have no reward at all.
@@ -42,7 +41,7 @@ def advantages(rank: int, world: int) -> dict:
         bound = [BoundReward("a", 1.0, None, {}), BoundReward("b", 0.5, None, {})]
         batch.reward_parts = {"a": parts[:, 0], "b": parts[:, 1]}
         batch.rewards = total_reward(batch.reward_parts, bound, len(batch))
-        metrics = compute_advantages(batch, config.algorithm)
+        batch.advantages, batch.keep, metrics = compute_advantages(batch, config.algorithm)
         out[f"{name}{args}"] = {"advantages": dict(zip(rows, batch.advantages.tolist())), "metrics": metrics,
                                 "kept": dict(zip(rows, batch.keep.tolist()))}
     return out

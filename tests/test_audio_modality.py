@@ -12,9 +12,8 @@ from transformers import AutoProcessor
 from mmpost.config import ModelConfig
 from mmpost.model import load_model
 from mmpost.modalities.audio import AudioModality, build_tiny_qwen2_audio, load_audio, qwen2_audio_embedding_count, resample
-from mmpost.model import collate_prompts
 from mmpost.registry import MODALITIES, MODEL_ZOO
-from mmpost.types import DataError, MediaError, Modality
+from mmpost.types import DataError, MediaError, Modality, collate_prompts
 
 RATE = 16_000
 MESSAGES = [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "Which is higher?"}]}]

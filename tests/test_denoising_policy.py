@@ -12,8 +12,8 @@ from mmpost.denoising import (
     GENERATOR_FILE, DenoisingPolicy, DenoisingProcessor, SamplerSettings, SDEBackend, flow_match_sigmas,
     flow_matching_loss, save_generator, trained_step_mask,
 )
+from mmpost.experience import RolloutBatch
 from mmpost.rollout.base import SamplingParams
-from mmpost.types import RolloutBatch
 
 torch.set_num_threads(1)
 

@@ -9,6 +9,7 @@ from conftest import REPO, tiny_overrides
 from mmpost.config import load_config
 from mmpost.diagnostics import (
     agreement,
+    contested,
     majority_vote_correct,
     pass_at_k,
     sampled_accuracy,
@@ -48,6 +49,7 @@ def test_agreement_pass_at_k_and_majority_by_hand():
     assert sampled_accuracy(scores) == pytest.approx(3 / 8)
     assert majority_vote_correct(["b", "a", "a"], [1.0, 0.0, 0.0]) == 0.0  # "a" wins and is wrong
     assert majority_vote_correct(["a", "b", "b", "a"], [1.0, 0.0, 0.0, 1.0]) == 1.0  # tie: the first seen, "a"
+    assert contested(["a", "b", "a"]) and not contested(["7", "7", "7"])  # only disagreeing groups get a signal
 
 
 def test_a_run_logs_its_diagnostics(warm_vl_dir, tmp_path):
@@ -67,6 +69,7 @@ def test_a_run_logs_its_diagnostics(warm_vl_dir, tmp_path):
         assert summary[f"heldout_pass_k_{when}"] == 4  # the group size
         assert summary[f"heldout_pass_at_k_{when}"] >= summary[f"heldout_sampled_accuracy_{when}"]
         assert 0.0 <= summary[f"heldout_majority_accuracy_{when}"] <= 1.0
+        assert 0.0 <= summary[f"heldout_contested_fraction_{when}"] <= 1.0
 
 
 def test_label_free_reward_is_checked_against_the_hidden_labels(tiny_vl_dir, tmp_path):
@@ -88,7 +91,7 @@ def test_label_free_reward_is_checked_against_the_hidden_labels(tiny_vl_dir, tmp
     wrong = [str(int(t) + 1) for t in truth]
     # group 0: two right, one wrong (the vote is right); group 1: two wrong, one right (the vote is wrong)
     batch.completions = [f"\\boxed{{{a}}}" for a in (truth[0], truth[0], wrong[0], wrong[1], wrong[1], truth[1])]
-    score_batch(batch, run.rewards)
+    batch.reward_parts, _ = score_batch(batch, run.rewards)
     assert batch.reward_parts["mm_upt_majority_vote"].tolist() == [1, 1, 0, 1, 1, 0]
     metrics = RunDiagnostics(run).step_metrics(run, batch, step=1)
     assert metrics["diag/truth_accuracy"] == pytest.approx(3 / 6)

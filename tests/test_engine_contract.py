@@ -11,7 +11,7 @@ from mmpost.registry import POLICIES, REWARDS
 from mmpost.rollout.base import GenerationResult, SamplingParams
 from mmpost.scoring import bind_rewards, score_batch, total_reward
 from mmpost.trainer import compute_advantages, episode_rows
-from mmpost.types import PromptEncoding
+from mmpost.types import PromptEncoding, Vocabulary
 
 
 class StubPolicy:
@@ -19,6 +19,7 @@ class StubPolicy:
 
     eos_token_ids = [9]
     pad_token_id = 0
+    vocabulary = Vocabulary(tokenizer=None, pad_token_id=0, eos_token_ids=(9,))
 
     def decode(self, completion_ids, mask):
         return [" ".join(str(t) for t in ids[m.bool()].tolist()) for ids, m in zip(completion_ids, mask)]
@@ -54,22 +55,24 @@ def test_advantages_are_per_episode_not_per_row():
     # Group 0: episode 0 (3 rows, return 1) and episode 1 (1 row, return 0). Per episode the group is {1, 0}:
     # mean 0.5, sample std 0.7071 -> +0.7071 / -0.7071. Per row it would be {1, 1, 1, 0}: different numbers.
     batch = episode_batch([1.0, 1.0, 1.0, 0.0], [0, 0, 0, 1], [0, 0, 0, 0])
-    compute_advantages(batch, algorithm_with())  # a phase of tensors and settings: no Run
-    assert torch.allclose(batch.advantages, torch.tensor([0.7071, 0.7071, 0.7071, -0.7071]), atol=1e-4)
+    advantages, keep, _ = compute_advantages(batch, algorithm_with())  # a phase of tensors and settings: no Run
+    assert batch.advantages is None and keep is batch.keep  # it returns its results and writes nothing into the batch
+    assert torch.allclose(advantages, torch.tensor([0.7071, 0.7071, 0.7071, -0.7071]), atol=1e-4)
 
 
 def test_zero_variance_episodes_are_dropped_with_all_their_rows():
     batch = episode_batch([1.0, 1.0, 1.0, 0.0, 0.0], [0, 0, 1, 2, 3], [0, 0, 0, 1, 1])
-    metrics = compute_advantages(batch, algorithm_with(drop=True))
+    kept_before = batch.keep.clone()
+    _, keep, metrics = compute_advantages(batch, algorithm_with(drop=True))
     # group 0 episodes {1, 1}: flat; group 1 episodes {0, 0}: flat -> every episode dropped
-    assert batch.keep.tolist() == [False] * 5
+    assert keep.tolist() == [False] * 5 and torch.equal(batch.keep, kept_before)
     assert metrics["rollout/zero_variance_fraction"] == 1.0
 
 
 def test_rows_of_one_episode_must_share_the_reward():
     batch = episode_batch([1.0, 0.5], [0, 0], [0, 0])
     with pytest.raises(ValueError, match="rows of one episode carry different rewards"):
-        compute_advantages(batch, algorithm_with())
+        batch.advantages, batch.keep, _ = compute_advantages(batch, algorithm_with())
 
 
 def test_builder_carries_aux_outputs_and_masks_from_the_backend():
@@ -106,7 +109,7 @@ def test_rewards_that_declare_completion_ids_receive_masked_token_ids():
     builder.add_row(0, 0, [3, 4, 9], source="policy", is_sft=False)
     batch = builder.build(SimpleNamespace(policy=StubPolicy()))
     rewards = bind_rewards([RewardSpec(name="test_engine_contract:first_token")])
-    score_batch(batch, rewards)
+    batch.reward_parts, _ = score_batch(batch, rewards)
     assert total_reward(batch.reward_parts, rewards, len(batch)).tolist() == [7.0, 3.0]
 
 
@@ -157,7 +160,7 @@ def test_heldout_scoring_runs_without_a_run():
 
 
 def test_row_kinds_are_one_enum_that_still_reads_as_its_name():
-    from mmpost.types import RowKind
+    from mmpost.experience import RowKind
 
     builder = BatchBuilder([{"id": "k"}], [prompt()])
     for kind in (RowKind.POLICY, RowKind.LABEL, RowKind.EXPERT, RowKind.POLICY):

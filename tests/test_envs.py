@@ -10,6 +10,7 @@ from mmpost.envs import EnvRollouts, GenerationEnv, GymEnv, WorldModelEnv
 from mmpost.experience import StepContext
 from mmpost.registry import ENVIRONMENTS, EXPERIENCE_SOURCES, REWARDS
 from mmpost.rollout.base import GenerationResult, SamplingParams
+from mmpost.types import Vocabulary
 
 
 # A fake world: a frame is one number; the generator adds each action to the last frame, the reward model scores
@@ -162,6 +163,7 @@ class FakeTask:
 
 class FakePolicy:
     pad_token_id, eos_token_ids, task, tokenizer = 0, [9], FakeTask(), None
+    vocabulary = Vocabulary(tokenizer=None, pad_token_id=0, eos_token_ids=(9,))
 
     def encode_prompts(self, samples):
         from mmpost.types import PromptEncoding

@@ -59,7 +59,7 @@ def test_visurf_injects_the_label_into_each_group_with_neutral_format(setup):
     assert batch.completion_ids[label_row, : len(target)].tolist() == target
     assert batch.completion_mask[label_row].sum() == len(target)
     assert batch.completions[label_row] == f"<answer>{samples[0]['answer']}</answer>"
-    score_batch(batch, REWARDS)
+    batch.reward_parts, _ = score_batch(batch, REWARDS)
     source.after_rewards(ctx, batch)
     # The label's format reward is replaced by its group's rollout mean (2/3): neither rewarded nor penalised.
     assert batch.reward_parts["answer_tag_format"][label_row].item() == pytest.approx(2 / 3)
@@ -79,7 +79,7 @@ def test_visurf_zeroes_the_label_when_a_rollout_already_solved(setup):
     ctx = make_context(policy, samples[:1], texts)
     source = ViSurf(zero_label_advantage_when_solved=True)
     batch = source.collect(ctx, samples[:1], policy.encode_prompts(samples[:1]))
-    score_batch(batch, REWARDS)
+    batch.reward_parts, _ = score_batch(batch, REWARDS)
     batch.rewards = total_reward(batch.reward_parts, REWARDS, len(batch))
     batch.advantages = ADVANTAGES.get("grpo")(batch.rewards, batch.group_ids)
     metrics = source.after_advantages(ctx, batch)
@@ -95,7 +95,7 @@ def test_hpt_switches_unsolved_prompts_to_sft(setup):
     source = HybridPostTraining(switch_gate=0)
     batch = source.collect(ctx, samples, policy.encode_prompts(samples))
     assert batch.sources == ["policy"] * 4 + ["expert"] * 2 and batch.is_sft.tolist() == [False] * 4 + [True] * 2
-    score_batch(batch, REWARDS)
+    batch.reward_parts, _ = score_batch(batch, REWARDS)
     metrics = source.after_rewards(ctx, batch)
     assert batch.keep.tolist() == [True, True, False, False, False, True]
     assert metrics["hpt/sft_fraction"] == 0.5

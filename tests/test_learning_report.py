@@ -37,3 +37,33 @@ def test_report_files(tmp_path):
     data = json.loads((tmp_path / "learning_test.json").read_text())
     assert data["rows"][0]["significant"] and data["rows"][0]["diagnostics"]["diag/entropy"]["first10"] == [1.0] * 3
     assert (tmp_path / "learning_grpo.png").stat().st_size > 10_000
+
+
+def test_pass_at_k_gap_by_kind_against_guessing_by_hand():
+    from learning import chance_pass_at_k, gap_by_kind
+
+    assert chance_pass_at_k(2, 8) == pytest.approx(1 - 0.5 ** 8)  # a coin: 0.996
+    assert chance_pass_at_k(4, 8) == pytest.approx(1 - 0.75 ** 8)  # 0.900
+    summary = {"heldout_pass_k_before": 8, "heldout_accuracy_color_before": 0.9, "heldout_pass_at_k_color_before": 1.0,
+               "heldout_accuracy_position_before": 0.4, "heldout_pass_at_k_position_before": 1.0}
+    heldout = [{"kind": "color", "choices": ["r", "g", "b", "y"]}] * 1 + [{"kind": "position", "choices": ["l", "r"]}] * 3
+    table = gap_by_kind(Row("GRPO", "grpo", [SeedRun(0, 0.5, 0.5, summary=summary)]), heldout)
+    # colour: share 1/4, gap 0.1, all of it above guessing (max(0.9, 0.900) = 0.9): 0.025; position: share 3/4,
+    # gap 0.6 -> 0.450, of which only 1.0 - 0.996 = 0.0039 is above a coin's pass@8: 0.75 * 0.0039 = 0.003
+    assert "| color | 0.250 | 0.900 | 1.000 | 0.100 | 0.900 (4) | 0.025 | 0.025 |" in table
+    assert "| position | 0.750 | 0.400 | 1.000 | 0.600 | 0.996 (2) | 0.450 | 0.003 |" in table
+    assert "| all | 1.000 | | | | | 0.475 | 0.028 |" in table
+
+
+def test_recorded_job_seconds_reads_each_results_shape():
+    from learning import recorded_job_seconds
+
+    assert recorded_job_seconds({"runs": {"A": [{"seconds": 10.0}, {"seconds": 20.0}], "B": [{"seconds": 5.0}]}}) \
+        == (35.0, 3, "per process")
+    assert recorded_job_seconds({"runs": {"GT": [100.0, 50.0]}})[:2] == (150.0, 2)  # World-Env: lists of seconds
+    assert recorded_job_seconds({"runs": [{"seconds": 4.0}, {"seconds": 6.0}]})[:2] == (10.0, 2)  # RLIR records
+    assert recorded_job_seconds({"runs": {"p/0": {"train_seconds": 1}}, "seconds": 563.0}) == (563.0, 1, "whole script (wall)")
+    # the TRL control: 3 seeds × 100 steps × 2 s/step and 3 × 100 × 0.5
+    trl = {"grpo": {"mmpost": {"seconds_per_step": 2.0, "steps": 100, "seeds": [0, 1, 2]},
+                    "trl": {"seconds_per_step": 0.5, "steps": 100, "seeds": [0, 1, 2]}, "comparison": {}}}
+    assert recorded_job_seconds(trl)[:2] == (750.0, 6)

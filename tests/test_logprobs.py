@@ -67,8 +67,9 @@ class _RecordingLM(torch.nn.Module):
 def test_the_model_logits_are_freed_before_the_log_softmax(monkeypatch, layout):
     """The tail must not hold the model's logits while it allocates its float32 copy and the log-softmax: that
     would be one more [n, T, V] tensor at the memory peak of every log-prob pass (gigabytes for a 150k vocabulary)."""
+    from mmpost.experience import RolloutBatch
     from mmpost.logprobs import completion_logprobs
-    from mmpost.types import PromptEncoding, RolloutBatch
+    from mmpost.types import PromptEncoding
 
     model = _RecordingLM()
     batch = RolloutBatch(prompts=[PromptEncoding(torch.tensor([1, 2, 3])), PromptEncoding(torch.tensor([4, 5]))],

@@ -2,9 +2,8 @@
 import pytest
 import torch
 
-from mmpost.logprobs import completion_logprobs, micro_batch_rows, padded_inputs
-from mmpost.model import position_ids_for
-from mmpost.packing import pack_padded, row_token_counts, token_budget_chunks
+from mmpost.logprobs import (completion_logprobs, micro_batch_rows, pack_padded, padded_inputs, position_ids_for,
+                             row_token_counts, token_budget_chunks)
 from test_prefix_sharing import assert_same_gradients, gradients_of, image_batch
 
 

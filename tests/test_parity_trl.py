@@ -30,10 +30,9 @@ import pytest
 import torch
 
 from mmpost.config import load_config
-from mmpost.scoring import BoundReward
-from mmpost.scoring import total_reward
+from mmpost.experience import RolloutBatch
+from mmpost.scoring import BoundReward, total_reward
 from mmpost.trainer import compute_advantages
-from mmpost.types import RolloutBatch
 from mmpost.update import LossSettings, StepWeights, micro_batch_loss, normalisers
 
 FIXTURE = Path(__file__).parent / "fixtures" / "parity" / "trl_grpo.json.gz"
@@ -115,7 +114,7 @@ def mmpost_loss(case: dict, config=None) -> tuple[float, torch.Tensor, torch.Ten
     config = config or mmpost_config(case["config"])
     batch, run = run_batch(case["batch"], config)
     batch.rewards = total_reward(batch.reward_parts, run.rewards, len(batch))
-    compute_advantages(batch, config.algorithm)
+    batch.advantages, batch.keep, _ = compute_advantages(batch, config.algorithm)
     policy = FixedLogprobs(tensor(DATA["batches"][case["batch"]]["logp"]))
     settings = LossSettings.from_config(config.algorithm, config.rollout, policy)
     rows = torch.arange(len(batch))
@@ -131,7 +130,7 @@ def test_advantages_equal_trl(name, scale):
                             "scale_rewards": scale, "importance_sampling_level": "token"})
     batch, run = run_batch(name, config)
     batch.rewards = total_reward(batch.reward_parts, run.rewards, len(batch))
-    metrics = compute_advantages(batch, config.algorithm)
+    batch.advantages, batch.keep, metrics = compute_advantages(batch, config.algorithm)
     expected = tensor(DATA["advantages"][name][scale])
     assert torch.allclose(batch.advantages.double(), expected, atol=TOLERANCE, rtol=0), (batch.advantages, expected)
     assert metrics["reward/unscorable"] == (2.0 if name == "all_none" else 0.0)

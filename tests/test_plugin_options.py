@@ -1,6 +1,6 @@
-"""Typed plugin options (issue #15 item 4): each chosen estimator, loss, source and KL controller has an options
-dataclass (declared, or made from its signature), so `mmpost validate` rejects a misspelt or mistyped option and
-`--explain` lists them."""
+"""Typed plugin options (issue #15 item 4): each chosen estimator, loss, source, KL controller, rollout backend,
+modality and benchmark scorer has an options dataclass (declared, or made from its signature), so `mmpost validate`
+rejects a misspelt or mistyped option and `--explain` lists them."""
 import dataclasses
 import subprocess
 import sys
@@ -36,6 +36,13 @@ def test_a_declared_options_class_wins():
     (["algorithm.advantage=dr_grpo", "algorithm.advantage_args={eps: 0.1}"], r"advantage 'dr_grpo' takes: no options"),
     (["algorithm.source=hpt", "algorithm.source_args={switch_gate: many}"], r"switch_gate' expects int, got 'many'"),
     (["algorithm.kl_controller=adaptive", "algorithm.kl_controller_args={horizont: 10}"], r"did you mean.*horizon"),
+    # The rollout backend, the task's modality and each benchmark's scorer are typed the same way.
+    (["rollout.backend_args={batchsize: 4}"], r"did you mean 'rollout.backend_args.batch_size'.*rollout_backend 'hf' takes"),
+    (["rollout.backend_args={batch_size: many}"], r"rollout.backend_args.batch_size' expects int, got 'many'"),
+    # What the engine passes a backend itself (the policy kind's tokens) is not an option.
+    (["rollout.backend_args={pad_token_id: 0}"], r"unknown key 'rollout.backend_args.pad_token_id'"),
+    (["data.modality_args={max_pixel: 4096}"], r"did you mean 'data.modality_args.max_pixels'.*modality 'image' takes"),
+    (["eval.score_args={screenspot: {coord: pixels}}"], r"did you mean 'eval.score_args.screenspot.coords'.*scorer 'screenspot'"),
 ])
 def test_a_wrong_option_is_an_error_naming_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -52,6 +59,17 @@ def test_validate_explain_lists_the_chosen_plugins_options():
                          text=True, check=True).stdout
     assert "algorithm.source_args.mu_schedule" in out and "experience_source 'chord' option: str = 'chord_mu'" in out
     assert "algorithm.policy_loss_args.clip_low" in out
+    assert "rollout.backend_args.batch_size" in out and "rollout_backend 'hf' option: int = 16" in out
+    assert "data.modality_args.max_pixels" in out and "modality 'image' option" in out
+
+
+def test_backend_modality_and_scorer_options_pass_and_are_reported():
+    checked = check_plugin_options(load_config(None, ["rollout.backend_args={batch_size: 4, shared_prefill: false}",
+                                                      "data.modality_args={max_pixels: 4096}",
+                                                      "eval.score_args={screenspot: {coords: pixels}}"]))
+    assert "rollout.backend_args: ['batch_size', 'shared_prefill'] checked against rollout_backend 'hf'" in checked
+    assert "data.modality_args: ['max_pixels'] checked against modality 'image'" in checked
+    assert "eval.score_args.screenspot: ['coords'] checked against scorer 'screenspot'" in checked
 
 
 def test_the_source_read_validate_catches_a_misspelt_option_without_imports():
@@ -59,6 +77,8 @@ def test_the_source_read_validate_catches_a_misspelt_option_without_imports():
 
     with pytest.raises(ConfigError, match=r"experience_source 'visurf' has no option 'label_formt'; did you mean"):
         check_config(load_config(None, ["algorithm.source=visurf", "algorithm.source_args={label_formt: target}"]))
+    with pytest.raises(ConfigError, match=r"rollout_backend 'hf' has no option 'batchsize'; did you mean"):
+        check_config(load_config(None, ["rollout.backend_args={batchsize: 4}"]))
     try:  # the option check runs before the model path's
         check_config(load_config(None, ["algorithm.policy_loss_args={clip_low: 0.1}"]))
     except ConfigError as error:

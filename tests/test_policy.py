@@ -2,10 +2,10 @@
 import torch
 
 from mmpost.config import ModelConfig
-from mmpost.experience import OnPolicy, StepContext
-from mmpost.model import load_model, load_processor
+from mmpost.experience import OnPolicy, StepContext, completion_mask
 from mmpost.logprobs import completion_logprobs
-from mmpost.policy import TokenPolicy, completion_mask
+from mmpost.model import load_model, load_processor
+from mmpost.policy import TokenPolicy
 from mmpost.registry import MODALITIES, TASKS
 from mmpost.rollout.base import SamplingParams
 from mmpost.rollout.hf import HFGenerateBackend
@@ -35,3 +35,22 @@ def test_rescored_logprobs_equal_sampling_logprobs(tiny_vl_dir):
     mask = batch.completion_mask.bool()
     assert mask.sum() > 20
     assert torch.allclose(logprobs[mask], batch.sampling_logprobs[mask], atol=1e-5)
+
+
+def test_a_backend_takes_its_tokens_from_the_policy_kinds_vocabulary():
+    import pytest
+
+    from mmpost.denoising import DenoisingPolicy
+    from mmpost.types import Vocabulary
+
+    class Kind:  # what the builder hands every backend: (model, policy=..., **rollout.backend_args)
+        vocabulary = Vocabulary(tokenizer=None, pad_token_id=3, eos_token_ids=(2, 9), suppressed_token_ids=(7, 8))
+
+    backend = HFGenerateBackend(torch.nn.Linear(1, 1), policy=Kind(), batch_size=4)
+    assert (backend.pad_token_id, backend.eos_token_ids, backend.suppressed_token_ids, backend.batch_size) == (3, [2, 9], [7, 8], 4)
+    direct = HFGenerateBackend(torch.nn.Linear(1, 1), policy=Kind(), eos_token_ids=[5])  # a value given directly wins
+    assert (direct.pad_token_id, direct.eos_token_ids) == (3, [5])
+    with pytest.raises(TypeError, match="policy kind DenoisingPolicy, which emits no tokens"):
+        HFGenerateBackend(torch.nn.Linear(1, 1), policy=DenoisingPolicy.__new__(DenoisingPolicy))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'batchsize'"):  # no `**_` swallowing a typo
+        HFGenerateBackend(torch.nn.Linear(1, 1), policy=Kind(), batchsize=4)

@@ -5,12 +5,11 @@ import pytest
 import torch
 
 from mmpost.config import ModelConfig
+from mmpost.experience import RolloutBatch
+from mmpost.logprobs import LogprobPlan, checkpointing_drops_cache, completion_logprobs, continuation_positions
 from mmpost.model import load_model, load_processor
-from mmpost.logprobs import LogprobPlan, completion_logprobs
 from mmpost.policy import TokenPolicy
-from mmpost.prefix_sharing import checkpointing_drops_cache, continuation_positions
 from mmpost.registry import MODALITIES, TASKS
-from mmpost.types import RolloutBatch
 
 # Image sizes give prompts of different lengths: 112 px -> 16 image tokens, 56 px -> 4, 84 px -> 9.
 IMAGE_SIZES = (112, 56, 84)
@@ -128,8 +127,8 @@ def test_shared_prefix_gradients_equal_the_padded_pass_with_lora(tiny_vl_dir):
 
 
 def test_generation_with_shared_prefill_samples_what_generate_samples(tiny_vl_dir):
-    from mmpost.model import collate_prompts
-    from mmpost.prefix_sharing import generate_with_shared_prefill
+    from mmpost.rollout.hf import generate_with_shared_prefill
+    from mmpost.types import collate_prompts
 
     model, policy, batch = image_batch(tiny_vl_dir, (1, 1, 1), 2)
     model.eval()

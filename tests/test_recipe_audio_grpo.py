@@ -71,7 +71,7 @@ def test_engine_loss_equals_r1aqas_loss(tmp_path):
     ctx = StepContext(run.policy, run.backend, run.sampling, 1, run.task.accuracy_reward)
     batch = run.source.collect(ctx, samples, run.policy.encode_prompts(samples))
     batch.rewards = torch.tensor([0.0, 1, 2, 0, 1, 1, 0, 2, 2, 2, 0, 1, 0, 0, 1, 2])
-    compute_advantages(batch, run.config.algorithm)
+    batch.advantages, batch.keep, _ = compute_advantages(batch, run.config.algorithm)
     with torch.no_grad():  # move the policy away from the reference so the KL term is not zero
         for parameter in run.unwrapped.parameters():
             parameter.add_(0.02 * torch.randn_like(parameter))

@@ -51,7 +51,7 @@ def test_engine_gives_the_vote_its_groups(tiny_vl_dir, tmp_path):
     samples = [run.modality.decode(run.train_rows[i], None) for i in (0, 1, 2)]
     ctx = StepContext(run.policy, run.backend, run.sampling, 1, run.task.accuracy_reward)
     batch = run.source.collect(ctx, samples, run.policy.encode_prompts(samples))
-    score_batch(batch, run.rewards)
+    batch.reward_parts, _ = score_batch(batch, run.rewards)
     expected = []
     for row, text in enumerate(batch.completions):
         group = [vote_answer(batch.completions[j]) for j in range(len(batch)) if batch.group_ids[j] == batch.group_ids[row]]

@@ -85,9 +85,9 @@ def test_frame_level_advantages_are_per_token(tiny_world_model):
     samples, _ = decode_samples(run, list(run.train_rows[:2]))
     ctx = StepContext(run.policy, run.backend, run.sampling, 1, run.task.accuracy_reward, [r.name for r in run.rewards])
     batch = run.source.collect(ctx, samples, run.policy.encode_prompts(samples))
-    score_batch(batch, run.rewards)
+    batch.reward_parts, _ = score_batch(batch, run.rewards)
     batch.rewards = total_reward(batch.reward_parts, run.rewards, len(batch))
-    compute_advantages(batch, run.config.algorithm)
+    batch.advantages, batch.keep, _ = compute_advantages(batch, run.config.algorithm)
     metrics = run.source.after_advantages(ctx, batch)
     assert batch.advantages.shape == batch.completion_ids.shape and "rlir/frame_score_mean" in metrics
     # Within a row the advantage changes only where a frame separator opens the next frame.

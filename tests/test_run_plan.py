@@ -69,9 +69,14 @@ def test_policy_kinds_declare_the_protocol_and_a_kind_that_does_not_is_refused()
 
     assert POLICIES.get("token").computes_own_kl is False and POLICIES.get("denoising").computes_own_kl is True
     assert POLICIES.get("denoising").logprob_layouts == ("shared_prefix",)
+    # Capabilities, not placeholders: the denoising kind emits no tokens, so it has a vocabulary of None and no
+    # pad/EOS/tokenizer attributes at all.
+    denoising = POLICIES.get("denoising")
+    assert denoising.vocabulary is None
+    assert not any(hasattr(denoising, name) for name in ("pad_token_id", "eos_token_ids", "suppressed_token_ids", "tokenizer"))
     assert POLICIES._required_attributes == POLICY_KIND_MEMBERS  # the registry checks exactly the protocol
     registry = Registry("policy", required_attributes=POLICY_KIND_MEMBERS)
-    registry.add("token", TokenPolicy)  # instance members (pad_token_id, ...) are declared as annotations
+    registry.add("token", TokenPolicy)  # `vocabulary` is a property over its per-instance token attributes
 
     class Partial:  # a plugin kind written before the protocol: no declared capabilities
         pad_token_id, eos_token_ids, suppressed_token_ids = 0, [1], []
@@ -86,5 +91,5 @@ def test_policy_kinds_declare_the_protocol_and_a_kind_that_does_not_is_refused()
 
         def logprobs(self, model, batch, rows, **options): ...
 
-    with pytest.raises(RegistryError, match=r"lacks required attribute\(s\): \['logprob_layouts', 'computes_own_kl'\]"):
+    with pytest.raises(RegistryError, match=r"lacks required attribute\(s\): \['logprob_layouts', 'computes_own_kl', 'vocabulary'\]"):
         registry.add("partial", Partial)

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from mmpost.experience import RolloutBatch
 from mmpost.scoring import BoundReward, RewardError, score_batch, total_reward
-from mmpost.types import RolloutBatch
 
 
 def batch_of(n: int) -> RolloutBatch:
@@ -31,7 +31,7 @@ def test_non_finite_or_non_numeric_value_names_reward_and_sample(bad, shown):
 
 def test_zero_mode_scores_bad_values_zero_and_counts_them():
     batch = batch_of(4)
-    metrics = score_batch(batch, [returning("accuracy", [1.0, float("nan"), None, float("inf")]),
+    batch.reward_parts, metrics = score_batch(batch, [returning("accuracy", [1.0, float("nan"), None, float("inf")]),
                                   returning("format", [0.5, 0.5, 0.5, 0.5], weight=2.0)], on_error="zero")
     assert metrics == {"reward/errors": 2.0}
     part = batch.reward_parts["accuracy"]
@@ -42,7 +42,8 @@ def test_zero_mode_scores_bad_values_zero_and_counts_them():
 
 def test_none_is_not_applicable_and_not_an_error():
     batch = batch_of(2)
-    assert score_batch(batch, [returning("judge", [None, 0.25])]) == {"reward/errors": 0.0}
+    batch.reward_parts, metrics = score_batch(batch, [returning("judge", [None, 0.25])])
+    assert metrics == {"reward/errors": 0.0}
     assert math.isnan(batch.reward_parts["judge"][0])
     total = total_reward(batch.reward_parts, [returning("judge", [])], 2)
     assert math.isnan(total[0]) and total[1] == 0.25  # no reward applied to row 0: no reward, not 0

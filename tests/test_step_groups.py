@@ -92,7 +92,7 @@ def collect(policy, samples, expansions, greedy, **source_args):
     ctx = StepContext(policy, backend, SamplingParams(n=2, max_new_tokens=16), 1, "propa_answer")
     source = PropaSource(**{"iterations": 3, "num_children": 2, "max_depth": 3, "system_prompt": "", **source_args})
     batch = source.collect(ctx, samples, [])
-    score_batch(batch, bind_rewards([RewardSpec(name="propa_step_label"), RewardSpec(name="propa_answer", weight=0.0)]))
+    batch.reward_parts, _ = score_batch(batch, bind_rewards([RewardSpec(name="propa_step_label"), RewardSpec(name="propa_answer", weight=0.0)]))
     return batch, source.after_rewards(ctx, batch)
 
 

@@ -12,9 +12,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from mmpost.modalities.image import ImageModality, build_tiny_qwen2_5_vl
 from mmpost.modalities.video import MediaItem, VideoModality, fit_media_to_budget, load_video, write_video
-from mmpost.model import collate_prompts
 from mmpost.registry import MODALITIES
-from mmpost.types import DataError, MediaError, Modality
+from mmpost.types import DataError, MediaError, Modality, collate_prompts
 
 MIXED = [{"role": "user", "content": [{"type": "image"}, {"type": "video"}, {"type": "text", "text": "Where does it go?"}]}]
 VIDEO_ONLY = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Where does it go?"}]}]

@@ -176,4 +176,8 @@ def test_reference_and_update_passes_share_one_collation(tiny_vl_dir):
         second = scored(model, policy, batch, layout="shared_prefix")
     assert counter.calls == 1 and torch.equal(first, second)
     assert counter.items_reused - reused_after_first == 3  # all three images, from the identity path
-    assert len(batch.__dict__["_collated_prompts"]) == 1
+    assert len(batch.collated_prompts) == 1
+    # The step passes phase results on in new batches (`dataclasses.replace`): they keep the one collation.
+    from dataclasses import replace
+
+    assert replace(batch, advantages=torch.zeros(len(batch))).collated_prompts is batch.collated_prompts

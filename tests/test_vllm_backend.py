@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from mmpost.algos.tis import logprob_mismatch
+from mmpost.experience import RolloutBatch, completion_mask, pad_completions
 from mmpost.logprobs import completion_logprobs
-from mmpost.policy import completion_mask, pad_completions
 from mmpost.rollout.base import RolloutBackendError, SamplingParams
-from mmpost.types import PromptEncoding, RolloutBatch
+from mmpost.types import PromptEncoding
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not importable here: build .venv-vllm with "

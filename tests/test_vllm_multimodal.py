@@ -186,7 +186,7 @@ def test_weight_push_changes_samples_and_placeholders_stay_masked(run):
         assert image_pad in run.policy.suppressed_token_ids
         push_towards(model, tokenizer, image_pad)
         run.backend.sync_weights(run.unwrapped)
-        from mmpost.model import collate_prompts
+        from mmpost.types import collate_prompts
 
         prompts = run.policy.encode_prompts(samples)
         with torch.no_grad():

@@ -36,7 +36,7 @@ def fixed_batch(model_dir: str, aggregation: str, norm_constant: int | None = No
     ctx = StepContext(policy, backend, SamplingParams(n=4, max_new_tokens=6), 1, task.accuracy_reward)
     batch = OnPolicy().collect(ctx, samples, policy.encode_prompts(samples))
     # Rewards made to vary so every group has signal; the loss math is what is under test.
-    score_batch(batch, bind_rewards(config.reward_specs() or []))
+    batch.reward_parts, _ = score_batch(batch, bind_rewards(config.reward_specs() or []))
     batch.rewards = torch.linspace(0.0, 1.0, len(batch)) ** 2
     batch.advantages = ADVANTAGES.get("grpo")(batch.rewards, batch.group_ids)
     return config, model, policy, batch

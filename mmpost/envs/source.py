@@ -31,11 +31,10 @@ import numpy as np
 import torch
 
 from mmpost.envs.base import EpisodeStats
-from mmpost.experience import BatchBuilder, ExperienceSource, StepContext
-from mmpost.policy import completion_mask, pad_completions
+from mmpost.experience import BatchBuilder, ExperienceSource, RowKind, StepContext, completion_mask, pad_completions
 from mmpost.registry import ENVIRONMENTS, EXPERIENCE_SOURCES, REWARDS
 from mmpost.rollout.base import SamplingParams
-from mmpost.types import DataError, PromptEncoding, RowKind, Sample
+from mmpost.types import DataError, PromptEncoding, Sample
 
 EPISODE_RETURN = "_episode_return"
 EPISODE_SUCCESS = "_episode_success"

@@ -1,6 +1,6 @@
-"""Rollout backends: batched generation with n samples per prompt behind one protocol."""
-from mmpost.rollout.base import GenerationResult, RolloutBackend, SamplingParams
-from mmpost.rollout import hf  # noqa: F401  (registers "hf")
-from mmpost.rollout import vllm  # noqa: F401  (registers "vllm"; vllm itself is imported lazily)
+"""Rollout backends: batched generation with n samples per prompt behind one protocol (`mmpost.rollout.base`).
 
-__all__ = ["GenerationResult", "RolloutBackend", "SamplingParams"]
+The backends (`hf`, `vllm`) register when the backend registry loads its built-ins. This package imports none of
+its modules: code that needs only the protocol (`mmpost.experience`) then does not import the backends, and the
+backends' log-prob passes (`mmpost.logprobs`) can use the rollout batch without an import cycle.
+"""

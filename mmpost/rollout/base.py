@@ -11,7 +11,7 @@ from typing import Protocol, Sequence
 
 import torch
 
-from mmpost.types import PromptEncoding, Sample
+from mmpost.types import PolicyKind, PromptEncoding, Sample, Vocabulary
 
 
 class RolloutBackendError(RuntimeError):
@@ -50,3 +50,20 @@ class RolloutBackend(Protocol):
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Make the backend sample from `model`'s current weights (a no-op when it shares them)."""
+
+
+def token_vocabulary(policy: PolicyKind | None, pad_token_id: int | None, eos_token_ids: Sequence[int] | None,
+                     suppressed_token_ids: Sequence[int] | None, *, backend: str) -> Vocabulary:
+    """The tokens a token-sampling backend works with: the policy kind's `vocabulary`, or the ones given directly
+    (a caller without a policy kind); a value given directly wins over the policy's."""
+    vocabulary = policy.vocabulary if policy is not None else None
+    if vocabulary is None and (pad_token_id is None or eos_token_ids is None):
+        what = f"policy kind {type(policy).__name__}, which emits no tokens" if policy is not None else "no policy"
+        raise TypeError(f"the {backend} rollout backend samples tokens: it needs a token policy (policy=...) or "
+                        f"pad_token_id and eos_token_ids; it got {what}")
+    return Vocabulary(
+        tokenizer=vocabulary.tokenizer if vocabulary is not None else None,
+        pad_token_id=int(pad_token_id if pad_token_id is not None else vocabulary.pad_token_id),
+        eos_token_ids=tuple(eos_token_ids if eos_token_ids is not None else vocabulary.eos_token_ids),
+        suppressed_token_ids=tuple(suppressed_token_ids if suppressed_token_ids is not None
+                                   else (vocabulary.suppressed_token_ids if vocabulary is not None else ())))

@@ -1,30 +1,39 @@
-"""Rollouts with transformers' `generate`, sharing the training model's weights (no sync needed)."""
+"""Rollouts with transformers' `generate`, sharing the training model's weights (no sync needed).
+
+Each prompt (its media included) is prefilled once and its KV cache copied to its n samples
+(`generate_with_shared_prefill`, with the log-prob passes' `prefill` and `gather_cache`); the sampling log-probs
+come from `mmpost.logprobs.token_logprobs`, the function that re-scores them in the update."""
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 import torch
+from torch import nn
 
 from mmpost.distributed import sharded_generation
-from mmpost.logprobs import token_logprobs
-from mmpost.model import collate_prompts
-from mmpost.prefix_sharing import generate_with_shared_prefill
+from mmpost.logprobs import cache_argument, gather_cache, position_ids_for, prefill, rope_index_module, token_logprobs
 from mmpost.registry import ROLLOUT_BACKENDS
-from mmpost.rollout.base import GenerationResult, SamplingParams
-from mmpost.types import PromptEncoding, Sample
+from mmpost.rollout.base import GenerationResult, SamplingParams, token_vocabulary
+from mmpost.types import PolicyKind, PromptEncoding, Sample, collate_prompts
 
 
 @ROLLOUT_BACKENDS.register("hf")
 class HFGenerateBackend:
-    """Prompts are bucketed by length (fewer pad tokens) and generated `batch_size` prompts at a time."""
+    """Prompts are bucketed by length (fewer pad tokens) and generated `batch_size` prompts at a time.
 
-    def __init__(self, model: torch.nn.Module, *, pad_token_id: int, eos_token_ids: Sequence[int],
-                 suppressed_token_ids: Sequence[int] = (), batch_size: int = 16, shared_prefill: bool = True,
-                 **_: Any) -> None:
+    The engine builds it as every backend, `(model, policy=..., **rollout.backend_args)`: the tokens come from the
+    policy's `vocabulary`. Code that has no policy kind (a PRM, an evaluation runner) gives them directly instead
+    (`pad_token_id`, `eos_token_ids`, `suppressed_token_ids`). Options: `batch_size`, `shared_prefill`.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, policy: PolicyKind | None = None, pad_token_id: int | None = None,
+                 eos_token_ids: Sequence[int] | None = None, suppressed_token_ids: Sequence[int] | None = None,
+                 batch_size: int = 16, shared_prefill: bool = True) -> None:
+        vocabulary = token_vocabulary(policy, pad_token_id, eos_token_ids, suppressed_token_ids, backend="hf")
         self.model = model
-        self.pad_token_id = pad_token_id
-        self.eos_token_ids = list(eos_token_ids)
-        self.suppressed_token_ids = list(suppressed_token_ids)
+        self.pad_token_id = vocabulary.pad_token_id
+        self.eos_token_ids = list(vocabulary.eos_token_ids)
+        self.suppressed_token_ids = list(vocabulary.suppressed_token_ids)
         self.batch_size = batch_size
         # Prefill each prompt once and copy its KV cache to the n samples (generate alone prefills it n times).
         self.shared_prefill = shared_prefill
@@ -78,3 +87,34 @@ class HFGenerateBackend:
         # distribution each token was drawn from, so the tail runs at temperature 1 with nothing more suppressed.
         logprobs, _ = token_logprobs(torch.stack(out.scores, dim=1), new_tokens)
         return ids, [row[:length] for row, length in zip(logprobs.tolist(), lengths)]
+
+
+@torch.no_grad()
+def generate_with_shared_prefill(model: nn.Module, inputs: dict[str, torch.Tensor], *, num_return_sequences: int,
+                                 **generate_kwargs):
+    """`model.generate(**inputs, num_return_sequences=G, **generate_kwargs)` with each prompt prefilled once.
+
+    `generate` repeats every prompt G times before its prefill, so the prompt's layers (and, before transformers 5,
+    its images) run G times. Here prompt[:-1] (all media included) runs once, its KV cache is gathered to the G
+    copies, and `generate` continues from the cache with the last prompt token. inputs: left-padded collated
+    prompts [P, W] plus media. Returns what `generate` returns, rows ordered prompt-major as with
+    `num_return_sequences`. M-RoPE models get their `rope_deltas` set for the expanded rows, as `generate` would.
+    """
+    copies = num_return_sequences
+    prompts, width = inputs["input_ids"].shape
+    if width < 2 or copies == 1:
+        return model.generate(**inputs, num_return_sequences=copies, **generate_kwargs)
+    positions = position_ids_for(model, inputs)
+    head = {k: (v[:, : width - 1] if v.ndim >= 2 and v.shape[:2] == (prompts, width) else v) for k, v in inputs.items()}
+    _, head_cache = prefill(model, head, positions[..., : width - 1])
+    rows = torch.arange(prompts, device=inputs["input_ids"].device).repeat_interleave(copies)
+    cache = gather_cache(head_cache, rows)
+    module = rope_index_module(model)
+    if module is not None and positions.ndim == 3:
+        # The offset between M-RoPE and 1-D positions after the prompt (`get_rope_index`'s mrope_position_deltas).
+        valid = inputs["attention_mask"].sum(1)
+        deltas = positions[:, :, -1].max(0).values + 1 - valid
+        module.rope_deltas = deltas.index_select(0, rows).unsqueeze(1)
+    return model.generate(input_ids=inputs["input_ids"].index_select(0, rows),
+                          attention_mask=inputs["attention_mask"].index_select(0, rows),
+                          num_return_sequences=1, **{cache_argument(model): cache}, **generate_kwargs)

@@ -33,7 +33,7 @@ import torch
 
 from mmpost.model import unwrap
 from mmpost.registry import ROLLOUT_BACKENDS
-from mmpost.rollout.base import GenerationResult, RolloutBackendError, SamplingParams
+from mmpost.rollout.base import GenerationResult, RolloutBackendError, SamplingParams, token_vocabulary
 from mmpost.types import PromptEncoding, Sample
 
 VLLM_ENV_HINT = "build the vLLM venv with `make vllm-env` (scripts/setup_vllm_env.sh) and run with .venv-vllm/bin/python"
@@ -200,16 +200,18 @@ class VLLMBackend:
         if importlib.util.find_spec("vllm") is None:
             raise RolloutBackendError(f"the vllm package is not installed in this Python ({sys.executable}); {VLLM_ENV_HINT}")
 
-    def __init__(self, model: torch.nn.Module, *, pad_token_id: int, eos_token_ids: Sequence[int],
-                 suppressed_token_ids: Sequence[int] = (), policy: Any = None, model_path: str | None = None,
+    def __init__(self, model: torch.nn.Module, *, policy: Any = None, pad_token_id: int | None = None,
+                 eos_token_ids: Sequence[int] | None = None, suppressed_token_ids: Sequence[int] | None = None,
+                 model_path: str | None = None,
                  gpu_memory_utilization: float = 0.3, max_model_len: int | None = None, dtype: str | None = None,
                  enable_sleep_mode: bool = False, sleep_level: int = 2, enforce_eager: bool = True,
                  seed: int | None = 0, multiprocessing: bool = False, engine_args: dict | None = None,
-                 llm: Any = None, **_: Any) -> None:
+                 llm: Any = None) -> None:
+        vocabulary = token_vocabulary(policy, pad_token_id, eos_token_ids, suppressed_token_ids, backend="vllm")
         self.vllm = import_vllm()
-        self.pad_token_id = pad_token_id
-        self.eos_token_ids = list(eos_token_ids)
-        self.suppressed_token_ids = sorted(set(int(t) for t in suppressed_token_ids))
+        self.pad_token_id = vocabulary.pad_token_id
+        self.eos_token_ids = list(vocabulary.eos_token_ids)
+        self.suppressed_token_ids = sorted(set(int(t) for t in vocabulary.suppressed_token_ids))
         self.enable_sleep_mode = enable_sleep_mode
         self.sleep_level = sleep_level
         self.seed = seed

@@ -139,7 +139,7 @@ class PathEncoder:
         return self.modality.encode_prompt(self.processor, path_messages(self.task.prompt(sample), steps), sample)
 
     def batch(self, requests: Sequence[tuple[int, Sequence[str]]]) -> dict[str, torch.Tensor]:
-        from mmpost.model import collate_prompts
+        from mmpost.types import collate_prompts
 
         return collate_prompts([self.encode(q, s) for q, s in requests], self.pad_id)
 

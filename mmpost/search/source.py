@@ -27,8 +27,9 @@ from mmpost.rollout.base import SamplingParams
 from mmpost.search.mcts import (
     STEP_SYSTEM_PROMPT, GeneratedStep, MCTSConfig, SearchTree, is_correct_step, is_terminal_step, rollout_evaluator, run_mcts, step_messages,
 )
+from mmpost.experience import RowKind
 from mmpost.search.step_groups import MIN_LABEL_SPREAD, needs_demonstration, step_groups
-from mmpost.types import PromptEncoding, RowKind, Sample
+from mmpost.types import PromptEncoding, Sample
 
 STEPS_FIELD = "propa_steps"
 LABEL_FIELD = "propa_step_label"

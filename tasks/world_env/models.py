@@ -243,7 +243,7 @@ class Reflector:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def inputs(self, frames: Sequence[Any]) -> dict[str, torch.Tensor]:
-        from mmpost.model import collate_prompts
+        from mmpost.types import collate_prompts
 
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": REFLECTOR_PROMPT}]}]
         prompts = [self.modality.encode_prompt(self.processor, messages, {"id": "reflector", "images": [self.view(f, self.image_size)]})

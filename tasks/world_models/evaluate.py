@@ -22,7 +22,7 @@ def evaluate_world_model(model_dir: str, *, split: str = "heldout", size: int = 
     """Means over `size` samples of `split`: idm_exact, idm_soft, idm_gold_exact, pixel_mae (greedy decoding)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mmpost.model import collate_prompts
+    from mmpost.types import collate_prompts
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()

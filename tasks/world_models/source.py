@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from mmpost.experience import BatchBuilder, ExperienceSource
+from mmpost.experience import BatchBuilder, ExperienceSource, RowKind
 from mmpost.modalities.frames.processing import FrameVocabulary, separator_token
 from mmpost.registry import EXPERIENCE_SOURCES
-from mmpost.types import RowKind
 from mmpost.tasks.world_models.advantages import grpo_frame, token_advantages
 from mmpost.tasks.world_models.rewards import frame_scores
 
