@@ -5,14 +5,14 @@ collects (rollouts from the backend, labels, demonstrations) into it, `completio
 and including its first EOS.
 
 SFT, RL and their mixtures are one loop with different sources. A source builds the rows of a step
-(`collect`), may adjust rewards once they are known (`after_rewards`: ViSurf's reward controls, HPT's
-switch) and advantages once computed (`after_advantages`), and says how the RL and SFT loss terms are
-weighted at a step (`loss_weights`: CHORD's μ schedule).
+(`collect`), may return an adjusted batch once rewards are known (`after_rewards`: ViSurf's reward controls, HPT's
+switch) and once advantages are computed (`after_advantages`), never writing into the one it is given, and says how
+the RL and SFT loss terms are weighted at a step (`loss_weights`: CHORD's μ schedule).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Sequence
 
@@ -274,11 +274,13 @@ class ExperienceSource:
     def collect(self, ctx: StepContext, samples: list[Sample], prompts: list[PromptEncoding]) -> RolloutBatch:
         raise NotImplementedError
 
-    def after_rewards(self, ctx: StepContext, batch: RolloutBatch) -> dict[str, float]:
-        return {}
+    # The hooks never write into the batch they are given: a source that adjusts it returns a new one
+    # (`dataclasses.replace` with new tensors), with the metrics it logs.
+    def after_rewards(self, ctx: StepContext, batch: RolloutBatch) -> tuple[RolloutBatch, dict[str, float]]:
+        return batch, {}
 
-    def after_advantages(self, ctx: StepContext, batch: RolloutBatch) -> dict[str, float]:
-        return {}
+    def after_advantages(self, ctx: StepContext, batch: RolloutBatch) -> tuple[RolloutBatch, dict[str, float]]:
+        return batch, {}
 
     def loss_weights(self, step: int) -> tuple[float, float]:
         return 1.0, 1.0
@@ -342,33 +344,36 @@ class ViSurf(ExperienceSource):
 
     def after_rewards(self, ctx, batch):
         is_label = batch.rows_of(RowKind.LABEL)
+        parts = dict(batch.reward_parts)
         for name in self.neutral_rewards:
-            if name not in batch.reward_parts:
+            if name not in parts:
                 continue
-            part = batch.reward_parts[name]
+            part = parts[name] = parts[name].clone()
             for group in batch.group_ids[is_label].unique():
                 in_group = batch.group_ids == group
                 rollout_values = part[in_group & ~is_label]
                 rollout_values = rollout_values[~rollout_values.isnan()]
                 if rollout_values.numel():
                     part[in_group & is_label] = rollout_values.mean()
-        return {}
+        return replace(batch, reward_parts=parts), {}
 
     def after_advantages(self, ctx, batch):
         is_label = batch.rows_of(RowKind.LABEL)
+        advantages = batch.advantages.clone()
         zeroed = 0
         if self.zero_label_advantage_when_solved and ctx.accuracy_reward in batch.reward_parts:
             accuracy = batch.reward_parts[ctx.accuracy_reward].nan_to_num(0.0)
             for row in torch.nonzero(is_label).flatten().tolist():
                 in_group = (batch.group_ids == batch.group_ids[row]) & ~is_label
                 if bool((accuracy[in_group] >= accuracy[row]).any()):
-                    batch.advantages[row] = 0.0
+                    advantages[row] = 0.0
                     zeroed += 1
         if self.label_advantage_cap is not None:
-            batch.advantages[is_label] = batch.advantages[is_label].clamp(max=self.label_advantage_cap)
+            advantages[is_label] = advantages[is_label].clamp(max=self.label_advantage_cap)
         labels = int(is_label.sum())
-        return {"visurf/label_advantage_mean": float(batch.advantages[is_label].mean()) if labels else 0.0,
-                "visurf/label_zeroed_fraction": zeroed / max(labels, 1)}
+        return replace(batch, advantages=advantages), {
+            "visurf/label_advantage_mean": float(advantages[is_label].mean()) if labels else 0.0,
+            "visurf/label_zeroed_fraction": zeroed / max(labels, 1)}
 
 
 @EXPERIENCE_SOURCES.register("hpt")
@@ -392,14 +397,15 @@ class HybridPostTraining(ExperienceSource):
             raise ValueError(f"hpt needs the accuracy reward '{ctx.accuracy_reward}' among the rewards")
         correct = batch.reward_parts[ctx.accuracy_reward].nan_to_num(0.0) >= self.correct_threshold
         is_policy = batch.rows_of(RowKind.POLICY)
+        keep = batch.keep.clone()
         switched = 0
         for group in batch.group_ids.unique():
             in_group = batch.group_ids == group
             if int((correct & in_group & is_policy).sum()) <= self.switch_gate:
-                batch.keep[in_group & is_policy] = False
-                batch.keep[in_group & batch.is_sft] = True
+                keep[in_group & is_policy] = False
+                keep[in_group & batch.is_sft] = True
                 switched += 1
-        return {"hpt/sft_fraction": switched / max(int(batch.group_ids.unique().numel()), 1)}
+        return replace(batch, keep=keep), {"hpt/sft_fraction": switched / max(int(batch.group_ids.unique().numel()), 1)}
 
 
 @EXPERIENCE_SOURCES.register("chord")

@@ -224,13 +224,14 @@ def train_step(run: Run, step: int) -> dict[str, Any]:
     with reuse_vision_features([run.unwrapped, run.reference], enabled=config.model.reuse_vision_features) as encodes:
         with timed(metrics, "perf/rollout_s"):
             batch = run.source.collect(ctx, samples, run.policy.encode_prompts(samples))
-        # Each phase returns its tensors and the step passes them on in a new batch (`replace`); only an experience
-        # source's hooks (`after_rewards`, `after_advantages`) adjust the batch they are given.
+        # Each phase, the experience source's hooks included, returns its tensors and the step passes them on in a new
+        # batch (`replace`); nothing writes into the batch it is given.
         with timed(metrics, "perf/score_s"):
             parts, scored = score_batch(batch, run.rewards, on_error=algorithm.reward_errors)
             metrics.update(scored)
             batch = replace(batch, reward_parts=parts)
-            metrics.update(run.source.after_rewards(ctx, batch))
+            batch, source_metrics = run.source.after_rewards(ctx, batch)
+            metrics.update(source_metrics)
             batch = replace(batch, rewards=total_reward(batch.reward_parts, run.rewards, len(batch)))
         metrics.update(reward_metrics(batch, run.rewards))
         with timed(metrics, "perf/logprob_s"):
@@ -250,7 +251,8 @@ def train_step(run: Run, step: int) -> dict[str, Any]:
         advantages, keep, advantage_metrics = compute_advantages(batch, algorithm)
         metrics.update(advantage_metrics)
         batch = replace(batch, advantages=advantages, keep=keep)
-        metrics.update(run.source.after_advantages(ctx, batch))
+        batch, source_metrics = run.source.after_advantages(ctx, batch)
+        metrics.update(source_metrics)
         if run.diagnostics is not None:  # entropy, KL to the warm start, flat groups: on the policy that sampled
             metrics.update(run.diagnostics.step_metrics(run, batch, step))
         kl_coef = 0.0

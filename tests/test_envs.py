@@ -208,7 +208,7 @@ def test_env_rollouts_rows_have_episode_ids_and_groups_from_one_initial_state():
     returns = REWARDS.get("episode_return")(batch.completions, [batch.samples[int(i)] for i in batch.prompt_index])
     assert returns == pytest.approx([0.5] * 3 + [0.6] * 2 + [0.6, 0.6, 0.7, 0.8])  # each episode's final score
     assert batch.sampling_logprobs[0].tolist() == pytest.approx([-0.5, -0.1])
-    metrics = source.after_rewards(ctx, batch)
+    batch, metrics = source.after_rewards(ctx, batch)
     assert metrics["env/success_rate"] == pytest.approx(5 / 6) and metrics["env/episodes"] == 6
 
 

@@ -60,17 +60,21 @@ def test_visurf_injects_the_label_into_each_group_with_neutral_format(setup):
     assert batch.completion_mask[label_row].sum() == len(target)
     assert batch.completions[label_row] == f"<answer>{samples[0]['answer']}</answer>"
     batch.reward_parts, _ = score_batch(batch, REWARDS)
-    source.after_rewards(ctx, batch)
+    scored = batch
+    batch, _ = source.after_rewards(ctx, scored)
     # The label's format reward is replaced by its group's rollout mean (2/3): neither rewarded nor penalised.
     assert batch.reward_parts["answer_tag_format"][label_row].item() == pytest.approx(2 / 3)
+    assert scored.reward_parts["answer_tag_format"][label_row].item() == 1.0  # a new batch; the given one is unchanged
     total = batch.reward_parts["shapes_accuracy"] + 0.5 * batch.reward_parts["answer_tag_format"]
     batch.rewards = total
     batch.advantages = ADVANTAGES.get("grpo")(batch.rewards, batch.group_ids)
     group = torch.tensor([0.5, 0.0, 0.5, 1.0 + 1 / 3])
     expected = (group[-1] - group.mean()) / (group.std() + 1e-6)
     assert batch.advantages[label_row].item() == pytest.approx(expected.item(), rel=1e-5)
-    source.after_advantages(ctx, batch)
-    assert batch.advantages[label_row].item() == pytest.approx(0.5)  # capped
+    uncapped = batch.advantages[label_row].item()
+    capped, _ = source.after_advantages(ctx, batch)
+    assert capped.advantages[label_row].item() == pytest.approx(0.5)  # capped
+    assert batch.advantages[label_row].item() == uncapped
 
 
 def test_visurf_zeroes_the_label_when_a_rollout_already_solved(setup):
@@ -82,7 +86,7 @@ def test_visurf_zeroes_the_label_when_a_rollout_already_solved(setup):
     batch.reward_parts, _ = score_batch(batch, REWARDS)
     batch.rewards = total_reward(batch.reward_parts, REWARDS, len(batch))
     batch.advantages = ADVANTAGES.get("grpo")(batch.rewards, batch.group_ids)
-    metrics = source.after_advantages(ctx, batch)
+    batch, metrics = source.after_advantages(ctx, batch)
     assert batch.advantages[2].item() == 0.0 and metrics["visurf/label_zeroed_fraction"] == 1.0
 
 
@@ -96,7 +100,7 @@ def test_hpt_switches_unsolved_prompts_to_sft(setup):
     batch = source.collect(ctx, samples, policy.encode_prompts(samples))
     assert batch.sources == ["policy"] * 4 + ["expert"] * 2 and batch.is_sft.tolist() == [False] * 4 + [True] * 2
     batch.reward_parts, _ = score_batch(batch, REWARDS)
-    metrics = source.after_rewards(ctx, batch)
+    batch, metrics = source.after_rewards(ctx, batch)
     assert batch.keep.tolist() == [True, True, False, False, False, True]
     assert metrics["hpt/sft_fraction"] == 0.5
 

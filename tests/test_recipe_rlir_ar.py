@@ -88,7 +88,7 @@ def test_frame_level_advantages_are_per_token(tiny_world_model):
     batch.reward_parts, _ = score_batch(batch, run.rewards)
     batch.rewards = total_reward(batch.reward_parts, run.rewards, len(batch))
     batch.advantages, batch.keep, _ = compute_advantages(batch, run.config.algorithm)
-    metrics = run.source.after_advantages(ctx, batch)
+    batch, metrics = run.source.after_advantages(ctx, batch)
     assert batch.advantages.shape == batch.completion_ids.shape and "rlir/frame_score_mean" in metrics
     # Within a row the advantage changes only where a frame separator opens the next frame.
     vocab = run.policy.tokenizer.get_vocab()

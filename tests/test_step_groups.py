@@ -93,7 +93,7 @@ def collect(policy, samples, expansions, greedy, **source_args):
     source = PropaSource(**{"iterations": 3, "num_children": 2, "max_depth": 3, "system_prompt": "", **source_args})
     batch = source.collect(ctx, samples, [])
     batch.reward_parts, _ = score_batch(batch, bind_rewards([RewardSpec(name="propa_step_label"), RewardSpec(name="propa_answer", weight=0.0)]))
-    return batch, source.after_rewards(ctx, batch)
+    return source.after_rewards(ctx, batch)
 
 
 def test_propa_source_rows_are_the_tree_groups_plus_sft_for_unsolved_questions(policy, tmp_path):

@@ -206,8 +206,8 @@ class EnvRollouts(ExperienceSource):
         self.last_episodes, self.last_samples = episodes, list(samples)
         return builder.build(ctx)
 
-    def after_rewards(self, ctx: StepContext, batch) -> dict[str, float]:
-        return {**episode_metrics(self.last_episodes), **truth_metrics(ctx.policy.task, self.last_samples, self.last_episodes)}
+    def after_rewards(self, ctx: StepContext, batch):
+        return batch, {**episode_metrics(self.last_episodes), **truth_metrics(ctx.policy.task, self.last_samples, self.last_episodes)}
 
 
 def _episode_field(samples: Sequence[Sample], key: str, reward: str) -> list[float]:

@@ -202,7 +202,7 @@ class PropaSource(ExperienceSource):
         return rows.build(ctx)
 
     def after_rewards(self, ctx, batch):
-        return dict(self._stats)
+        return batch, dict(self._stats)
 
 
 @EXPERIENCE_SOURCES.register("step_sft")
@@ -258,7 +258,7 @@ class StepOutcomeGRPO(ExperienceSource):
         return rows.build(ctx)
 
     def after_rewards(self, ctx, batch):
-        return dict(self._stats)
+        return batch, dict(self._stats)
 
 
 def sample_chains(proposer: PolicyStepProposer, questions: int, chains_per_question: int, max_depth: int,

@@ -9,6 +9,8 @@ their sequence advantage, broadcast over T.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from mmpost.experience import BatchBuilder, ExperienceSource, RowKind
@@ -41,14 +43,13 @@ class RlirSource(ExperienceSource):
 
     def after_advantages(self, ctx, batch):
         if self.advantage_level == "video":
-            return {}
+            return batch, {}
         policy_rows = batch.rows_of(RowKind.POLICY) & ~batch.is_sft
         sequence = batch.advantages if batch.advantages.dim() == 2 else batch.advantages[:, None].expand_as(batch.completion_mask)
         advantages = sequence.clone().float()
         rows = torch.nonzero(policy_rows).flatten()
         if rows.numel() == 0:
-            batch.advantages = advantages
-            return {}
+            return replace(batch, advantages=advantages), {}
         samples = [batch.samples[int(batch.prompt_index[i])] for i in rows]
         ids = [batch.completion_ids[i][batch.completion_mask[i].bool()].tolist() for i in rows]
         texts = [batch.completions[i] if batch.completions else "" for i in rows.tolist()]
@@ -59,6 +60,5 @@ class RlirSource(ExperienceSource):
         vocab = ctx.policy.tokenizer.get_vocab()
         separators = [vocab[separator_token(j)] for j in range(1, vocabulary.max_frames + 1)]
         advantages[rows] = token_advantages(batch.completion_ids[rows], frame_advantages, separators)
-        batch.advantages = advantages
-        return {"rlir/frame_score_mean": float(scores.mean()),
+        return replace(batch, advantages=advantages), {"rlir/frame_score_mean": float(scores.mean()),
                 "rlir/frame_advantage_abs_mean": float(frame_advantages.abs().mean())}
