@@ -137,7 +137,21 @@ def run_case(name: str, model_dir: str, work: Path, keep: Path | None) -> dict:
             "weights": weight_summary(final)}
 
 
+def check_isolated() -> None:
+    """The plugins must come from this copy. An editable install maps `mmpost.tasks`/`.modalities`/`.eval` to the
+    checkout it was installed from, so a `git archive` copy on PYTHONPATH gets its own `mmpost/` but that checkout's
+    plugins unless the copy's `mmpost/` links them (`ln -s ../tasks mmpost/tasks`, the same for modalities, eval)."""
+    import importlib
+
+    for name in ("mmpost", "mmpost.tasks", "mmpost.modalities", "mmpost.eval"):
+        where = Path(next(iter(importlib.import_module(name).__path__))).resolve()
+        if not where.is_relative_to(REPO):
+            raise SystemExit(f"{name} is imported from {where}, not from {REPO}: link the plugin folders into this "
+                             "copy's mmpost/ (ln -s ../tasks mmpost/tasks; ../modalities; ../eval) and rerun")
+
+
 def child(args: argparse.Namespace) -> None:
+    check_isolated()
     if args.child == "build":
         result = build_models(Path(args.models), json.loads(args.paths))
         result = {"paths": result, "weights": {k: weight_summary(model_file(Path(v))) for k, v in result.items()}}
