@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--out", default="runs/benchmark-learning")
+    parser.add_argument("--report", default="learning_modalities",
+                        help="results name: benchmarks/results/<report>.{md,json}; a run of some groups only can write "
+                             "its own report instead of replacing the whole table (finished runs are read back)")
     args = parser.parse_args(argv)
 
     from mmpost.config import load_config
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [Row(GROUPS[n].label, n, [runs[(n, s)] for s in args.seeds], metric=GROUPS[n].metric, task=GROUPS[n].task,
                 warm_start=configs[n].model.zoo or "", steps=configs[n].train.steps, note=GROUPS[n].note)
             for n in args.groups]
-    text = write_report(rows, "learning_modalities", title=f"**other vision-language tasks** (seeds {args.seeds})",
+    text = write_report(rows, args.report, title=f"**other vision-language tasks** (seeds {args.seeds})",
                         text=vote_text(rows))
     print(text)
     return 0
