@@ -67,3 +67,95 @@ def test_recorded_job_seconds_reads_each_results_shape():
     trl = {"grpo": {"mmpost": {"seconds_per_step": 2.0, "steps": 100, "seeds": [0, 1, 2]},
                     "trl": {"seconds_per_step": 0.5, "steps": 100, "seeds": [0, 1, 2]}, "comparison": {}}}
     assert recorded_job_seconds(trl)[:2] == (750.0, 6)
+
+
+def _key_inputs(tmp_path, *overrides):
+    """A recipe's config on a stand-in warm-start folder, and held-out rows with an image, as the key sees them."""
+    from PIL import Image
+
+    from mmpost.config import load_config
+
+    warm = tmp_path / "warm"
+    if not warm.is_dir():
+        warm.mkdir()
+        (warm / "model.safetensors").write_bytes(b"weights-1")
+        (warm / "config.json").write_text("{}")
+    rows = [{"question": "colour?", "answer": "red", "image": Image.new("RGB", (4, 4), (255, 0, 0))}]
+    return load_config(REPO / "recipes" / "grpo.yaml", [f"model.path={warm}", *overrides]), rows, warm
+
+
+def test_before_key_is_shared_across_methods_and_changes_with_anything_the_evaluation_reads(tmp_path):
+    from learning_report import before_key_fields, content_digest
+    from mmpost.config import load_config
+
+    def key(*overrides, rows=None, accuracy="shapes_accuracy"):
+        config, default_rows, _ = _key_inputs(tmp_path, *overrides)
+        return content_digest(before_key_fields(config, default_rows if rows is None else rows, accuracy))
+
+    base = key()
+    # What acts only during training is not in the key: another method, lr, step count or output folder reuses it.
+    assert key("optim.lr=1e-5", "train.steps=7", "algorithm.kl_coef=0.5", "train.output_dir=/elsewhere") == base
+    visurf, rows, warm = _key_inputs(tmp_path)
+    visurf = load_config(REPO / "recipes" / "visurf.yaml", [f"model.path={warm}"])
+    assert content_digest(before_key_fields(visurf, rows, "shapes_accuracy")) == base
+    # What the evaluation reads is: the seed (the sampling pass seeds from it), eval and sampling settings, the rows,
+    # the accuracy reward, the held-out split's settings.
+    changed = [key("train.seed=1"), key("eval.pass_k=4"), key("eval.max_new_tokens=5"), key("rollout.temperature=0.7"),
+               key("rollout.num_generations=4"), key("data.task_args={heldout_size: 128}"), key("train.threads=1"),
+               key(accuracy={"name": "shapes_accuracy", "args": {"strict": True}}),
+               key(rows=[{**rows[0], "answer": "blue"}]),
+               key(rows=[{**rows[0], "image": rows[0]["image"].point(lambda v: 255 - v)}])]
+    assert base not in changed and len(set(changed)) == len(changed)
+    # A retrained warm start in the same folder (one byte of its weights) is a new key.
+    (warm / "model.safetensors").write_bytes(b"weights-2")
+    assert key() != base
+
+
+def test_cached_before_computes_once_and_never_returns_a_stale_entry(tmp_path):
+    import json as json_module
+
+    from learning_report import cached_before, content_digest
+
+    calls = []
+
+    def compute(value):
+        return lambda: calls.append(value) or {"heldout_accuracy": value}
+
+    fields = {"settings": {"seed": 0}, "warm_start": "abc"}
+    assert cached_before(tmp_path, fields, compute(0.5)) == ({"heldout_accuracy": 0.5}, False)
+    assert cached_before(tmp_path, fields, compute(0.9)) == ({"heldout_accuracy": 0.5}, True)
+    assert cached_before(tmp_path, {**fields, "warm_start": "abd"}, compute(0.7)) == ({"heldout_accuracy": 0.7}, False)
+    # An entry stored under the key whose recorded fields differ (a hand-edited or colliding file) is recomputed.
+    path = tmp_path / f"{content_digest(fields)}.json"
+    stored = json_module.loads(path.read_text())
+    path.write_text(json_module.dumps({**stored, "fields": {"settings": {"seed": 1}}}))
+    assert cached_before(tmp_path, fields, compute(0.6)) == ({"heldout_accuracy": 0.6}, False)
+    assert calls == [0.5, 0.7, 0.6] and not list(tmp_path.glob("*.tmp"))
+
+
+def test_learning_job_gives_mmpost_trains_numbers_and_reuses_the_before_evaluation(warm_vl_dir, tmp_path):
+    """benchmarks/learning_job.py against `mmpost train` on the same config: the same held-out numbers before and
+    after and the same training curve; a second seed-identical run of another method reuses the "before" numbers."""
+    from conftest import tiny_overrides
+    from learning_job import run_job
+    from mmpost.config import load_config
+    from mmpost.trainer import train
+
+    def config(recipe, name, **extra):
+        return load_config(REPO / "recipes" / f"{recipe}.yaml", tiny_overrides(warm_vl_dir, tmp_path / name, **{
+            "train.steps": 2, "data.heldout_size": 8, "eval.pass_k": 4, "train.seed": 3, **extra}))
+
+    def curve(name):
+        return [{k: v for k, v in json.loads(line).items() if not k.startswith(("perf/", "time"))}
+                for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+
+    engine = train(config("grpo", "engine"))
+    job = run_job(config("grpo", "job"), tmp_path / "cache")
+    heldout = sorted(k for k in engine if k.startswith("heldout_"))
+    assert len(heldout) >= 6 and "heldout_pass_at_k_before" in heldout and "heldout_accuracy_after" in heldout
+    assert {k: job[k] for k in heldout} == {k: engine[k] for k in heldout}
+    assert curve("job") == curve("engine") and not job["heldout_before_reused"]
+    # ViSurf from the same warm start and seed: the "before" numbers are looked up, and equal its own engine run's.
+    visurf = run_job(config("visurf", "visurf_job"), tmp_path / "cache")
+    assert visurf["heldout_before_reused"] and len(list((tmp_path / "cache").glob("*.json"))) == 1
+    assert {k: visurf[k] for k in heldout if k.endswith("_before")} == {k: engine[k] for k in heldout if k.endswith("_before")}
