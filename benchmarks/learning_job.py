@@ -55,19 +55,12 @@ def reusable(config, task) -> str | None:
     return None
 
 
-def run_job(config, cache_dir: Path = DEFAULT_CACHE) -> dict:
-    from mmpost.builder import build_run, build_task, load_split, reward_specs, seed_everything
-    from mmpost.model import ensure_model_folder
+def before_numbers(config, task, cache_dir: Path = DEFAULT_CACHE) -> tuple[dict[str, float], bool, str]:
+    """The held-out numbers of `config`'s warm start (model.path) before training: (numbers, reused, key)."""
+    from mmpost.builder import build_run, load_split, reward_specs, seed_everything
     from mmpost.policy import TokenPolicy
-    from mmpost.trainer import train
 
-    ensure_model_folder(config.model)
-    task = build_task(config)
-    why_not = reusable(config, task)
-    if why_not:
-        print(f"[learning_job] evaluated inside the run: {why_not}", flush=True)
-        return train(config)
-    seed_everything(config.train.seed)
+    seed_everything(config.train.seed)  # as build_run does before it loads the split
     rows = load_split(task, "heldout", config)
     accuracy = next((vars(s) for s in reward_specs(config, task) if s.name == task.accuracy_reward), task.accuracy_reward)
     fields = before_key_fields(config, rows, accuracy)
@@ -81,7 +74,22 @@ def run_job(config, cache_dir: Path = DEFAULT_CACHE) -> dict:
         gc.collect()
         return numbers
 
-    before, reused = cached_before(cache_dir, fields, evaluate_warm_start)
+    numbers, reused = cached_before(cache_dir, fields, evaluate_warm_start)
+    return numbers, reused, content_digest(fields)
+
+
+def run_job(config, cache_dir: Path = DEFAULT_CACHE) -> dict:
+    from mmpost.builder import build_run, build_task
+    from mmpost.model import ensure_model_folder
+    from mmpost.trainer import train
+
+    ensure_model_folder(config.model)
+    task = build_task(config)
+    why_not = reusable(config, task)
+    if why_not:
+        print(f"[learning_job] evaluated inside the run: {why_not}", flush=True)
+        return train(config)
+    before, reused, key = before_numbers(config, task, cache_dir)
     print(f"[learning_job] held-out before training: {'reused' if reused else 'computed'} {before}", flush=True)
     summary = train(replace(config, eval=replace(config.eval, heldout=False)))
     if "checkpoint" not in summary:
@@ -89,7 +97,7 @@ def run_job(config, cache_dir: Path = DEFAULT_CACHE) -> dict:
     after = heldout_numbers(build_run(config, policy_path=str(Path(summary["checkpoint"]) / "model")))
     summary.update({f"{k}_before": v for k, v in before.items()})
     summary.update({f"{k}_after": v for k, v in after.items()})
-    summary.update(heldout_before_reused=reused, heldout_before_key=content_digest(fields))
+    summary.update(heldout_before_reused=reused, heldout_before_key=key)
     (Path(config.train.output_dir) / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         configs[name] = load_config(REPO / "recipes" / f"{group.recipe}.yaml", group.overrides)
         ensure_model_folder(configs[name].model)  # the warm start, built once and cached
         jobs += [Job(key=(name, s), recipe=group.recipe, seed=s, overrides=list(group.overrides),
-                     output_dir=out / name / f"seed{s}") for s in args.seeds]
+                     output_dir=out / name / f"seed{s}", reuse_before=True) for s in args.seeds]
     runs = run_jobs(jobs, parallel=args.parallel)
     rows = [Row(GROUPS[n].label, n, [runs[(n, s)] for s in args.seeds], metric=GROUPS[n].metric, task=GROUPS[n].task,
                 warm_start=configs[n].model.zoo or "", steps=configs[n].train.steps, note=GROUPS[n].note)

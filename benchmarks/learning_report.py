@@ -198,6 +198,7 @@ class SeedRun:
     after: float
     seconds: float = float("nan")
     seconds_per_step: float | None = None
+    cpu_seconds: float | None = None  # the process's user + system CPU seconds (1 torch thread), where recorded
     summary: dict = field(default_factory=dict)  # heldout_pass_at_k_before, ... as in summary.json
     curves: dict[str, list[float | None]] = field(default_factory=dict)  # metric -> per-step values
 
@@ -279,8 +280,12 @@ def run_jobs(jobs: Sequence[Job], *, parallel: int = 2, log_dir: Path | None = N
         time.sleep(0.5)
         for entry in list(running):
             job, process, started, log = entry
-            if process.poll() is None:
+            # wait4, not poll: the finished process's own CPU seconds (user + system) come with its exit status.
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid == 0:
                 continue
+            process.returncode = os.waitstatus_to_exitcode(status)
+            cpu_seconds = usage.ru_utime + usage.ru_stime
             running.remove(entry)
             if process.returncode != 0:
                 for other in running:
@@ -288,14 +293,15 @@ def run_jobs(jobs: Sequence[Job], *, parallel: int = 2, log_dir: Path | None = N
                 tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
                 raise RuntimeError(f"{job.recipe} {job.key} failed (exit {process.returncode}); log {log}:\n{tail}")
             seconds = time.perf_counter() - started
-            (job.output_dir / "wall_seconds.json").write_text(json.dumps({"seconds": seconds}))
+            (job.output_dir / "wall_seconds.json").write_text(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds}))
             (job.output_dir / "job.json").write_text(json.dumps({"fingerprint": job.fingerprint(), "command": job.build_command()}))
-            print(f"  done {job.key} in {seconds:.0f} s", flush=True)
+            print(f"  done {job.key} in {seconds:.0f} s ({cpu_seconds:.0f} CPU s)", flush=True)
     out = {}
     for job in jobs:
         wall = job.output_dir / "wall_seconds.json"
-        seconds = json.loads(wall.read_text())["seconds"] if wall.is_file() else None
-        out[job.key] = SeedRun.from_run_dir(job.output_dir, job.seed, seconds)
+        timing = json.loads(wall.read_text()) if wall.is_file() else {}
+        out[job.key] = SeedRun.from_run_dir(job.output_dir, job.seed, timing.get("seconds"))
+        out[job.key].cpu_seconds = timing.get("cpu_seconds")
     return out
 
 

@@ -220,7 +220,14 @@ def train_trl(part: str, seed: int, out: Path, steps: int) -> None:
     final = out / "model"
     trainer.save_model(str(final))
     processor.save_pretrained(str(final))
-    before = evaluate_folder(Path(config.model.path), part, seed)
+    # The warm start's numbers are the mmpost run's of the same seed (benchmarks/learning_job.py: same key), computed
+    # once for both sides.
+    from learning_job import before_numbers
+    from mmpost.builder import build_task
+
+    eval_config = recipe_config(part, [f"train.seed={seed}", "train.threads=1", "train.output_dir=/tmp/mmpost-trl-eval"])
+    before = before_numbers(eval_config, build_task(eval_config))[0]
+    before = {"accuracy": before.pop("heldout_accuracy"), **{k[len("heldout_"):]: v for k, v in before.items()}}
     after = evaluate_folder(final, part, seed)
     summary = {"steps": steps, "seconds": seconds, "seconds_per_step": seconds / steps,
                "heldout_accuracy_before": before.pop("accuracy"), "heldout_accuracy_after": after.pop("accuracy")}
@@ -257,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             # The recipes already name WARM_START and SHARED's held-out size; no overrides keeps the command (and so
             # the reuse fingerprint) identical to benchmarks/learning.py's.
             jobs.append(Job(key=("mmpost", part, seed), recipe=part, seed=seed, steps=args.steps,
-                            output_dir=out / "shapes" / part / f"seed{seed}", overrides=[]))
+                            output_dir=out / "shapes" / part / f"seed{seed}", overrides=[], reuse_before=True))
             trl_dir = out / "trl" / part / f"seed{seed}"
             jobs.append(Job(key=("trl", part, seed), recipe=part, seed=seed, steps=steps[part], output_dir=trl_dir, overrides=[],
                             command=[sys.executable, str(Path(__file__).resolve()), "--child", part, "--seed", str(seed),
