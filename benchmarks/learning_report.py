@@ -14,6 +14,7 @@ A run that is not an `mmpost train` (a TRL control, a custom loop) builds its `S
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -143,7 +144,9 @@ def folder_digest(folder: Path) -> str:
     return content_digest([[str(p.relative_to(folder)), p.read_bytes()] for p in sorted(folder.rglob("*")) if p.is_file()])
 
 
+@functools.lru_cache(maxsize=None)
 def code_digest(root: Path = REPO) -> str:
+    """The engine's source files (read once per process: the code does not change during a run)."""
     return content_digest([[str(p.relative_to(root)), p.read_bytes()] for folder in CODE_FOLDERS
                            for p in sorted((root / folder).rglob("*.py"))])
 
