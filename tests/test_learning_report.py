@@ -56,30 +56,40 @@ def test_pass_at_k_gap_by_kind_against_guessing_by_hand():
 
 
 def test_suite_budget_by_hand(tmp_path):
-    """The bench-learning estimate: each part's recorded process seconds, less the reused "before" evaluations
-    (CPU seconds from the profile), scheduled in run order on 2 lanes; PROPA's evaluation stage added."""
-    from learning import lane_wall, per_process_seconds, suite_budget
+    """The bench-learning estimate: each process's CPU seconds where measured, else its recorded wall × WALL_TO_CPU,
+    less the reused "before" evaluations (CPU seconds from the profile), scheduled in run order on 2 lanes; PROPA's
+    evaluation stage added."""
+    from learning import WALL_TO_CPU as f, lane_wall, per_process_seconds, suite_budget
 
     assert lane_wall([300, 300, 300], 2) == 600 and lane_wall([100, 50, 50], 2) == 100
-    assert per_process_seconds({"runs": {"A": [{"seconds": 10.0}, {"seconds": 20.0}], "B": [5.0]}}) == [10.0, 20.0, 5.0]
-    assert per_process_seconds({"runs": {"A": [{"seconds": 10.0}], "B": [5.0]}}, ["B"]) == [5.0]
-    assert per_process_seconds({"runs": [{"seconds": 4.0}, {"seconds": 6.0}]}) == [4.0, 6.0]  # RLIR's records
-    phases = [{"phase": "before: greedy held-out", "cpu_s": 10.0}, {"phase": "before: sampled held-out", "cpu_s": 30.0},
+    scaled = f"recorded wall × {f:.2f}"
+    assert per_process_seconds({"runs": {"A": [{"seconds": 10.0}, {"seconds": 20.0, "cpu_seconds": 4.0}], "B": [5.0]}}) \
+        == [(10.0 * f, scaled), (4.0, "measured CPU"), (5.0 * f, scaled)]
+    assert per_process_seconds({"runs": {"A": [{"seconds": 10.0}], "B": [5.0]}}, ["B"]) == [(5.0 * f, scaled)]
+    assert per_process_seconds({"runs": [{"seconds": 4.0}]}) == [(4.0 * f, scaled)]  # RLIR's records
+    # A rerun with CPU accounting overrides the rows it has.
+    assert per_process_seconds({"runs": {"A": [{"seconds": 10.0}] * 2}}, overlay={"runs": {"A": [{"cpu_seconds": 3.0}]}}) \
+        == [(3.0, "measured CPU"), (10.0 * f, scaled)]
+    # A reused evaluation saves its 40 CPU s less the 10 s build the reusing job adds: 30 s.
+    phases = [{"phase": "config, warm-start load, data, build_run", "cpu_s": 10.0},
+              {"phase": "before: greedy held-out", "cpu_s": 10.0}, {"phase": "before: sampled held-out", "cpu_s": 30.0},
               {"phase": "after: greedy held-out", "cpu_s": 5.0}, {"phase": "after: sampled", "cpu_s": 15.0}]
-    (tmp_path / "learning_profile.json").write_text(json.dumps({"grpo": {"phases": phases}, "sft": {"phases": phases}}))
-    # 5 methods × 3 seeds of 200 s: the first 3 evaluate the warm start, the other 12 reuse it (40 s each).
-    (tmp_path / "learning.json").write_text(json.dumps({"runs": {m: [{"seconds": 200.0}] * 3 for m in "ABCDE"}}))
-    # TRL: 3 seeds × 10 steps × 2 s + its evaluation after (20 s) each.
+    (tmp_path / "learning_profile.json").write_text(json.dumps({"grpo": {"phases": phases}}))
+    # 5 methods × 3 seeds of 1000 recorded s: the first 3 evaluate the warm start, the other 12 reuse it.
+    (tmp_path / "learning.json").write_text(json.dumps({"runs": {m: [{"seconds": 1000.0}] * 3 for m in "ABCDE"}}))
+    # TRL: 3 seeds × 10 steps × 2 s/step recorded + its evaluation after (20 CPU s) each.
     (tmp_path / "learning_vs_trl.json").write_text(json.dumps({"grpo": {"trl": {"seconds_per_step": 2.0, "steps": 10,
                                                                                 "seeds": [0, 1, 2]}}}))
     (tmp_path / "learning_propa.json").write_text(json.dumps({"training_run_seconds": {"p/0": 100.0, "p/1": 100.0},
                                                               "wall_seconds": {"sampled_chains": 30.0, "inference": 70.0}}))
     parts = {p["part"].split()[0]: p for p in suite_budget(tmp_path, parallel=2)}
     shapes = parts["learning"]
-    assert (shapes["processes"], shapes["recorded_s"], shapes["reused_before"], shapes["saved_s"]) == (15, 3000.0, 12, 480.0)
-    assert shapes["wall_s"] == lane_wall([200.0] * 3 + [160.0] * 12, 2) == 1320.0
-    assert parts["learning_vs_trl"]["wall_s"] == lane_wall([40.0] * 3, 2) == 80.0
-    assert parts["learning_propa"]["wall_s"] == 100.0 + 100.0
+    each = 1000.0 * f
+    assert (shapes["processes"], shapes["reused_before"]) == (15, 12)
+    assert shapes["saved_s"] == pytest.approx(12 * 30.0) and shapes["seconds"] == pytest.approx(15 * each - 12 * 30.0)
+    assert shapes["wall_s"] == pytest.approx(lane_wall([each] * 3 + [each - 30.0] * 12, 2))
+    assert parts["learning_vs_trl"]["wall_s"] == pytest.approx(lane_wall([20.0 * f + 20.0] * 3, 2))
+    assert parts["learning_propa"]["wall_s"] == pytest.approx(100.0 * f + 100.0 * f)
     assert "learning_modalities" not in parts  # no results file: no row
 
 
