@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     steps = config.train.steps
     per_step = next(cpu for name, cpu, _ in phases.rows if name.endswith("training steps")) / args.steps
     estimate = sum(cpu for name, cpu, _ in phases.rows if not name.endswith("training steps")) + per_step * steps
-    record = {"machine": "shared 2-core machine (other sessions' work running), 1 torch thread", "recipe": args.recipe, "overrides": args.overrides, "measured_steps": args.steps, "recipe_steps": steps,
+    record = {"machine": "shared 2-core machine (other sessions' work running), 1 torch thread", "recipe": args.recipe,
+              "overrides": args.overrides, "measured_steps": args.steps, "recipe_steps": steps,
               "phases": [{"phase": n, "cpu_s": round(c, 2), "wall_s": round(w, 2)} for n, c, w in phases.rows],
               "cpu_s_per_step": round(per_step, 3),
               "wall_s_per_step_by_part": {k: round(v / args.steps, 3) for k, v in within.items()}, "estimated_run_cpu_s": round(estimate, 1),

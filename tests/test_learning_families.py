@@ -1,7 +1,8 @@
-"""Fast learning checks for the recipe families that had none: GUI click grounding (GuirlVG), label-free MM-UPT and
-RLIR. Each is a short run of the shipped recipe (its loss, advantage, KL and sampling; CPU sizes) from a seconds-sized
-warm start, whose reward must rise by a margin that a zeroed gradient (no change) or a flipped sign (a fall) cannot
-reach. Seeded, one thread. The 3-seed held-out evidence is benchmarks/learning*.py, not this file.
+"""Fast learning checks for recipe families that had none: GUI click grounding (GuirlVG) and label-free MM-UPT.
+Each is a short run of the shipped recipe (its loss, advantage, KL and sampling; CPU sizes) from a seconds-sized warm
+start, whose reward must rise by a margin that a zeroed gradient (no change) or a flipped sign (a fall) cannot reach.
+Seeded, one thread. The 3-seed held-out evidence is benchmarks/learning*.py, not this file. RLIR has no test here: its
+IDM reward did not rise within a test's budget (see the RLIR note below).
 
 Where the recipe's own reward moves too slowly for a seconds-long test (GuirlVG's in-box reward: 0.46 -> 0.42 over 40
 steps as shipped, benchmarks/results/learning_modalities.md), the reward is a fixed target read through the same path
@@ -56,7 +57,6 @@ def test_guirlvg_moves_clicks_towards_reward(tmp_path):
     config.rewards = [{"name": "test_learning_clicks_left_half"}, {"name": "gui_click_format", "weight": 0.2}]
     train(config)
     reward = _curve(out, "reward/test_learning_clicks_left_half")
-    print(reward)
     assert _rise(reward) > 0.2, reward
 
 
@@ -75,8 +75,14 @@ def test_mm_upt_raises_its_vote_reward(tmp_path):
         "optim.lr": 1e-3, "data.task_args": "{train_size: 64}", "eval.heldout": "false", "eval.diagnostics_every": 0,
         "train.save_every": 0})))
     reward = _curve(out, "reward/mm_upt_majority_vote")
-    print(reward)
     assert _rise(reward) > 0.2, reward
 
 
 WARM_MM_UPT, MM_UPT_STEPS = 25, 10
+
+
+# RLIR (recipes/rlir_diffusion.yaml as shipped, from its shipped warm start, 8 prompts × 8 chains): 20 steps in 53 s
+# left the IDM reward where it started (first 3 steps 0.36, last 5 0.38; single steps 0.27-0.56), and with 4
+# denoising steps per chain 16 steps went 0.13 -> 0.17. Its benchmark rise (0.42 -> 0.64, first 10 -> last 10 steps)
+# takes 60 steps, about 150 s here: not a fast test. tests/test_denoising_policy.py::
+# test_flow_grpo_updates_raise_a_brightness_reward covers the same denoising GRPO update with a learnable reward.
