@@ -128,23 +128,49 @@ def lane_wall(seconds: list[float], parallel: int) -> float:
 
 
 # Recorded wall seconds of a training process -> its CPU seconds (1 torch thread: a quiet machine's wall seconds).
-# Measured: the shapes SFT and GRPO runs rerun with per-process CPU accounting (benchmarks/results/
-# learning_timing.json, same numbers bit for bit) took 0.17 of the wall seconds the same runs recorded in (288 of 1660)
-# learning.json; the results files written before run_jobs recorded CPU seconds hold only wall seconds.
+# The results files written before run_jobs recorded CPU seconds hold only wall seconds, taken on the shared machine;
+# the ratio is measured by rerunning parts with CPU accounting (<part>_timing.json, read back by
+# measured_wall_to_cpu): the shapes SFT and GRPO runs took 0.17 of their recorded wall seconds (288 of 1660 s, the
+# same numbers bit for bit). This default is used only when no rerun is there.
 WALL_TO_CPU = 0.17
+TIMED = {"learning": "learning_timing", "learning_audio": "learning_audio_timing", "learning_flow": "learning_flow_timing",
+         "learning_world_env": "learning_world_env_timing", "learning_rlir": "learning_rlir_timing"}
 
 
-def per_process_seconds(data: dict, labels: list[str] | None = None, overlay: dict | None = None) -> list[tuple[float, str]]:
+def measured_wall_to_cpu(results: Path) -> tuple[float, dict[str, float]]:
+    """CPU seconds / recorded wall seconds of the same processes, per part rerun with CPU accounting, and pooled."""
+    import json
+
+    per_part, cpu_total, wall_total = {}, 0.0, 0.0
+    for part, timed_name in TIMED.items():
+        recorded, timed = results / f"{part}.json", results / f"{timed_name}.json"
+        if not (recorded.is_file() and timed.is_file()):
+            continue
+        recorded_runs, timed_runs = json.loads(recorded.read_text())["runs"], json.loads(timed.read_text())["runs"]
+        cpu = wall = 0.0
+        for label, values in timed_runs.items():
+            for index, run in enumerate(values if isinstance(values, list) else []):
+                old = (recorded_runs.get(label) or [])[index:index + 1] if isinstance(recorded_runs, dict) else []
+                if old and isinstance(run, dict) and isinstance(run.get("cpu_seconds"), (int, float)):
+                    cpu, wall = cpu + run["cpu_seconds"], wall + float(old[0]["seconds"] if isinstance(old[0], dict) else old[0])
+        if wall:
+            per_part[part] = cpu / wall
+            cpu_total, wall_total = cpu_total + cpu, wall_total + wall
+    return (cpu_total / wall_total if wall_total else WALL_TO_CPU), per_part
+
+
+def per_process_seconds(data: dict, labels: list[str] | None = None, overlay: dict | None = None,
+                        factor: float = WALL_TO_CPU) -> list[tuple[float, str]]:
     """Each training process of a results JSON (rows in `labels` only, when given) as (seconds, how): its CPU
     seconds where recorded (run_jobs records them), from `overlay` (a rerun of some rows with CPU accounting) where
-    it has the row, else its recorded wall seconds × WALL_TO_CPU."""
+    it has the row, else its recorded wall seconds × `factor`."""
     def one(record, timed=None):
         if isinstance(timed, dict) and isinstance(timed.get("cpu_seconds"), (int, float)):
             return float(timed["cpu_seconds"]), "measured CPU"
         if isinstance(record, dict) and isinstance(record.get("cpu_seconds"), (int, float)):
             return float(record["cpu_seconds"]), "measured CPU"
         wall = record.get("seconds") if isinstance(record, dict) else record
-        return (float(wall) * WALL_TO_CPU, "recorded wall × %.2f" % WALL_TO_CPU) if isinstance(wall, (int, float)) else None
+        return (float(wall) * factor, "recorded wall × %.2f" % factor) if isinstance(wall, (int, float)) else None
 
     runs, timed_runs = data.get("runs"), (overlay or {}).get("runs") or {}
     out = []
@@ -172,12 +198,16 @@ def profiled_reuse_saving(profile: dict, recipe: str) -> float:
     return max(0.0, before - build)
 
 
-def suite_budget(results: Path = REPO / "benchmarks" / "results", parallel: int = 2) -> list[dict]:
+def suite_budget(results: Path = REPO / "benchmarks" / "results", parallel: int = 2,
+                 factor: float | None = None) -> list[dict]:
     """`make bench-learning`'s parts as the suite runs them now: each process's seconds on a quiet machine (its CPU
     seconds, see per_process_seconds), less what reusing the held-out evaluation before training saves
     (profiled_reuse_saving) where the seconds predate the reuse, scheduled in run order on `parallel`
-    lanes; PROPA's evaluation stage (its recorded wall at 2 processes × WALL_TO_CPU) added."""
+    lanes; PROPA's evaluation stage (its recorded wall at 2 processes × the factor) added. `factor`: recorded wall
+    seconds -> CPU seconds where no CPU seconds were recorded (default: measured_wall_to_cpu's pooled ratio)."""
     import json
+
+    f = measured_wall_to_cpu(results)[0] if factor is None else factor
 
     def load(name):
         path = results / f"{name}.json"
@@ -192,7 +222,7 @@ def suite_budget(results: Path = REPO / "benchmarks" / "results", parallel: int 
     if shapes:
         # 5 methods × 3 seeds in method order; the first method's run of each seed evaluates the warm start.
         before = profiled_reuse_saving(profile, "grpo")
-        values = per_process_seconds(shapes, overlay=load("learning_timing"))
+        values = per_process_seconds(shapes, overlay=load("learning_timing"), factor=f)
         adjusted = [v if i < 3 or h == "measured CPU" else max(0.0, v - before) for i, (v, h) in enumerate(values)]
         saved = sum(v - a for (v, _), a in zip(values, adjusted))
         parts.append({"part": "learning (shapes: SFT, GRPO, ViSurf, CHORD, HPT)", "processes": len(values),
@@ -201,16 +231,16 @@ def suite_budget(results: Path = REPO / "benchmarks" / "results", parallel: int 
     trl = load("learning_vs_trl")
     if trl:
         # mmpost's side is learning.py's GRPO and SFT runs (same folders, commands and fingerprints): read back, not rerun.
-        # TRL's side: its training (steps × recorded s/step × WALL_TO_CPU) and the evaluation of its model after
+        # TRL's side: its training (steps × recorded s/step × f) and the evaluation of its model after
         # training (profile); the warm start's numbers are the mmpost runs' (same key).
         seconds = []
         for part, sides in trl.items():
             side = sides.get("trl", {})
             entry = profile.get(f"{part} train.threads=1") or profile.get(part) or {}
             after = sum(p["cpu_s"] for p in entry.get("phases", []) if p["phase"].startswith("after:"))
-            seconds += [side["seconds_per_step"] * side["steps"] * WALL_TO_CPU + after for _ in side.get("seeds", [])]
+            seconds += [side["seconds_per_step"] * side["steps"] * f + after for _ in side.get("seeds", [])]
         parts.append({"part": "learning_vs_trl (TRL side; mmpost side read back from learning)", "processes": len(seconds),
-                      "seconds": sum(seconds), "how": f"recorded s/step × {WALL_TO_CPU:.2f} + profiled evaluation",
+                      "seconds": sum(seconds), "how": f"recorded s/step × {f:.2f} + profiled evaluation",
                       "reused_before": len(seconds), "saved_s": 0.0, "wall_s": lane_wall(seconds, parallel)})
     modalities = load("learning_modalities")
     if modalities:
@@ -219,7 +249,7 @@ def suite_budget(results: Path = REPO / "benchmarks" / "results", parallel: int 
         adjusted, values_all, saved, reused, seen = [], [], 0.0, 0, set()
         for name in DEFAULT_GROUPS:
             group = GROUPS[name]
-            values = per_process_seconds(modalities, [group.label])
+            values = per_process_seconds(modalities, [group.label], factor=f)
             values_all += values
             before = profiled_reuse_saving(profile, group.recipe)
             share = group.recipe in seen  # MM-UPT's two learning rates start from one warm start
@@ -236,14 +266,14 @@ def suite_budget(results: Path = REPO / "benchmarks" / "results", parallel: int 
     for name in ("learning_audio", "learning_rlir", "learning_world_env", "learning_flow"):
         data = load(name)
         if data:
-            values = per_process_seconds(data, overlay=load(f"{name}_timing"))
+            values = per_process_seconds(data, overlay=load(f"{name}_timing"), factor=f)
             seconds = [v for v, _ in values]
             part = {"part": name, "processes": len(values), "seconds": sum(seconds), "how": how(values),
                     "reused_before": 0, "saved_s": 0.0, "wall_s": lane_wall(seconds, parallel)}
             timed = timed_parts.get(name)
             if timed:
                 # The script's own evaluation stages (outside the training processes), pooled `parallel` at a time.
-                stage = max(0.0, timed["cpu_s"] - timed["jobs_cpu_s"])
+                stage = max(0.0, timed["cpu_s"] - timed["jobs_cpu_s"] - timed.get("warm_start_builds_s", 0.0))
                 part["wall_s"] += stage / parallel
                 part["note"] = f"timed whole: {timed['cpu_s']:.0f} CPU s, of which {stage:.0f} in its evaluation stages"
             else:
@@ -251,20 +281,42 @@ def suite_budget(results: Path = REPO / "benchmarks" / "results", parallel: int 
             parts.append(part)
     propa = load("learning_propa")
     if propa:
-        seconds = [float(v) * WALL_TO_CPU for v in (propa.get("training_run_seconds") or {}).values()]
-        stage = WALL_TO_CPU * sum(float(propa.get("wall_seconds", {}).get(k, 0.0)) for k in ("sampled_chains", "inference"))
+        seconds = [float(v) * f for v in (propa.get("training_run_seconds") or {}).values()]
+        stage = f * sum(float(propa.get("wall_seconds", {}).get(k, 0.0)) for k in ("sampled_chains", "inference"))
         parts.append({"part": "learning_propa (training, then its evaluation stage)", "processes": len(seconds),
-                      "seconds": sum(seconds), "how": f"recorded wall × {WALL_TO_CPU:.2f}", "reused_before": 0,
+                      "seconds": sum(seconds), "how": f"recorded wall × {f:.2f}", "reused_before": 0,
                       "saved_s": 0.0, "wall_s": lane_wall(seconds, parallel) + stage,
                       "note": f"evaluation stage {stage / 60:.1f} min at 2 processes"})
     return parts
+
+
+def profile_text(results: Path = REPO / "benchmarks" / "results") -> str:
+    """learning_profile.json as a table: where one run's CPU seconds go, phase by phase (benchmarks/learning_profile.py)."""
+    import json
+
+    path = results / "learning_profile.json"
+    if not path.is_file():
+        return ""
+    lines = ["| run (recipe, overrides) | imports | warm-start load + build_run | before: greedy | before: sampled (pass@k) "
+             "| training, per step (steps) | after: greedy | after: sampled | diagnostics share of a step |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in json.loads(path.read_text()).items():
+        phases = [p["cpu_s"] for p in entry["phases"]]
+        parts = entry.get("wall_s_per_step_by_part") or {}
+        share = (f"{parts['perf/diagnostics_s'] / parts['perf/step_s']:.0%}" if parts.get("perf/step_s") and
+                 "perf/diagnostics_s" in parts else "-")
+        lines.append(f"| {name} | {phases[0]:.1f} | {phases[1]:.1f} | {phases[2]:.1f} | {phases[3]:.1f} | "
+                     f"{entry['cpu_s_per_step']:.2f} ({entry['recipe_steps']}) | {phases[5]:.1f} | {phases[6]:.1f} | {share} |")
+    return ("CPU seconds of one run by phase (benchmarks/learning_profile.py, 1 torch thread, on the shared machine; "
+            "a build phase above 20 s includes building the warm start):\n\n" + "\n".join(lines))
 
 
 def suite_budget_text(results: Path = REPO / "benchmarks" / "results", parallel: int = 2) -> str:
     """The estimate as a table (see suite_budget), with the warm-start builds listed apart (cached after one build)."""
     import json
 
-    parts = suite_budget(results, parallel)
+    pooled, per_part = measured_wall_to_cpu(results)
+    parts = suite_budget(results, parallel, pooled)
     lines = [f"| part | processes | process seconds (quiet machine) | from | before-evaluations reused | s saved by reuse "
              f"| wall at {parallel} processes |", "|---|---|---|---|---|---|---|"]
     for p in parts:
@@ -282,8 +334,13 @@ def suite_budget_text(results: Path = REPO / "benchmarks" / "results", parallel:
         lines.append(f"| warm-start builds, first run only ({', '.join(builds)}) | {len(builds)} | "
                      f"{sum(builds.values()):.0f} | recorded build wall | | | +{sum(builds.values()) / 60:.1f} min |")
     verdict = "fits within" if total <= 3600 else "does not fit"
-    lines.append(f"\nWith cached warm starts the suite {verdict} 60 minutes on a quiet 2-core machine by this estimate "
-                 f"({total / 60:.0f} min).")
+    measured = ", ".join(f"{part} {ratio:.2f}" for part, ratio in per_part.items()) or "none"
+    worst = max(per_part.values(), default=pooled)
+    high = sum(p["wall_s"] for p in suite_budget(results, parallel, worst))
+    lines.append(f"\nRecorded wall → CPU seconds, measured by rerunning parts with CPU accounting: {measured} "
+                 f"(pooled {pooled:.2f}, used where a process has no CPU seconds). With cached warm starts the suite "
+                 f"{verdict} 60 minutes on a quiet 2-core machine by this estimate ({total / 60:.0f} min; "
+                 f"{high / 60:.0f} min if every unmeasured process ran at the highest measured ratio, {worst:.2f}).")
     return "\n".join(lines)
 
 
@@ -330,6 +387,10 @@ def time_script(script: str, seeds: list[int], results: Path = REPO / "benchmark
 
     name = script.replace(".py", "")
     scratch = Path(tempfile.mkdtemp(prefix=f"{name}-timing-"))
+    def stamps():
+        return {str(p): p.stat().st_mtime for p in (REPO / "artifacts").glob("*/mmpost_zoo.json")}
+
+    built_before = stamps()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     begun = time.perf_counter()
     subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--seeds", *map(str, seeds), "--parallel", "1",
@@ -338,7 +399,11 @@ def time_script(script: str, seeds: list[int], results: Path = REPO / "benchmark
     data = json.loads((scratch / f"{name}.json").read_text())
     jobs = [r["cpu_seconds"] for runs in data.get("runs", {}).values() if isinstance(runs, list) for r in runs
             if isinstance(r, dict) and isinstance(r.get("cpu_seconds"), (int, float))]
+    # Warm starts built during the timing (not cached yet): their recorded build seconds, counted apart.
+    built = sum(float(json.loads(Path(path).read_text()).get("build_seconds") or 0.0) for path, mtime in stamps().items()
+                if built_before.get(path) != mtime)
     entry = {"cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), "jobs_cpu_s": sum(jobs),
+             "warm_start_builds_s": built,
              "jobs": len(jobs), "wall_s": time.perf_counter() - begun, "parallel": 1, "seeds": seeds,
              "machine": "shared 2-core machine (other sessions' work running)"}
     shutil.copy(scratch / f"{name}.json", results / f"{name}_timing.json")

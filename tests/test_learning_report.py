@@ -91,6 +91,14 @@ def test_suite_budget_by_hand(tmp_path):
     assert parts["learning_vs_trl"]["wall_s"] == pytest.approx(lane_wall([20.0 * f + 20.0] * 3, 2))
     assert parts["learning_propa"]["wall_s"] == pytest.approx(100.0 * f + 100.0 * f)
     assert "learning_modalities" not in parts  # no results file: no row
+    # A rerun of some processes with CPU accounting: their CPU seconds replace theirs, and their ratio to the recorded
+    # wall seconds (100 of 1000) scales the others.
+    from learning import measured_wall_to_cpu
+
+    (tmp_path / "learning_timing.json").write_text(json.dumps({"runs": {"A": [{"cpu_seconds": 100.0}]}}))
+    assert measured_wall_to_cpu(tmp_path) == (pytest.approx(0.1), {"learning": pytest.approx(0.1)})
+    shapes = suite_budget(tmp_path, parallel=2)[0]
+    assert shapes["seconds"] == pytest.approx(100.0 + 14 * 100.0 - 12 * 30.0)  # the 12 reusing runs predate the reuse
 
 
 def _key_inputs(tmp_path, *overrides):
