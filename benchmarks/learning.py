@@ -35,12 +35,13 @@ METHODS = {  # recipe -> label; all on the shapes task from the warm start the r
 # there yet are skipped with a note).
 SUITE_SCRIPTS = ["learning_vs_trl.py", "learning_modalities.py", "learning_audio.py", "learning_propa.py",
                  "learning_rlir.py", "learning_world_env.py", "learning_flow.py"]
-BUDGET_NOTE = ("`make bench-learning` end to end, estimated per part from the wall seconds each training process "
-               "recorded in the results files (on the shared 2-core machine, with other sessions' work running: an "
-               "upper bound for a quiet machine), less the held-out evaluations before training that the suite now "
-               "reuses instead of recomputing (benchmarks/learning_job.py; their CPU seconds measured by "
-               "benchmarks/learning_profile.py, results/learning_profile.json), each part's processes scheduled in run "
-               "order on 2 lanes, PROPA's evaluation stage counted:\n\n")
+BUDGET_NOTE = ("`make bench-learning` end to end on a quiet 2-core machine, estimated per part (benchmarks/learning.py "
+               "`suite_budget`): each training process at its CPU seconds (1 torch thread: its wall time with a core to "
+               "itself), measured where a part was rerun with CPU accounting (`learning.py --time-script`, "
+               "results/*_timing.json, the same numbers bit for bit), else its recorded wall seconds on the shared "
+               "machine × the measured CPU/wall ratio; less what reusing the warm start's held-out evaluation saves "
+               "(benchmarks/learning_job.py, profiled by benchmarks/learning_profile.py); each part's processes in run "
+               "order on 2 lanes; a timed part's own evaluation stages and PROPA's evaluation stage counted:\n\n")
 WORLD_MODEL_SCRIPTS = ["learning_rlir.py", "learning_world_env.py"]
 
 
@@ -354,9 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", default="learning",
                         help="results name: benchmarks/results/<report>.{md,json} (a partial run can write its own)")
     parser.add_argument("--time-script", metavar="SCRIPT", help="time one part of the suite whole (see time_script)")
+    parser.add_argument("--refresh-budget", action="store_true", help="only rewrite learning.md's budget section")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
+    if args.refresh_budget:
+        refresh_budget()
+        return 0
     if args.time_script:
         time_script(args.time_script, args.seeds)
         return 0
@@ -365,13 +370,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = shapes_rows(args.seeds, args.methods, REPO / args.out, args.parallel)
     text = write_report(rows, args.report, title=f"**shapes** (held-out accuracy, 256 questions, greedy; seeds {args.seeds})",
-                        text=comparison_text(rows) + "\n\n" + BUDGET_NOTE + suite_budget_text(),
+                        text=comparison_text(rows) + "\n\n" + budget_section(),
                         figures=args.report == "learning")  # a partial run's figures would replace the suite's
     print(text, flush=True)
     print(f"shapes: {time.perf_counter() - started:.0f} s", flush=True)
     if args.suite == "all":
         run_scripts(SUITE_SCRIPTS, args.seeds, started)
     return 0
+
+
+def budget_section() -> str:
+    return BUDGET_NOTE + suite_budget_text() + "\n\n" + profile_text()
+
+
+def refresh_budget(path: Path = REPO / "benchmarks" / "results" / "learning.md") -> None:
+    """Rewrite the budget section at the end of learning.md from the results files as they are now (the shapes
+    table above it is left as it is)."""
+    text = path.read_text()
+    start = text.find(BUDGET_NOTE[:30])
+    path.write_text((text[:start] if start >= 0 else text.rstrip() + "\n\n") + budget_section() + "\n")
 
 
 def time_script(script: str, seeds: list[int], results: Path = REPO / "benchmarks" / "results") -> dict:
