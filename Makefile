@@ -49,8 +49,11 @@ test-deepspeed: setup
 	DS_BUILD_OPS=0 $(BIN)/pip install --disable-pip-version-check -q --no-build-isolation "deepspeed>=0.15"
 	MMPOST_DEEPSPEED_TESTS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fsdp.py -k deepspeed $(PYTEST_ARGS)
 
-# The learning benchmarks (3 seeds each, 2 runs at a time, warm starts built once and cached): the shapes methods, the
-# TRL control (needs the `bench` extra, installed here), the other modalities and the other learning scripts.
+# The learning benchmarks (3 seeds each, 2 runs at a time, one torch thread each, warm starts built once and cached;
+# a warm start's held-out evaluation is computed once per seed and reused by every method started from it): the shapes
+# methods, the TRL control (needs the `bench` extra, installed here; its mmpost side is the shapes runs, read back), the
+# other modalities and the other learning scripts. Estimated 40 min on a quiet 2-core machine with cached warm starts
+# (benchmarks/results/learning.md, end).
 bench-learning: setup
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[bench]"
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/learning.py --suite all
