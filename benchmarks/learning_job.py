@@ -12,7 +12,7 @@ looked up instead of recomputed when an identical one exists (learning_report.ca
    from the training stream; the greedy pass uses none and the sampling pass forks its own);
 4. the evaluation after, with the same functions on a run built from the final checkpoint (bit-identical weights);
 5. summary.json with the same `heldout_*_before` / `heldout_*_after` keys `mmpost train` writes, plus
-   `heldout_before_reused` and `heldout_before_key`.
+   `heldout_before_reused` and `heldout_before_key`, and the run's curves.png with its held-out numbers.
 
 Tasks that score the policy in an environment (`evaluate_policy`: World-Env), policies that are not token policies
 and LoRA runs are run by `mmpost train` unchanged (their evaluation may use the run's random stream or weights this
@@ -98,7 +98,17 @@ def run_job(config, cache_dir: Path = DEFAULT_CACHE) -> dict:
     summary.update({f"{k}_before": v for k, v in before.items()})
     summary.update({f"{k}_after": v for k, v in after.items()})
     summary.update(heldout_before_reused=reused, heldout_before_key=key)
-    (Path(config.train.output_dir) / "summary.json").write_text(json.dumps(summary, indent=1))
+    output_dir = Path(config.train.output_dir)
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    # The run's curves.png, drawn again with the held-out numbers (as mmpost train draws it when it evaluates).
+    from mmpost.metrics import MetricsLog, curves_title, plot_curves
+
+    records = MetricsLog(output_dir / "metrics.jsonl").read()
+    if records:
+        title = curves_title(run=config.train.run_name or output_dir.resolve().name, method=config.algorithm.source,
+                             task=task.name, model=Path(config.model.path).name or config.model.path, steps=summary["steps"])
+        plot_curves(records, output_dir / "curves.png", title=title, heldout={
+            "before": summary["heldout_accuracy_before"], "after": summary["heldout_accuracy_after"], "name": task.name})
     return summary
 
 
