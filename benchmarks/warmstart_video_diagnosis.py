@@ -133,7 +133,7 @@ def part_probe(args) -> None:
         report(f"{name}: LM last hidden state after `<answer>`", {k: x[:, :-4] for k, x in answer.items()})
         p = answer["heldout"][:, -4:]
         print(f"{name}: the model's own choice among the four first tokens, held-out accuracy "
-              f"{(p.argmax(1) == y['heldout']).float().mean():.3f}, mean probabilities {p.mean(0).numpy().round(3).tolist()}")
+              f"{(p.argmax(1) == y['heldout']).float().mean():.3f}, mean probabilities {[round(float(v), 3) for v in p.mean(0)]}")
 
 
 def part_positions(args) -> None:

@@ -93,3 +93,5 @@ def test_the_model_input_still_shows_the_motion(task, train, tmp_path_factory):
             expected_y = motion["start"][1] + dy * motion["speed"] * index + (motion["side"] - 1) / 2
             assert abs(xs.mean() - expected_x) < 1.0 and abs(ys.mean() - expected_y) < 1.0, (sample["id"], index)
         assert centroid_direction(pixels.astype(np.uint8)) == sample["answer"]
+    with pytest.raises(ValueError, match="does not match grid 1x8x8"):
+        frames_from_patches(encoding.media["pixel_values_videos"], [1, 8, 8])
