@@ -59,3 +59,39 @@ def test_prompt_target_and_default_rewards(task, train):
     targets = [task.target(s) for s in train]
     for spec in task.default_rewards:
         assert REWARDS.get(spec["name"])(targets, train) == [1.0] * len(train)
+
+
+def test_the_model_input_still_shows_the_motion(task, train, tmp_path_factory):
+    """What the model is fed (the video modality's default sampling, the processor's patches) undone back to frames:
+    the square's centroid sits where the clip put it on each sampled frame, so it moves in the labelled direction
+    by speed x (frame index difference) pixels. Guards the decode -> sample -> resize -> patch path of the task."""
+    import numpy as np
+    from transformers import AutoProcessor
+
+    from mmpost.modalities.image import build_tiny_qwen2_5_vl
+    from mmpost.modalities.video import VideoModality
+    from mmpost.modalities.video.processing import frames_from_patches
+    from mmpost.tasks.video_motion.task import STEP
+
+    processor = AutoProcessor.from_pretrained(build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny")))
+    video_processor = processor.video_processor
+    modality = VideoModality()
+    for sample in train[:8]:
+        encoding = modality.encode_prompt(processor, task.prompt(dict(sample)), sample)
+        grid = encoding.media["video_grid_thw"][0].tolist()
+        indices = sample["decoded"]["video_info"][0]["frame_indices"]
+        assert grid == [2, 8, 8] and indices == [0, 2, 5, 7]  # fps 2 of an 8-frame 8-fps clip: 4 frames, 2 temporal patches
+        frames = frames_from_patches(encoding.media["pixel_values_videos"], grid, image_mean=video_processor.image_mean,
+                                     image_std=video_processor.image_std)
+        pixels = (frames * 255).round().clamp(0, 255).permute(0, 2, 3, 1).numpy()
+        motion = sample["motion"]
+        dx, dy = STEP[sample["answer"]]
+        for frame, index in zip(pixels, indices):
+            mask = np.abs(frame - frame[0, 0]).sum(-1) > 60
+            ys, xs = np.nonzero(mask)
+            expected_x = motion["start"][0] + dx * motion["speed"] * index + (motion["side"] - 1) / 2
+            expected_y = motion["start"][1] + dy * motion["speed"] * index + (motion["side"] - 1) / 2
+            assert abs(xs.mean() - expected_x) < 1.0 and abs(ys.mean() - expected_y) < 1.0, (sample["id"], index)
+        assert centroid_direction(pixels.astype(np.uint8)) == sample["answer"]
+    with pytest.raises(ValueError, match="does not match grid 1x8x8"):
+        frames_from_patches(encoding.media["pixel_values_videos"], [1, 8, 8])

@@ -259,3 +259,24 @@ __all__ = [
     "frame_pixel_budget", "load_video", "resize_frames", "resized_frame_size", "split_video_entry", "subsample",
     "tokens_of_video",
 ]
+
+
+def frames_from_patches(pixel_values_videos: torch.Tensor, grid_thw: Sequence[int], *, patch_size: int = 14,
+                        temporal_patch_size: int = 2, merge_size: int = 2, image_mean: Sequence[float] = (0.0, 0.0, 0.0),
+                        image_std: Sequence[float] = (1.0, 1.0, 1.0)) -> torch.Tensor:
+    """Undo a Qwen2-VL video processor's patching: one video's `pixel_values_videos` [t*h*w, 3*tp*P*P] and its
+    `video_grid_thw` (t, h, w) back to frames [t*tp, 3, h*P, w*P] (0-1 floats when given the processor's mean/std).
+
+    The processor lays patches out as [t, h/m, w/m, m, m, C, tp, P, P] (`Qwen2VLVideoProcessor._preprocess`), so
+    rows are merge-window major and each row holds `tp` consecutive frames of one P x P patch. For checks that
+    what the model is fed still shows what the clip shows (tests/test_task_video.py)."""
+    t, h, w = (int(v) for v in grid_thw)
+    m, P, tp = merge_size, patch_size, temporal_patch_size
+    if pixel_values_videos.shape != (t * h * w, 3 * tp * P * P):
+        raise ValueError(f"frames_from_patches: pixel_values_videos {tuple(pixel_values_videos.shape)} does not match "
+                         f"grid {t}x{h}x{w} with patch {P} and temporal patch {tp}")
+    x = pixel_values_videos.float().reshape(t, h // m, w // m, m, m, 3, tp, P, P)
+    x = x.permute(0, 6, 5, 1, 3, 7, 2, 4, 8).reshape(t * tp, 3, h * P, w * P)
+    mean = torch.tensor(image_mean, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(image_std, dtype=x.dtype).view(1, 3, 1, 1)
+    return x * std + mean
