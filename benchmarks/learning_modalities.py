@@ -32,6 +32,9 @@ class Group:
 
 
 GROUPS = {
+    # GuirlVG rows: gui_click, gui_click_lr5e-4 and gui_click_lr5e-4_100 in learning_modalities.md were measured from
+    # the 400-step warm start (held-out greedy 0.328); the GUI warm start is now 600 SFT steps (tasks/gui_click/warmup.py,
+    # results/warmstart_gui.md) and learning_gui.md holds the rows measured from it.
     "gui_click": Group("GuirlVG", "guirlvg", "gui_click", "held-out click accuracy (point in box)"),
     # The shipped lr 2e-3 moves the policy far in one update (KL to the warm start 0.17-0.28 after step 1, entropy
     # 0.55 → 0.33 over 40 steps) while the in-box reward falls; this row shows the same recipe at a 4× smaller step.
