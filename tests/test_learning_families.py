@@ -52,7 +52,7 @@ def test_guirlvg_moves_clicks_towards_reward(tmp_path):
     warm = MODEL_ZOO.get("tiny-qwen2.5-vl-gui")(tmp_path / "warm", steps=WARM_GUI)
     out = tmp_path / "run"
     config = load_config(REPO / "recipes" / "guirlvg.yaml", tiny_overrides(warm, out, **{
-        "train.steps": GUI_STEPS, "rollout.max_new_tokens": 16, "rollout.num_generations": 8, "eval.heldout": "false",
+        "train.steps": GUI_STEPS, "optim.lr": 2e-3, "rollout.max_new_tokens": 16, "rollout.num_generations": 8, "eval.heldout": "false",
         "eval.diagnostics_every": 0, "train.save_every": 0}))
     config.rewards = [{"name": "test_learning_clicks_left_half"}, {"name": "gui_click_format", "weight": 0.2}]
     train(config)
