@@ -3,6 +3,11 @@ recipe's literal 8192 (its row read back from benchmarks/results/learning.json, 
 
     OMP_NUM_THREADS=1 python benchmarks/learning_hpt.py [--seeds 0 1 2] [--out runs/hpt-width] [--balance DIR]
 
+The committed results came from (after `benchmarks/hpt_balance.py` with and without `--norm-constant 8192`):
+
+    python benchmarks/learning_hpt.py --variants hpt_rl_only --balance runs/hpt-balance \
+        --text benchmarks/results/learning_hpt_notes.md
+
 Runs (or reads back, when finished with the same recipe) `recipes/hpt.yaml` for each seed from the shapes warm start,
 100 steps, exactly as benchmarks/learning.py runs its HPT row, and writes benchmarks/results/learning_hpt.{md,json}.
 `--balance DIR` adds benchmarks/hpt_balance.py's per-step measurements (RL and SFT gradient norms, SFT rows per
@@ -21,6 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learning_report import REPO, RESULTS, Job, Row, SeedRun, run_jobs, write_report  # noqa: E402
 
 EARLIER = "HPT, C = 8192 (earlier recipe; learning.json, not rerun)"
+# Diagnostic variants of the shipped recipe (--variants): slug -> (label, overrides).
+VARIANTS = {
+    "hpt_rl_only": ("HPT's RL part alone (switch_gate -1: no group switches to SFT)", ["algorithm.source_args={switch_gate: -1}"]),
+}
 
 
 def earlier_row() -> Row:
@@ -54,23 +63,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/hpt-width")
     parser.add_argument("--balance", default=None, help="folder of benchmarks/hpt_balance.py outputs")
     parser.add_argument("--report", default="learning_hpt")
+    parser.add_argument("--variants", nargs="*", default=[], choices=list(VARIANTS))
     parser.add_argument("--text", default="", help="a markdown file whose text is appended (the diagnosis)")
     args = parser.parse_args(argv)
 
     from mmpost.config import load_config
 
     config = load_config(REPO / "recipes" / "hpt.yaml")
-    out = Path(args.out)
-    # the same jobs as benchmarks/learning.py's shapes rows, so its finished runs are read back
+    out = REPO / args.out  # as benchmarks/learning.py, so its finished runs (same command) are read back
     jobs = [Job(key=s, recipe="hpt", seed=s, overrides=[], output_dir=out / "shapes" / "hpt" / f"seed{s}", reuse_before=True)
             for s in args.seeds]
+    jobs += [Job(key=(v, s), recipe="hpt", seed=s, overrides=VARIANTS[v][1], output_dir=out / "shapes" / v / f"seed{s}",
+                 reuse_before=True) for v in args.variants for s in args.seeds]
     runs = run_jobs(jobs, parallel=args.parallel)
     width = Row(f"HPT, C = padded width ({config.rollout.max_new_tokens})", "hpt", [runs[s] for s in args.seeds],
                 task="shapes", warm_start=config.model.zoo or "", steps=config.train.steps)
     text = Path(args.text).read_text() if args.text else ""
     if args.balance:
         text += "\n\nThe two loss terms, measured per step:\n" + balance_text(Path(args.balance))
-    write_report([width, earlier_row()], args.report, text=text, figures=False,
+    variants = [Row(VARIANTS[v][0], v, [runs[(v, s)] for s in args.seeds], task="shapes",
+                    warm_start=config.model.zoo or "", steps=config.train.steps) for v in args.variants]
+    write_report([width, earlier_row(), *variants], args.report, text=text, figures=False,
                  title=f"**shapes, HPT** (held-out accuracy, 256 questions, greedy; seeds {args.seeds})")
     print((RESULTS / f"{args.report}.md").read_text())
     return 0
