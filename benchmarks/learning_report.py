@@ -65,7 +65,10 @@ def gain_statistics(before: Sequence[float], after: Sequence[float]) -> dict[str
     whether the mean gain is at least 2 standard errors (and positive). With n = 3 seeds, SE = std / 1.732."""
     gains = [a - b for a, b in zip(after, before, strict=True)]
     mean, std = mean_std(gains)
-    se = std / math.sqrt(len(gains)) if gains else float("nan")
+    if len(gains) < 2:  # one seed has no spread: its SE is unknown, not 0, and no gain is significant
+        return {"gains": gains, "gain_mean": mean, "gain_std": float("nan"), "gain_se": float("nan"),
+                "gain_over_se": float("nan"), "significant": False}
+    se = std / math.sqrt(len(gains))
     return {"gains": gains, "gain_mean": mean, "gain_std": std, "gain_se": se,
             "gain_over_se": (mean / se) if se > 0 else (math.inf if mean > 0 else 0.0),
             "significant": bool(mean > 0 and mean >= 2 * se)}
@@ -367,7 +370,7 @@ def markdown_table(rows: Sequence[Row], *, title: str = "") -> str:
                    if "sampled_accuracy_before" in s else "-")
         passk = (f"{mean_std(s['pass_at_k_before'])[0]:.3f} → {mean_std(s['pass_at_k_after'])[0]:.3f} (k={s.get('pass_k')})"
                  if "pass_at_k_before" in s else "-")
-        verdict = "yes" if s["significant"] else "no"
+        verdict = "yes" if s["significant"] else ("n/a, 1 seed" if len(s["gains"]) < 2 else "no")
         lines.append(f"| {row.label} | {row.task} | {_fmt(s['before'])} | {_fmt(s['after'])} | {s['gain_mean']:+.3f} ± "
                      f"{s['gain_std']:.3f} | {_seeds(s['gains'])} | {s['gain_se']:.3f} | {verdict} "
                      f"({s['gain_over_se']:.1f} SE) | {sampled} | {passk} | {s['seconds_per_step'] or float('nan'):.2f} |")

@@ -23,6 +23,8 @@ def test_gain_statistics_by_hand():
     assert weak["gain_se"] == pytest.approx(mean_std([0.1, -0.05, 0.04])[1] / math.sqrt(3))
     assert not weak["significant"]
     assert not gain_statistics([0.5, 0.5], [0.4, 0.4])["significant"]  # a loss is never significant
+    one_seed = gain_statistics([0.5], [0.6])  # one seed: no spread to judge by, so never significant
+    assert not one_seed["significant"] and math.isnan(one_seed["gain_se"]) and one_seed["gain_mean"] == pytest.approx(0.1)
 
 
 def test_report_files(tmp_path):

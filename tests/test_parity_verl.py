@@ -191,6 +191,28 @@ def test_hpt_official_loss_equals_unify_post_training():
     close(grad, DATA["hpt"]["official"]["grad"])
 
 
+def test_hpt_recipe_divides_the_rl_token_sum_by_its_padded_width_as_the_official_rule():
+    """The official RL term is Σ_tokens / eos_mask.shape[-1], the width responses are padded to (8192 there because
+    its max_response_length is 8192). The recipe must divide by ITS padded width (rollout.max_new_tokens), not by the
+    literal 8192: on a mini-batch of the recipe's shape (8 prompts x 8 rollouts / 2 mini-batches = 32 rows, 5 of 12
+    tokens each) a per-token loss of 1 gives an RL term of 32 x 5/12 = 13.3 token means (the official run: 64 rows
+    per GPU x its fill of the 8192 width), against the SFT term's 1; the literal 8192 gave 0.02, an RL term ~680x
+    too small, which made HPT "SFT on the failed groups only" (benchmarks/results/learning_hpt.md)."""
+    from mmpost.config import load_config
+    from mmpost.update import LossSettings
+
+    config = load_config(Path(__file__).resolve().parents[1] / "recipes" / "hpt.yaml")
+    settings = LossSettings.from_config(config.algorithm, config.rollout, policy=None)
+    width = config.rollout.max_new_tokens
+    assert settings.norm_constant == width
+    rows = config.data.prompts_per_step * config.rollout.num_generations // config.algorithm.mini_batches
+    mask = torch.zeros(rows, width, dtype=torch.float64)
+    mask[:, :5] = 1.0
+    rl_term = settings.aggregation(torch.ones_like(mask), mask, norm_constant=settings.norm_constant)
+    assert rl_term.item() == pytest.approx(rows * 5 / width)
+    assert rl_term.item() > 1.0  # not negligible against the SFT term's token mean (1 here)
+
+
 def test_hpt_kept_option_equals_its_clipped_token_mean_branch():
     value, grad = hpt_micro_batch(pl.ppo_clip, agg.token_mean, clip_low=0.2)
     assert value.item() == pytest.approx(DATA["hpt"]["clipped_token_mean"]["value"], abs=TOL)
