@@ -45,18 +45,20 @@ BUDGET_NOTE = ("`make bench-learning` end to end on a quiet 2-core machine, esti
 WORLD_MODEL_SCRIPTS = ["learning_rlir.py", "learning_world_env.py"]
 
 
-def shapes_rows(seeds: list[int], methods: list[str], out: Path, parallel: int) -> list[Row]:
+def shapes_rows(seeds: list[int], methods: list[str], out: Path, parallel: int, overrides: list[str] = ()) -> list[Row]:
     from mmpost.config import load_config
     from mmpost.model import ensure_model_folder
 
-    configs = {m: load_config(REPO / "recipes" / f"{m}.yaml") for m in methods}
+    overrides = list(overrides)  # a variant of every method (e.g. optim.lr=5e-4); its rows are labelled with them
+    configs = {m: load_config(REPO / "recipes" / f"{m}.yaml", overrides) for m in methods}
     for config in configs.values():  # built once (with a progress bar), cached for every run
         ensure_model_folder(config.model)
     # The warm start's held-out evaluation is the same for every method: computed once per seed (reuse_before).
-    jobs = [Job(key=(m, s), recipe=m, seed=s, overrides=[], output_dir=out / "shapes" / m / f"seed{s}", reuse_before=True)
+    jobs = [Job(key=(m, s), recipe=m, seed=s, overrides=overrides, output_dir=out / "shapes" / m / f"seed{s}", reuse_before=True)
             for m in methods for s in seeds]
     runs = run_jobs(jobs, parallel=parallel)
-    return [Row(METHODS[m], m, [runs[(m, s)] for s in seeds], task="shapes", warm_start=configs[m].model.zoo or "",
+    label = (lambda m: f"{METHODS[m]}, {' '.join(overrides)}") if overrides else (lambda m: METHODS[m])
+    return [Row(label(m), m, [runs[(m, s)] for s in seeds], task="shapes", warm_start=configs[m].model.zoo or "",
                 steps=configs[m].train.steps) for m in methods]
 
 
@@ -357,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", choices=["shapes", "all", "world_models"], default="shapes")
     parser.add_argument("--report", default="learning",
                         help="results name: benchmarks/results/<report>.{md,json} (a partial run can write its own)")
+    parser.add_argument("--overrides", nargs="*", default=[],
+                        help="key=value overrides for every method (a variant: use its own --out and --report)")
     parser.add_argument("--time-script", metavar="SCRIPT", help="time one part of the suite whole (see time_script)")
     parser.add_argument("--refresh-budget", action="store_true", help="only rewrite learning.md's budget section")
     args = parser.parse_args(argv)
@@ -371,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.suite == "world_models":
         run_scripts(WORLD_MODEL_SCRIPTS, args.seeds, started)
         return 0
-    rows = shapes_rows(args.seeds, args.methods, REPO / args.out, args.parallel)
+    if args.overrides and (args.report == "learning" or args.out == "runs/benchmark-learning"):
+        parser.error("--overrides is a variant: give it its own --out and --report")
+    rows = shapes_rows(args.seeds, args.methods, REPO / args.out, args.parallel, args.overrides)
     text = write_report(rows, args.report, title=f"**shapes** (held-out accuracy, 256 questions, greedy; seeds {args.seeds})",
                         text=comparison_text(rows) + "\n\n" + budget_section(),
                         figures=args.report == "learning")  # a partial run's figures would replace the suite's
