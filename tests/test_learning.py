@@ -28,7 +28,8 @@ def test_chord_moves_the_policy_towards_reward(warm_vl_dir, tmp_path):
     """CHORD as shipped (μ warms up from 0, so its RL term carries the first steps) on the fixed-answer reward."""
     out = tmp_path / "chord"
     config = load_config(REPO / "recipes" / "chord.yaml", tiny_overrides(warm_vl_dir, out, **{
-        "train.steps": 12, "data.task_args": "{kinds: [color]}", "eval.heldout": "false", "eval.diagnostics_every": 0}))
+        "train.steps": 12, "data.task_args": "{kinds: [color]}", "eval.heldout": "false", "eval.diagnostics_every": 0,
+        "optim.lr": "1e-3"}))  # the step this test was written for, independent of the recipe's default
     config.rewards = [{"name": "test_learning_answers_red"}, {"name": "answer_tag_format", "weight": 0.1}]
     train(config)
     reward = [json.loads(line)["reward/test_learning_answers_red"] for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -40,7 +41,8 @@ def test_hpt_switches_failed_groups_to_the_demonstration_and_learns_it(warm_vl_d
     the demonstration (SFT), and its loss must fall."""
     out = tmp_path / "hpt"
     train(load_config(REPO / "recipes" / "hpt.yaml", tiny_overrides(warm_vl_dir, out, **{
-        "train.steps": 12, "data.task_args": "{kinds: [color]}", "eval.heldout": "false", "eval.diagnostics_every": 0})))
+        "train.steps": 12, "data.task_args": "{kinds: [color]}", "eval.heldout": "false", "eval.diagnostics_every": 0,
+        "optim.lr": "1e-3"})))  # the step this test was written for, independent of the recipe's default
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     switched = [m["hpt/sft_fraction"] for m in metrics]
     sft = [m["loss/sft"] for m in metrics if m.get("loss/sft") is not None]
