@@ -8,7 +8,8 @@ GRPO and GRPO on video, each from its cached warm start, 3 seeds as parallel pro
 Same protocol and report as benchmarks/learning.py (benchmarks/learning_report.py): held-out metric before/after under
 greedy decoding (the task's accuracy reward on its held-out split), SE of the mean gain, sampled accuracy and pass@k,
 per-step diagnostics. Recipes whose YAML holds the paper's real-scale values (MM-UPT) run with the CPU overrides
-listed here; the others run as shipped. Writes benchmarks/results/learning_modalities.{md,json} and a figure per group.
+listed here; the others run as shipped. Writes benchmarks/results/learning_modalities.{md,json} and a figure per group
+(learning_<group>.png; <report>_<group>.png under another --report, so a partial run never replaces them).
 """
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 warm_start=configs[n].model.zoo or "", steps=configs[n].train.steps, note=GROUPS[n].note)
             for n in args.groups]
     text = write_report(rows, args.report, title=f"**other vision-language tasks** (seeds {args.seeds})",
-                        text=vote_text(rows))
+                        text=vote_text(rows), default_name=parser.get_default("report"))
     print(text)
     return 0
 

@@ -41,6 +41,18 @@ def test_report_files(tmp_path):
     assert (tmp_path / "learning_grpo.png").stat().st_size > 10_000
 
 
+def test_a_report_other_than_the_default_names_its_figures_after_itself(tmp_path):
+    runs = [SeedRun(seed, 0.4, 0.5, curves={"reward/mean": [0.1, 0.2, 0.3]}) for seed in range(2)]
+    rows = [Row("Driving", "driving", runs, task="driving_waypoints")]
+    write_report(rows, "learning_modalities", results=tmp_path, default_name="learning_modalities")
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["learning_driving.png"]
+    before = (tmp_path / "learning_driving.png").read_bytes()
+    write_report([Row("Driving at lr 1e-3", "driving", runs)], "learning_driving_lr", results=tmp_path,
+                 default_name="learning_modalities")
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["learning_driving.png", "learning_driving_lr_driving.png"]
+    assert (tmp_path / "learning_driving.png").read_bytes() == before  # the suite's figure is left as it was
+
+
 def test_pass_at_k_gap_by_kind_against_guessing_by_hand():
     from learning import chance_pass_at_k, gap_by_kind
 
