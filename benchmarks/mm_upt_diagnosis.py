@@ -69,14 +69,20 @@ def summarise(records: list[dict]) -> dict:
     # The vote per reading: for each true digit, on the prompts where the k samples disagree about it, how often the
     # majority reading is right. A vote reward's gradient on the shared "which digit is this" features follows these
     # contested readings, so a digit whose contested majority is mostly wrong is pushed towards the wrong reading.
+    # Which digit the vote casts on those contested readings, whatever the truth: in a model that cannot yet tell two
+    # digits apart the update moves a shared "2 or 3" reading, pushed one way by the groups voting "2" and the other
+    # by those voting "3", right or wrong.
     reading_votes: dict[str, list[int]] = {}
+    voted_for: Counter = Counter()
     for r in records:
         for position, true in enumerate(r["numbers"]):
             seen = [read[position] for read in r["reads"] if read is not None and len(read) == len(r["numbers"])]
             if len(set(seen)) > 1:
                 key = f"{true} at {position + 1}"  # the digit, and which number in the image it is
+                majority = Counter(seen).most_common(1)[0][0]
                 right, count = reading_votes.setdefault(key, [0, 0])
-                reading_votes[key] = [right + (Counter(seen).most_common(1)[0][0] == true), count + 1]
+                reading_votes[key] = [right + (majority == true), count + 1]
+                voted_for[str(majority)] += 1
     mode, _ = answer_marginal.most_common(1)[0]
     return {
         "prompts": n, "greedy_accuracy": greedy, "sampled_accuracy": sampled, "majority_accuracy": vote,
@@ -95,6 +101,7 @@ def summarise(records: list[dict]) -> dict:
         "digit_confusion": dict(sorted(confusion.items())),
         "contested_reading_vote": {d: {"right": v[0], "contested": v[1], "accuracy": v[0] / v[1]}
                                    for d, v in sorted(reading_votes.items())},
+        "contested_readings_voted_for": dict(sorted(voted_for.items())),
     }
 
 
@@ -132,13 +139,14 @@ def markdown(report: dict) -> str:
                          f"{s['greedy_first_digit_misread']:.3f} | {s['greedy_second_digit_misread']:.3f} |")
     lines += ["", "The vote on contested readings (training prompts): for each true digit and its place in the image, on the "
               "prompts whose k samples read it differently, how often the majority reading is right (right / contested).",
-              "", "| model | " + " | ".join(f"'{key}'" for key in _reading_keys(models)) + " | all |",
-              "|---" * (len(_reading_keys(models)) + 2) + "|"]
+              "", "| model | " + " | ".join(f"'{key}'" for key in _reading_keys(models)) + " | all | the vote reads |",
+              "|---" * (len(_reading_keys(models)) + 3) + "|"]
     for name, m in models.items():
         votes = m["train"]["contested_reading_vote"]
         cells = [f"{votes[k]['right']}/{votes[k]['contested']}" if k in votes else "-" for k in _reading_keys(models)]
         right, total = sum(v["right"] for v in votes.values()), sum(v["contested"] for v in votes.values())
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {right}/{total} ({right / max(total, 1):.2f}) |")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {right}/{total} ({right / max(total, 1):.2f}) | "
+                     f"{_counts(m['train']['contested_readings_voted_for'])} |")
     lines += ["", "Greedy readings, true → read (training prompts, both numbers), and the sampled answers' marginal:", "",
               "| model | readings | answers' marginal (train) | truth marginal (train) |", "|---|---|---|---|"]
     for name, m in models.items():

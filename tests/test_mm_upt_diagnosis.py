@@ -39,6 +39,7 @@ def test_summary_by_hand():
     assert s["unanimous_vote_accuracy"] == 1.0 and s["pass_at_k"] == 1.0
     # Only the first number's "2" is read differently across samples: right on one prompt, wrong on the other.
     assert s["contested_reading_vote"] == {"2 at 1": {"right": 1, "contested": 2, "accuracy": 0.5}}
+    assert s["contested_readings_voted_for"] == {"2": 1, "3": 1}
     assert s["greedy_first_digit_misread"] == 1 / 3 and s["greedy_second_digit_misread"] == 0.0
     assert s["digit_confusion"] == {"1->1": 3, "2->2": 1, "2->3": 1, "3->3": 1}
     assert s["mode_answer"] == "2" and s["mode_share"] == 10 / 30
@@ -61,5 +62,5 @@ def test_markdown_names_every_model_and_reading():
                   "flips_from_warm": {"train": flips(_records(), _records((3, 1)))}}}}
     text = markdown(report)
     assert "| warm | train | 0.667 |" in text and "| after | train | 0.333 |" in text
-    assert "| warm | 1/2 | 1/2 (0.50) |" in text
+    assert "| warm | 1/2 | 1/2 (0.50) | 2: 1, 3: 1 |" in text
     assert "| after | train | 1 / 0 (of 2) | 0 / 0 (of 1) | 4: 1 | 3: 1 |" in text

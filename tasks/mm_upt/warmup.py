@@ -27,17 +27,21 @@ def build_warm_mmupt_model(out_dir, *, seed: int = 0, steps: int = WARMUP_STEPS,
 build_warm_mmupt_model.zoo_version = f"theta10:{WARMUP_STEPS}:{WARMUP_LR}"
 
 
-# The same SFT run stopped at 245 steps, the last checkpoint of its curve under the 0.8 ceiling (held-out greedy 0.789;
-# every 5 steps from 225 to 250: 0.672 0.805 0.688 0.805 0.789 0.820). Chosen before any MM-UPT run from it, on the
-# training prompts, for where its majority vote points: on the prompts whose 10 samples disagree about a digit, the
-# vote reads that digit right for every digit and position (68 of 88 readings), while at 225 the first number's "2"
-# is voted "3" on 18 of 30 such prompts, the systematic error MM-UPT spreads (benchmarks/results/learning_mm_upt.md).
-MM_UPT_245_STEPS = 245
+def _register_length(steps: int) -> None:
+    """Zoo "tiny-qwen2.5-vl-mmupt-<steps>": the same SFT run stopped at `steps` (benchmarks/learning_modalities.py)."""
+
+    def build(out_dir, *, seed: int = 0) -> Path:
+        return build_warm_mmupt_model(out_dir, seed=seed, steps=steps)
+
+    build.zoo_version = f"theta10:{steps}:{WARMUP_LR}"
+    MODEL_ZOO.register(f"tiny-qwen2.5-vl-mmupt-{steps}")(build)
 
 
-@MODEL_ZOO.register("tiny-qwen2.5-vl-mmupt-245")
-def build_warm_mmupt_model_245(out_dir, *, seed: int = 0) -> Path:
-    return build_warm_mmupt_model(out_dir, seed=seed, steps=MM_UPT_245_STEPS)
-
-
-build_warm_mmupt_model_245.zoo_version = f"theta10:{MM_UPT_245_STEPS}:{WARMUP_LR}"
+# 245 steps: the last checkpoint of the SFT curve under the 0.8 ceiling (held-out greedy every 5 steps from 225 to 250:
+# 0.672 0.805 0.688 0.805 0.789 0.820), and the one whose majority vote reads the contested digits right most often on
+# the training prompts (68 of 88 readings; 81 of 116 at 225, where the first number's "2" is voted "3" on 18 of 30).
+# 250 steps: over the ceiling (0.820), kept to test what decides the direction MM-UPT moves a reading. 125 steps: the
+# only checkpoint of the curve (every 25 steps from 100 to 350) whose vote beats greedy on the training prompts
+# (maj@10 0.367 vs greedy 0.234), though the vote is wrong on most of them (benchmarks/results/learning_mm_upt_diagnosis.md).
+for _steps in (125, 245, 250):
+    _register_length(_steps)
