@@ -205,3 +205,24 @@ def test_learning_job_gives_mmpost_trains_numbers_and_reuses_the_before_evaluati
     visurf = run_job(config("visurf", "visurf_job"), tmp_path / "cache")
     assert visurf["heldout_before_reused"] and len(list((tmp_path / "cache").glob("*.json"))) == 1
     assert {k: visurf[k] for k in heldout if k.endswith("_before")} == {k: engine[k] for k in heldout if k.endswith("_before")}
+
+
+def test_the_trl_control_refuses_a_processor_whose_image_marks_miss_left_padded_prompts(warm_vl_dir):
+    """GRPOTrainer left-pads the prompt ids but takes the loss forward's mm_token_type_ids from the processor
+    (trl#5785): a right-padding processor would move the image in M-RoPE on left-padded rows; a left-padding one is
+    what GRPOTrainer loads itself."""
+    from transformers import AutoProcessor
+
+    from learning_vs_trl import check_training_forward_alignment
+    from mmpost.tasks.shapes import ShapesTask
+
+    task = ShapesTask()
+    rows = list(task.load("train", size=12))
+
+    class Trainer:
+        def __init__(self, side):
+            self.processing_class = AutoProcessor.from_pretrained(warm_vl_dir, padding_side=side)
+
+    with pytest.raises(AssertionError, match="padding_side='left'"):
+        check_training_forward_alignment(Trainer("right"), task, rows)
+    check_training_forward_alignment(Trainer("left"), task, rows)
