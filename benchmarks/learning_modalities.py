@@ -33,7 +33,7 @@ class Group:
 
 
 GROUPS = {
-    # GuirlVG rows: gui_click, gui_click_lr5e-4 and gui_click_lr5e-4_100 in learning_modalities.md were measured from
+    # GuirlVG rows: gui_click, gui_click_lr5e-4 and gui_click_lr5e-4_100 in learning_modalities_earlier.md were measured from
     # the 400-step warm start (held-out greedy 0.328); the GUI warm start is now 600 SFT steps (tasks/gui_click/warmup.py,
     # results/warmstart_gui.md) and learning_gui.md holds the rows measured from it.
     "gui_click": Group("GuirlVG", "guirlvg", "gui_click", "held-out click accuracy (point in box)"),

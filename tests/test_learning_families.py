@@ -7,7 +7,7 @@ tests were run with training seeds 0-4, with `optim.lr=0` and with their reward'
 the wrong sign): the numbers are in their docstrings; every seed clears the margin and the broken runs fail it.
 
 Where the recipe's own reward moves too slowly for a seconds-long test (GuirlVG's in-box reward: 0.46 -> 0.42 over 40
-steps as shipped, benchmarks/results/learning_modalities.md), the reward is a fixed target read through the same path
+steps as shipped then, benchmarks/results/learning_modalities_earlier.md), the reward is a fixed target read through the same path
 (as tests/test_learning.py and tests/test_learning_audio.py do).
 """
 from __future__ import annotations
