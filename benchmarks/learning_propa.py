@@ -5,6 +5,7 @@ held-out questions greedily, by step-level best-of-4 and by PRM-guided MCTS.
 
     python benchmarks/learning_propa.py                       # 3 seeds, the budget below
     python benchmarks/learning_propa.py --seeds 0 --rounds 2   # a quick look
+    python benchmarks/learning_propa.py --prm-sweep 0 192       # + does more PRM data fix the PRM (first seed)
 
 Both training methods run `recipes/propa.yaml` through `mmpost train` (its held-out accuracy is the task's
 `evaluate_policy`: greedy step-by-step decoding scored by PROPA's check); only the experience source differs:
