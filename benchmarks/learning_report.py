@@ -484,9 +484,17 @@ def plot_row(row: Row, path: Path, *, curve_key: str = "reward/mean", compare: S
     plt.close(figure)
 
 
+def figure_name(name: str, slug: str, default_name: str | None = None) -> str:
+    """A row's figure: learning_<slug>.png in the suite's own report (`name` is the script's default report name, or
+    the script gives none), <name>_<slug>.png in any other report, so that a report of some groups or of a variant
+    never replaces the figure the suite's report points to."""
+    return f"learning_{slug}.png" if default_name is None or name == default_name else f"{name}_{slug}.png"
+
+
 def write_report(rows: Sequence[Row], name: str, *, title: str = "", results: Path = RESULTS, text: str = "",
-                 figures: bool = True, extra: dict | None = None) -> str:
-    """benchmarks/results/<name>.md (tables and `text`), <name>.json (every number), learning_<slug>.png per row."""
+                 figures: bool = True, extra: dict | None = None, default_name: str | None = None) -> str:
+    """benchmarks/results/<name>.md (tables and `text`), <name>.json (every number), a figure per row (`figure_name`:
+    pass the script's default report name as `default_name` when `name` can be chosen on its command line)."""
     results.mkdir(parents=True, exist_ok=True)
     body = markdown_table(rows, title=title) + "\n\nDiagnostics (mean over seeds):\n\n" + diagnosis_table(rows)
     kinds = kinds_table(rows)
@@ -500,5 +508,5 @@ def write_report(rows: Sequence[Row], name: str, *, title: str = "", results: Pa
     (results / f"{name}.json").write_text(json.dumps(payload, indent=1, default=float))
     if figures:
         for row in rows:
-            plot_row(row, results / f"learning_{row.slug}.png")
+            plot_row(row, results / figure_name(name, row.slug, default_name))
     return body

@@ -17,15 +17,24 @@ Settings come from the recipes (recipes/grpo.yaml, recipes/sft.yaml) and are map
 | `grpo` advantage, group std (eps 1e-6) | `scale_rewards="group"` (eps 1e-4) |
 | rewards `shapes_accuracy` (1.0) + `answer_tag_format` (0.5) | the same functions, `reward_weights=[1.0, 0.5]` |
 | media/control tokens suppressed in sampling and in the log-probs | `suppress_tokens` in sampling only (TRL's log-probs use the full softmax) |
+| each prompt encoded alone (no padding) | the processor loaded with `padding_side="left"`, as `GRPOTrainer` loads it when it is given none |
 | SFT: cross-entropy on the target + `<|im_end|>`, token mean, P rows per step | `SFTTrainer` on prompt-completion rows (prompt = the same templated text + image, completion = target + `<|im_end|>`), `completion_only_loss`, batch P |
 
 Differences that remain and are named: the data order (each trainer's own seeded sampler), the advantage eps, and
-TRL's log-probs over the unmasked vocabulary. Writes benchmarks/results/learning_vs_trl.{md,json} and
+TRL's log-probs over the unmasked vocabulary.
+
+The padding side matters (trl#5785): GRPOTrainer left-pads the prompt ids itself but takes the loss forward's
+`mm_token_type_ids` from the processor, so a right-padding processor (the transformers default, and what this script
+passed until the fix) misplaces the image in Qwen2.5-VL's M-RoPE positions on every left-padded row of the loss
+forward, while generation is right. Measured on one step-1 batch from the shapes warm start: 48 of 64 rows affected,
+their log-probs off by 0.49 nats on average (8.4 at most), the sampled tokens' NLL 0.598 under the loss forward
+against 0.277 under the right one. `check_training_forward_alignment` now refuses such a processor. Writes benchmarks/results/learning_vs_trl.{md,json} and
 learning_vs_trl_{grpo,sft}.png (both reward curves, mean and per-seed band; held-out before/after).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -88,6 +97,29 @@ def check_same_inputs(trainer, config, rows: list[dict]) -> None:
             raise AssertionError(f"TRL and mmpost give {row['id']} different pixels")
 
 
+def check_training_forward_alignment(trainer, task, rows: list[dict]) -> None:
+    """TRL's loss forward takes `mm_token_type_ids` from the processor on the left-padded prompts it generated from:
+    on prompts of different lengths the processor's image marks must sit where the image tokens are (trl#5785)."""
+    import torch
+
+    processor = trainer.processing_class
+    by_length = sorted(rows[:12], key=lambda row: len(task.prompt(row)[0]["content"][1]["text"]))
+    pair = [by_length[0], by_length[-1]]
+    texts = [processor.apply_chat_template(task.prompt(row), add_generation_prompt=True, tokenize=False) for row in pair]
+    encoded = processor(images=[[row["images"][0]] for row in pair], text=texts, padding=True, return_tensors="pt")
+    if torch.equal(encoded["attention_mask"][0], encoded["attention_mask"][1]):
+        raise AssertionError("check_training_forward_alignment needs two prompts of different lengths")
+    image_token = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    width = encoded["input_ids"].shape[1]
+    for ids, mask, marks in zip(encoded["input_ids"], encoded["attention_mask"], encoded["mm_token_type_ids"]):
+        unpadded = ids[mask.bool()]
+        left_padded = torch.cat([unpadded.new_zeros(width - len(unpadded)), unpadded])  # as GRPOTrainer pads prompt ids
+        if not torch.equal(marks.bool(), left_padded == image_token):
+            raise AssertionError("TRL's loss forward would misplace the image tokens of left-padded prompts (its "
+                                 "mm_token_type_ids come from the processor): load the processor with "
+                                 "padding_side='left' (trl#5785)")
+
+
 def check_same_sft_rows(trainer, config, rows: list[dict], dataset) -> None:
     """TRL's SFT batch must hold mmpost's rows: prompt ids + target ids + <|im_end|>, loss on the completion only."""
     import torch
@@ -144,7 +176,9 @@ def train_trl(part: str, seed: int, out: Path, steps: int) -> None:
     ensure_model_folder(config.model)
     out.mkdir(parents=True, exist_ok=True)
     rows = task_rows(config)
-    processor = AutoProcessor.from_pretrained(config.model.path)
+    # GRPOTrainer's own choice when it loads the processor itself (its loss forward needs left padding; module docstring).
+    processor = AutoProcessor.from_pretrained(config.model.path, **({"padding_side": "left", "truncation_side": "left"}
+                                                                    if part == "grpo" else {}))
     model = AutoModelForImageTextToText.from_pretrained(config.model.path, dtype=torch.float32)
     from mmpost.builder import build_task
     from mmpost.policy import _media_and_control_ids
@@ -203,6 +237,7 @@ def train_trl(part: str, seed: int, out: Path, steps: int) -> None:
         trainer = GRPOTrainer(model=model, reward_funcs=functions, args=args, train_dataset=dataset,
                               processing_class=processor, callbacks=[Log()])
         check_same_inputs(trainer, config, rows)
+        check_training_forward_alignment(trainer, task, rows)
     else:
         from trl import SFTConfig, SFTTrainer
 
@@ -247,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", choices=["grpo", "sft"], help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    parser.add_argument("--code", help=argparse.SUPPRESS)  # this script's digest: part of a TRL run's reuse fingerprint
     args = parser.parse_args(argv)
     if args.child:
         train_trl(args.child, args.seed, Path(args.child_out), args.steps)
@@ -258,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     out = REPO / args.out
     jobs, rows, texts = [], [], []
     steps = {part: args.steps or recipe_config(part, []).train.steps for part in args.parts}
+    # A TRL run is defined by this script (its settings and checks), so a finished one is reused only while the
+    # script is unchanged (run_jobs fingerprints the command).
+    code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
     for part in args.parts:
         for seed in args.seeds:
             # The mmpost runs are the learning benchmark's own (same folder and overrides): run once, read by both.
@@ -268,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             trl_dir = out / "trl" / part / f"seed{seed}"
             jobs.append(Job(key=("trl", part, seed), recipe=part, seed=seed, steps=steps[part], output_dir=trl_dir, overrides=[],
                             command=[sys.executable, str(Path(__file__).resolve()), "--child", part, "--seed", str(seed),
-                                     "--steps", str(steps[part]), "--child-out", str(trl_dir)]))
+                                     "--steps", str(steps[part]), "--child-out", str(trl_dir), "--code", code]))
     runs = run_jobs(jobs, parallel=args.parallel)
     payload = {}
     for part in args.parts:

@@ -41,6 +41,18 @@ def test_report_files(tmp_path):
     assert (tmp_path / "learning_grpo.png").stat().st_size > 10_000
 
 
+def test_a_report_other_than_the_default_names_its_figures_after_itself(tmp_path):
+    runs = [SeedRun(seed, 0.4, 0.5, curves={"reward/mean": [0.1, 0.2, 0.3]}) for seed in range(2)]
+    rows = [Row("Driving", "driving", runs, task="driving_waypoints")]
+    write_report(rows, "learning_modalities", results=tmp_path, default_name="learning_modalities")
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["learning_driving.png"]
+    before = (tmp_path / "learning_driving.png").read_bytes()
+    write_report([Row("Driving at lr 1e-3", "driving", runs)], "learning_driving_lr", results=tmp_path,
+                 default_name="learning_modalities")
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["learning_driving.png", "learning_driving_lr_driving.png"]
+    assert (tmp_path / "learning_driving.png").read_bytes() == before  # the suite's figure is left as it was
+
+
 def test_pass_at_k_gap_by_kind_against_guessing_by_hand():
     from learning import chance_pass_at_k, gap_by_kind
 
@@ -193,3 +205,24 @@ def test_learning_job_gives_mmpost_trains_numbers_and_reuses_the_before_evaluati
     visurf = run_job(config("visurf", "visurf_job"), tmp_path / "cache")
     assert visurf["heldout_before_reused"] and len(list((tmp_path / "cache").glob("*.json"))) == 1
     assert {k: visurf[k] for k in heldout if k.endswith("_before")} == {k: engine[k] for k in heldout if k.endswith("_before")}
+
+
+def test_the_trl_control_refuses_a_processor_whose_image_marks_miss_left_padded_prompts(warm_vl_dir):
+    """GRPOTrainer left-pads the prompt ids but takes the loss forward's mm_token_type_ids from the processor
+    (trl#5785): a right-padding processor would move the image in M-RoPE on left-padded rows; a left-padding one is
+    what GRPOTrainer loads itself."""
+    from transformers import AutoProcessor
+
+    from learning_vs_trl import check_training_forward_alignment
+    from mmpost.tasks.shapes import ShapesTask
+
+    task = ShapesTask()
+    rows = list(task.load("train", size=12))
+
+    class Trainer:
+        def __init__(self, side):
+            self.processing_class = AutoProcessor.from_pretrained(warm_vl_dir, padding_side=side)
+
+    with pytest.raises(AssertionError, match="padding_side='left'"):
+        check_training_forward_alignment(Trainer("right"), task, rows)
+    check_training_forward_alignment(Trainer("left"), task, rows)

@@ -25,3 +25,29 @@ def build_warm_mmupt_model(out_dir, *, seed: int = 0, steps: int = WARMUP_STEPS,
 
 # A cached folder built by another version (other steps, lr or base model) is rebuilt (mmpost.model.ensure_model_folder).
 build_warm_mmupt_model.zoo_version = f"theta10:{WARMUP_STEPS}:{WARMUP_LR}"
+
+
+# The same SFT run stopped earlier or later, for the diagnosis (benchmarks/results/learning_mm_upt_diagnosis.md), each
+# its own zoo entry so a cached folder is keyed by its length. 245 steps: the last checkpoint of the SFT curve under the
+# 0.8 ceiling (held-out greedy every 5 steps from 225 to 250: 0.672 0.805 0.688 0.805 0.789 0.820), and the one whose
+# majority vote reads the contested digits right most often on the training prompts (68 of 88 readings; 81 of 116 at
+# 225, where the first number's "2" is voted "3" on 18 of 30). 250 steps: over the ceiling (0.820), to test what decides
+# the direction MM-UPT moves a reading. 125 steps: the only checkpoint of the curve (every 25 steps from 100 to 350)
+# whose vote beats greedy on the training prompts (maj@10 0.367 vs greedy 0.234), though the vote is wrong on most.
+@MODEL_ZOO.register("tiny-qwen2.5-vl-mmupt-125")
+def build_warm_mmupt_model_125(out_dir, *, seed: int = 0) -> Path:
+    return build_warm_mmupt_model(out_dir, seed=seed, steps=125)
+
+
+@MODEL_ZOO.register("tiny-qwen2.5-vl-mmupt-245")
+def build_warm_mmupt_model_245(out_dir, *, seed: int = 0) -> Path:
+    return build_warm_mmupt_model(out_dir, seed=seed, steps=245)
+
+
+@MODEL_ZOO.register("tiny-qwen2.5-vl-mmupt-250")
+def build_warm_mmupt_model_250(out_dir, *, seed: int = 0) -> Path:
+    return build_warm_mmupt_model(out_dir, seed=seed, steps=250)
+
+
+for _builder, _steps in ((build_warm_mmupt_model_125, 125), (build_warm_mmupt_model_245, 245), (build_warm_mmupt_model_250, 250)):
+    _builder.zoo_version = f"theta10:{_steps}:{WARMUP_LR}"

@@ -1,0 +1,66 @@
+"""benchmarks/mm_upt_diagnosis.py: the numbers the MM-UPT diagnosis rests on (the vote's margin over greedy, the vote
+on contested digit readings, greedy flips), worked out by hand on three prompts."""
+from __future__ import annotations
+
+import sys
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from mm_upt_diagnosis import digits_read, flips, markdown, prompt_record, summarise  # noqa: E402
+
+
+def _texts(reads: list[tuple[int, int]]) -> list[str]:
+    return [f"{a} + {b} = \\boxed{{{a + b}}}" for a, b in reads]
+
+
+def _records(second_greedy: tuple[int, int] = (2, 1)) -> list[dict]:
+    return [
+        # A "2" read as "3" by 6 of 10 samples and by greedy: the vote is wrong, and the reading contested.
+        prompt_record((2, 3), "5", _texts([(3, 3)])[0], _texts([(3, 3)] * 6 + [(2, 3)] * 4)),
+        # A "2" read right by 7 of 10: the vote is right.
+        prompt_record((2, 1), "3", _texts([second_greedy])[0], _texts([(2, 1)] * 7 + [(3, 1)] * 3)),
+        # Unanimous and right: no gradient under a vote reward.
+        prompt_record((1, 1), "2", _texts([(1, 1)])[0], _texts([(1, 1)] * 10)),
+    ]
+
+
+def test_digits_read_takes_the_worked_answer():
+    assert digits_read("2 + 3 = \\boxed{5}") == (2, 3)
+    assert digits_read("3+1=\\boxed{4}") == (3, 1)
+    assert digits_read("\\boxed{5}") is None
+
+
+def test_summary_by_hand():
+    s = summarise(_records())
+    assert s["greedy_accuracy"] == 2 / 3 and s["majority_accuracy"] == 2 / 3 and s["vote_margin"] == 0.0
+    assert s["sampled_accuracy"] == (4 + 7 + 10) / 30
+    assert s["contested_fraction"] == 2 / 3 and s["contested_vote_accuracy"] == 1 / 2
+    assert s["unanimous_vote_accuracy"] == 1.0 and s["pass_at_k"] == 1.0
+    # Only the first number's "2" is read differently across samples: right on one prompt, wrong on the other.
+    assert s["contested_reading_vote"] == {"2 at 1": {"right": 1, "contested": 2, "accuracy": 0.5}}
+    assert s["contested_readings_voted_for"] == {"2": 1, "3": 1}
+    assert s["greedy_first_digit_misread"] == 1 / 3 and s["greedy_second_digit_misread"] == 0.0
+    assert s["digit_confusion"] == {"1->1": 3, "2->2": 1, "2->3": 1, "3->3": 1}
+    assert s["mode_answer"] == "2" and s["mode_share"] == 10 / 30
+    assert s["answer_marginal"] == {"2": 10 / 30, "3": 7 / 30, "4": 3 / 30, "5": 4 / 30, "6": 6 / 30}
+
+
+def test_flips_split_by_the_reference_contest():
+    reference, other = _records(), _records(second_greedy=(3, 1))  # the second prompt's greedy turns to "3 + 1"
+    f = flips(reference, other)
+    assert f["contested"] == {"prompts": 2, "right_to_wrong": 1, "wrong_to_right": 0, "reference_vote_right": 1}
+    assert f["unanimous"] == {"prompts": 1, "right_to_wrong": 0, "wrong_to_right": 0, "reference_vote_right": 1}
+    assert f["lost_to_answer"] == {"4": 1} and f["lost_truth"] == {"3": 1}
+    assert f["lost_where_reference_vote_was_wrong"] == 0 and f["lost_to_reference_vote"] == 0
+
+
+def test_markdown_names_every_model_and_reading():
+    report = {"k": 10, "temperature": 0.7, "task_args": {}, "models": {
+        "warm": {"train": summarise(_records()), "heldout": summarise(_records())},
+        "after": {"train": summarise(_records((3, 1))), "heldout": summarise(_records((3, 1))),
+                  "flips_from_warm": {"train": flips(_records(), _records((3, 1)))}}}}
+    text = markdown(report)
+    assert "| warm | train | 0.667 |" in text and "| after | train | 0.333 |" in text
+    assert "| warm | 1/2 | 1/2 (0.50) | 2: 1, 3: 1 |" in text
+    assert "| after | train | 1 / 0 (of 2) | 0 / 0 (of 1) | 4: 1 | 3: 1 |" in text
