@@ -1,5 +1,5 @@
 """HPT on shapes with the RL term's normaliser as the official rule (the padded response width), against the earlier
-recipe's literal 8192 (its row read back from benchmarks/results/learning.json, not rerun).
+recipe's literal 8192 (its row read back from benchmarks/results/learning_lr1e-3.json, not rerun).
 
     OMP_NUM_THREADS=1 python benchmarks/learning_hpt.py [--seeds 0 1 2] [--out runs/hpt-width] [--balance DIR]
 
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learning_report import REPO, RESULTS, Job, Row, SeedRun, run_jobs, write_report  # noqa: E402
 
-EARLIER = "HPT, C = 8192 (earlier recipe; learning.json, not rerun)"
+EARLIER = "HPT, C = 8192 (earlier recipe; learning_lr1e-3.json, not rerun)"
 # Diagnostic variants of the shipped recipe (--variants): slug -> (label, overrides).
 VARIANTS = {
     "hpt_rl_only": ("HPT's RL part alone (switch_gate -1: no group switches to SFT)", ["algorithm.source_args={switch_gate: -1}"]),
@@ -34,7 +34,7 @@ VARIANTS = {
 
 def earlier_row() -> Row:
     """The shipped-until-now HPT row (norm_constant 8192) from the committed shapes results."""
-    data = json.loads((RESULTS / "learning.json").read_text())
+    data = json.loads((RESULTS / "learning_lr1e-3.json").read_text())
     names = {f.name for f in fields(SeedRun)}
     runs = [SeedRun(**{k: v for k, v in run.items() if k in names}) for run in data["runs"]["HPT"]]
     stats = next(r for r in data["rows"] if r["label"] == "HPT")
