@@ -95,8 +95,9 @@ NOT_IN_BEFORE = ("algorithm", "optim", "train.steps", "train.output_dir", "train
                  "train.stop_after", "eval.every_n_steps", "eval.diagnostics_every", "eval.kl_to_start",
                  "eval.benchmarks", "eval.benchmark_data", "eval.benchmark_limit", "eval.score_args",
                  "model.path", "model.zoo")  # the warm start is keyed by its folder's content instead
-# The engine code that evaluates (and the task code that makes the rows and scores them).
-CODE_FOLDERS = ("mmpost",)
+# The engine code that evaluates, and the task and modality code that makes the rows, decodes their media and scores
+# them (installed as mmpost.tasks / mmpost.modalities from these top-level folders: setup.py).
+CODE_FOLDERS = ("mmpost", "modalities", "tasks")
 
 
 def _update_digest(digest, value: Any) -> None:
@@ -149,7 +150,7 @@ def folder_digest(folder: Path) -> str:
 
 @functools.lru_cache(maxsize=None)
 def code_digest(root: Path = REPO) -> str:
-    """The engine's source files (read once per process: the code does not change during a run)."""
+    """The source files of CODE_FOLDERS (read once per process: the code does not change during a run)."""
     return content_digest([[str(p.relative_to(root)), p.read_bytes()] for folder in CODE_FOLDERS
                            for p in sorted((root / folder).rglob("*.py"))])
 

@@ -226,3 +226,18 @@ def test_the_trl_control_refuses_a_processor_whose_image_marks_miss_left_padded_
     with pytest.raises(AssertionError, match="padding_side='left'"):
         check_training_forward_alignment(Trainer("right"), task, rows)
     check_training_forward_alignment(Trainer("left"), task, rows)
+
+
+def test_code_digest_covers_task_and_modality_code(tmp_path):
+    """A task's scoring or a modality's decoding changes the "before" numbers as surely as the engine does."""
+    from learning_report import code_digest
+
+    for folder in ("mmpost", "modalities", "tasks"):
+        (tmp_path / folder / "sub").mkdir(parents=True)
+        (tmp_path / folder / "sub" / "code.py").write_text(f"# {folder}\n")
+    digest = code_digest.__wrapped__  # the cached one is read once per process
+    digests = {digest(tmp_path)}
+    for folder in ("mmpost", "modalities", "tasks"):
+        (tmp_path / folder / "sub" / "code.py").write_text(f"# {folder}, changed\n")
+        digests.add(digest(tmp_path))
+    assert len(digests) == 4
