@@ -5,6 +5,7 @@ held-out questions greedily, by step-level best-of-4 and by PRM-guided MCTS.
 
     python benchmarks/learning_propa.py                       # 3 seeds, the budget below
     python benchmarks/learning_propa.py --seeds 0 --rounds 2   # a quick look
+    python benchmarks/learning_propa.py --prm-sweep 0 192       # + does more PRM data fix the PRM (first seed)
 
 Both training methods run `recipes/propa.yaml` through `mmpost train` (its held-out accuracy is the task's
 `evaluate_policy`: greedy step-by-step decoding scored by PROPA's check); only the experience source differs:
@@ -79,19 +80,29 @@ def sampled_chains(model_dir: str, heldout: int, k: int, max_steps: int, seed: i
             "pass_at_k": statistics.mean(max(r) for r in right.values())}
 
 
-def search_more_trees(model_dir: Path, task, samples, iterations: int, max_steps: int, batch: int = 32) -> list:
+def search_more_trees(model_dir: Path, task, samples, iterations: int, max_steps: int, batch: int = 32,
+                      cache: Path | None = None) -> list:
     """PRM data beyond the run's own trees: PROPA's training search (MCTS with greedy-rollout values, k = 4) run by
-    the final policy on further training questions, `batch` trees in lockstep at a time."""
+    the final policy on further training questions, `batch` trees in lockstep at a time. With `cache` (a JSON-lines
+    file of `save_trees`), trees already searched for these questions are read back and new ones appended."""
     from mmpost.search.mcts import MCTSConfig, SearchTree, rollout_evaluator, run_mcts
+    from mmpost.search.source import load_trees, save_trees
 
-    out = []
-    for start in range(0, len(samples), batch):
-        chunk = samples[start : start + batch]
+    stored = dict(load_trees(cache)) if cache is not None and cache.is_file() else {}
+    out = [(s, stored[s["id"]]) for s in samples if s["id"] in stored]
+    todo = [s for s in samples if s["id"] not in stored]
+    for start in range(0, len(todo), batch):
+        chunk = todo[start : start + batch]
         proposer, _ = _proposer(model_dir, task, chunk)
         trees = [SearchTree(answer=str(s["answer"])) for s in chunk]
         run_mcts(trees, proposer, rollout_evaluator(proposer, max_steps), MCTSConfig(iterations=iterations, num_children=4))
+        if cache is not None:  # extended per batch: an interrupted search keeps what it finished
+            previous = [(stored_id, tree) for stored_id, tree in stored.items()]
+            stored.update({s["id"]: tree for s, tree in zip(chunk, trees)})
+            save_trees(cache, [t for _, t in previous] + trees, [{"id": i} for i, _ in previous] + chunk)
         out += list(zip(chunk, trees))
-    return out
+    order = {s["id"]: i for i, s in enumerate(samples)}
+    return sorted(out, key=lambda pair: order[pair[0]["id"]])
 
 
 def inference_comparison(model_dir: str, tree_dir: str, heldout: int, prm_epochs: int, prm_iterations: int,
@@ -119,7 +130,8 @@ def inference_comparison(model_dir: str, tree_dir: str, heldout: int, prm_epochs
     if prm_questions:
         searched = {s["id"] for s, _ in trees}
         fresh = [s for s in train_samples if s["id"] not in searched][:prm_questions]
-        trees += search_more_trees(Path(model_dir), task, fresh, search_iterations, max_steps)
+        trees += search_more_trees(Path(model_dir), task, fresh, search_iterations, max_steps,
+                                   cache=Path(tree_dir).parent / "prm_more_trees.jsonl")
     wall["prm_data"] = time.perf_counter() - started
     _, processor = _proposer(Path(model_dir), task, [])
     examples = [e for q, (_, tree) in enumerate(trees) for e in prm_examples(tree, q)]
@@ -160,6 +172,55 @@ def inference_comparison(model_dir: str, tree_dir: str, heldout: int, prm_epochs
     return out
 
 
+def prm_sweep(model_dir: str, tree_dir: str, heldout: int, prm_epochs: int, max_steps: int, seed: int,
+              sizes: Sequence[int], search_iterations: int, temperature: float = 1.0) -> list[dict]:
+    """Does more PRM data fix the PRM? For each N in `sizes`: a fresh PRM (value head on this PROPA policy, `seed`)
+    trained on the run's trees plus trees the policy searched on N further training questions (searched once, the
+    largest N, and cached beside the run), then judged on the policy's own candidate steps on the held-out questions
+    (the same candidates for every N: sampling is reseeded). Per N: label balance, fit (loss vs label variance),
+    AUC, top pick right against a random pick."""
+    import torch
+
+    from mmpost.modalities.image import ImageModality
+    from mmpost.search.prm import PathEncoder, build_prm, prm_examples, prm_ranking_metrics, prm_step_judgements, train_prm
+    from mmpost.search.source import load_trees
+
+    torch.set_num_threads(1)
+    task = _task(heldout)
+    train_samples = task.load("train")
+    train_rows = {s["id"]: s for s in train_samples}
+    own = [(train_rows[i], tree) for path in sorted(Path(tree_dir).glob("*.jsonl")) for i, tree in load_trees(path)]
+    searched = {s["id"] for s, _ in own}
+    fresh = [s for s in train_samples if s["id"] not in searched][: max(sizes)]
+    mark = time.process_time()
+    more = search_more_trees(Path(model_dir), task, fresh, search_iterations, max_steps,
+                             cache=Path(tree_dir).parent / "prm_more_trees.jsonl") if max(sizes) else []
+    search_cpu = time.process_time() - mark
+    _, processor = _proposer(Path(model_dir), task, [])
+    samples = task.load("heldout")
+    encoder = PathEncoder(processor, task, ImageModality(), samples)
+    out = []
+    for size in sizes:
+        trees = own + more[:size]
+        examples = [e for q, (_, tree) in enumerate(trees) for e in prm_examples(tree, q)]
+        labels = [e.label for e in examples]
+        prm = build_prm(model_dir, seed=seed)
+        mark = time.process_time()
+        losses = train_prm(prm, PathEncoder(processor, task, ImageModality(), [s for s, _ in trees]), examples,
+                           epochs=prm_epochs, lr=1e-3, batch_size=16, seed=seed)
+        train_cpu = time.process_time() - mark
+        torch.manual_seed(seed)
+        proposer, _ = _proposer(Path(model_dir), task, samples, temperature=temperature)
+        ranking = prm_ranking_metrics(prm_step_judgements(proposer, prm, encoder, len(samples), k=4, depths=(0, 1),
+                                                          max_steps=max_steps))
+        out.append({"further_questions": size, "trees": len(trees), "examples": len(examples),
+                    "label_nonzero": sum(v > 0 for v in labels) / len(labels), "label_mean": statistics.mean(labels),
+                    "label_variance": statistics.pvariance(labels), "loss_first": losses[0], "loss_last": losses[-1],
+                    "ranking": ranking, "train_cpu_seconds": train_cpu, "search_cpu_seconds": search_cpu})
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
 def _cached(path: Path, key: dict, compute):
     """The inference stage's results, kept beside the runs (keyed by its settings and the runs' fingerprints), so a
     failure in the report does not cost the stage again. Returns the value and the seconds it took when computed."""
@@ -172,6 +233,30 @@ def _cached(path: Path, key: dict, compute):
     seconds = time.perf_counter() - started
     path.write_text(json.dumps({"key": key, "value": value, "seconds": seconds}, default=float))
     return value, seconds
+
+
+def _cached_stages(folder: Path, stages: dict, parallel: int) -> dict:
+    """`_cached` for several stages ({name: (function, jobs, key)}) whose missing jobs share one process pool, so a
+    stage with fewer jobs than `parallel` does not leave a slot idle. Returns {name: (values, seconds)}."""
+    out, pending = {}, {}
+    for name, (function, jobs, key) in stages.items():
+        path = folder / f"{name}.json"
+        stored = json.loads(path.read_text()) if path.is_file() else {}
+        if stored.get("key") == key:
+            out[name] = stored["value"], stored["seconds"]
+        else:
+            pending[name] = (function, jobs, key, path)
+    if pending:
+        started = time.perf_counter()
+        width = max(1, min(parallel, sum(len(jobs) for _, jobs, _, _ in pending.values())))
+        with ProcessPoolExecutor(max_workers=width, mp_context=get_context("spawn")) as pool:
+            futures = {name: [pool.submit(function, **job) for job in jobs] for name, (function, jobs, _, _) in pending.items()}
+            for name, (_, _, key, path) in pending.items():
+                value = [f.result() for f in futures[name]]
+                seconds = time.perf_counter() - started
+                path.write_text(json.dumps({"key": key, "value": value, "seconds": seconds}, default=float))
+                out[name] = value, seconds
+    return out
 
 
 def _metrics(run_dir: Path) -> list[dict]:
@@ -201,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prm-iterations", type=int, default=8, help="PRM-guided MCTS minimum iterations (official 25)")
     parser.add_argument("--prm-questions", type=int, default=PRM_QUESTIONS,
                         help="further training questions the final policy searches for PRM data (0 = the run's trees only)")
+    parser.add_argument("--prm-sweep", type=int, nargs="*", default=[],
+                        help="further training questions per PRM in a data sweep on the first seed's PROPA policy (e.g. 0 192)")
     parser.add_argument("--search-temperatures", type=float, nargs="+", default=SEARCH_TEMPERATURES,
                         help="sampling temperatures of the candidate steps at inference (official 1.0, first)")
     args = parser.parse_args(argv)
@@ -238,13 +325,25 @@ def main(argv: list[str] | None = None) -> int:
         runs[key].summary.update({f"heldout_{n}_before": v for n, v in sampled[0].items()})
         runs[key].summary.update({f"heldout_{n}_after": v for n, v in after.items()})
         runs[key].summary["heldout_pass_k_before"] = k
-    inference, wall["inference"] = _cached(args.out / "inference.json", {"runs": fingerprints, "seeds": args.seeds, "prm_epochs": args.prm_epochs,
-                        "prm_iterations": args.prm_iterations, "prm_questions": args.prm_questions,
-                        "temperatures": args.search_temperatures, "heldout": args.heldout}, lambda: _pool_map(inference_comparison, [
+    inference_jobs = [
         {"model_dir": folders[("propa", s)], "tree_dir": str(args.out / "propa" / f"seed{s}" / "trees"),
          "heldout": args.heldout, "prm_epochs": args.prm_epochs, "prm_iterations": args.prm_iterations,
          "max_steps": args.max_steps, "seed": s, "prm_questions": args.prm_questions,
-         "search_iterations": args.iterations, "temperatures": args.search_temperatures} for s in args.seeds], args.parallel))
+         "search_iterations": args.iterations, "temperatures": args.search_temperatures} for s in args.seeds]
+    stages = {"inference": (inference_comparison, inference_jobs,
+                            {"runs": fingerprints, "seeds": args.seeds, "prm_epochs": args.prm_epochs,
+                             "prm_iterations": args.prm_iterations, "prm_questions": args.prm_questions,
+                             "temperatures": args.search_temperatures, "heldout": args.heldout})}
+    if args.prm_sweep:
+        first = args.seeds[0]
+        stages["prm_sweep"] = (prm_sweep, [{"model_dir": folders[("propa", first)], "tree_dir": str(args.out / "propa" / f"seed{first}" / "trees"),
+                                            "heldout": args.heldout, "prm_epochs": args.prm_epochs, "max_steps": args.max_steps,
+                                            "seed": first, "sizes": args.prm_sweep, "search_iterations": args.iterations}],
+                               {"runs": fingerprints, "seed": first, "sizes": args.prm_sweep, "prm_epochs": args.prm_epochs,
+                                "heldout": args.heldout})
+    staged = _cached_stages(args.out, stages, args.parallel)
+    inference, wall["inference"] = staged["inference"]
+    sweep = staged["prm_sweep"][0][0] if args.prm_sweep else []
     rows = [Row("PROPA", "propa", [runs[("propa", s)] for s in args.seeds], metric="held-out accuracy (greedy, step-wise)",
                 task="propa_digits", warm_start="tiny-qwen2.5-vl-propa", steps=args.rounds),
             Row("outcome-reward GRPO (step format)", "propa_outcome_grpo", [runs[("outcome_grpo", s)] for s in args.seeds],
@@ -281,6 +380,20 @@ def main(argv: list[str] | None = None) -> int:
                          f"{r['prm_loss_first']:.4f} → {r['prm_loss_last']:.4f} ({r['prm_label_variance']:.4f}) | {m['auc']:.3f} | "
                          f"{m['right_fraction']:.3f} | {m['pick_right']:.3f} | {m['random_pick_right']:.3f} | "
                          f"{int(m['mixed_sets'])} of {int(m['candidates'] // 4)} |")
+    if sweep:
+        lines += ["", f"Does more data fix the PRM? Seed {args.seeds[0]}'s PROPA policy; each PRM a fresh value head trained "
+                  f"{args.prm_epochs} epochs on the run's trees plus trees that policy searched on N further training questions "
+                  "(PROPA's search: MCTS, greedy-rollout values, k = 4); judged on the same candidate steps at T = 1.0:", "",
+                  "| N further questions | trees / examples | labels > 0 | loss first → last (label variance) | share of variance explained | "
+                  "AUC | right candidates | top pick right | random pick right | mixed sets | PRM training CPU s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in sweep:
+            m = r["ranking"]
+            lines.append(f"| {r['further_questions']} | {r['trees']} / {r['examples']} | {r['label_nonzero']:.2f} | "
+                         f"{r['loss_first']:.4f} → {r['loss_last']:.4f} ({r['label_variance']:.4f}) | "
+                         f"{1 - r['loss_last'] / r['label_variance']:.2f} | {m['auc']:.3f} | {m['right_fraction']:.3f} | "
+                         f"{m['pick_right']:.3f} | {m['random_pick_right']:.3f} | {int(m['mixed_sets'])} | {r['train_cpu_seconds']:.0f} |")
+        lines.append(f"(searching the {max(args.prm_sweep)} further questions: {sweep[-1]['search_cpu_seconds']:.0f} CPU s)")
     search = {}
     for key in ("propa/solved_fraction", "propa/groups", "propa/sft_questions"):  # not among the report's curves
         search[key] = [statistics.mean(record[key] for record in _metrics(args.out / "propa" / f"seed{s}") if key in record)
@@ -296,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     wall["total"] = time.perf_counter() - started
     body = write_report(rows, "learning_propa", title=f"**PROPA** (`recipes/propa.yaml`, {args.rounds} rounds)",
                         results=args.results, text="\n".join(lines),
-                        extra={"inference": inference, "search": search, "wall_seconds": wall,
+                        extra={"inference": inference, "prm_sweep": sweep, "search": search, "wall_seconds": wall,
                                "training_run_seconds": run_seconds})
     print(body)
     return 0

@@ -24,7 +24,7 @@ def preset(model_dir, output_dir, **extra):
               "train.progress": "false", "data.prompts_per_step": 2, "algorithm.source_args.iterations": 3,
               "algorithm.source_args.num_children": 2, "algorithm.source_args.max_depth": 4,
               "algorithm.source_args.tree_dir": str(output_dir / "trees"), "train.steps": 1,
-              "data.heldout_size": 2}
+              "data.heldout_size": 2, "optim.lr": 1e-3}  # the step these machinery tests were written for
     values.update(extra)
     return load_config(REPO / "recipes" / "propa.yaml", [f"{k}={v}" for k, v in values.items()])
 
