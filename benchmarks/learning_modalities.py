@@ -32,6 +32,15 @@ class Group:
     note: str = ""
 
 
+def mm_upt_cpu(lr: str, warm_start: str | None = None, prompts: int = 8) -> list[str]:
+    """MM-UPT's overrides on CPU (the recipe holds the 7B run's values): fewer prompts, short answers, the tiny model's
+    learning rate, 60 steps, 128 held-out questions; optionally another warm-start length from the zoo. The order is
+    kept: it is part of each finished run's reuse fingerprint."""
+    model = [f"model.path=artifacts/{warm_start}", f"model.zoo={warm_start}"] if warm_start else []
+    return model + [f"data.prompts_per_step={prompts}", "rollout.max_new_tokens=16", "algorithm.mini_batches=1",
+                    f"optim.lr={lr}", "train.steps=60", "train.save_every=0", "data.task_args={heldout_size: 128}"]
+
+
 GROUPS = {
     # GuirlVG rows: gui_click, gui_click_lr5e-4 and gui_click_lr5e-4_100 in learning_modalities_earlier.md were measured from
     # the 400-step warm start (held-out greedy 0.328); the GUI warm start is now 600 SFT steps (tasks/gui_click/warmup.py,
@@ -53,28 +62,18 @@ GROUPS = {
     # 0.18 → 0.31) in 40 steps while greedy accuracy moved by seed (+0.016 / -0.047 / -0.125): the same step, 100 steps.
     "gui_click_lr5e-4_100": Group("GuirlVG, lr 5e-4, 100 steps", "guirlvg", "gui_click",
                                   "held-out click accuracy (point in box)", overrides=["optim.lr=5e-4", "train.steps=100"]),
-    "mm_upt": Group("MM-UPT", "mm_upt", "digit_sum", "held-out accuracy vs hidden labels", overrides=[
-        # The recipe holds the 7B run's values; on CPU: fewer prompts, short answers, the tiny model's learning rate.
-        "data.prompts_per_step=8", "rollout.max_new_tokens=16", "algorithm.mini_batches=1", "optim.lr=1e-3",
-        "train.steps=60", "train.save_every=0", "data.task_args={heldout_size: 128}"]),
+    "mm_upt": Group("MM-UPT", "mm_upt", "digit_sum", "held-out accuracy vs hidden labels", overrides=mm_upt_cpu("1e-3")),
     # The same at a 10× lower learning rate: at 1e-3 the policy leaves the warm start within 10 steps (KL to start
     # 0.66-1.0 over the first 10 steps) and collapses onto one answer; this row shows whether a gentler step keeps it.
-    "mm_upt_lr1e-4": Group("MM-UPT, lr 1e-4", "mm_upt", "digit_sum", "held-out accuracy vs hidden labels", overrides=[
-        "data.prompts_per_step=8", "rollout.max_new_tokens=16", "algorithm.mini_batches=1", "optim.lr=1e-4",
-        "train.steps=60", "train.save_every=0", "data.task_args={heldout_size: 128}"]),
+    "mm_upt_lr1e-4": Group("MM-UPT, lr 1e-4", "mm_upt", "digit_sum", "held-out accuracy vs hidden labels", overrides=mm_upt_cpu("1e-4")),
     # 10× gentler again: on the 225-step warm start lr 1e-4 still collapses (rollout truth accuracy 0.61 → 0.14,
     # KL to start 0.01 → 0.50 over 60 steps); this row shows what a step small enough not to leave the warm start does.
-    "mm_upt_lr1e-5": Group("MM-UPT, lr 1e-5", "mm_upt", "digit_sum", "held-out accuracy vs hidden labels", overrides=[
-        "data.prompts_per_step=8", "rollout.max_new_tokens=16", "algorithm.mini_batches=1", "optim.lr=1e-5",
-        "train.steps=60", "train.save_every=0", "data.task_args={heldout_size: 128}"]),
+    "mm_upt_lr1e-5": Group("MM-UPT, lr 1e-5", "mm_upt", "digit_sum", "held-out accuracy vs hidden labels", overrides=mm_upt_cpu("1e-5")),
     # From the 245-step warm start (tiny-qwen2.5-vl-mmupt-245; tasks/mm_upt/warmup.py says why), at the step of the
     # row above: where the 225-step warm start's contested vote reads the first "2" as "3" (18 of 30 prompts) and lr 1e-5
     # spreads that error to every "2", the 245-step one's contested votes read every digit right (68 of 88 readings).
     "mm_upt_ws245_lr1e-5": Group("MM-UPT, 245-step warm start, lr 1e-5", "mm_upt", "digit_sum",
-                                 "held-out accuracy vs hidden labels", overrides=[
-        "model.path=artifacts/tiny-qwen2.5-vl-mmupt-245", "model.zoo=tiny-qwen2.5-vl-mmupt-245",
-        "data.prompts_per_step=8", "rollout.max_new_tokens=16", "algorithm.mini_batches=1", "optim.lr=1e-5",
-        "train.steps=60", "train.save_every=0", "data.task_args={heldout_size: 128}"]),
+                                 "held-out accuracy vs hidden labels", overrides=mm_upt_cpu("1e-5", "tiny-qwen2.5-vl-mmupt-245")),
     # The same warm start and step with 4x the prompts per update (32 x 10 samples). At 8 prompts the seeds split
     # (-0.094 / +0.016 / -0.008): the update on the shared "2 or 3" reading is the net of the contested groups whose
     # vote reads "3" and those whose vote reads "2", and from the 245-step start these nearly cancel on the training
@@ -82,29 +81,20 @@ GROUPS = {
     # step the sign of that net is noise, and seed 0 tipped to "3" (2 read as 3: 22 -> 37 of 79). Averaging over
     # 4x the groups shrinks that noise; the expected net (43 vs 38) leans towards the right reading.
     "mm_upt_ws245_lr1e-5_p32": Group("MM-UPT, 245-step warm start, lr 1e-5, 32 prompts per step", "mm_upt", "digit_sum",
-                                     "held-out accuracy vs hidden labels", overrides=[
-        "model.path=artifacts/tiny-qwen2.5-vl-mmupt-245", "model.zoo=tiny-qwen2.5-vl-mmupt-245",
-        "data.prompts_per_step=32", "rollout.max_new_tokens=16", "algorithm.mini_batches=1", "optim.lr=1e-5",
-        "train.steps=60", "train.save_every=0", "data.task_args={heldout_size: 128}"]),
+                                     "held-out accuracy vs hidden labels", overrides=mm_upt_cpu("1e-5", "tiny-qwen2.5-vl-mmupt-245", prompts=32)),
     # Over the 0.8 ceiling (held-out greedy 0.820), so not a target row: a test of what decides the drift. At 225 and
     # 245 the warm start's own greedy misreads lean to "3" (2 read as 3: 32 and 22 of 79 training readings; 3 read as
     # 2: 3 and 2 of 85) and MM-UPT moved the ambiguous "2"s to "3" whichever way the contested votes leaned (at 245 they
     # read "2" on 43 contested readings and "3" on 39, 0.77 of them right). At 250 the misreads lean the other way (2
     # read as 3: 4; 3 read as 2: 15): if the warm start's own lean decides, the drift here goes to "2".
     "mm_upt_ws250_lr1e-5": Group("MM-UPT, 250-step warm start (over the 0.8 ceiling), lr 1e-5", "mm_upt", "digit_sum",
-                                 "held-out accuracy vs hidden labels", overrides=[
-        "model.path=artifacts/tiny-qwen2.5-vl-mmupt-250", "model.zoo=tiny-qwen2.5-vl-mmupt-250",
-        "data.prompts_per_step=8", "rollout.max_new_tokens=16", "algorithm.mini_batches=1", "optim.lr=1e-5",
-        "train.steps=60", "train.save_every=0", "data.task_args={heldout_size: 128}"]),
+                                 "held-out accuracy vs hidden labels", overrides=mm_upt_cpu("1e-5", "tiny-qwen2.5-vl-mmupt-250")),
     # The one checkpoint of the SFT curve (every 25 steps, 100 to 350) whose majority vote beats its greedy answer on
     # the training prompts: maj@10 0.367 vs greedy 0.234 (+0.133; every other checkpoint -0.055 to +0.023, at T 0.7 and
     # T 1.0 alike). Its vote is right on only 0.37 of those prompts, so it is not the issue's regime (a vote right more
     # often than not); it shows whether the paper's mechanism, greedy moving towards maj@k, works where there is a margin.
     "mm_upt_ws125_lr1e-5": Group("MM-UPT, 125-step warm start (vote right on 0.37), lr 1e-5", "mm_upt", "digit_sum",
-                                 "held-out accuracy vs hidden labels", overrides=[
-        "model.path=artifacts/tiny-qwen2.5-vl-mmupt-125", "model.zoo=tiny-qwen2.5-vl-mmupt-125",
-        "data.prompts_per_step=8", "rollout.max_new_tokens=16", "algorithm.mini_batches=1", "optim.lr=1e-5",
-        "train.steps=60", "train.save_every=0", "data.task_args={heldout_size: 128}"]),
+                                 "held-out accuracy vs hidden labels", overrides=mm_upt_cpu("1e-5", "tiny-qwen2.5-vl-mmupt-125")),
     "driving": Group("driving GRPO", "driving_grpo", "driving_waypoints", "held-out trajectory accuracy"),
     # The shipped lr 1e-4 for 40 steps (the recipe's earlier length): the policy stays near the warm start (KL 0.005 ->
     # 0.022) and the held-out sampled reward rises on every seed while greedy moves by seed.
