@@ -35,6 +35,7 @@ ARTIFACTS = REPO / "artifacts"
 WARM = ARTIFACTS / "tiny-vla-world-env"
 SETTINGS = {"ground_truth": ["algorithm.source_args.env=world_env_ground_truth", "algorithm.source_args.env_args={}"],
             "world_model": ["algorithm.source_args.env=world_env_world_model"]}
+GT_STEPS, WM_STEPS = 40, 8  # the defaults the committed results/learning_world_env.json was run with (tested)
 LABELS = {"ground_truth": "GRPO in the ground-truth env (control)", "world_model": "World-Env: GRPO in the world model"}
 
 
@@ -79,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     add_run_arguments(parser, "learning_world_env")
     parser.add_argument("--wm-seeds", type=int, nargs="+", default=None, help="seeds of the world-model setting (default --seeds)")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--gt-steps", type=int, default=40, help="GRPO steps in the ground-truth env")
-    parser.add_argument("--wm-steps", type=int, default=20, help="GRPO steps in the world model")
+    parser.add_argument("--gt-steps", type=int, default=GT_STEPS, help="GRPO steps in the ground-truth env")
+    # 8, as the committed world-model row (results/learning_world_env.json) was run: with 20 here `make bench-learning`
+    # ran a different experiment whose first 8 steps equal that row's bit for bit and whose 20-step ending was taken
+    # for a failure to reproduce (session 6).
+    parser.add_argument("--wm-steps", type=int, default=WM_STEPS, help="GRPO steps in the world model")
     parser.add_argument("--heldout", type=int, default=64, help="ground-truth evaluation starts (held-out)")
     parser.add_argument("--k", type=int, default=8, help="sampled episodes per held-out start for pass@k")
     parser.add_argument("--train-starts", type=int, default=None,

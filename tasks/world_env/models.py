@@ -353,7 +353,9 @@ def artifact(zoo: str, path: str | os.PathLike | None, loader, **build_args: Any
     """`loader(folder)` of the zoo model at `path` (default `artifacts/<zoo>`), built there on first use."""
     folder = Path(path) if path else default_artifacts_dir() / zoo
     key = f"{zoo}:{folder.resolve()}"
-    with _LOCK:
+    # Building or loading draws from the global torch RNG (module initialisation before the weights are read), but
+    # only the first time in a process (later calls hit the cache): forked, so two runs in one process sample alike.
+    with _LOCK, torch.random.fork_rng(devices=[]):
         if key not in _CACHE:
             if not any(folder.glob("world_env_*.json")):
                 scratch = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
