@@ -65,9 +65,14 @@ def test_benchmark_defaults_are_the_committed_results_settings():
 
 
 def test_two_runs_in_the_world_model_give_equal_metrics(tiny_parts, tmp_path):
-    """Same artifacts, same seed: every metric of every step equal (world model, reflector and sampling seeded)."""
+    """Same artifacts, same seed: every metric of every step equal (world model, reflector and sampling seeded). Each
+    run starts with the artifact cache empty, as a benchmark process does: the first load in a process draws from the
+    global RNG (tasks/world_env/models.py `artifact`), so without clearing it the second run's entropy differs."""
+    from mmpost.tasks.world_env import models
+
     runs = []
     for name in ("a", "b"):
+        models._CACHE.clear()
         train(load_config(RECIPE, preset(tiny_parts, tmp_path / name, **{"eval.heldout": "false"})))
         records = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         runs.append([{k: v for k, v in r.items() if not k.startswith(("perf/", "time/")) and "seconds" not in k}
