@@ -34,9 +34,15 @@ from learning_report import add_run_arguments, ensure_zoo_model, Job, Row, run_j
 ARTIFACTS = REPO / "artifacts"
 WARM = ARTIFACTS / "tiny-vla-world-env"
 SETTINGS = {"ground_truth": ["algorithm.source_args.env=world_env_ground_truth", "algorithm.source_args.env_args={}"],
-            "world_model": ["algorithm.source_args.env=world_env_world_model"]}
+            "world_model": ["algorithm.source_args.env=world_env_world_model"],
+            # the reflector fine-tuned on world-model frames labelled by the truth (tasks/world_env/calibration.py)
+            "world_model_calibrated": ["algorithm.source_args.env=world_env_world_model",
+                                       "algorithm.source_args.env_args={reward_mode: relative, reflector: "
+                                       f"{ARTIFACTS / 'world-env-reflector-wm'}}}"]}
+DEFAULT_SETTINGS = ["ground_truth", "world_model"]  # what `make bench-learning` runs (the committed results)
 GT_STEPS, WM_STEPS = 40, 8  # the defaults the committed results/learning_world_env.json was run with (tested)
-LABELS = {"ground_truth": "GRPO in the ground-truth env (control)", "world_model": "World-Env: GRPO in the world model"}
+LABELS = {"ground_truth": "GRPO in the ground-truth env (control)", "world_model": "World-Env: GRPO in the world model",
+          "world_model_calibrated": "World-Env: GRPO in the world model, reflector calibrated on its frames"}
 
 
 def sampled_success(model_dir: str, heldout: int, k: int, temperature: float, seed: int = 0) -> dict[str, float]:
@@ -70,16 +76,18 @@ def ensure_artifacts(settings: list[str]) -> None:
     from mmpost.tasks.world_env.models import artifact, load_reflector, load_world_model
 
     ensure_zoo_model(WARM, "tiny-vla-world-env")
-    if "world_model" in settings:
+    if any(s.startswith("world_model") for s in settings):
         artifact("world-env-reach-wm", None, load_world_model)
         artifact("world-env-reflector", None, load_reflector)
+    if "world_model_calibrated" in settings:
+        artifact("world-env-reflector-wm", None, load_reflector)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser, "learning_world_env")
     parser.add_argument("--wm-seeds", type=int, nargs="+", default=None, help="seeds of the world-model setting (default --seeds)")
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     parser.add_argument("--gt-steps", type=int, default=GT_STEPS, help="GRPO steps in the ground-truth env")
     # 8, as the committed world-model row (results/learning_world_env.json) was run: with 20 here `make bench-learning`
     # ran a different experiment whose first 8 steps equal that row's bit for bit and whose 20-step ending was taken
@@ -96,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     wall = {"artifacts": time.perf_counter() - started}
     if args.train_starts:
         args.overrides = [f"data.task_args.train_size={args.train_starts}", *args.overrides]
-    steps = {"ground_truth": args.gt_steps, "world_model": args.wm_steps}
-    seeds = {"ground_truth": args.seeds, "world_model": args.wm_seeds or args.seeds}
+    steps = {"ground_truth": args.gt_steps, "world_model": args.wm_steps, "world_model_calibrated": args.wm_steps}
+    seeds = {"ground_truth": args.seeds, "world_model": args.wm_seeds or args.seeds,
+             "world_model_calibrated": args.wm_seeds or args.seeds}
     common = [f"model.path={WARM}", f"data.task_args.heldout_size={args.heldout}", "eval.every_n_steps=0",
               "train.save_every=0", *args.overrides]
     jobs = [Job(key=(setting, seed), recipe="world_env", overrides=common + SETTINGS[setting],
@@ -135,9 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{window(key, False)} → {window(key, True)}" for key in
                  ("env/success_rate", "diag/true_success_rate", "diag/success_call_agreement", "rollout/zero_variance_fraction")]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    for name in ("world-env-reach-wm/world_env_wm.json", "world-env-reflector/world_env_reflector.json"):
+    for name in ("world-env-reach-wm/world_env_wm.json", "world-env-reflector/world_env_reflector.json",
+                 "world-env-reflector-wm/world_env_reflector.json"):
         path = ARTIFACTS / name
-        if path.is_file() and "world_model" in args.settings:
+        wanted = "world_model_calibrated" if "reflector-wm" in name else "world_model"
+        if path.is_file() and any(s.startswith(wanted) for s in args.settings):
             lines += ["", f"`{name}`: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v
                                                       for k, v in json.loads(path.read_text()).items()})]
     train_starts = load_config(REPO / "recipes" / "world_env.yaml", args.overrides).data.task_args.get("train_size")

@@ -362,3 +362,49 @@ def test_env_rollouts_grpo_raises_a_learnable_episode_reward(tiny_parts, tmp_pat
         "rollout.num_generations": 8, "optim.lr": 3e-3, "algorithm.kl_coef": 0.0, "eval.heldout": "false"})))
     rewards = [json.loads(line)["reward/episode_return"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.15, rewards
+
+
+def test_replay_truth_matches_the_ground_truth_env_and_expert_episodes_reach_the_target(tiny_parts):
+    """The calibration labels: `replay_truth` steps as the gym env does (position, success, score, frame, per step);
+    noisy-expert episodes in the (tiny) world model are labelled by their replay, and some reach the target (the
+    calibration needs imagined frames of true successes)."""
+    import gymnasium
+
+    from mmpost.tasks.world_env import WorldEnvTask
+    from mmpost.tasks.world_env.calibration import expert_episodes, replay_truth
+    from mmpost.tasks.world_env.env import GYM_ID
+    from mmpost.tasks.world_env.models import load_world_model
+
+    task = WorldEnvTask(chunk=4, max_steps=16, train_size=4, heldout_size=2)
+    rows = task.load("train")
+    rng = np.random.default_rng(1)
+    actions = [rng.uniform(-0.1, 0.1, size=(16, 2)) for _ in rows]
+    truth = replay_truth(rows, actions, task.config)
+    for b, row in enumerate(rows):
+        env = gymnasium.make(GYM_ID, config=task.config)
+        env.reset(options={"initial_state": {"position": row["position"], "target": row["target"]}})
+        for t, action in enumerate(actions[b]):
+            observation, _, _, _, info = env.step(action)
+            np.testing.assert_allclose(truth["true_pos"][b, t], observation["position"])
+            assert truth["true_success"][b, t] == info["success"] and truth["true_score"][b, t] == pytest.approx(info["score"])
+            np.testing.assert_array_equal(truth["gt_frames"][b, t], observation["image"])
+    data = expert_episodes(rows, 2, generator=load_world_model(tiny_parts["wm"]), config=task.config, seed=0)
+    assert data["frames"].shape == (8, 16, task.config.frame_size, task.config.frame_size)
+    again = replay_truth(data["rows"], list(data["actions"]), task.config)
+    np.testing.assert_array_equal(again["true_score"], data["true_score"])
+    assert data["true_success"].any(1).mean() >= 0.5 and not data["true_success"][:, 0].all()
+
+
+def test_calibrated_reflector_builds_from_world_model_frames(tiny_parts, tmp_path):
+    """A seconds-sized build of "world-env-reflector-wm" from the tiny parts: it loads as a reflector, its threshold
+    was picked on imagined frames, and its record says what it was fitted on."""
+    from mmpost.tasks.world_env.calibration import build_calibrated_reflector
+    from mmpost.tasks.world_env.models import load_reflector
+
+    out = build_calibrated_reflector(tmp_path / "cal", base=tiny_parts["reflector"], world_model=tiny_parts["wm"],
+                                     policy=tiny_parts["vla"], starts=1, group=2, expert_per_start=1, select_starts=1,
+                                     steps=2, batch_size=4)
+    meta = json.loads((out / "world_env_reflector.json").read_text())
+    assert meta["imagined_frames"] == (2 + 1) * 16 and meta["builder_version"] == "v1"
+    assert 0.0 <= meta["select_imagined_balanced_accuracy"] <= 1.0 and 0.0 <= meta["heldout_accuracy"] <= 1.0
+    assert load_reflector(out).threshold == pytest.approx(meta["threshold"])

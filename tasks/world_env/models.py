@@ -346,7 +346,7 @@ def load_reflector(folder: str | Path) -> Reflector:
 
 # -- artifacts built once and cached ----------------------------------------------------------------------------
 _CACHE: dict[str, Any] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: a builder may load other artifacts (world-env-reflector-wm)
 
 
 def artifact(zoo: str, path: str | os.PathLike | None, loader, **build_args: Any):
