@@ -38,11 +38,15 @@ SETTINGS = {"ground_truth": ["algorithm.source_args.env=world_env_ground_truth",
             # the reflector fine-tuned on world-model frames labelled by the truth (tasks/world_env/calibration.py)
             "world_model_calibrated": ["algorithm.source_args.env=world_env_world_model",
                                        "algorithm.source_args.env_args={reward_mode: relative, reflector: "
-                                       f"{ARTIFACTS / 'world-env-reflector-wm'}}}"]}
+                                       f"{ARTIFACTS / 'world-env-reflector-wm'}}}"],
+            # every imagined frame snapped to the renderer's palette (tasks/world_env/models.py snap_to_palette)
+            "world_model_snap": ["algorithm.source_args.env=world_env_world_model",
+                                 "algorithm.source_args.env_args={reward_mode: relative, snap_frames: true}"]}
 DEFAULT_SETTINGS = ["ground_truth", "world_model"]  # what `make bench-learning` runs (the committed results)
 GT_STEPS, WM_STEPS = 40, 8  # the defaults the committed results/learning_world_env.json was run with (tested)
 LABELS = {"ground_truth": "GRPO in the ground-truth env (control)", "world_model": "World-Env: GRPO in the world model",
-          "world_model_calibrated": "World-Env: GRPO in the world model, reflector calibrated on its frames"}
+          "world_model_calibrated": "World-Env: GRPO in the world model, reflector calibrated on its frames",
+          "world_model_snap": "World-Env: GRPO in the world model, frames snapped to the palette"}
 
 
 def sampled_success(model_dir: str, heldout: int, k: int, temperature: float, seed: int = 0) -> dict[str, float]:
@@ -104,9 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     wall = {"artifacts": time.perf_counter() - started}
     if args.train_starts:
         args.overrides = [f"data.task_args.train_size={args.train_starts}", *args.overrides]
-    steps = {"ground_truth": args.gt_steps, "world_model": args.wm_steps, "world_model_calibrated": args.wm_steps}
-    seeds = {"ground_truth": args.seeds, "world_model": args.wm_seeds or args.seeds,
-             "world_model_calibrated": args.wm_seeds or args.seeds}
+    steps = {s: args.gt_steps if s == "ground_truth" else args.wm_steps for s in SETTINGS}
+    seeds = {s: args.seeds if s == "ground_truth" else args.wm_seeds or args.seeds for s in args.settings}
     common = [f"model.path={WARM}", f"data.task_args.heldout_size={args.heldout}", "eval.every_n_steps=0",
               "train.save_every=0", *args.overrides]
     jobs = [Job(key=(setting, seed), recipe="world_env", overrides=common + SETTINGS[setting],
@@ -158,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{temperature}; seeds {seeds}, 1 thread per process, {args.parallel} at a time; wall time "
               + ", ".join(f"{k} {v:.0f} s" for k, v in wall.items()) + " (a shared 2-core machine)."]
     body = write_report(rows, args.name, title="**World-Env** (`recipes/world_env.yaml`)", results=args.results,
-                        text="\n".join(lines), extra={"wall_seconds": wall, "train_starts": train_starts})
+                        text="\n".join(lines), extra={"wall_seconds": wall, "train_starts": train_starts},
+                        default_name="learning_world_env")  # a --name report names its own figures
     print(body)
     return 0
 

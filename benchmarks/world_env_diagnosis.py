@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 
 def imagine(policy_dir: str, starts: int, group: int, *, world_model: str | None, reflector: str | None,
-            seed: int = 0, temperature: float | None = None) -> dict:
+            seed: int = 0, temperature: float | None = None, snap: bool = False) -> dict:
     """Episodes of the policy in the world model (no termination) from train rows 0..starts-1, their GT replay, and
     the reflector's scores on the imagined frames and on the GT frames of the same states."""
     from mmpost.tasks.world_env.calibration import policy_episodes
@@ -44,6 +44,7 @@ def imagine(policy_dir: str, starts: int, group: int, *, world_model: str | None
     torch.set_num_threads(1)
     started = time.process_time()
     generator = artifact("world-env-reach-wm", world_model, load_world_model)
+    generator = generator.snapped() if snap else generator
     scorer = artifact("world-env-reflector", reflector, load_reflector)
     data = policy_episodes(policy_dir, 0, starts, group, generator=generator, seed=seed, temperature=temperature)
     frames = data["frames"]
@@ -127,16 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--starts", type=int, default=16, help="training starts (the task's first N train rows)")
     parser.add_argument("--group", type=int, default=8, help="episodes per start")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--snap", action="store_true", help="imagined frames snapped to the palette (env arg snap_frames)")
     parser.add_argument("--name", default="learning_world_env_s6_diagnosis")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     data = imagine(args.policy, args.starts, args.group, world_model=args.world_model, reflector=args.reflector,
-                   seed=args.seed)
+                   seed=args.seed, snap=args.snap)
     rows, summary = per_step_table(data)
     best = imagined_threshold(data)
     rows_best, summary_best = per_step_table(data, best)
     text = [f"World-Env diagnosis: policy `{Path(args.policy).name}`, world model `{args.world_model or 'world-env-reach-wm'}`, "
-            f"reflector `{args.reflector or 'world-env-reflector'}`; {args.starts} training starts x {args.group} "
+            f"reflector `{args.reflector or 'world-env-reflector'}`{', frames snapped to the palette' if args.snap else ''}; {args.starts} training starts x {args.group} "
             f"episodes, {data['config'].max_steps} steps each, no termination; seed {args.seed}.", "",
             report(rows, summary, f"At the reflector's own threshold {data['threshold']:.4f}"), "",
             report(rows_best, summary_best, f"At the threshold with the best balanced accuracy on these imagined frames "
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.results / f"{args.name}.md").write_text(body)
     (args.results / f"{args.name}.json").write_text(json.dumps(
         {"policy": args.policy, "world_model": args.world_model, "reflector": args.reflector, "starts": args.starts,
-         "group": args.group, "seed": args.seed, "own_threshold": {"per_step": rows, "summary": summary},
+         "group": args.group, "seed": args.seed, "snap": args.snap, "own_threshold": {"per_step": rows, "summary": summary},
          "imagined_threshold": {"threshold": best, "per_step": rows_best, "summary": summary_best}}, indent=1))
     print(body)
     return 0

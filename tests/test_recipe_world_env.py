@@ -408,3 +408,20 @@ def test_calibrated_reflector_builds_from_world_model_frames(tiny_parts, tmp_pat
     assert meta["imagined_frames"] == (2 + 1) * 16 and meta["builder_version"] == "v1"
     assert 0.0 <= meta["select_imagined_balanced_accuracy"] <= 1.0 and 0.0 <= meta["heldout_accuracy"] <= 1.0
     assert load_reflector(out).threshold == pytest.approx(meta["threshold"])
+
+
+def test_snap_to_palette_by_hand_and_in_the_snapped_generator(tiny_parts):
+    """Each pixel goes to the nearest of 0 / 110 / 255 (ties at the midpoints go to the lower value); a snapped
+    generator's frames hold only those values, and its first frame is the plain generator's first frame snapped."""
+    from mmpost.tasks.world_env.env import WorldEnvConfig, render_frame
+    from mmpost.tasks.world_env.models import load_world_model, snap_to_palette
+
+    pixels = torch.tensor([0.0, 54.0, 55.0, 56.0, 109.0, 182.0, 183.0, 254.0, 255.0])
+    assert snap_to_palette(pixels).tolist() == [0, 0, 0, 110, 110, 110, 255, 255, 255]
+    generator = load_world_model(tiny_parts["wm"])
+    config = WorldEnvConfig()
+    context = torch.as_tensor(render_frame(np.array([0.2, 0.3]), np.array([0.7, 0.7]), config)).float()[None, None]
+    actions = torch.full((1, 3, 2), 0.05)
+    plain, snapped = generator(context, actions), generator.snapped()(context, actions)
+    assert set(snapped.unique().tolist()) <= {0.0, 110.0, 255.0}
+    torch.testing.assert_close(snapped[:, 0], snap_to_palette(plain[:, 0]).float())

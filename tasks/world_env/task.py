@@ -177,13 +177,16 @@ def ground_truth_environment(task: Any = None) -> GymEnv:
 
 @ENVIRONMENTS.register("world_env_world_model")
 def world_model_environment(task: Any = None, *, world_model: str | None = None, reflector: str | None = None,
-                            threshold: float | None = None, reward_mode: str = "relative",
+                            threshold: float | None = None, reward_mode: str = "relative", snap_frames: bool = False,
                             world_model_args: dict | None = None, reflector_args: dict | None = None) -> WorldModelEnv:
     """World-Env: the frozen world model (default `artifacts/world-env-reach-wm`) and the reflector (default
     `artifacts/world-env-reflector`), each built from its zoo entry on first use (`*_args` go to the builder).
-    The termination threshold is the reflector's own (picked on held-out frames when it was built) unless given."""
+    The termination threshold is the reflector's own (picked on held-out frames when it was built) unless given.
+    `snap_frames`: snap every imagined frame to the renderer's palette (`models.snap_to_palette`)."""
     task = _task(task)
     generator = artifact("world-env-reach-wm", world_model, load_world_model, **(world_model_args or {}))
+    if snap_frames:  # each imagined frame projected onto the renderer's 3 pixel values (models.snap_to_palette)
+        generator = generator.snapped()
     scorer = artifact("world-env-reflector", reflector, load_reflector, **(reflector_args or {}))
     threshold = scorer.threshold if threshold is None else threshold
     return WorldModelEnv(generator, scorer, chunk=task.chunk, threshold=threshold, max_steps=task.config.max_steps,
