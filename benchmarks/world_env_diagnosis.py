@@ -14,7 +14,9 @@ truth. Per env step t (1..max_steps):
 - the reflector's call `score >= threshold` on the imagined frame, against the true success at that step:
   false-positive rate (called, truly not), true-positive rate, and the same call on the GT frame of that step;
 - the episode-level verdict as training sees it: the first step the reflector calls success ends the episode; it
-  agrees with the truth if the replayed actions up to that step reach the target (or, if never called, never do).
+  agrees with the truth if the replayed actions up to that step reach the target (or, if never called, never do);
+  and the same verdict from a perfect reader of the imagined frames (`reader_*`: the imagined robot within the
+  success radius), the bound the world model's drift alone sets.
 
 Writes benchmarks/results/<name>.{md,json}. Only training starts are used (never held-out ones).
 """
@@ -91,7 +93,14 @@ def per_step_table(data: dict, threshold: float | None = None) -> tuple[list[dic
     first_call = np.where(called.any(1), called.argmax(1), steps)  # index of the ending step, or steps if never
     reached = np.array([truth[b, : min(first_call[b] + 1, steps)].any() for b in range(count)])
     claimed = first_call < steps
+    # The same verdict from a perfect reader of the imagined frames (success = the imagined robot's centroid within
+    # the success radius of the target): what the world model's drift alone allows.
+    looks_first = np.where(looks.any(1), looks.argmax(1), steps)
+    looks_reached = np.array([truth[b, : min(looks_first[b] + 1, steps)].any() for b in range(count)])
     summary = {"episodes": int(count), "threshold": threshold, "radius_px": radius_px,
+               "reader_claimed_success": float((looks_first < steps).mean()),
+               "reader_true_success_of_same_steps": float(looks_reached.mean()),
+               "reader_agreement": float(((looks_first < steps) == looks_reached).mean()),
                "claimed_success": float(claimed.mean()), "true_success_of_same_steps": float(reached.mean()),
                "agreement": float((claimed == reached).mean()),
                "true_success_full_16_steps": float(truth.any(1).mean()),
