@@ -62,6 +62,18 @@ GROUPS = {
     # 0.18 → 0.31) in 40 steps while greedy accuracy moved by seed (+0.016 / -0.047 / -0.125): the same step, 100 steps.
     "gui_click_lr5e-4_100": Group("GuirlVG, lr 5e-4, 100 steps", "guirlvg", "gui_click",
                                   "held-out click accuracy (point in box)", overrides=["optim.lr=5e-4", "train.steps=100"]),
+    # Sixth session (results/learning_gui_s6.md): the two levers not tried before, from the 600-step warm start.
+    # (a) a smaller step for longer, as driving learned at lr 1e-4 for 100 steps after lr 3e-4 for 40 lost.
+    "gui_click_lr2e-4_150": Group("GuirlVG, lr 2e-4, 150 steps", "guirlvg", "gui_click",
+                                  "held-out click accuracy (point in box)", overrides=["optim.lr=2e-4", "train.steps=150"]),
+    # (b) the memorisation: the warm start saw its 512 training screens 19 times (in box 0.43 on them at T 1 vs 0.287
+    # held out); 4096 training screens (the first 512 are the same screens, the held-out split is a fixed hash partition
+    # of screen space, so it stays disjoint) make 7 in 8 of the rollouts' screens new to it, each seen about once.
+    "gui_click_train4096": Group("GuirlVG, 4096 training screens", "guirlvg", "gui_click",
+                                 "held-out click accuracy (point in box)", overrides=["data.task_args={train_size: 4096}"]),
+    "gui_click_train4096_lr2e-4_150": Group("GuirlVG, 4096 training screens, lr 2e-4, 150 steps", "guirlvg", "gui_click",
+                                            "held-out click accuracy (point in box)",
+                                            overrides=["data.task_args={train_size: 4096}", "optim.lr=2e-4", "train.steps=150"]),
     "mm_upt": Group("MM-UPT", "mm_upt", "digit_sum", "held-out accuracy vs hidden labels", overrides=mm_upt_cpu("1e-3")),
     # The same at a 10× lower learning rate: at 1e-3 the policy leaves the warm start within 10 steps (KL to start
     # 0.66-1.0 over the first 10 steps) and collapses onto one answer; this row shows whether a gentler step keeps it.
