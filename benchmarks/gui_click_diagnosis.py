@@ -6,7 +6,8 @@ reward part contributes to the GRPO advantage, and what a run's KL controller di
         --out runs/s6/gui_diag.json --markdown benchmarks/results/learning_gui_s6_diagnosis.md
 
 For each model, on three sets of screens: the first N training screens (the warm start's SFT saw each ~19 times),
-N training screens the warm start never saw (indices 512.. of a larger training set: same split, same generator),
+N training screens the warm start never saw (indices 512.., or `--sft-train-size`.., of a larger training set: same
+split, same generator),
 and the held-out screens the benchmark scores:
 - greedy: in-box accuracy; each miss's pixel distance outside the gold box along x and along y (0 when the click is
   within the box's span on that axis), and whether the click landed on another element (a wrong element) or on none;
@@ -87,6 +88,15 @@ def greedy_summary(records: list[dict]) -> dict:
     }
 
 
+def greedy_flips(reference: list[dict], other: list[dict]) -> dict:
+    """Greedy in-box right -> wrong and wrong -> right from `reference` to `other` (same screens, same order), and how
+    many screens keep the same click point."""
+    pairs = list(zip(reference, other, strict=True))
+    return {"right_to_wrong": sum(a["in_box"] and not b["in_box"] for a, b in pairs),
+            "wrong_to_right": sum(b["in_box"] and not a["in_box"] for a, b in pairs),
+            "same_point": sum(a["point"] is not None and a["point"] == b["point"] for a, b in pairs), "screens": len(pairs)}
+
+
 def summarise_metrics(rows: list[dict], window: int, initial_coef: float) -> list[dict]:
     """A run's per-step metrics averaged over windows of `window` steps."""
     keys = {"in_box": "reward/gui_point_in_box", "distance": "reward/gui_point_distance", "format": "reward/gui_click_format",
@@ -156,6 +166,8 @@ def evaluate(config, folder: str, splits: dict, *, k: int, temperature: float, s
                     record["miss_x"], record["miss_y"] = axis_miss(point, box)
                     record["on_other_element"] = any(inside(point, o) for o in others)
                 greedy_records.append(record)
+            if not k:  # greedy only
+                continue
             # k samples per screen at the training temperature, with the distribution each token was drawn from.
             inputs = collate_prompts(prompts, backend.pad_token_id)
             model = backend.model
@@ -184,6 +196,9 @@ def evaluate(config, folder: str, splits: dict, *, k: int, temperature: float, s
                 group = [{name: parts[name][i * k + j] for name in parts} for j in range(k)]
                 groups.append(group)
                 sampled_in_box += [g["gui_point_in_box"] for g in group]
+        if not k:
+            result[split] = {"greedy": greedy_summary(greedy_records), "records": greedy_records}
+            continue
         total_tokens = entropy["digit"][1] + entropy["other"][1]
         result[split] = {
             "greedy": greedy_summary(greedy_records),
@@ -209,27 +224,42 @@ def markdown(report: dict) -> str:
              "entropy: digit / other tokens (digit share of entropy) |", "|---" * 11 + "|"]
     for name, model in report["models"].items():
         for split, s in model.items():
-            if split == "folder":
+            if split in ("folder", "flips"):
                 continue
             g = s["greedy"]
+            if "sampled_in_box" not in s:
+                lines.append(f"| {name} | {split} ({g['screens']}) | {g['greedy_accuracy']:.3f} | - | - | "
+                             f"{g['miss_on_other_element']} / {g['miss_on_no_element']} / {g['unparsed']} | "
+                             f"{g['miss_x_only']} / {g['miss_y_only']} / {g['miss_both_axes']} | {g['mean_px_outside_x']:.1f} / "
+                             f"{g['mean_px_outside_y']:.1f} | {g['median_px_outside']:.1f} | {g['misses_within_4px']} | - |")
+                continue
             lines.append(
                 f"| {name} | {split} ({g['screens']}) | {g['greedy_accuracy']:.3f} | {s['sampled_in_box']:.3f} | "
                 f"{s['pass_at_k']:.3f} | {g['miss_on_other_element']} / {g['miss_on_no_element']} / {g['unparsed']} | "
                 f"{g['miss_x_only']} / {g['miss_y_only']} / {g['miss_both_axes']} | {g['mean_px_outside_x']:.1f} / "
                 f"{g['mean_px_outside_y']:.1f} | {g['median_px_outside']:.1f} | {g['misses_within_4px']} | "
                 f"{s['entropy_digit_tokens']:.3f} / {s['entropy_other_tokens']:.3f} ({s['entropy_share_digit_tokens']:.2f}) |")
-    lines += ["", "Reward parts on the k samples (mean) and each part's share of the weighted reward's within-group "
+    sampled = any("reward_part_means" in s for m in report["models"].values() for s in m.values() if isinstance(s, dict))
+    lines += [] if not sampled else ["", "Reward parts on the k samples (mean) and each part's share of the weighted reward's within-group "
               "variance (what the GRPO advantage follows):", "",
               "| model | screens | " + " | ".join(f"{n} mean" for n in report["weights"]) + " | "
               + " | ".join(f"{n} share" for n in report["weights"]) + " | flat groups |",
               "|---" * (3 + 2 * len(report["weights"])) + "|"]
     for name, model in report["models"].items():
         for split, s in model.items():
-            if split == "folder":
+            if split in ("folder", "flips") or "reward_part_means" not in s:
                 continue
             lines.append(f"| {name} | {split} | " + " | ".join(f"{s['reward_part_means'][n]:.3f}" for n in report["weights"])
                          + " | " + " | ".join(f"{s['within_group_variance_share'][n]:+.2f}" for n in report["weights"])
                          + f" | {s['flat_groups']:.3f} |")
+    flipped = [(n, m["flips"]) for n, m in report["models"].items() if "flips" in m]
+    if flipped:
+        first = next(iter(report["models"]))
+        lines += ["", f"Greedy flips from {first} (right → wrong / wrong → right; screens whose click point is unchanged):", "",
+                  "| model | " + " | ".join(flipped[0][1]) + " |", "|---" * (1 + len(flipped[0][1])) + "|"]
+        for name, flips in flipped:
+            lines.append(f"| {name} | " + " | ".join(f"{f['right_to_wrong']} / {f['wrong_to_right']} ({f['same_point']} of "
+                                                   f"{f['screens']} unchanged)" for f in flips.values()) + " |")
     for label, windows in report.get("runs", {}).items():
         lines += ["", f"Per-step numbers of {label} (means over windows):", "",
                   "| steps | in box | distance | format | reward | KL to start | entropy | flat groups | clip frac. | "
@@ -244,8 +274,12 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=[], help="NAME=FOLDER")
-    parser.add_argument("--screens", type=int, default=64, help="per set (seen training, unseen training, held-out)")
-    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--screens", type=int, default=64, help="training screens per set (SFT-seen, unseen)")
+    parser.add_argument("--heldout", type=int, default=64,
+                        help="held-out screens: the first 64 are the benchmark's; more only narrow this diagnosis's error")
+    parser.add_argument("--sft-train-size", type=int, default=SFT_TRAIN_SCREENS,
+                        help="the warm start's SFT training screens: the unseen set starts after them (8192 for tiny-qwen2.5-vl-gui-8192)")
+    parser.add_argument("--k", type=int, default=8, help="samples per screen; 0: greedy only")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--metrics", nargs="*", default=[], help="LABEL=metrics.jsonl of runs to summarise")
@@ -262,17 +296,22 @@ def main(argv: list[str] | None = None) -> int:
     task = GuiClickTask()
     n = args.screens
     splits = {"train, SFT-seen": task.load("train", size=n),
-              "train, unseen": task.load("train", size=SFT_TRAIN_SCREENS + n)[SFT_TRAIN_SCREENS:],
-              "held-out": task.load("heldout", size=n)}
+              "train, unseen": task.load("train", size=args.sft_train_size + n)[args.sft_train_size:],
+              "held-out": task.load("heldout", size=args.heldout)}
     report: dict = {"k": args.k, "temperature": args.temperature,
                     "weights": {spec["name"]: spec.get("weight", 1.0) for spec in config.rewards}, "models": {}, "runs": {}}
     for item in args.models:
         name, folder = item.split("=", 1)
         result = evaluate(config, folder, splits, k=args.k, temperature=args.temperature, seed=args.seed)
         report["models"][name] = {"folder": folder, **result}
-        print(name, json.dumps({s: {**r["greedy"], "sampled": r["sampled_in_box"], "digit_entropy": r["entropy_digit_tokens"],
-                                    "other_entropy": r["entropy_other_tokens"], "shares": r["within_group_variance_share"]}
+        print(name, json.dumps({s: {**r["greedy"], **{key: r[key] for key in ("sampled_in_box", "entropy_digit_tokens",
+                                    "entropy_other_tokens", "within_group_variance_share") if key in r}}
                                 for s, r in result.items()}), flush=True)
+    names = list(report["models"])
+    for name in names[1:]:
+        report["models"][name]["flips"] = {
+            split: greedy_flips(report["models"][names[0]][split]["records"], report["models"][name][split]["records"])
+            for split in splits}
     for item in args.metrics:
         label, path = item.split("=", 1)
         rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

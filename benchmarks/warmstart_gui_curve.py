@@ -41,7 +41,8 @@ def part_sft(args) -> None:
                     "prompts_per_step": 16},
            "algorithm": {"source": "sft", "source_args": {}}, "optim": {"lr": WARMUP_LR},
            "train": {"steps": args.steps, "seed": 0, "output_dir": str(OUT / args.run), "progress": False,
-                     "save_every": args.every, "keep_checkpoints": 0},
+                     "save_every": args.every, "keep_checkpoints": 0,
+                     **({"resume": "auto"} if args.resume else {})},
            "eval": {"heldout": True, "every_n_steps": args.every, "pass_k": 0, "diagnostics_every": 0,
                     "kl_to_start": False, "max_new_tokens": 16}}
     started = time.time()
@@ -76,6 +77,7 @@ def main(argv=None) -> int:
     sft.add_argument("--every", type=int, default=200)
     sft.add_argument("--train-size", type=int, default=0, help="training screens (default: the task's 512)")
     sft.add_argument("--run", default="run", help="the run folder under runs/warmstart_gui_curve")
+    sft.add_argument("--resume", action="store_true", help="continue the run folder's latest checkpoint to STEPS")
     sample = sub.add_parser("sample")
     sample.add_argument("steps", nargs="+", type=int)
     sample.add_argument("--run", default="run", help="the sft run folder under runs/warmstart_gui_curve")

@@ -54,3 +54,12 @@ def test_summarise_metrics_reports_the_adversarial_kl_factor_over_beta_0():
     assert [w["steps"] for w in windows] == ["1-2", "3-4"]
     assert windows[0]["kl_factor"] == pytest.approx(1.5) and windows[1]["kl_factor_max"] == pytest.approx(5.0)
     assert windows[0]["in_box"] == 0.5 and math.isnan(windows[0]["entropy"])
+
+
+def test_greedy_flips_count_changes_between_two_models():
+    from gui_click_diagnosis import greedy_flips
+
+    before = [{"in_box": True, "point": (1, 1)}, {"in_box": False, "point": (2, 2)}, {"in_box": False, "point": None}]
+    after = [{"in_box": False, "point": (9, 9)}, {"in_box": True, "point": (3, 3)}, {"in_box": False, "point": None}]
+    assert greedy_flips(before, after) == {"right_to_wrong": 1, "wrong_to_right": 1, "same_point": 0, "screens": 3}
+    assert greedy_flips(before, before)["same_point"] == 2
