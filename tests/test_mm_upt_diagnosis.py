@@ -64,3 +64,27 @@ def test_markdown_names_every_model_and_reading():
     assert "| warm | train | 0.667 |" in text and "| after | train | 0.333 |" in text
     assert "| warm | 1/2 | 1/2 (0.50) | 2: 1, 3: 1 |" in text
     assert "| after | train | 1 / 0 (of 2) | 0 / 0 (of 1) | 4: 1 | 3: 1 |" in text
+
+
+def test_three_numbers_and_shuffled_readings_by_hand():
+    assert digits_read("1 + 3 + 2 = \\boxed{6}") == (1, 3, 2)
+    # Truth (1, 2, 3) = 6. Greedy reads "3 + 3 + 2" (a duplicate): wrong. The samples read it in several orders;
+    # 6 of 10 are right, two duplicate a 3 (8), one skips the 1 (5), one reads all three but sums them wrong (7).
+    texts = (["1 + 2 + 3 = \\boxed{6}"] * 3 + ["3 + 1 + 2 = \\boxed{6}"] * 2 + ["2 + 3 + 1 = \\boxed{6}"]
+             + ["3 + 3 + 2 = \\boxed{8}"] * 2 + ["3 + 2 = \\boxed{5}", "1 + 2 + 3 = \\boxed{7}"])
+    first = prompt_record((1, 2, 3), "6", "3 + 3 + 2 = \\boxed{8}", texts)
+    # Truth (2, 2, 1) = 5: greedy right, the vote right (unanimous).
+    second = prompt_record((2, 2, 1), "5", "1 + 2 + 2 = \\boxed{5}", ["2 + 1 + 2 = \\boxed{5}"] * 10)
+    s = summarise([first, second], positional=False)
+    assert s["greedy_accuracy"] == 0.5 and s["majority_accuracy"] == 1.0 and s["vote_margin"] == 0.5
+    # d = (1, 0): mean 0.5, sample sd sqrt(0.5), SE sqrt(0.5 / 2) = 0.5.
+    assert abs(s["vote_margin_se"] - 0.5) < 1e-12
+    assert s["greedy_reading_wrong"] == 0.5 and s["greedy_misread_by_position"] is None
+    assert s["sampled_wrong_count"] == 1 / 20 and s["sampled_misread"] == 2 / 20 and s["sampled_bad_sum"] == 1 / 20
+    # No positional readings when the order is shuffled.
+    assert s["contested_reading_vote"] == {} and s["digit_confusion"] == {}
+    positional = summarise([first, second])
+    # Read by place, (3, 3, 2) misses all three of (1, 2, 3), and (1, 2, 2) the first and third of (2, 2, 1).
+    assert positional["greedy_misread_by_position"] == [1.0, 0.5, 1.0]
+    assert "+0.500 (0.500)" in markdown({"k": 10, "temperature": 0.7, "task_args": {"count": 3}, "models": {
+        "m": {"train": s, "heldout": s}}})
