@@ -88,3 +88,15 @@ def test_three_numbers_and_shuffled_readings_by_hand():
     assert positional["greedy_misread_by_position"] == [1.0, 0.5, 1.0]
     assert "+0.500 (0.500)" in markdown({"k": 10, "temperature": 0.7, "task_args": {"count": 3}, "models": {
         "m": {"train": s, "heldout": s}}})
+
+
+def test_mm_upt_cpu_overrides_keep_the_finished_runs_fingerprints():
+    from learning_modalities import GROUPS, mm_upt_cpu
+
+    # The list the committed MM-UPT rows ran with (their reuse fingerprints hash it, order included).
+    assert mm_upt_cpu("1e-5") == ["data.prompts_per_step=8", "rollout.max_new_tokens=16", "algorithm.mini_batches=1",
+                                  "optim.lr=1e-5", "train.steps=60", "train.save_every=0",
+                                  "data.task_args={heldout_size: 128}"]
+    three = GROUPS["mm_upt_c3s450_lr1e-5"].overrides
+    assert three[:2] == ["model.path=artifacts/tiny-qwen2.5-vl-mmupt-c3s-450", "model.zoo=tiny-qwen2.5-vl-mmupt-c3s-450"]
+    assert three[-1] == "data.task_args={heldout_size: 128, count: 3}"  # MM-UPT never reads the demonstrations' order
