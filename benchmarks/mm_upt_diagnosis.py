@@ -83,6 +83,13 @@ def summarise(records: list[dict], *, positional: bool = True) -> dict:
             continue
         inconsistent += str(sum(read)) != r["greedy"]
         if not positional:
+            # Readings as multisets: the digits read right count as d->d; a missed digit and an extra one pair up
+            # (in sorted order when several) as a misread true->read.
+            truth_counts, read_counts = Counter(r["numbers"]), Counter(read)
+            for digit, count in (truth_counts & read_counts).items():
+                confusion[f"{digit}->{digit}"] += count
+            for true, seen in zip(sorted((truth_counts - read_counts).elements()), sorted((read_counts - truth_counts).elements())):
+                confusion[f"{true}->{seen}"] += 1
             continue
         for position, (true, seen) in enumerate(zip(r["numbers"], read)):
             misread[position] += true != seen

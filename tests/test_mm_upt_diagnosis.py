@@ -82,7 +82,9 @@ def test_three_numbers_and_shuffled_readings_by_hand():
     assert s["greedy_reading_wrong"] == 0.5 and s["greedy_misread_by_position"] is None
     assert s["sampled_wrong_count"] == 1 / 20 and s["sampled_misread"] == 2 / 20 and s["sampled_bad_sum"] == 1 / 20
     # No positional readings when the order is shuffled.
-    assert s["contested_reading_vote"] == {} and s["digit_confusion"] == {}
+    assert s["contested_reading_vote"] == {}
+    # As multisets: (3, 3, 2) for (1, 2, 3) reads the 2 and a 3 right and the 1 as a 3; (1, 2, 2) for (2, 2, 1) is right.
+    assert s["digit_confusion"] == {"1->1": 1, "1->3": 1, "2->2": 3, "3->3": 1}
     positional = summarise([first, second])
     # Read by place, (3, 3, 2) misses all three of (1, 2, 3), and (1, 2, 2) the first and third of (2, 2, 1).
     assert positional["greedy_misread_by_position"] == [1.0, 0.5, 1.0]
