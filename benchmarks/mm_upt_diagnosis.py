@@ -172,11 +172,12 @@ def markdown(report: dict) -> str:
                          f"{_maybe(s['contested_vote_accuracy'])} | {s['pass_at_k']:.3f} | {_positions(s)} | "
                          f"{s['greedy_reading_wrong']:.3f} | {s['sampled_wrong_count']:.3f} / {s['sampled_misread']:.3f}"
                          f" / {s['sampled_bad_sum']:.3f} |")
-    lines += ["", "The vote on contested readings (training prompts): for each true digit and its place in the image, on the "
-              "prompts whose k samples read it differently, how often the majority reading is right (right / contested).",
-              "", "| model | " + " | ".join(f"'{key}'" for key in _reading_keys(models)) + " | all | the vote reads |",
-              "|---" * (len(_reading_keys(models)) + 3) + "|"]
-    for name, m in models.items():
+    if _reading_keys(models):  # none when the readings are compared as multisets (a shuffled reading order)
+        lines += ["", "The vote on contested readings (training prompts): for each true digit and its place in the image, on "
+                  "the prompts whose k samples read it differently, how often the majority reading is right (right / "
+                  "contested).", "", "| model | " + " | ".join(f"'{key}'" for key in _reading_keys(models))
+                  + " | all | the vote reads |", "|---" * (len(_reading_keys(models)) + 3) + "|"]
+    for name, m in models.items() if _reading_keys(models) else ():
         votes = m["train"]["contested_reading_vote"]
         cells = [f"{votes[k]['right']}/{votes[k]['contested']}" if k in votes else "-" for k in _reading_keys(models)]
         right, total = sum(v["right"] for v in votes.values()), sum(v["contested"] for v in votes.values())
