@@ -54,6 +54,36 @@ def margin_and_se(records: list[dict]) -> tuple[float, float]:
     return mean, (variance / n) ** 0.5
 
 
+def multiset_readings(numbers, read) -> Counter:
+    """true->read pairs of one reading compared as multisets: digits read right as d->d, a missed digit and an extra
+    one paired in sorted order as a misread."""
+    truth_counts, read_counts = Counter(numbers), Counter(read)
+    pairs: Counter = Counter({f"{d}->{d}": c for d, c in (truth_counts & read_counts).items()})
+    for true, seen in zip(sorted((truth_counts - read_counts).elements()), sorted((read_counts - truth_counts).elements())):
+        pairs[f"{true}->{seen}"] += 1
+    return pairs
+
+
+def vote_push_on_readings(records: list[dict], eps: float = 1e-6) -> dict:
+    """Where the vote reward's first update points on the shared digit readings: over the contested prompts, each sampled
+    path's GRPO advantage (reward 1 if its answer is the group's vote, else 0; (r - mean) / (std + eps), as the recipe's
+    `grpo` advantage with scale 'group') summed per true->read pair of its reading (multisets). A positive "3->3" and a
+    negative "3->2" mean the first steps push towards reading the 3 right."""
+    push: Counter = Counter()
+    for r in records:
+        if len(set(r["answers"])) == 1:
+            continue
+        rewards = [float(a == r["vote"]) for a in r["answers"]]
+        mean = sum(rewards) / len(rewards)
+        std = (sum((x - mean) ** 2 for x in rewards) / len(rewards)) ** 0.5
+        for reward, read in zip(rewards, r["reads"]):
+            if read is None or len(read) != len(r["numbers"]):
+                continue
+            for pair, count in multiset_readings(r["numbers"], read).items():
+                push[pair] += count * (reward - mean) / (std + eps)
+    return dict(sorted(push.items()))
+
+
 def summarise(records: list[dict], *, positional: bool = True) -> dict:
     """The numbers above for one model on one set of prompts. `positional=False` (demonstrations that read the numbers
     in a shuffled order) compares readings as multisets: a reading's place in the answer is not its place in the image."""
@@ -83,13 +113,7 @@ def summarise(records: list[dict], *, positional: bool = True) -> dict:
             continue
         inconsistent += str(sum(read)) != r["greedy"]
         if not positional:
-            # Readings as multisets: the digits read right count as d->d; a missed digit and an extra one pair up
-            # (in sorted order when several) as a misread true->read.
-            truth_counts, read_counts = Counter(r["numbers"]), Counter(read)
-            for digit, count in (truth_counts & read_counts).items():
-                confusion[f"{digit}->{digit}"] += count
-            for true, seen in zip(sorted((truth_counts - read_counts).elements()), sorted((read_counts - truth_counts).elements())):
-                confusion[f"{true}->{seen}"] += 1
+            confusion.update(multiset_readings(r["numbers"], read))  # a reading's place is not its place in the image
             continue
         for position, (true, seen) in enumerate(zip(r["numbers"], read)):
             misread[position] += true != seen
@@ -135,6 +159,7 @@ def summarise(records: list[dict], *, positional: bool = True) -> dict:
         "contested_reading_vote": {d: {"right": v[0], "contested": v[1], "accuracy": v[0] / v[1]}
                                    for d, v in sorted(reading_votes.items())},
         "contested_readings_voted_for": dict(sorted(voted_for.items())),
+        "vote_push_on_readings": vote_push_on_readings(records),
     }
 
 

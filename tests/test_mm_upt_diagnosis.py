@@ -7,7 +7,7 @@ import sys
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from mm_upt_diagnosis import digits_read, flips, markdown, prompt_record, summarise  # noqa: E402
+from mm_upt_diagnosis import digits_read, flips, markdown, prompt_record, summarise, vote_push_on_readings  # noqa: E402
 
 
 def _texts(reads: list[tuple[int, int]]) -> list[str]:
@@ -102,3 +102,15 @@ def test_mm_upt_cpu_overrides_keep_the_finished_runs_fingerprints():
     three = GROUPS["mm_upt_c3s450_lr1e-5"].overrides
     assert three[:2] == ["model.path=artifacts/tiny-qwen2.5-vl-mmupt-c3s-450", "model.zoo=tiny-qwen2.5-vl-mmupt-c3s-450"]
     assert three[-1] == "data.task_args={heldout_size: 128, count: 3}"  # MM-UPT never reads the demonstrations' order
+
+
+def test_vote_push_on_readings_by_hand():
+    # Truth (2, 3) = 5; 6 samples read "3 + 3" (6, the vote), 4 read "2 + 3" (5, right). Rewards 1 x 6, 0 x 4: mean 0.6,
+    # std sqrt(0.24); advantages +0.4/std and -0.6/std. "3->3" is in every reading: 6 * 0.4 - 4 * 0.6 = 0; "2->3" only in
+    # the vote's: +2.4/std; "2->2" only in the others: -2.4/std. A unanimous prompt adds nothing.
+    records = [prompt_record((2, 3), "5", "3 + 3 = \\boxed{6}", _texts([(3, 3)] * 6 + [(2, 3)] * 4)),
+               prompt_record((1, 1), "2", "1 + 1 = \\boxed{2}", _texts([(1, 1)] * 10))]
+    push = vote_push_on_readings(records)
+    unit = 2.4 / (0.24 ** 0.5 + 1e-6)
+    assert set(push) == {"2->2", "2->3", "3->3"}
+    assert abs(push["2->3"] - unit) < 1e-9 and abs(push["2->2"] + unit) < 1e-9 and abs(push["3->3"]) < 1e-9
