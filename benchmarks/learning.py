@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = shapes_rows(args.seeds, args.methods, REPO / args.out, args.parallel, args.overrides)
     text = write_report(rows, args.report, title=f"**shapes** (held-out accuracy, 256 questions, greedy; seeds {args.seeds})",
                         text=comparison_text(rows) + "\n\n" + budget_section(),
-                        figures=args.report == "learning")  # a partial run's figures would replace the suite's
+                        default_name=parser.get_default("report"))  # a variant's figures are named after its report
     print(text, flush=True)
     print(f"shapes: {time.perf_counter() - started:.0f} s", flush=True)
     if args.suite == "all":

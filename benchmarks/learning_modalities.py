@@ -32,23 +32,34 @@ class Group:
     note: str = ""
 
 
-def mm_upt_cpu(lr: str, warm_start: str | None = None, prompts: int = 8) -> list[str]:
+def mm_upt_cpu(lr: str, warm_start: str | None = None, prompts: int = 8, task_args: str = "") -> list[str]:
     """MM-UPT's overrides on CPU (the recipe holds the 7B run's values): fewer prompts, short answers, the tiny model's
-    learning rate, 60 steps, 128 held-out questions; optionally another warm-start length from the zoo. The order is
-    kept: it is part of each finished run's reuse fingerprint."""
+    learning rate, 60 steps, 128 held-out questions; optionally another warm-start length from the zoo, and further
+    digit_sum options (`task_args`, e.g. "count: 3", the warm start's task). The order is kept: it is part of each
+    finished run's reuse fingerprint."""
     model = [f"model.path=artifacts/{warm_start}", f"model.zoo={warm_start}"] if warm_start else []
+    extra = f", {task_args}" if task_args else ""
     return model + [f"data.prompts_per_step={prompts}", "rollout.max_new_tokens=16", "algorithm.mini_batches=1",
-                    f"optim.lr={lr}", "train.steps=60", "train.save_every=0", "data.task_args={heldout_size: 128}"]
+                    f"optim.lr={lr}", "train.steps=60", "train.save_every=0", f"data.task_args={{heldout_size: 128{extra}}}"]
 
+
+# The GUI warm starts: the 600-step one on 512 screens (the recipe's until the sixth session) and the 2400-step one on
+# 8192 screens (the recipe's since). Groups measured from the earlier one name it, so a rerun keeps its warm start.
+WS600 = ["model.path=artifacts/tiny-qwen2.5-vl-gui", "model.zoo=tiny-qwen2.5-vl-gui"]
+WS8192 = ["model.path=artifacts/tiny-qwen2.5-vl-gui-8192", "model.zoo=tiny-qwen2.5-vl-gui-8192"]
 
 GROUPS = {
     # GuirlVG rows: gui_click, gui_click_lr5e-4 and gui_click_lr5e-4_100 in learning_modalities_earlier.md were measured from
     # the 400-step warm start (held-out greedy 0.328); the GUI warm start is now 600 SFT steps (tasks/gui_click/warmup.py,
-    # results/warmstart_gui.md) and learning_gui.md holds the rows measured from it.
+    # results/warmstart_gui.md) and learning_gui.md holds the rows measured from it. Since the sixth session the recipe
+    # starts from the 8192-screen warm start (recipes/guirlvg.yaml says why): gui_click is the gui_click_ws8192 run, and
+    # gui_click_ws600 is the recipe as shipped before (the GuirlVG row of learning_gui.md and learning_gui_s6.md).
     "gui_click": Group("GuirlVG", "guirlvg", "gui_click", "held-out click accuracy (point in box)"),
+    "gui_click_ws600": Group("GuirlVG, 600-step warm start on 512 screens (the earlier default)", "guirlvg", "gui_click",
+                             "held-out click accuracy (point in box)", overrides=WS600),
     # The recipe's earlier lr 2e-3 (the default until the 600-step warm start; see the comment on gui_click_lr5e-4).
     "gui_click_lr2e-3": Group("GuirlVG, lr 2e-3 (the earlier default)", "guirlvg", "gui_click",
-                              "held-out click accuracy (point in box)", overrides=["optim.lr=2e-3"]),
+                              "held-out click accuracy (point in box)", overrides=WS600 + ["optim.lr=2e-3"]),
     # From the 400-step warm start, lr 2e-3 moved the policy far in one update (KL to the warm start 0.17-0.28 after
     # step 1, entropy 0.55 → 0.33 over 40 steps) while the in-box reward fell; this row: a 4× smaller step.
     # From the 600-step warm start (learning_gui.md) lr 2e-3 again leaves the start in one update (KL to start 0.08-0.16
@@ -57,11 +68,36 @@ GROUPS = {
     # lr², so a 4× smaller step should move the policy ~16× less per update: this row, at the recipe's 40 steps (since
     # then the recipe's default, so gui_click is the same run).
     "gui_click_lr5e-4": Group("GuirlVG, lr 5e-4", "guirlvg", "gui_click", "held-out click accuracy (point in box)",
-                              overrides=["optim.lr=5e-4"]),
+                              overrides=WS600 + ["optim.lr=5e-4"]),
     # (400-step warm start) At lr 5e-4 the policy kept its entropy (0.59 → 0.52) and the held-out vote rose (maj@8
     # 0.18 → 0.31) in 40 steps while greedy accuracy moved by seed (+0.016 / -0.047 / -0.125): the same step, 100 steps.
     "gui_click_lr5e-4_100": Group("GuirlVG, lr 5e-4, 100 steps", "guirlvg", "gui_click",
-                                  "held-out click accuracy (point in box)", overrides=["optim.lr=5e-4", "train.steps=100"]),
+                                  "held-out click accuracy (point in box)", overrides=WS600 + ["optim.lr=5e-4", "train.steps=100"]),
+    # Sixth session (results/learning_gui_s6.md): the two levers not tried before, from the 600-step warm start.
+    # (a) a smaller step for longer, as driving learned at lr 1e-4 for 100 steps after lr 3e-4 for 40 lost.
+    "gui_click_lr2e-4_150": Group("GuirlVG, lr 2e-4, 150 steps", "guirlvg", "gui_click",
+                                  "held-out click accuracy (point in box)", overrides=WS600 + ["optim.lr=2e-4", "train.steps=150"]),
+    # lr 2e-4 for 150 steps: the rollouts' in-box reward rises 0.48 -> 0.60 (seed 0, first -> last 25 steps) with KL to
+    # start 0.08 and entropy 0.40 -> 0.32, still rising at step 150: the same step for twice as long.
+    "gui_click_lr2e-4_300": Group("GuirlVG, lr 2e-4, 300 steps", "guirlvg", "gui_click",
+                                  "held-out click accuracy (point in box)", overrides=WS600 + ["optim.lr=2e-4", "train.steps=300"]),
+    # (b) the memorisation: the warm start saw its 512 training screens 19 times (in box 0.43 on them at T 1 vs 0.287
+    # held out); 4096 training screens (the first 512 are the same screens, the held-out split is a fixed hash partition
+    # of screen space, so it stays disjoint) make 7 in 8 of the rollouts' screens new to it, each seen about once.
+    "gui_click_train4096": Group("GuirlVG, 4096 training screens", "guirlvg", "gui_click",
+                                 "held-out click accuracy (point in box)", overrides=WS600 + ["data.task_args={train_size: 4096}"]),
+    "gui_click_train4096_lr2e-4_150": Group("GuirlVG, 4096 training screens, lr 2e-4, 150 steps", "guirlvg", "gui_click",
+                                            "held-out click accuracy (point in box)",
+                                            overrides=WS600 + ["data.task_args={train_size: 4096}", "optim.lr=2e-4", "train.steps=150"]),
+    # From the warm start SFT-trained on 8192 screens for 2400 steps (tiny-qwen2.5-vl-gui-8192, tasks/gui_click/warmup.py,
+    # results/warmstart_gui_s6.md): the 512-screen warm start is at the random-element level on unseen screens (greedy
+    # 0.309 on 256 held-out screens vs 0.359 for a click in a random element; 0.656 on its own SFT screens), so GRPO
+    # from it raised only the memorised screens (learning_gui_s6_diagnosis.md). The recipe as shipped, and lr 2e-4.
+    "gui_click_ws8192": Group("GuirlVG, 8192-screen warm start", "guirlvg", "gui_click",
+                              "held-out click accuracy (point in box)", overrides=WS8192),
+    "gui_click_ws8192_lr2e-4_150": Group("GuirlVG, 8192-screen warm start, lr 2e-4, 150 steps", "guirlvg", "gui_click",
+                                         "held-out click accuracy (point in box)",
+                                         overrides=WS8192 + ["optim.lr=2e-4", "train.steps=150"]),
     "mm_upt": Group("MM-UPT", "mm_upt", "digit_sum", "held-out accuracy vs hidden labels", overrides=mm_upt_cpu("1e-3")),
     # The same at a 10× lower learning rate: at 1e-3 the policy leaves the warm start within 10 steps (KL to start
     # 0.66-1.0 over the first 10 steps) and collapses onto one answer; this row shows whether a gentler step keeps it.
@@ -95,6 +131,22 @@ GROUPS = {
     # often than not); it shows whether the paper's mechanism, greedy moving towards maj@k, works where there is a margin.
     "mm_upt_ws125_lr1e-5": Group("MM-UPT, 125-step warm start (vote right on 0.37), lr 1e-5", "mm_upt", "digit_sum",
                                  "held-out accuracy vs hidden labels", overrides=mm_upt_cpu("1e-5", "tiny-qwen2.5-vl-mmupt-125")),
+    # Three numbers read in a shuffled order (digit_sum count 3, reading_order shuffled), from the 450-step warm start
+    # whose vote beats greedy on the training prompts (+0.062 ± 0.020, vote right on 0.77; tasks/mm_upt/warmup.py,
+    # results/learning_mm_upt_s6_diagnosis.md). The learning rate is chosen on the training side (the rollouts' vote
+    # reward against their hidden-label accuracy, and KL to the warm start).
+    **{f"mm_upt_c3s450_lr{lr}": Group(f"MM-UPT, 3 numbers read in shuffled order, 450-step warm start, lr {lr}", "mm_upt",
+                                      "digit_sum", "held-out accuracy vs hidden labels",
+                                      overrides=mm_upt_cpu(lr, "tiny-qwen2.5-vl-mmupt-c3s-450", task_args="count: 3"))
+       for lr in ("1e-5", "3e-5", "1e-4")},
+    # At 8 prompts a step, lr 1e-5 barely leaves the warm start (KL to start 0.002-0.003 after 60 steps) and the
+    # rollouts' truth accuracy moves by seed (-0.06 / +0.08 / -0.03, first 10 -> last 10 steps), while lr 3e-5 and 1e-4
+    # raise the vote reward as truth accuracy falls (0.65 -> 0.24 and 0.37 -> 0.18 on seed 0): the same step over 4x
+    # the prompts, so each update averages the vote over more images.
+    "mm_upt_c3s450_lr1e-5_p32": Group("MM-UPT, 3 numbers read in shuffled order, 450-step warm start, lr 1e-5, 32 prompts "
+                                      "per step", "mm_upt", "digit_sum", "held-out accuracy vs hidden labels",
+                                      overrides=mm_upt_cpu("1e-5", "tiny-qwen2.5-vl-mmupt-c3s-450", prompts=32,
+                                                           task_args="count: 3")),
     "driving": Group("driving GRPO", "driving_grpo", "driving_waypoints", "held-out trajectory accuracy"),
     # The shipped lr 1e-4 for 40 steps (the recipe's earlier length): the policy stays near the warm start (KL 0.005 ->
     # 0.022) and the held-out sampled reward rises on every seed while greedy moves by seed.

@@ -24,14 +24,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learning_report import REPO  # noqa: E402
 
-READING = re.compile(r"(\d+)\s*\+\s*(\d+)\s*=")
+READING = re.compile(r"(\d+(?:\s*\+\s*\d+)+)\s*=")
 CPU_OVERRIDES = ["data.prompts_per_step=8", "rollout.max_new_tokens=16", "algorithm.mini_batches=1", "train.progress=false"]
 
 
 def digits_read(text: str) -> tuple[int, ...] | None:
-    """The numbers the worked answer says it read ("2 + 3 = ..." -> (2, 3)); None when it has no such form."""
+    """The numbers the worked answer says it read ("2 + 3 = ..." -> (2, 3), "1 + 3 + 2 = ..." -> (1, 3, 2)); None
+    when it has no such form."""
     match = READING.search(text)
-    return tuple(int(g) for g in match.groups()) if match else None
+    return tuple(int(g) for g in re.split(r"\s*\+\s*", match.group(1))) if match else None
 
 
 def prompt_record(numbers, truth: str, greedy_text: str, sampled_texts: list[str]) -> dict:
@@ -44,28 +45,79 @@ def prompt_record(numbers, truth: str, greedy_text: str, sampled_texts: list[str
             "reads": [digits_read(t) for t in sampled_texts]}
 
 
-def summarise(records: list[dict]) -> dict:
-    """The numbers above for one model on one set of prompts."""
+def margin_and_se(records: list[dict]) -> tuple[float, float]:
+    """maj@k − greedy and its standard error over prompts (paired: d_i = vote right_i − greedy right_i, SE = sd(d)/√n)."""
+    diffs = [(r["vote"] == r["truth"]) - (r["greedy"] == r["truth"]) for r in records]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    variance = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
+    return mean, (variance / n) ** 0.5
+
+
+def multiset_readings(numbers, read) -> Counter:
+    """true->read pairs of one reading compared as multisets: digits read right as d->d, a missed digit and an extra
+    one paired in sorted order as a misread."""
+    truth_counts, read_counts = Counter(numbers), Counter(read)
+    pairs: Counter = Counter({f"{d}->{d}": c for d, c in (truth_counts & read_counts).items()})
+    for true, seen in zip(sorted((truth_counts - read_counts).elements()), sorted((read_counts - truth_counts).elements())):
+        pairs[f"{true}->{seen}"] += 1
+    return pairs
+
+
+def vote_push_on_readings(records: list[dict], eps: float = 1e-6) -> dict:
+    """Where the vote reward's first update points on the shared digit readings: over the contested prompts, each sampled
+    path's GRPO advantage (reward 1 if its answer is the group's vote, else 0; (r - mean) / (std + eps), as the recipe's
+    `grpo` advantage with scale 'group') summed per true->read pair of its reading (multisets). A positive "3->3" and a
+    negative "3->2" mean the first steps push towards reading the 3 right."""
+    push: Counter = Counter()
+    for r in records:
+        if len(set(r["answers"])) == 1:
+            continue
+        rewards = [float(a == r["vote"]) for a in r["answers"]]
+        mean = sum(rewards) / len(rewards)
+        std = (sum((x - mean) ** 2 for x in rewards) / len(rewards)) ** 0.5
+        for reward, read in zip(rewards, r["reads"]):
+            if read is None or len(read) != len(r["numbers"]):
+                continue
+            for pair, count in multiset_readings(r["numbers"], read).items():
+                push[pair] += count * (reward - mean) / (std + eps)
+    return dict(sorted(push.items()))
+
+
+def summarise(records: list[dict], *, positional: bool = True) -> dict:
+    """The numbers above for one model on one set of prompts. `positional=False` (demonstrations that read the numbers
+    in a shuffled order) compares readings as multisets: a reading's place in the answer is not its place in the image."""
     n = len(records)
     greedy = sum(r["greedy"] == r["truth"] for r in records) / n
     sampled = sum(a == r["truth"] for r in records for a in r["answers"]) / sum(len(r["answers"]) for r in records)
     vote = sum(r["vote"] == r["truth"] for r in records) / n
+    margin, margin_se = margin_and_se(records)
+    # How a sampled path goes wrong: it reads the wrong number of numbers (a skip or a duplicate), the right number of
+    # numbers but not the image's (a misread), or writes a sum that is not the sum of what it read.
+    paths = [(r, read, answer) for r in records for read, answer in zip(r["reads"], r["answers"])]
+    wrong_count = sum(read is not None and len(read) != len(r["numbers"]) for r, read, _ in paths)
+    misread_multiset = sum(read is not None and len(read) == len(r["numbers"]) and sorted(read) != sorted(r["numbers"])
+                           for r, read, _ in paths)
+    bad_sum = sum(read is not None and str(sum(read)) != answer for _, read, answer in paths)
     contested = [r for r in records if len(set(r["answers"])) > 1]
     truth_marginal = Counter(r["truth"] for r in records)
     answer_marginal = Counter(a for r in records for a in r["answers"])
     total = sum(answer_marginal.values())
     # Digit readings (greedy): which position is misread, and the confusion true -> read over both positions.
-    misread = [0, 0]
+    misread = [0] * max(2, max(len(r["numbers"]) for r in records))
     confusion: Counter = Counter()
     inconsistent = 0
     for r in records:
         read = r["greedy_read"]
         if read is None or len(read) != len(r["numbers"]):
             continue
+        inconsistent += str(sum(read)) != r["greedy"]
+        if not positional:
+            confusion.update(multiset_readings(r["numbers"], read))  # a reading's place is not its place in the image
+            continue
         for position, (true, seen) in enumerate(zip(r["numbers"], read)):
             misread[position] += true != seen
             confusion[f"{true}->{seen}"] += 1
-        inconsistent += str(sum(read)) != r["greedy"]
     # The vote per reading: for each true digit, on the prompts where the k samples disagree about it, how often the
     # majority reading is right. A vote reward's gradient on the shared "which digit is this" features follows these
     # contested readings, so a digit whose contested majority is mostly wrong is pushed towards the wrong reading.
@@ -74,7 +126,7 @@ def summarise(records: list[dict]) -> dict:
     # by those voting "3", right or wrong.
     reading_votes: dict[str, list[int]] = {}
     voted_for: Counter = Counter()
-    for r in records:
+    for r in records if positional else []:
         for position, true in enumerate(r["numbers"]):
             seen = [read[position] for read in r["reads"] if read is not None and len(read) == len(r["numbers"])]
             if len(set(seen)) > 1:
@@ -86,7 +138,7 @@ def summarise(records: list[dict]) -> dict:
     mode, _ = answer_marginal.most_common(1)[0]
     return {
         "prompts": n, "greedy_accuracy": greedy, "sampled_accuracy": sampled, "majority_accuracy": vote,
-        "vote_margin": vote - greedy, "contested_fraction": len(contested) / n,
+        "vote_margin": margin, "vote_margin_se": margin_se, "contested_fraction": len(contested) / n,
         "contested_vote_accuracy": (sum(r["vote"] == r["truth"] for r in contested) / len(contested)) if contested else None,
         "contested_greedy_accuracy": (sum(r["greedy"] == r["truth"] for r in contested) / len(contested)) if contested else None,
         "unanimous_vote_accuracy": (sum(r["vote"] == r["truth"] for r in records if r not in contested)
@@ -97,11 +149,17 @@ def summarise(records: list[dict]) -> dict:
         "greedy_marginal": {k: v / n for k, v in sorted(Counter(r["greedy"] for r in records).items())},
         "mode_answer": mode, "mode_share": answer_marginal[mode] / total,
         "greedy_first_digit_misread": misread[0] / n, "greedy_second_digit_misread": misread[1] / n,
+        "greedy_misread_by_position": [m / n for m in misread] if positional else None,
+        "greedy_reading_wrong": sum(r["greedy_read"] is None or sorted(r["greedy_read"]) != sorted(r["numbers"])
+                                    for r in records) / n,
         "greedy_sum_inconsistent": inconsistent / n,
+        "sampled_wrong_count": wrong_count / len(paths), "sampled_misread": misread_multiset / len(paths),
+        "sampled_bad_sum": bad_sum / len(paths),
         "digit_confusion": dict(sorted(confusion.items())),
         "contested_reading_vote": {d: {"right": v[0], "contested": v[1], "accuracy": v[0] / v[1]}
                                    for d, v in sorted(reading_votes.items())},
         "contested_readings_voted_for": dict(sorted(voted_for.items())),
+        "vote_push_on_readings": vote_push_on_readings(records),
     }
 
 
@@ -127,21 +185,24 @@ def markdown(report: dict) -> str:
     """The report as tables: per model and split the vote's numbers, the contested readings' vote, the answers'
     marginal, and the greedy flips from the first model."""
     lines = [f"k = {report['k']} samples per prompt at T {report['temperature']}; task options {report['task_args'] or 'default'}.",
-             "", "| model | split | greedy | sampled | maj@k | maj@k − greedy | contested | vote right on contested | "
-             "pass@k | 1st digit misread | 2nd digit misread |", "|---" * 11 + "|"]
+             "", "| model | split | greedy | sampled | maj@k | maj@k − greedy (SE) | contested | vote right on contested | "
+             "pass@k | greedy misread by position | greedy reading wrong | sampled paths: wrong count / misread / bad sum |",
+             "|---" * 12 + "|"]
     models = report["models"]
     for name, m in models.items():
         for split in ("train", "heldout"):
             s = m[split]
             lines.append(f"| {name} | {split} | {s['greedy_accuracy']:.3f} | {s['sampled_accuracy']:.3f} | "
-                         f"{s['majority_accuracy']:.3f} | {s['vote_margin']:+.3f} | {s['contested_fraction']:.3f} | "
-                         f"{_maybe(s['contested_vote_accuracy'])} | {s['pass_at_k']:.3f} | "
-                         f"{s['greedy_first_digit_misread']:.3f} | {s['greedy_second_digit_misread']:.3f} |")
-    lines += ["", "The vote on contested readings (training prompts): for each true digit and its place in the image, on the "
-              "prompts whose k samples read it differently, how often the majority reading is right (right / contested).",
-              "", "| model | " + " | ".join(f"'{key}'" for key in _reading_keys(models)) + " | all | the vote reads |",
-              "|---" * (len(_reading_keys(models)) + 3) + "|"]
-    for name, m in models.items():
+                         f"{s['majority_accuracy']:.3f} | {s['vote_margin']:+.3f} ({s['vote_margin_se']:.3f}) | {s['contested_fraction']:.3f} | "
+                         f"{_maybe(s['contested_vote_accuracy'])} | {s['pass_at_k']:.3f} | {_positions(s)} | "
+                         f"{s['greedy_reading_wrong']:.3f} | {s['sampled_wrong_count']:.3f} / {s['sampled_misread']:.3f}"
+                         f" / {s['sampled_bad_sum']:.3f} |")
+    if _reading_keys(models):  # none when the readings are compared as multisets (a shuffled reading order)
+        lines += ["", "The vote on contested readings (training prompts): for each true digit and its place in the image, on "
+                  "the prompts whose k samples read it differently, how often the majority reading is right (right / "
+                  "contested).", "", "| model | " + " | ".join(f"'{key}'" for key in _reading_keys(models))
+                  + " | all | the vote reads |", "|---" * (len(_reading_keys(models)) + 3) + "|"]
+    for name, m in models.items() if _reading_keys(models) else ():
         votes = m["train"]["contested_reading_vote"]
         cells = [f"{votes[k]['right']}/{votes[k]['contested']}" if k in votes else "-" for k in _reading_keys(models)]
         right, total = sum(v["right"] for v in votes.values()), sum(v["contested"] for v in votes.values())
@@ -165,6 +226,11 @@ def markdown(report: dict) -> str:
                              f"{u['right_to_wrong']} / {u['wrong_to_right']} (of {u['prompts']}) | "
                              f"{_counts(f['lost_to_answer'])} | {_counts(f['lost_truth'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _positions(summary: dict) -> str:
+    by_position = summary.get("greedy_misread_by_position")
+    return "-" if by_position is None else " / ".join(f"{m:.2f}" for m in by_position)
 
 
 def _maybe(value) -> str:
@@ -235,13 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     task_args = yaml.safe_load(args.task_args) if args.task_args else {}
     # The same rows the recipe trains on and is scored on; train_labels only adds the labels (same images, same order).
     task = DigitSumTask(train_labels=True, **task_args)
+    positional = task.reading_order == "fixed"
     splits = {"train": list(task.load("train", size=args.train_prompts)), "heldout": list(task.load("heldout", size=args.heldout))}
     overrides = list(args.overrides) + ([f"data.task_args={args.task_args}"] if args.task_args else [])
     records, report = {}, {"k": args.k, "temperature": args.temperature, "task_args": task_args, "models": {}}
     for item in args.models:
         name, folder = item.split("=", 1)
         records[name] = evaluate(folder, splits, k=args.k, temperature=args.temperature, seed=args.seed, overrides=overrides)
-        report["models"][name] = {"folder": folder, **{split: summarise(r) for split, r in records[name].items()}}
+        report["models"][name] = {"folder": folder, **{split: summarise(r, positional=positional)
+                                                         for split, r in records[name].items()}}
         print(name, json.dumps({s: {k: v for k, v in report["models"][name][s].items() if not isinstance(v, dict)}
                                 for s in splits}), flush=True)
     names = list(records)

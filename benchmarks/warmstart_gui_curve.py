@@ -2,6 +2,7 @@
 
     python benchmarks/warmstart_gui_curve.py sft [STEPS] [--every 200]      # the warm-start SFT, checkpoints + greedy
     python benchmarks/warmstart_gui_curve.py sample STEP [STEP ...]         # sampled / pass@8 at T 1 of checkpoints
+    python benchmarks/warmstart_gui_curve.py sft 1200 --train-size 8192 --run run_train8192   # on more screens
 
 `sft` runs the zoo entry's own recipe (tasks/gui_click/warmup.py: `tiny-qwen2.5-vl` seed 0, 16 prompts per step,
 lr 1e-3, resolution prompt) with greedy held-out click accuracy and a checkpoint every `--every` steps. `sample`
@@ -33,13 +34,15 @@ def part_sft(args) -> None:
 
     torch.set_num_threads(1)
     base = OUT / "base"
+    task_args = {"seed": 0, **({"train_size": args.train_size} if args.train_size else {})}
     MODEL_ZOO.get("tiny-qwen2.5-vl")(base, seed=0)
     raw = {"model": {"path": str(base)},
-           "data": {"task": "gui_click", "task_args": {"seed": 0}, "modality_args": {"resolution_prompt": True},
+           "data": {"task": "gui_click", "task_args": task_args, "modality_args": {"resolution_prompt": True},
                     "prompts_per_step": 16},
            "algorithm": {"source": "sft", "source_args": {}}, "optim": {"lr": WARMUP_LR},
-           "train": {"steps": args.steps, "seed": 0, "output_dir": str(OUT / "run"), "progress": False,
-                     "save_every": args.every, "keep_checkpoints": 0},
+           "train": {"steps": args.steps, "seed": 0, "output_dir": str(OUT / args.run), "progress": False,
+                     "save_every": args.every, "keep_checkpoints": 0,
+                     **({"resume": "auto"} if args.resume else {})},
            "eval": {"heldout": True, "every_n_steps": args.every, "pass_k": 0, "diagnostics_every": 0,
                     "kl_to_start": False, "max_new_tokens": 16}}
     started = time.time()
@@ -72,6 +75,9 @@ def main(argv=None) -> int:
     sft = sub.add_parser("sft")
     sft.add_argument("steps", nargs="?", type=int, default=1400)
     sft.add_argument("--every", type=int, default=200)
+    sft.add_argument("--train-size", type=int, default=0, help="training screens (default: the task's 512)")
+    sft.add_argument("--run", default="run", help="the run folder under runs/warmstart_gui_curve")
+    sft.add_argument("--resume", action="store_true", help="continue the run folder's latest checkpoint to STEPS")
     sample = sub.add_parser("sample")
     sample.add_argument("steps", nargs="+", type=int)
     sample.add_argument("--run", default="run", help="the sft run folder under runs/warmstart_gui_curve")

@@ -55,6 +55,7 @@ class Registry(Generic[T]):
         self._required_attributes = tuple(required_attributes)
         self._required_parameters = tuple(required_parameters)
         self._entries: dict[str, T] = {}
+        self._by_path: dict[str, T] = {}  # "module:attr" lookups, cached apart so they are not listed as names
         self._builtins_loaded = False
         self._entry_points_loaded = False
 
@@ -127,7 +128,7 @@ class Registry(Generic[T]):
         if name in self._entries:
             return self._entries[name]
         if ":" in name:
-            return self._load_path(name)
+            return self._by_path[name] if name in self._by_path else self._load_path(name)
         self._load_builtins()
         if name in self._entries:
             return self._entries[name]
@@ -169,7 +170,7 @@ class Registry(Generic[T]):
             obj = getattr(obj, part)
         # Importing the module may have registered it under a short name; reuse that object.
         self._check(path, obj)
-        self._entries[path] = obj
+        self._by_path[path] = obj
         return obj
 
     def _load_builtins(self) -> None:

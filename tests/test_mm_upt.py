@@ -108,6 +108,27 @@ def test_digit_sum_hides_train_labels_and_splits_images():
     assert scene_split.__doc__ and {r["id"] for r in train}.isdisjoint({r["id"] for r in heldout})
 
 
+def test_digit_sum_shuffled_reading_order_changes_only_the_demonstration():
+    fixed = TASKS.get("digit_sum")(count=3, train_size=40, train_labels=True)
+    shuffled = TASKS.get("digit_sum")(count=3, train_size=40, train_labels=True, reading_order="shuffled")
+    fixed_rows, shuffled_rows = fixed.load("train"), shuffled.load("train")
+    # Same images, numbers and labels: the order is drawn after the image.
+    assert [r["images"][0].tobytes() for r in fixed_rows] == [r["images"][0].tobytes() for r in shuffled_rows]
+    assert [r["numbers"] for r in fixed_rows] == [r["numbers"] for r in shuffled_rows]
+    orders = [r["reading_order"] for r in shuffled_rows]
+    assert all(sorted(o) == [0, 1, 2] for o in orders) and len({tuple(o) for o in orders}) > 3
+    for row in shuffled_rows:
+        a, b, c = (row["numbers"][i] for i in row["reading_order"])
+        assert shuffled.target(row) == f"{a} + {b} + {c} = \\boxed{{{a + b + c}}}"
+    assert all("reading_order" not in r for r in fixed_rows)
+    assert fixed.target(fixed_rows[0]) == " + ".join(map(str, fixed_rows[0]["numbers"])) + f" = \\boxed{{{fixed_rows[0]['answer']}}}"
+    assert any(shuffled.target(a) != fixed.target(b) for a, b in zip(shuffled_rows, fixed_rows))
+    # Unlabelled (MM-UPT's own) rows carry no order: nothing about the demonstration reaches training.
+    assert all("reading_order" not in r for r in TASKS.get("digit_sum")(train_size=4, reading_order="shuffled").load("train"))
+    with pytest.raises(ValueError, match="reading_order"):
+        TASKS.get("digit_sum")(reading_order="random")
+
+
 def test_digit_sum_reads_the_users_unlabelled_rows(tmp_path):
     (tmp_path / "img.png").write_bytes(b"")  # existence is enough for loading; decoding is the modality's job
     rows = tmp_path / "train.jsonl"

@@ -7,7 +7,7 @@ import sys
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from mm_upt_diagnosis import digits_read, flips, markdown, prompt_record, summarise  # noqa: E402
+from mm_upt_diagnosis import digits_read, flips, markdown, prompt_record, summarise, vote_push_on_readings  # noqa: E402
 
 
 def _texts(reads: list[tuple[int, int]]) -> list[str]:
@@ -64,3 +64,53 @@ def test_markdown_names_every_model_and_reading():
     assert "| warm | train | 0.667 |" in text and "| after | train | 0.333 |" in text
     assert "| warm | 1/2 | 1/2 (0.50) | 2: 1, 3: 1 |" in text
     assert "| after | train | 1 / 0 (of 2) | 0 / 0 (of 1) | 4: 1 | 3: 1 |" in text
+
+
+def test_three_numbers_and_shuffled_readings_by_hand():
+    assert digits_read("1 + 3 + 2 = \\boxed{6}") == (1, 3, 2)
+    # Truth (1, 2, 3) = 6. Greedy reads "3 + 3 + 2" (a duplicate): wrong. The samples read it in several orders;
+    # 6 of 10 are right, two duplicate a 3 (8), one skips the 1 (5), one reads all three but sums them wrong (7).
+    texts = (["1 + 2 + 3 = \\boxed{6}"] * 3 + ["3 + 1 + 2 = \\boxed{6}"] * 2 + ["2 + 3 + 1 = \\boxed{6}"]
+             + ["3 + 3 + 2 = \\boxed{8}"] * 2 + ["3 + 2 = \\boxed{5}", "1 + 2 + 3 = \\boxed{7}"])
+    first = prompt_record((1, 2, 3), "6", "3 + 3 + 2 = \\boxed{8}", texts)
+    # Truth (2, 2, 1) = 5: greedy right, the vote right (unanimous).
+    second = prompt_record((2, 2, 1), "5", "1 + 2 + 2 = \\boxed{5}", ["2 + 1 + 2 = \\boxed{5}"] * 10)
+    s = summarise([first, second], positional=False)
+    assert s["greedy_accuracy"] == 0.5 and s["majority_accuracy"] == 1.0 and s["vote_margin"] == 0.5
+    # d = (1, 0): mean 0.5, sample sd sqrt(0.5), SE sqrt(0.5 / 2) = 0.5.
+    assert abs(s["vote_margin_se"] - 0.5) < 1e-12
+    assert s["greedy_reading_wrong"] == 0.5 and s["greedy_misread_by_position"] is None
+    assert s["sampled_wrong_count"] == 1 / 20 and s["sampled_misread"] == 2 / 20 and s["sampled_bad_sum"] == 1 / 20
+    # No positional readings when the order is shuffled.
+    assert s["contested_reading_vote"] == {}
+    # As multisets: (3, 3, 2) for (1, 2, 3) reads the 2 and a 3 right and the 1 as a 3; (1, 2, 2) for (2, 2, 1) is right.
+    assert s["digit_confusion"] == {"1->1": 1, "1->3": 1, "2->2": 3, "3->3": 1}
+    positional = summarise([first, second])
+    # Read by place, (3, 3, 2) misses all three of (1, 2, 3), and (1, 2, 2) the first and third of (2, 2, 1).
+    assert positional["greedy_misread_by_position"] == [1.0, 0.5, 1.0]
+    text = markdown({"k": 10, "temperature": 0.7, "task_args": {"count": 3}, "models": {"m": {"train": s, "heldout": s}}})
+    assert "+0.500 (0.500)" in text and "The vote on contested readings" not in text
+
+
+def test_mm_upt_cpu_overrides_keep_the_finished_runs_fingerprints():
+    from learning_modalities import GROUPS, mm_upt_cpu
+
+    # The list the committed MM-UPT rows ran with (their reuse fingerprints hash it, order included).
+    assert mm_upt_cpu("1e-5") == ["data.prompts_per_step=8", "rollout.max_new_tokens=16", "algorithm.mini_batches=1",
+                                  "optim.lr=1e-5", "train.steps=60", "train.save_every=0",
+                                  "data.task_args={heldout_size: 128}"]
+    three = GROUPS["mm_upt_c3s450_lr1e-5"].overrides
+    assert three[:2] == ["model.path=artifacts/tiny-qwen2.5-vl-mmupt-c3s-450", "model.zoo=tiny-qwen2.5-vl-mmupt-c3s-450"]
+    assert three[-1] == "data.task_args={heldout_size: 128, count: 3}"  # MM-UPT never reads the demonstrations' order
+
+
+def test_vote_push_on_readings_by_hand():
+    # Truth (2, 3) = 5; 6 samples read "3 + 3" (6, the vote), 4 read "2 + 3" (5, right). Rewards 1 x 6, 0 x 4: mean 0.6,
+    # std sqrt(0.24); advantages +0.4/std and -0.6/std. "3->3" is in every reading: 6 * 0.4 - 4 * 0.6 = 0; "2->3" only in
+    # the vote's: +2.4/std; "2->2" only in the others: -2.4/std. A unanimous prompt adds nothing.
+    records = [prompt_record((2, 3), "5", "3 + 3 = \\boxed{6}", _texts([(3, 3)] * 6 + [(2, 3)] * 4)),
+               prompt_record((1, 1), "2", "1 + 1 = \\boxed{2}", _texts([(1, 1)] * 10))]
+    push = vote_push_on_readings(records)
+    unit = 2.4 / (0.24 ** 0.5 + 1e-6)
+    assert set(push) == {"2->2", "2->3", "3->3"}
+    assert abs(push["2->3"] - unit) < 1e-9 and abs(push["2->2"] + unit) < 1e-9 and abs(push["3->3"]) < 1e-9

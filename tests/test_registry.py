@@ -29,5 +29,8 @@ def test_builtins_resolve_lazily_and_module_paths_work():
     assert "grpo" in ADVANTAGES.names()
     fn = REWARDS.get("mmpost.rewards.builtin:answer_tag_format")
     assert fn(["<answer>x</answer>"], [{}]) == [1.0]
+    assert REWARDS.get("mmpost.rewards.builtin:answer_tag_format") is fn
+    # an import path resolves a plugin; it does not register a new name (`mmpost list` shows registered names)
+    assert "mmpost.rewards.builtin:answer_tag_format" not in REWARDS.names()
     with pytest.raises(RegistryError, match="no attribute"):
         REWARDS.get("mmpost.rewards.builtin:nope")

@@ -23,9 +23,25 @@ WARMUP_LR = 1e-3
 
 
 @MODEL_ZOO.register("tiny-qwen2.5-vl-gui")
-def build_warm_gui_model(out_dir, *, seed: int = 0, steps: int = WARMUP_STEPS, lr: float = WARMUP_LR) -> Path:
+def build_warm_gui_model(out_dir, *, seed: int = 0, steps: int = WARMUP_STEPS, lr: float = WARMUP_LR,
+                         train_size: int | None = None) -> Path:
     return sft_warm_start(out_dir, base_zoo="tiny-qwen2.5-vl", task="gui_click", seed=seed, steps=steps, lr=lr,
-                          modality_args={"resolution_prompt": True})
+                          modality_args={"resolution_prompt": True},
+                          task_args={"train_size": train_size} if train_size else None)
+
+
+# The same SFT on 8192 training screens instead of 512 (each seen ~4.7 times in 2400 steps, not ~19 times in 600):
+# held-out greedy (64 screens) 0.20-0.23 for 800 steps, then 0.36 (1000), 0.44 (1400), 0.59 (1800), 0.67 (2400)
+# while the 512-screen SFT memorises its screens and stays at 0.30-0.44 after 600 steps (warmstart_gui_s6.md).
+WIDE_STEPS, WIDE_TRAIN_SIZE = 2400, 8192
+
+
+@MODEL_ZOO.register("tiny-qwen2.5-vl-gui-8192")
+def build_warm_gui_model_8192(out_dir, *, seed: int = 0) -> Path:
+    return build_warm_gui_model(out_dir, seed=seed, steps=WIDE_STEPS, train_size=WIDE_TRAIN_SIZE)
+
+
+build_warm_gui_model_8192.zoo_version = f"theta10:{WIDE_STEPS}:{WARMUP_LR}:train{WIDE_TRAIN_SIZE}"
 
 
 # A cached folder built by another version (other steps, lr or base model) is rebuilt (mmpost.model.ensure_model_folder).

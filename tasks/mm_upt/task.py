@@ -23,6 +23,7 @@ MM_UPT_SUFFIX = "\nPlease reason step by step, and put your final answer within 
 QUESTION = "What is the sum of the numbers shown?"
 DEFAULT_SIZES = {"train": 512, "heldout": 64}
 HELDOUT_FRACTION_DENOMINATOR = 8
+READING_ORDERS = ("fixed", "shuffled")
 
 
 def scene_split(scene: DigitScene) -> str:
@@ -43,7 +44,11 @@ class DigitSumTask:
 
     Options: `count` numbers per image, digits in [`low`, `high`], `image_size`, sizes, `seed`,
     `train_labels` (put the label on train rows; off for unsupervised training), `path`/`heldout_path`
-    (the user's own rows instead of synthetic ones), `suffix` (the instruction after the question).
+    (the user's own rows instead of synthetic ones), `suffix` (the instruction after the question),
+    `reading_order` of the demonstration: "fixed" (left to right, the default) or "shuffled" (each labelled row reads
+    its numbers in its own random order, drawn after its image so the images are the same; self-consistency's
+    premise of several reasoning paths that share the right answer). It changes the warm-up SFT's demonstrations only:
+    MM-UPT itself never sees a demonstration.
     """
 
     name = "digit_sum"
@@ -53,13 +58,16 @@ class DigitSumTask:
     def __init__(self, *, seed: int = 0, count: int = 2, low: int = 1, high: int = 3, image_size: int = 112,
                  train_size: int = DEFAULT_SIZES["train"], heldout_size: int = DEFAULT_SIZES["heldout"],
                  train_labels: bool = False, path: str | None = None, heldout_path: str | None = None,
-                 suffix: str = MM_UPT_SUFFIX) -> None:
+                 suffix: str = MM_UPT_SUFFIX, reading_order: str = "fixed") -> None:
+        if reading_order not in READING_ORDERS:
+            raise ValueError(f"digit_sum task: reading_order must be one of {READING_ORDERS}, got {reading_order!r}")
         random_digit_scene(random.Random(0), image_size=image_size, count=count, low=low, high=high)  # checks options
         self.seed, self.count, self.low, self.high, self.image_size = seed, count, low, high, image_size
         self.sizes = {"train": train_size, "heldout": heldout_size}
         self.train_labels = train_labels
         self.paths = {"train": path, "heldout": heldout_path}
         self.suffix = suffix
+        self.reading_order = reading_order
         self.default_rewards = [{"name": "mm_upt_majority_vote", "weight": 1.0}]
 
     def load(self, split: str, *, size: int | None = None) -> Sequence[Sample]:
@@ -81,6 +89,10 @@ class DigitSumTask:
                               "problem": QUESTION}
             if labelled:
                 sample.update(answer=str(sum(scene.numbers)), numbers=list(scene.numbers))
+                if self.reading_order == "shuffled":
+                    order = list(range(len(scene.numbers)))
+                    rng.shuffle(order)
+                    sample["reading_order"] = order
             else:
                 # Kept out of `answer`, which no reward or demonstration may see in unsupervised training; only the
                 # run diagnostics read it, to log the vote's agreement with the truth (mmpost/diagnostics.py).
@@ -111,7 +123,8 @@ class DigitSumTask:
     def target(self, sample: Sample) -> str:
         """The worked answer (synthetic rows) or `\\boxed{answer}`; unlabeled rows have no demonstration."""
         if sample.get("numbers") is not None:
-            return worked_answer(sample["numbers"])
+            order = sample.get("reading_order") or range(len(sample["numbers"]))
+            return worked_answer([sample["numbers"][i] for i in order])
         if sample.get("answer") is None:
             raise DataError(f"digit_sum task: sample {sample.get('id', '?')!r} has no label, so no demonstration "
                             "(MM-UPT trains without labels; use train_labels=true only for a supervised warm-up)")
