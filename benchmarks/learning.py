@@ -140,6 +140,20 @@ TIMED = {"learning": "learning_timing", "learning_audio": "learning_audio_timing
          "learning_world_env": "learning_world_env_timing", "learning_rlir": "learning_rlir_timing"}
 
 
+def run_steps(record) -> int | None:
+    """The training steps a results-JSON run record says it ran (None where it does not say)."""
+    summary = record.get("summary") if isinstance(record, dict) else None
+    steps = summary.get("steps") if isinstance(summary, dict) else None
+    return steps if isinstance(steps, int) else None
+
+
+def same_run(recorded, timed) -> bool:
+    """Whether a timing rerun's record can stand for a recorded run: not when the two ran different step counts
+    (learning_world_env_timing.json's world-model runs were 20 steps against the committed 8)."""
+    a, b = run_steps(recorded), run_steps(timed)
+    return a is None or b is None or a == b
+
+
 def measured_wall_to_cpu(results: Path) -> tuple[float, dict[str, float]]:
     """CPU seconds / recorded wall seconds of the same processes, per part rerun with CPU accounting, and pooled."""
     import json
@@ -154,7 +168,8 @@ def measured_wall_to_cpu(results: Path) -> tuple[float, dict[str, float]]:
         for label, values in timed_runs.items():
             for index, run in enumerate(values if isinstance(values, list) else []):
                 old = (recorded_runs.get(label) or [])[index:index + 1] if isinstance(recorded_runs, dict) else []
-                if old and isinstance(run, dict) and isinstance(run.get("cpu_seconds"), (int, float)):
+                if old and isinstance(run, dict) and isinstance(run.get("cpu_seconds"), (int, float)) \
+                        and same_run(old[0], run):
                     cpu, wall = cpu + run["cpu_seconds"], wall + float(old[0]["seconds"] if isinstance(old[0], dict) else old[0])
         if wall:
             per_part[part] = cpu / wall
@@ -181,7 +196,8 @@ def per_process_seconds(data: dict, labels: list[str] | None = None, overlay: di
         for label, values in runs.items():
             if isinstance(values, list) and (labels is None or label in labels):
                 timed = timed_runs.get(label) if isinstance(timed_runs, dict) else None
-                out += [one(r, timed[i] if timed and i < len(timed) else None) for i, r in enumerate(values)]
+                out += [one(r, timed[i] if timed and i < len(timed) and same_run(r, timed[i]) else None)
+                        for i, r in enumerate(values)]
     elif isinstance(runs, list):
         out = [one(r) for r in runs if isinstance(r, dict)]
     return [v for v in out if v is not None]

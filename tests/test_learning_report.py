@@ -113,6 +113,15 @@ def test_suite_budget_by_hand(tmp_path):
     assert measured_wall_to_cpu(tmp_path) == (pytest.approx(0.1), {"learning": pytest.approx(0.1)})
     shapes = suite_budget(tmp_path, parallel=2)[0]
     assert shapes["seconds"] == pytest.approx(100.0 + 14 * 100.0 - 12 * 30.0)  # the 12 reusing runs predate the reuse
+    # A rerun that trained a different number of steps stands for nothing (World-Env's 20-step timing run against
+    # its committed 8-step row): neither its CPU seconds nor its ratio are used.
+    (tmp_path / "learning.json").write_text(json.dumps({"runs": {m: [{"seconds": 1000.0, "summary": {"steps": 8}}] * 3
+                                                                  for m in "ABCDE"}}))
+    (tmp_path / "learning_timing.json").write_text(json.dumps({"runs": {"A": [{"cpu_seconds": 100.0,
+                                                                                "summary": {"steps": 20}}]}}))
+    assert measured_wall_to_cpu(tmp_path) == (f, {})
+    assert per_process_seconds(json.loads((tmp_path / "learning.json").read_text()), ["A"],
+                               overlay=json.loads((tmp_path / "learning_timing.json").read_text()))[0] == (each, scaled)
 
 
 def _key_inputs(tmp_path, *overrides):
