@@ -28,8 +28,8 @@ from mmpost.tasks.robot_reach.sim import distance, expert_chunk
 from mmpost.tasks.robot_reach.sim import step as reach_step
 from mmpost.tasks.world_env.env import WorldEnvConfig, render_frame, success_score
 from mmpost.tasks.world_env.models import (REFLECTOR_META, _stack_inputs, artifact, default_artifacts_dir, evaluate_reflector,
-                                           load_reflector, load_world_model, pick_threshold, reflector_examples,
-                                           success_call_metrics)
+                                           fit_reflector, load_reflector, load_world_model, pick_threshold,
+                                           reflector_examples, success_call_metrics)
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "world_env.yaml"
 # Rows of the task's train split used here: fitting after the first CALIBRATION_OFFSET (the diagnosis reads rows
@@ -163,26 +163,16 @@ def build_calibrated_reflector(out_dir, *, seed: int = 0, base: str | Path | Non
     gt_frames, gt_labels = reflector_examples(len(imagined) // 2, config, seed=seed)
     encoded_imagined = [reflector.inputs([f]) for f in imagined]
     encoded_gt = [reflector.inputs([f]) for f in gt_frames]
-    prm = reflector.prm
-    optimizer = torch.optim.AdamW(prm.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0 - k / max(steps, 1))
     rng = torch.Generator().manual_seed(seed)
-    prm.train()
-    losses = []
     n_gt = int(round(batch_size * gt_fraction))
-    for _ in range(steps):
+
+    def draw_batch():  # imagined and GT frames mixed in every batch
         i_img = torch.randint(len(encoded_imagined), (batch_size - n_gt,), generator=rng).tolist()
         i_gt = torch.randint(len(encoded_gt), (n_gt,), generator=rng).tolist()
         inputs = _stack_inputs([encoded_imagined[i] for i in i_img] + [encoded_gt[i] for i in i_gt])
-        labels = torch.tensor([float(imagined_labels[i]) for i in i_img] + [float(gt_labels[i]) for i in i_gt])
-        loss = torch.nn.functional.mse_loss(prm(**inputs).float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(prm.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
-    prm.eval()
+        return inputs, torch.tensor([float(imagined_labels[i]) for i in i_img] + [float(gt_labels[i]) for i in i_gt])
+
+    losses = fit_reflector(reflector.prm, draw_batch, steps=steps, lr=lr)
     select = {key: np.concatenate([select_policy[key], select_expert[key]]) for key in ("frames", "true_success", "true_score")}
     select_policy_only = {key: select_policy[key] for key in ("frames", "true_success", "true_score")}
     select_scores = reflector.scores(list(select["frames"].reshape(-1, config.frame_size, config.frame_size))).numpy()
@@ -197,7 +187,7 @@ def build_calibrated_reflector(out_dir, *, seed: int = 0, base: str | Path | Non
             "cpu_seconds": time.process_time() - started}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    prm.save(out)
+    reflector.prm.save(out)
     reflector.processor.save_pretrained(str(out))
     (out / REFLECTOR_META).write_text(json.dumps(meta, indent=1))
     return out

@@ -320,22 +320,13 @@ def build_reflector(out_dir, *, seed: int = 0, steps: int = REFLECTOR_STEPS, exa
     reflector = Reflector(prm, processor, image_size=image_size, view=view)
     frames, labels = reflector_examples(examples, config, seed=seed)
     encoded = [reflector.inputs([f]) for f in frames]  # one prompt each; batches are re-collated below
-    optimizer = torch.optim.AdamW(prm.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0 - k / max(steps, 1))  # linear decay
     generator = torch.Generator().manual_seed(seed)
-    prm.train()
-    losses = []
-    for _ in range(steps):
+
+    def draw_batch():
         index = torch.randint(len(frames), (batch_size,), generator=generator).tolist()
-        inputs = _stack_inputs([encoded[i] for i in index])
-        loss = torch.nn.functional.mse_loss(prm(**inputs).float(), torch.tensor([labels[i] for i in index]))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(prm.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
-    prm.eval()
+        return _stack_inputs([encoded[i] for i in index]), torch.tensor([labels[i] for i in index])
+
+    losses = fit_reflector(prm, draw_batch, steps=steps, lr=lr)
     select_frames, select_labels = reflector_examples(heldout, config, seed=seed + 1000)
     reflector.threshold = pick_threshold(reflector.scores(select_frames).numpy(), np.array(select_labels) >= 1.0)
     test = evaluate_reflector(reflector, heldout, config, seed=seed + 2000)
@@ -347,6 +338,27 @@ def build_reflector(out_dir, *, seed: int = 0, steps: int = REFLECTOR_STEPS, exa
             **{f"heldout_{k}": v for k, v in test.items()}, "heldout_frames": heldout}
     (out / REFLECTOR_META).write_text(json.dumps(meta, indent=1))
     return out
+
+
+def fit_reflector(prm, draw_batch, *, steps: int, lr: float) -> list[float]:
+    """Regress the reflector's value head on the success score: `steps` batches from `draw_batch()` (stacked inputs,
+    score tensor), MSE, AdamW with the step decaying linearly to 0, gradients clipped at norm 1. Leaves `prm` in eval
+    mode; returns the per-step losses. Shared by the GT reflector and its world-model calibration."""
+    optimizer = torch.optim.AdamW(prm.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0 - k / max(steps, 1))  # linear decay
+    prm.train()
+    losses = []
+    for _ in range(steps):
+        inputs, labels = draw_batch()
+        loss = torch.nn.functional.mse_loss(prm(**inputs).float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(prm.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(float(loss.detach()))
+    prm.eval()
+    return losses
 
 
 def _stack_inputs(encoded: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
