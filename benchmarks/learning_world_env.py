@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         runs[key].summary.update({f"heldout_{n}_before": v for n, v in sampled[0].items()})
         runs[key].summary.update({f"heldout_{n}_after": v for n, v in after.items()})
         runs[key].summary["heldout_pass_k_before"] = args.k
-    suffix = "" if args.name == "learning_world_env" else "_" + args.name.removeprefix("learning_world_env_")
-    rows = [Row(LABELS[s], f"world_env_{s}{suffix}", [runs[(s, seed)] for seed in seeds[s]],
+    rows = [Row(LABELS[s], f"world_env_{s}", [runs[(s, seed)] for seed in seeds[s]],
                 metric="ground-truth success (held-out starts, greedy)", task="world_env", warm_start="tiny-vla-world-env",
                 steps=steps[s]) for s in args.settings]
     lines = ["Training episodes (mean over seeds, first → last 10 steps, or halves of shorter runs):", "",
