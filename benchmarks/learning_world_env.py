@@ -41,12 +41,17 @@ SETTINGS = {"ground_truth": ["algorithm.source_args.env=world_env_ground_truth",
                                        f"{ARTIFACTS / 'world-env-reflector-wm'}}}"],
             # every imagined frame snapped to the renderer's palette (tasks/world_env/models.py snap_to_palette)
             "world_model_snap": ["algorithm.source_args.env=world_env_world_model",
-                                 "algorithm.source_args.env_args={reward_mode: relative, snap_frames: true}"]}
+                                 "algorithm.source_args.env_args={reward_mode: relative, snap_frames: true}"],
+            # snapped frames from the world model trained on the policy's own GT episodes (tasks/world_env/coverage.py)
+            "world_model_policy_snap": ["algorithm.source_args.env=world_env_world_model",
+                                        "algorithm.source_args.env_args={reward_mode: relative, snap_frames: true, "
+                                        f"world_model: {ARTIFACTS / 'world-env-reach-wm-policy'}}}"]}
 DEFAULT_SETTINGS = ["ground_truth", "world_model"]  # what `make bench-learning` runs (the committed results)
 GT_STEPS, WM_STEPS = 40, 8  # the defaults the committed results/learning_world_env.json was run with (tested)
 LABELS = {"ground_truth": "GRPO in the ground-truth env (control)", "world_model": "World-Env: GRPO in the world model",
           "world_model_calibrated": "World-Env: GRPO in the world model, reflector calibrated on its frames",
-          "world_model_snap": "World-Env: GRPO in the world model, frames snapped to the palette"}
+          "world_model_snap": "World-Env: GRPO in the world model, frames snapped to the palette",
+          "world_model_policy_snap": "World-Env: GRPO in the world model trained on the policy's episodes, frames snapped"}
 
 
 def sampled_success(model_dir: str, heldout: int, k: int, temperature: float, seed: int = 0) -> dict[str, float]:
@@ -85,6 +90,8 @@ def ensure_artifacts(settings: list[str]) -> None:
         artifact("world-env-reflector", None, load_reflector)
     if "world_model_calibrated" in settings:
         artifact("world-env-reflector-wm", None, load_reflector)
+    if "world_model_policy_snap" in settings:
+        artifact("world-env-reach-wm-policy", None, load_world_model)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
                  ("env/success_rate", "diag/true_success_rate", "diag/success_call_agreement", "rollout/zero_variance_fraction")]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     for name in ("world-env-reach-wm/world_env_wm.json", "world-env-reflector/world_env_reflector.json",
-                 "world-env-reflector-wm/world_env_reflector.json"):
+                 "world-env-reflector-wm/world_env_reflector.json", "world-env-reach-wm-policy/world_env_wm.json"):
         path = ARTIFACTS / name
-        wanted = "world_model_calibrated" if "reflector-wm" in name else "world_model"
+        wanted = ("world_model_calibrated" if "reflector-wm" in name else "world_model_policy" if "wm-policy" in name
+                  else "world_model")
         if path.is_file() and any(s.startswith(wanted) for s in args.settings):
             lines += ["", f"`{name}`: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v
                                                       for k, v in json.loads(path.read_text()).items()})]

@@ -425,3 +425,42 @@ def test_snap_to_palette_by_hand_and_in_the_snapped_generator(tiny_parts):
     plain, snapped = generator(context, actions), generator.snapped()(context, actions)
     assert set(snapped.unique().tolist()) <= {0.0, 110.0, 255.0}
     torch.testing.assert_close(snapped[:, 0], snap_to_palette(plain[:, 0]).float())
+
+
+def test_policy_world_model_builds_from_the_policys_own_ground_truth_episodes(tiny_parts, tmp_path):
+    """A seconds-sized build of "world-env-reach-wm-policy": its record counts each kind of trajectory, all
+    `max_steps` long; the policy's episodes run past a success (the unending GT env) and are the GT replay of their
+    own actions; noisy-expert episodes are GT trajectories from the given rows; the model loads as a generator."""
+    from mmpost.tasks.world_env.calibration import replay_truth
+    from mmpost.tasks.world_env.coverage import (COVERAGE_OFFSET, UnendingReachEnv, build_policy_world_model,
+                                                 noisy_expert_trajectories, policy_trajectories, training_rows)
+    from mmpost.tasks.world_env.env import WorldEnvConfig, render_frame
+    from mmpost.tasks.world_env.models import load_world_model
+
+    config = WorldEnvConfig()
+    env = UnendingReachEnv(config)
+    env.reset(options={"initial_state": {"position": [0.5, 0.5], "target": [0.5, 0.55]}})
+    _, _, terminated, truncated, info = env.step(np.zeros(2))
+    assert info["success"] and not terminated and not truncated  # a success does not end the episode
+    for _ in range(config.max_steps - 1):
+        _, _, terminated, truncated, _ = env.step(np.zeros(2))
+    assert truncated and not terminated
+
+    rows = training_rows(2)
+    assert [r["id"] for r in rows] == [f"world_env-train-0-{COVERAGE_OFFSET + i:04d}" for i in range(2)]
+    data = policy_trajectories(tiny_parts["vla"], rows, 2, seed=0)
+    assert data["frames"].shape == (4, config.max_steps + 1, config.frame_size, config.frame_size)
+    truth = replay_truth([rows[b // 2] for b in range(4)], list(data["actions"]), config)
+    np.testing.assert_array_equal(data["frames"][:, 1:], truth["gt_frames"])
+    np.testing.assert_array_equal(data["frames"][0, 0], render_frame(np.array(rows[0]["position"]), np.array(rows[0]["target"]), config))
+    noisy = noisy_expert_trajectories(rows, 1, config, seed=0)
+    assert noisy["actions"].shape == (2, config.max_steps, 2) and np.abs(noisy["actions"]).max() <= config.max_step
+    np.testing.assert_allclose(noisy["positions"][:, 0], [r["position"] for r in rows])
+
+    out = build_policy_world_model(tmp_path / "wm", policy=tiny_parts["vla"], policy_starts=1, noisy_starts=1,
+                                   expert_random=1, steps=2, batch_size=4, channels=(8, 16), sampling_steps=2,
+                                   progress=False)
+    meta = json.loads((out / "world_env_wm.json").read_text())
+    assert meta["trajectories"] == {"policy": 1, "noisy_expert": 1, "expert_random": 1}
+    assert meta["trajectory_length"] == config.max_steps and meta["builder_version"] == "v1"
+    assert load_world_model(out).sampling_steps == 2

@@ -8,6 +8,7 @@ from mmpost.tasks.world_env.env import GYM_ID, TASK_TARGETS, ReachEnv, WorldEnvC
 from mmpost.tasks.world_env.models import Reflector, WorldModelGenerator, load_reflector, load_world_model
 from mmpost.tasks.world_env.task import WorldEnvTask
 from mmpost.tasks.world_env import calibration  # noqa: F401  (registers "world-env-reflector-wm")
+from mmpost.tasks.world_env import coverage  # noqa: F401  (registers "world-env-reach-wm-policy")
 
 __all__ = ["GYM_ID", "TASK_TARGETS", "ReachEnv", "Reflector", "WorldEnvConfig", "WorldEnvTask", "WorldModelGenerator",
            "load_reflector", "load_world_model", "render_frame", "success_score"]

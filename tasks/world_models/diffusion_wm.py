@@ -181,8 +181,9 @@ def trajectory_chunks(trajectories: dict, *, num_frames: int, context_frames: in
 
 
 def pretrain_frame_model(model: ActionConditionedFrameModel, trajectories: dict, *, steps: int, lr: float = 1e-3,
-                         seed: int = 0, batch_size: int = 64) -> list[float]:
+                         seed: int = 0, batch_size: int = 64, progress: str | None = None) -> list[float]:
     """Flow-matching SFT on ground-truth windows (`trajectory_chunks`) with AdamW; returns the loss per step.
+    `progress`: a tqdm bar with this description (None: no bar).
 
     This is the world model's pre-training inside the toolkit (RLIR starts from an SFT world model).
     """
@@ -191,6 +192,11 @@ def pretrain_frame_model(model: ActionConditionedFrameModel, trajectories: dict,
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     losses = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=progress, unit="step")
     for _ in range(steps):
         index = torch.randint(len(data["target"]), (min(batch_size, len(data["target"])),), generator=generator)
         loss = flow_matching_loss(model, data["target"][index], {"context": data["context"][index],
@@ -199,6 +205,11 @@ def pretrain_frame_model(model: ActionConditionedFrameModel, trajectories: dict,
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+    if bar is not None:
+        bar.close()
     model.eval()
     if not all(math.isfinite(v) for v in losses):
         raise FloatingPointError(f"{_WHERE}: flow-matching pre-training diverged (non-finite loss)")
