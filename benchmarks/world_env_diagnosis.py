@@ -66,6 +66,7 @@ def per_step_table(data: dict, threshold: float | None = None) -> tuple[list[dic
     from mmpost.tasks.world_env.models import robot_pixel
 
     cfg, frames = data["config"], data["frames"]
+    imagined_target, true_target = target_pixels(frames), target_pixels(data["gt_frames"])
     threshold = data["threshold"] if threshold is None else threshold
     count, steps = frames.shape[:2]
     imagined_px = robot_pixel(frames)  # [B, T, 2]
@@ -88,7 +89,8 @@ def per_step_table(data: dict, threshold: float | None = None) -> tuple[list[dic
                      "fp_rate": float(called[neg, t].mean()) if neg.any() else float("nan"),
                      "tp_rate": float(called[pos, t].mean()) if pos.any() else float("nan"),
                      "gt_frame_fp_rate": float(gt_called[neg, t].mean()) if neg.any() else float("nan"),
-                     "gt_frame_tp_rate": float(gt_called[pos, t].mean()) if pos.any() else float("nan")})
+                     "gt_frame_tp_rate": float(gt_called[pos, t].mean()) if pos.any() else float("nan"),
+                     "target_px_imagined": float(imagined_target[:, t].mean()), "target_px_true": float(true_target[:, t].mean())})
     # Episode-level, as training would see it: the first call ends the episode.
     first_call = np.where(called.any(1), called.argmax(1), steps)  # index of the ending step, or steps if never
     reached = np.array([truth[b, : min(first_call[b] + 1, steps)].any() for b in range(count)])
@@ -107,9 +109,22 @@ def per_step_table(data: dict, threshold: float | None = None) -> tuple[list[dic
                "fp_rate_all_steps": float(called[~truth].mean()), "tp_rate_all_steps": float(called[truth].mean()),
                "gt_frame_fp_rate_all_steps": float(gt_called[~truth].mean()),
                "looks_fp_all_steps": float(np.nanmean(looks[~truth])),
+               # what the reflector reads success from ("almost no target pixel left visible"), on its false calls
+               "false_call_target_px_imagined": float(imagined_target[called & ~truth].mean()) if (called & ~truth).any() else float("nan"),
+               "false_call_target_px_true": float(true_target[called & ~truth].mean()) if (called & ~truth).any() else float("nan"),
+               "false_call_looks_success": float(looks[called & ~truth].mean()) if (called & ~truth).any() else float("nan"),
                "drift_px_step1": rows[0]["drift_px"], "drift_px_last": rows[-1]["drift_px"],
                "cpu_seconds": data["cpu_seconds"]}
     return rows, summary
+
+
+def target_pixels(frames: np.ndarray) -> np.ndarray:
+    """Visible target pixels per frame [..., S, S]: the reflector's target channel (`reflector_image`), i.e. pixels in
+    (TARGET_PIXEL_THRESHOLD, ROBOT_PIXEL_THRESHOLD]."""
+    from mmpost.tasks.world_env.models import ROBOT_PIXEL_THRESHOLD, TARGET_PIXEL_THRESHOLD
+
+    frames = np.asarray(frames, dtype=np.float64)
+    return ((frames > TARGET_PIXEL_THRESHOLD) & (frames <= ROBOT_PIXEL_THRESHOLD)).sum((-2, -1))
 
 
 def imagined_threshold(data: dict) -> float:
@@ -121,7 +136,7 @@ def imagined_threshold(data: dict) -> float:
 
 def report(rows: list[dict], summary: dict, title: str) -> str:
     keys = ["step", "drift_px", "true_success", "looks_success", "looks_fp", "called", "fp_rate", "tp_rate",
-            "gt_frame_fp_rate", "gt_frame_tp_rate"]
+            "gt_frame_fp_rate", "gt_frame_tp_rate", "target_px_imagined", "target_px_true"]
     lines = [f"### {title}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for row in rows:
         lines.append("| " + " | ".join(f"{row[k]:.3f}" if isinstance(row[k], float) else str(row[k]) for k in keys) + " |")

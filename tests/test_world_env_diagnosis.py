@@ -1,0 +1,47 @@
+"""benchmarks/world_env_diagnosis.py's per-step table on two hand-made episodes of two steps: drift, the
+reflector's false and true calls, the episode verdict against the truth, the perfect reader's verdict, and the
+visible target pixels the reflector reads success from."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from world_env_diagnosis import per_step_table, target_pixels  # noqa: E402
+
+from mmpost.tasks.world_env.env import TARGET_VALUE, WorldEnvConfig, pixel_centre, render_frame  # noqa: E402
+
+
+def test_per_step_table_by_hand():
+    config = WorldEnvConfig()
+    target = np.array([0.5, 0.5])
+    # episode 0 reaches the target at step 2 and is imagined exactly; episode 1 stays away, but its imagined robot
+    # drifts onto the target at step 2 (the robot disc hides the target disc: no target pixel left visible)
+    true_pos = np.array([[[0.2, 0.5], [0.5, 0.5]], [[0.2, 0.2], [0.3, 0.3]]])
+    imagined_pos = np.array([[[0.2, 0.5], [0.5, 0.5]], [[0.2, 0.2], [0.5, 0.5]]])
+    render = lambda positions: np.array([[render_frame(p, target, config) for p in row] for row in positions])  # noqa: E731
+    data = {"config": config, "pixel_centre": pixel_centre, "frames": render(imagined_pos), "gt_frames": render(true_pos),
+            "true_pos": true_pos, "targets": np.stack([target, target]),
+            "true_success": np.array([[False, True], [False, False]]),
+            "scores": np.array([[0.1, 0.99], [0.2, 0.98]]), "gt_scores": np.array([[0.1, 0.99], [0.2, 0.3]]),
+            "threshold": 0.9, "cpu_seconds": 1.0}
+    rows, summary = per_step_table(data)
+    full_target = int((render_frame(np.array([0.9, 0.9]), target, config) == TARGET_VALUE).sum())
+    assert full_target > 0 and target_pixels(data["frames"])[1, 1] == 0
+    assert rows[0]["drift_px"] < 0.3  # the centroid of a rendered disc is within 0.3 px of its centre
+    gap = np.linalg.norm(np.subtract(pixel_centre(imagined_pos[1, 1], config), pixel_centre(true_pos[1, 1], config)))
+    assert rows[1]["drift_px"] == pytest.approx(gap / 2, abs=0.3)  # mean of 0 (episode 0) and the gap (episode 1)
+    assert rows[1]["true_success"] == 0.5 and rows[1]["called"] == 1.0
+    assert rows[1]["fp_rate"] == 1.0 and rows[1]["tp_rate"] == 1.0 and rows[1]["gt_frame_fp_rate"] == 0.0
+    assert rows[1]["looks_fp"] == 1.0 and rows[1]["looks_success"] == 1.0
+    assert rows[0]["target_px_true"] == full_target and rows[1]["target_px_imagined"] == 0.0
+    assert rows[1]["target_px_true"] == pytest.approx(full_target / 2)
+    # episodes: both claimed at step 2, one truly reached -> agreement 1/2; the reader sees the same
+    assert summary["claimed_success"] == 1.0 and summary["true_success_of_same_steps"] == 0.5
+    assert summary["agreement"] == 0.5 and summary["reader_agreement"] == 0.5
+    assert summary["fp_rate_all_steps"] == pytest.approx(1 / 3) and summary["tp_rate_all_steps"] == 1.0
+    assert summary["false_call_target_px_imagined"] == 0.0 and summary["false_call_target_px_true"] == full_target
+    assert summary["false_call_looks_success"] == 1.0
