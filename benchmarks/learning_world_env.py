@@ -45,7 +45,7 @@ SETTINGS = {"ground_truth": ["algorithm.source_args.env=world_env_ground_truth",
             # snapped frames from the world model trained on the policy's own GT episodes (tasks/world_env/coverage.py)
             "world_model_policy_snap": ["algorithm.source_args.env=world_env_world_model",
                                         "algorithm.source_args.env_args={reward_mode: relative, snap_frames: true, "
-                                        f"world_model: {ARTIFACTS / 'world-env-reach-wm-policy'}}}"]}
+                                        "world_model_zoo: world-env-reach-wm-policy}"]}
 DEFAULT_SETTINGS = ["ground_truth", "world_model"]  # what `make bench-learning` runs (the committed results)
 GT_STEPS, WM_STEPS = 40, 8  # the defaults the committed results/learning_world_env.json was run with (tested)
 LABELS = {"ground_truth": "GRPO in the ground-truth env (control)", "world_model": "World-Env: GRPO in the world model",

@@ -464,3 +464,27 @@ def test_policy_world_model_builds_from_the_policys_own_ground_truth_episodes(ti
     assert meta["trajectories"] == {"policy": 1, "noisy_expert": 1, "expert_random": 1}
     assert meta["trajectory_length"] == config.max_steps and meta["builder_version"] == "v1"
     assert load_world_model(out).sampling_steps == 2
+
+
+def test_world_model_zoo_env_arg_picks_the_policy_world_model(tiny_parts, tmp_path, monkeypatch):
+    """`world_model_zoo: world-env-reach-wm-policy` loads artifacts/world-env-reach-wm-policy (here a copy of the
+    tiny world model), not the default world model; an unknown zoo name is refused with the choices."""
+    import shutil
+
+    from mmpost.registry import ENVIRONMENTS
+    from mmpost.tasks.world_env import WorldEnvTask
+    from mmpost.tasks.world_env.models import _CACHE
+
+    monkeypatch.setenv("MMPOST_ARTIFACTS", str(tmp_path))
+    shutil.copytree(tiny_parts["wm"], tmp_path / "world-env-reach-wm-policy")
+    task = WorldEnvTask(chunk=4, max_steps=8, train_size=2, heldout_size=2)
+    make = ENVIRONMENTS.get("world_env_world_model")
+    try:
+        env = make(task, reflector=str(tiny_parts["reflector"]), world_model_zoo="world-env-reach-wm-policy")
+        assert f"world-env-reach-wm-policy:{(tmp_path / 'world-env-reach-wm-policy').resolve()}" in _CACHE
+        assert list(env.generator.model.config.block_out_channels) == list(TINY_WM["channels"])
+    finally:
+        for key in [k for k in _CACHE if str(tmp_path) in k]:
+            del _CACHE[key]
+    with pytest.raises(ValueError, match="world_model_zoo must be one of"):
+        make(task, reflector=str(tiny_parts["reflector"]), world_model_zoo="world-env-reflector")

@@ -175,16 +175,24 @@ def ground_truth_environment(task: Any = None) -> GymEnv:
     return _task(task).ground_truth_env()
 
 
+WORLD_MODEL_ZOO = ("world-env-reach-wm", "world-env-reach-wm-policy")  # the zoo entries that build a World-Env world model
+
+
 @ENVIRONMENTS.register("world_env_world_model")
 def world_model_environment(task: Any = None, *, world_model: str | None = None, reflector: str | None = None,
                             threshold: float | None = None, reward_mode: str = "relative", snap_frames: bool = False,
-                            world_model_args: dict | None = None, reflector_args: dict | None = None) -> WorldModelEnv:
-    """World-Env: the frozen world model (default `artifacts/world-env-reach-wm`) and the reflector (default
-    `artifacts/world-env-reflector`), each built from its zoo entry on first use (`*_args` go to the builder).
-    The termination threshold is the reflector's own (picked on held-out frames when it was built) unless given.
-    `snap_frames`: snap every imagined frame to the renderer's palette (`models.snap_to_palette`)."""
+                            world_model_args: dict | None = None, reflector_args: dict | None = None,
+                            world_model_zoo: str = "world-env-reach-wm") -> WorldModelEnv:
+    """World-Env: the frozen world model (zoo entry `world_model_zoo`, default `artifacts/<world_model_zoo>`) and the
+    reflector (default `artifacts/world-env-reflector`), each built from its zoo entry on first use (`*_args` go to
+    the builder). `world_model_zoo: world-env-reach-wm-policy` is the world model trained on the policy's own
+    episodes (tasks/world_env/coverage.py). The termination threshold is the reflector's own (picked on held-out
+    frames when it was built) unless given. `snap_frames`: snap every imagined frame to the renderer's palette
+    (`models.snap_to_palette`)."""
     task = _task(task)
-    generator = artifact("world-env-reach-wm", world_model, load_world_model, **(world_model_args or {}))
+    if world_model_zoo not in WORLD_MODEL_ZOO:
+        raise ValueError(f"world_env_world_model: world_model_zoo must be one of {WORLD_MODEL_ZOO}, got {world_model_zoo!r}")
+    generator = artifact(world_model_zoo, world_model, load_world_model, **(world_model_args or {}))
     if snap_frames:  # each imagined frame projected onto the renderer's 3 pixel values (models.snap_to_palette)
         generator = generator.snapped()
     scorer = artifact("world-env-reflector", reflector, load_reflector, **(reflector_args or {}))
