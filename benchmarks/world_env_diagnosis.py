@@ -56,7 +56,7 @@ def imagine(policy_dir: str, starts: int, group: int, *, world_model: str | None
     data["gt_scores"] = scorer.scores(flat(data["gt_frames"])).numpy().reshape(count, steps)
     from mmpost.tasks.world_env.env import WorldEnvConfig
 
-    data.update(threshold=float(scorer.threshold), config=WorldEnvConfig(), pixel_centre=pixel_centre,
+    data.update(threshold=float(scorer.threshold), config=WorldEnvConfig(), pixel_centre=pixel_centre, group=group,
                 cpu_seconds=time.process_time() - started)
     return data
 
@@ -100,6 +100,7 @@ def per_step_table(data: dict, threshold: float | None = None) -> tuple[list[dic
     looks_first = np.where(looks.any(1), looks.argmax(1), steps)
     looks_reached = np.array([truth[b, : min(looks_first[b] + 1, steps)].any() for b in range(count)])
     summary = {"episodes": int(count), "threshold": threshold, "radius_px": radius_px,
+               **return_fidelity(data["scores"], data["true_score"], truth, first_call, int(data.get("group", 1))),
                "reader_claimed_success": float((looks_first < steps).mean()),
                "reader_true_success_of_same_steps": float(looks_reached.mean()),
                "reader_agreement": float(((looks_first < steps) == looks_reached).mean()),
@@ -116,6 +117,32 @@ def per_step_table(data: dict, threshold: float | None = None) -> tuple[list[dic
                "drift_px_step1": rows[0]["drift_px"], "drift_px_last": rows[-1]["drift_px"],
                "cpu_seconds": data["cpu_seconds"]}
     return rows, summary
+
+
+def return_fidelity(scores: np.ndarray, true_score: np.ndarray, truth: np.ndarray, first_call: np.ndarray,
+                    group: int) -> dict[str, float]:
+    """How well the reward GRPO is given (the relative reward's return: the reflector's score on the imagined frame
+    where the episode ends, at its first success call or the last step) tracks the return the same actions earn in
+    the ground truth (1 if they reach the target by that step, else the true score there). GRPO only uses a group's
+    returns relative to each other, so: the mean gap, the correlation within each group of `group` episodes from one
+    start (groups with a constant side skipped), and how often the sign of an episode's GRPO advantage (its return
+    minus the group mean) is the same on both sides (pairs where either is 0 skipped)."""
+    count, steps = scores.shape
+    end = np.minimum(first_call, steps - 1)
+    imagined = np.clip(scores[np.arange(count), end], 0.0, 1.0)
+    true = np.array([1.0 if truth[b, : end[b] + 1].any() else true_score[b, end[b]] for b in range(count)])
+    correlations, same_sign, signed = [], 0, 0
+    for start in range(0, count - count % group, group):
+        a, b = imagined[start : start + group], true[start : start + group]
+        if group > 1 and a.std() > 0 and b.std() > 0:
+            correlations.append(float(np.corrcoef(a, b)[0, 1]))
+        da, db = np.sign(a - a.mean()), np.sign(b - b.mean())
+        both = (da != 0) & (db != 0)
+        same_sign, signed = same_sign + int((da[both] == db[both]).sum()), signed + int(both.sum())
+    return {"return_imagined": float(imagined.mean()), "return_true": float(true.mean()),
+            "return_gap_abs": float(np.abs(imagined - true).mean()),
+            "return_within_group_correlation": float(np.mean(correlations)) if correlations else float("nan"),
+            "advantage_sign_agreement": same_sign / signed if signed else float("nan")}
 
 
 def target_pixels(frames: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from world_env_diagnosis import per_step_table, target_pixels  # noqa: E402
 
-from mmpost.tasks.world_env.env import TARGET_VALUE, WorldEnvConfig, pixel_centre, render_frame  # noqa: E402
+from mmpost.tasks.world_env.env import TARGET_VALUE, WorldEnvConfig, pixel_centre, render_frame, success_score  # noqa: E402
 
 
 def test_per_step_table_by_hand():
@@ -27,7 +27,8 @@ def test_per_step_table_by_hand():
             "true_pos": true_pos, "targets": np.stack([target, target]),
             "true_success": np.array([[False, True], [False, False]]),
             "scores": np.array([[0.1, 0.99], [0.2, 0.98]]), "gt_scores": np.array([[0.1, 0.99], [0.2, 0.3]]),
-            "threshold": 0.9, "cpu_seconds": 1.0}
+            "true_score": np.array([[success_score(p, target, config) for p in row] for row in true_pos]),
+            "threshold": 0.9, "cpu_seconds": 1.0, "group": 2}
     rows, summary = per_step_table(data)
     full_target = int((render_frame(np.array([0.9, 0.9]), target, config) == TARGET_VALUE).sum())
     assert full_target > 0 and target_pixels(data["frames"])[1, 1] == 0
@@ -45,3 +46,22 @@ def test_per_step_table_by_hand():
     assert summary["fp_rate_all_steps"] == pytest.approx(1 / 3) and summary["tp_rate_all_steps"] == 1.0
     assert summary["false_call_target_px_imagined"] == 0.0 and summary["false_call_target_px_true"] == full_target
     assert summary["false_call_looks_success"] == 1.0
+    # returns as GRPO sees them: both end at step 2 with scores 0.99 / 0.98; truly 1 (reached) and s(0.3, 0.3)
+    true_return = success_score(true_pos[1, 1], target, config)
+    assert summary["return_imagined"] == pytest.approx(0.985) and summary["return_true"] == pytest.approx((1 + true_return) / 2)
+    assert summary["return_gap_abs"] == pytest.approx((0.01 + abs(0.98 - true_return)) / 2)
+    assert summary["advantage_sign_agreement"] == 1.0 and summary["return_within_group_correlation"] == pytest.approx(1.0)
+
+
+def test_return_fidelity_by_hand():
+    """One group of 3: imagined returns (0.2, 0.5, 0.8) at the last step, true (0.9, 0.1, 0.2) -> advantage signs
+    (-, +, +) vs (+, -, -): none agree; correlation of the two triples by hand."""
+    from world_env_diagnosis import return_fidelity
+
+    scores = np.array([[0.0, 0.2], [0.0, 0.5], [0.0, 0.8]])
+    true_score = np.array([[0.0, 0.9], [0.0, 0.1], [0.0, 0.2]])
+    out = return_fidelity(scores, true_score, np.zeros((3, 2), dtype=bool), np.array([2, 2, 2]), 3)
+    a, b = np.array([0.2, 0.5, 0.8]), np.array([0.9, 0.1, 0.2])
+    expected = ((a - a.mean()) * (b - b.mean())).sum() / np.sqrt(((a - a.mean()) ** 2).sum() * ((b - b.mean()) ** 2).sum())
+    assert out["advantage_sign_agreement"] == 0.0 and out["return_within_group_correlation"] == pytest.approx(expected)
+    assert out["return_gap_abs"] == pytest.approx((0.7 + 0.4 + 0.6) / 3)
