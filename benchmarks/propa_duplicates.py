@@ -6,7 +6,7 @@ conflict rate before/after on the same trees, then the held-out 3-seed learning 
     python benchmarks/propa_duplicates.py --options merge drop --name learning_propa_s7_duplicates
 
 "keep" is the official construction (its row is `learning_propa.md`'s PROPA row, read back with `--baseline`);
-"merge" and "drop" are ours (`mmpost.search.step_groups`, option `duplicate_steps`).
+"merge", "pool" and "drop" are ours (`mmpost.search.step_groups`, option `duplicate_steps`).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def stats_line(option: str, source: str, stats: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser, "propa_duplicates")
-    parser.add_argument("--options", nargs="+", default=["merge"], choices=["keep", "merge", "drop"])
+    parser.add_argument("--options", nargs="+", default=["merge"], choices=["keep", "merge", "pool", "drop"])
     parser.add_argument("--name", default="learning_propa_s7_duplicates")
     parser.add_argument("--baseline", type=Path, default=REPO / "runs" / "learning_propa_ws600_lr3e-4" / "propa",
                         help="the official-construction runs (seedN folders with trees/) for the before/after counts")

@@ -55,7 +55,7 @@ def group_label_stats(run_dirs, duplicate_steps: str = "keep") -> dict[str, floa
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="PROPA run folders (with trees/); one table row for all of them")
-    parser.add_argument("--duplicate-steps", nargs="+", default=["keep"], choices=["keep", "merge", "drop"],
+    parser.add_argument("--duplicate-steps", nargs="+", default=["keep"], choices=["keep", "merge", "pool", "drop"],
                         help="group construction(s) to count, one row each (keep = official)")
     args = parser.parse_args(argv)
     print("| duplicate steps | groups | members | unvisited members | groups with an unvisited member | groups whose spread is only unvisited "

@@ -167,12 +167,15 @@ def test_duplicate_steps_options_on_a_hand_worked_group():
     # "A": q = 2/3 -> ln(1 + 20/3)/ln 11 = 0.8494; "B": q = 0 -> 0; the first copy's node carries the tokens.
     assert [g.children for g in merged] == [(1, 3)]
     assert merged[0].labels == pytest.approx((0.8494457, 0.0))
+    pooled = step_groups(tree, duplicate_steps="pool")  # every copy of "A" gets the pooled label; all 4 kept
+    assert [g.children for g in pooled] == [(1, 2, 3, 4)]
+    assert pooled[0].labels == pytest.approx((0.8494457, 0.8494457, 0.0, 0.8494457))
     assert step_groups(tree, duplicate_steps="drop") == []
     with pytest.raises(ValueError, match="duplicate_steps"):
-        step_groups(tree, duplicate_steps="pool")
+        step_groups(tree, duplicate_steps="squash")
 
 
 def test_merge_leaves_a_group_of_distinct_texts_as_it_was():
     tree, _, _ = hand_tree()
-    for option in ("merge", "drop"):
+    for option in ("merge", "pool", "drop"):
         assert step_groups(tree, duplicate_steps=option) == step_groups(tree)

@@ -133,8 +133,8 @@ class PropaSource(ExperienceSource):
     """PROPA's round: MCTS per question -> step-level GRPO groups + interleaved SFT on unsolved questions.
 
     Options (official values as defaults): `iterations` 25, `num_children` k = 4, `exploration` c = 1.0,
-    `max_depth` 8 (simulation length), `min_spread` 0.1 (group filter), `duplicate_steps` ("keep", official; "merge"
-or "drop" repeated step texts in a group, ours: `mmpost.search.step_groups`), `step_max_new_tokens` (None = the
+    `max_depth` 8 (simulation length), `min_spread` 0.1 (group filter), `duplicate_steps` ("keep", official; "merge",
+"pool" or "drop" repeated step texts in a group, ours: `mmpost.search.step_groups`), `step_max_new_tokens` (None = the
     rollout's max_new_tokens; official 128), `interleaved_sft` (True), `tree_dir` (write each round's trees as
     JSON lines there, the data a process reward model trains on; None = do not write), `system_prompt` (the
     official step instruction; "" = no system turn, which the CPU presets use to keep prompts short).
