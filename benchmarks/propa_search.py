@@ -206,7 +206,9 @@ def heldout_seed(seed: int, prm: str, temperature: float, rule: str, iterations:
     folder = out / f"seed{seed}"
     samples = _task(heldout).load("heldout")
     result = {"greedy": greedy_accuracy(model_dir, samples)}
-    rules = sorted({rule, "mean"})
+    from mmpost.search.prm import PATH_RULES
+
+    rules = list(PATH_RULES)  # every rule on the same trees: the chosen one is fixed beforehand, the rest shown
     result["search"] = search_accuracies(model_dir, folder / f"prm_{prm}", samples, temperature, seed, iterations, rules)
     result["ranking"] = ranking(model_dir, folder, samples, temperature, seed)
     (folder / f"heldout_{prm}_T{temperature}_{rule}.json").write_text(json.dumps(result))
@@ -268,7 +270,9 @@ def select_report(results: list[dict], seeds, temperatures, iterations, question
     for temperature in temperatures:
         for objective in PRMS:
             lifts = [r[f"ranking/T{temperature}"][objective]["pick_lift"] for r in results]
-            lines.append(f"| all | {temperature} | {objective} | | | | | | | {statistics.mean(lifts):+.3f} (mean of seeds) |")
+            ses = [r[f"ranking/T{temperature}"][objective]["pick_lift_se"] for r in results]
+            se = sum(v * v for v in ses) ** 0.5 / len(ses)  # the SE of the mean of independent seeds' lifts
+            lines.append(f"| all | {temperature} | {objective} | | | | | | | {statistics.mean(lifts):+.3f} ± {se:.3f} (mean of seeds) |")
     best = max(table, key=table.get)
     lines += ["", f"{len(table)} settings (2 PRMs × {len(temperatures)} temperatures × {len(PATH_RULES)} rules) on training "
               f"questions; the best by mean gain: PRM {best[0]}, T {best[1]}, rule {best[2]} ({table[best]:+.3f}).",
@@ -319,6 +323,9 @@ def main(argv=None) -> int:
                      + f" | {_se(gains):.3f} |")
     wins = [sum(c > g for c, g in zip(r["search"]["per_question"][args.rule], r["greedy"]["per_question"])) for r in results]
     losses = [sum(c < g for c, g in zip(r["search"]["per_question"][args.rule], r["greedy"]["per_question"])) for r in results]
+    others = [r for r in results[0]["search"]["per_question"] if r not in (args.rule, "mean")]
+    lines += ["", "The other rules on the same held-out trees (not chosen; shown, not selected on): " + "; ".join(
+        f"{o} {_ms([r['search'][o] - g for r, g in zip(results, greedy)])}" for o in others) + " (− greedy)."]
     lines += ["", "Questions the search wins / loses against greedy per seed: " + ", ".join(f"{w}/{l}" for w, l in zip(wins, losses))
               + "; chosen chain length " + " / ".join(f"{r['search']['steps'][args.rule]:.2f}" for r in results)
               + " vs greedy " + " / ".join(f"{r['greedy']['steps']:.2f}" for r in results) + ".", "",
