@@ -126,7 +126,10 @@ def search_accuracies(model_dir: Path, prm_dir: Path, samples, temperature: floa
                              min_final_answers=2, max_iterations=4 * iterations)
     out = {"cpu_seconds": time.process_time() - mark, "per_question": {}, "steps": {},
            "terminals_per_tree": statistics.mean(sum(n.terminal for n in t.nodes) for t in trees),
-           "distinct_answers_per_tree": statistics.mean(len({n.step for n in t.nodes if n.terminal}) for t in trees)}
+           "distinct_terminal_steps_per_tree": statistics.mean(len({n.step for n in t.nodes if n.terminal}) for t in trees),
+           # what a perfect final-path rule would reach on these trees: some terminal node is right
+           "any_terminal_right": statistics.mean(float(any(n.terminal and is_correct_step(n.step, str(s["answer"]))
+                                                         for n in t.nodes)) for t, s in zip(trees, samples))}
     for rule in rules:
         answers = [tree_answer(tree, rule) for tree in trees]
         right = [float(is_correct_step(a.text, str(s["answer"]))) for a, s in zip(answers, samples)]
