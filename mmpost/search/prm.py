@@ -8,6 +8,11 @@
   gets 0 and is kept only if some sibling's W/N is nonzero.
 - Inference: `prm_guided_answer` (MCTS whose node values are PRM scores clamped to [0, 1]; answer = the terminal
   path with the highest mean score), `greedy_answer` and `best_of_n_answer` (per step, the PRM-best of n samples).
+
+Ours, measured in benchmarks/propa_search.py (benchmarks/results/learning_propa_s7_search*.md): a PRM trained on
+sibling contrasts (`sibling_pairs`, Bradley-Terry `pairwise_loss`, `objective="pairwise"`, read through a sigmoid),
+and final-path rules besides the official mean (`PATH_RULES`: last, min, product, majority vote over the final
+answers, score-weighted vote).
 """
 from __future__ import annotations
 
