@@ -1,0 +1,164 @@
+"""Why ViSurf trails SFT on shapes: how much supervised signal the injected label gets, read from training runs.
+
+    python benchmarks/visurf_diagnosis.py --visurf runs/visurf-s7/diag/shapes/visurf/seed0 \
+        --sft runs/visurf-s7/diag/shapes/sft/seed0 --name learning_visurf_s7_diagnosis
+
+Reads the runs' metrics.jsonl (`visurf/*`: the label's advantage, its share of the step's advantage-weighted tokens,
+the reward controls; `diag/label_logprob*`: log pi(y*|q) of the step's labels before the update, both methods) and
+the committed 3-seed results (learning.json at lr 5e-4, learning_lr1e-3.json) for the paired per-seed differences.
+Writes benchmarks/results/<name>.{md,json}. Not a test; the pure parts are tested in tests/test_visurf_diagnosis.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+KINDS = ("color", "count", "position")
+
+
+def label_advantage(successes: int, group_size: int) -> float:
+    """GRPO advantage of a label injected as member G+1 of a group whose rollouts share one format score and of which
+    `successes` are right (the label is right; its format part is the rollouts' mean, so only accuracy differs):
+    with m = successes + 1 ones among n = G + 1, A = (1 - m/n) / sqrt(m (n - m) / (n (n - 1))) = sqrt((n-m)(n-1)/(m n))."""
+    n, m = group_size + 1, successes + 1
+    return math.sqrt((n - m) * (n - 1) / (m * n))
+
+
+def paired(a: list[float], b: list[float]) -> dict:
+    """Per-seed differences a - b (same seeds), their mean, std and the standard error of the mean."""
+    diff = [x - y for x, y in zip(a, b, strict=True)]
+    mean = statistics.mean(diff)
+    std = statistics.stdev(diff) if len(diff) > 1 else float("nan")
+    se = std / math.sqrt(len(diff))
+    return {"per_seed": diff, "mean": mean, "std": std, "se": se, "in_se": mean / se if se else float("nan")}
+
+
+def weighted_window(records: list[dict], key: str, weight_key: str | None, lo: int, hi: int) -> float:
+    """Mean of `key` over steps lo..hi-1 (records in step order), each step weighted by `weight_key` (e.g. how many
+    labels of a kind the step had) where given; steps without the key are left out."""
+    num = den = 0.0
+    for record in records[lo:hi]:
+        value = record.get(key)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        weight = float(record.get(weight_key, 0.0)) if weight_key else 1.0
+        num, den = num + weight * value, den + weight
+    return num / den if den else float("nan")
+
+
+def read(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def committed_pairs() -> dict:
+    out = {}
+    for lr, name in (("5e-4", "learning.json"), ("1e-3", "learning_lr1e-3.json")):
+        runs = json.loads((RESULTS / name).read_text())["runs"]
+        after = {m: [r["after"] for r in runs[m]] for m in ("SFT", "GRPO", "ViSurf")}
+        kinds = {m: {k: [r["summary"][f"heldout_accuracy_{k}_after"] for r in runs[m]] for k in KINDS}
+                 for m in ("SFT", "GRPO", "ViSurf")}
+        out[lr] = {"visurf_minus_sft": paired(after["ViSurf"], after["SFT"]),
+                   "visurf_minus_grpo": paired(after["ViSurf"], after["GRPO"]),
+                   "by_kind_visurf_minus_sft": {k: paired(kinds["ViSurf"][k], kinds["SFT"][k]) for k in KINDS}}
+    return out
+
+
+def fmt(x: float, sign: bool = False) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else (f"{x:+.3f}" if sign else f"{x:.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--visurf", nargs="+", type=Path, required=True, help="ViSurf run folders (metrics.jsonl)")
+    parser.add_argument("--sft", nargs="*", type=Path, default=[], help="SFT run folders, same seeds")
+    parser.add_argument("--name", default="learning_visurf_s7_diagnosis")
+    parser.add_argument("--window", type=int, default=20)
+    args = parser.parse_args(argv)
+
+    pairs = committed_pairs()
+    lines = ["## ViSurf − SFT and ViSurf − GRPO, paired by seed (committed 3-seed rows, held-out greedy after)\n",
+             "| lr | pair | per seed | mean | std | SE | mean / SE |", "|---|---|---|---|---|---|---|"]
+    for lr, p in pairs.items():
+        for label, key in (("ViSurf − SFT", "visurf_minus_sft"), ("ViSurf − GRPO", "visurf_minus_grpo")):
+            d = p[key]
+            lines.append(f"| {lr} | {label} | {' / '.join(fmt(x, True) for x in d['per_seed'])} | {fmt(d['mean'], True)} "
+                         f"| {fmt(d['std'])} | {fmt(d['se'])} | {d['in_se']:+.1f} |")
+        for kind, d in p["by_kind_visurf_minus_sft"].items():
+            lines.append(f"| {lr} | ViSurf − SFT, {kind} | {' / '.join(fmt(x, True) for x in d['per_seed'])} "
+                         f"| {fmt(d['mean'], True)} | {fmt(d['std'])} | {fmt(d['se'])} | {d['in_se']:+.1f} |")
+
+    lines += ["", "## The label's advantage by how many of the 8 rollouts are right (GRPO over G + 1 = 9, format "
+              "neutral)\n", "| right rollouts | label advantage | with the recipe's cap 2.0 |", "|---|---|---|"]
+    table = {k: label_advantage(k, 8) for k in range(9)}
+    for k, a in table.items():
+        lines.append(f"| {k} | {a:.3f} | {min(a, 2.0):.3f} |")
+
+    runs = {"ViSurf": [read(d) for d in args.visurf], "SFT": [read(d) for d in args.sft]}
+    w = args.window
+    summary: dict = {"pairs": pairs, "label_advantage_by_successes": table, "runs": {}}
+    for method, records_list in runs.items():
+        for index, records in enumerate(records_list):
+            n = len(records)
+            windows = {"first": (0, w), "last": (n - w, n), "all": (0, n)}
+            entry = {}
+            keys = ["diag/label_logprob"] + [f"diag/label_logprob/{k}" for k in KINDS]
+            if method == "ViSurf":
+                keys += ["visurf/label_advantage_mean", "visurf/label_advantage_uncapped_mean",
+                         "visurf/label_advantage_positive_fraction", "visurf/label_advantage_negative_fraction",
+                         "visurf/label_advantage_capped_fraction",
+                         "visurf/label_zeroed_fraction", "visurf/label_sft_scale", "visurf/label_weight_share",
+                         "reward/shapes_accuracy", "diag/zero_variance_group_fraction"]
+            for key in keys:
+                entry[key] = {name: weighted_window(records, key, None, lo, hi) for name, (lo, hi) in windows.items()}
+            if method == "ViSurf":
+                for kind in KINDS:
+                    for key in ("visurf/label_advantage_mean", "visurf/label_advantage_positive_fraction",
+                                "visurf/rollout_accuracy"):
+                        entry[f"{key}/{kind}"] = {name: weighted_window(records, f"{key}/{kind}", f"visurf/labels/{kind}", lo, hi)
+                                                  for name, (lo, hi) in windows.items()}
+            summary["runs"].setdefault(method, []).append({"dir": str((args.visurf + args.sft)[index if method == "ViSurf" else len(args.visurf) + index]), **entry})
+
+    def row(label: str, method: str, key: str) -> str:
+        values = [r[key] for r in summary["runs"].get(method, []) if key in r]
+        if not values:
+            return ""
+        cells = [" / ".join(fmt(v[name]) for v in values) for name in ("first", "last", "all")]
+        return f"| {label} | {method} | {cells[0]} | {cells[1]} | {cells[2]} |"
+
+    lines += ["", f"## Training-side signal (first {w} steps, last {w} steps, all; one value per run)\n",
+              "| quantity | method | first | last | all |", "|---|---|---|---|---|"]
+    spec = [("label's advantage (after the controls)", "visurf/label_advantage_mean"),
+            ("label's advantage before the controls", "visurf/label_advantage_uncapped_mean"),
+            ("share of labels with advantage > 0", "visurf/label_advantage_positive_fraction"),
+            ("share of labels with advantage < 0", "visurf/label_advantage_negative_fraction"),
+            ("share of labels the cap changed", "visurf/label_advantage_capped_fraction"),
+            ("share zeroed (solved)", "visurf/label_zeroed_fraction"),
+            ("label term as a multiple of SFT's (token_mean)", "visurf/label_sft_scale"),
+            ("labels' share of |A|·tokens", "visurf/label_weight_share"),
+            ("rollout accuracy", "reward/shapes_accuracy"),
+            ("flat groups", "diag/zero_variance_group_fraction")]
+    for kind in KINDS:
+        spec += [(f"{kind}: label's advantage", f"visurf/label_advantage_mean/{kind}"),
+                 (f"{kind}: share of labels with advantage > 0", f"visurf/label_advantage_positive_fraction/{kind}"),
+                 (f"{kind}: rollout accuracy", f"visurf/rollout_accuracy/{kind}")]
+    for label, key in spec:
+        if text := row(label, "ViSurf", key):
+            lines.append(text)
+    for key in ["diag/label_logprob"] + [f"diag/label_logprob/{k}" for k in KINDS]:
+        for method in ("SFT", "ViSurf"):
+            if text := row(f"log π(label) {key.split('/', 2)[-1] if key.count('/') == 2 else 'all'}", method, key):
+                lines.append(text)
+    text = "\n".join(lines) + "\n"
+    (RESULTS / f"{args.name}.md").write_text(text)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(summary, indent=1))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
