@@ -51,6 +51,42 @@ def weighted_window(records: list[dict], key: str, weight_key: str | None, lo: i
     return num / den if den else float("nan")
 
 
+def heldout_label_logprobs(model: Path | None, batch_size: int = 16) -> dict[str, dict[str, float]]:
+    """log pi(y*|q) (summed over the label's tokens, EOS included) and pi(y*|q) of the 256 held-out questions' labels
+    under a checkpoint's model (None: the warm start), mean per question kind and over all: how well training taught
+    the policy to state the right answer, read the same way for SFT and ViSurf."""
+    import torch
+
+    from mmpost.builder import build_run
+    from mmpost.config import load_config
+    from mmpost.experience import BatchBuilder, RowKind, StepContext
+    from mmpost.trainer import decode_samples
+
+    config = load_config(REPO / "recipes" / "visurf.yaml", ["train.threads=1", "train.progress=false",
+                                                             "train.output_dir=runs/visurf-s7/heldout-logprob"])
+    run = build_run(config, policy_path=None if model is None else str(model))
+    rows = list(run.heldout_rows)
+    ctx = StepContext(run.policy, run.backend, run.sampling, 0, run.task.accuracy_reward)
+    sums: dict[str, list[float]] = {}
+    options = run.plan.loss.passes.pass_options(with_grad=False, full_distribution=False)
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            samples = decode_samples(run, rows[start:start + batch_size])[0]
+            builder = BatchBuilder(samples, run.policy.encode_prompts(samples))
+            builder.add_demonstrations(ctx, source=RowKind.EXPERT, is_sft=True)
+            batch = builder.build(ctx)
+            index = torch.arange(len(batch))
+            logprobs, _ = run.plan.loss.policy.logprobs(run.model, batch, index, **options)
+            per_row = (logprobs.float() * batch.completion_mask).sum(1)
+            for sample, value in zip(samples, per_row.tolist()):
+                for key in ("all", str(sample.get("kind"))):
+                    entry = sums.setdefault(key, [0.0, 0.0, 0.0])
+                    entry[0] += value
+                    entry[1] += math.exp(value)
+                    entry[2] += 1
+    return {k: {"logprob": v[0] / v[2], "prob": v[1] / v[2], "questions": v[2]} for k, v in sums.items()}
+
+
 def read(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
@@ -78,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sft", nargs="*", type=Path, default=[], help="SFT run folders, same seeds")
     parser.add_argument("--name", default="learning_visurf_s7_diagnosis")
     parser.add_argument("--window", type=int, default=20)
+    parser.add_argument("--checkpoints", nargs="*", default=[],
+                        help="LABEL=MODEL_DIR (LABEL= for the warm start): the held-out labels' log-probs under each")
     args = parser.parse_args(argv)
 
     pairs = committed_pairs()
@@ -153,6 +191,31 @@ def main(argv: list[str] | None = None) -> int:
         for method in ("SFT", "ViSurf"):
             if text := row(f"log π(label) {key.split('/', 2)[-1] if key.count('/') == 2 else 'all'}", method, key):
                 lines.append(text)
+    # Same seed, same sampler: both runs see the same prompts at each step, so the per-step difference of the
+    # labels' log-probs is paired (what ViSurf's label term has taught, against SFT's, on the same questions).
+    if runs["SFT"] and runs["ViSurf"]:
+        lines += ["", "## log π(label) on the step's own training prompts, ViSurf − SFT paired by step (run i with run i)\n",
+                  "| kind | first | last | all |", "|---|---|---|---|"]
+        summary["label_logprob_visurf_minus_sft"] = {}
+        for kind in ("", *KINDS):
+            key = "diag/label_logprob" + (f"/{kind}" if kind else "")
+            cells = []
+            for lo, hi in ((0, w), (-w, None), (0, None)):
+                diffs = [v.get(key) - s_.get(key) for a, b in zip(runs["ViSurf"], runs["SFT"]) for v, s_ in zip(a[lo:hi], b[lo:hi])
+                         if v.get(key) is not None and s_.get(key) is not None and not math.isnan(v[key]) and not math.isnan(s_[key])]
+                cells.append(statistics.mean(diffs) if diffs else float("nan"))
+            summary["label_logprob_visurf_minus_sft"][kind or "all"] = cells
+            lines.append(f"| {kind or 'all'} | " + " | ".join(fmt(c, True) for c in cells) + " |")
+    if args.checkpoints:
+        lines += ["", "## The held-out labels under each model: mean log π(y*|q) (π(y*|q)), 256 questions\n",
+                  "| model | all | " + " | ".join(KINDS) + " |", "|---|---|" + "---|" * len(KINDS)]
+        summary["heldout_label_logprob"] = {}
+        for spec in args.checkpoints:
+            label, _, folder = spec.partition("=")
+            values = heldout_label_logprobs(Path(folder) if folder else None)
+            summary["heldout_label_logprob"][label] = values
+            cells = [f"{values[k]['logprob']:.3f} ({values[k]['prob']:.3f})" if k in values else "-" for k in ("all", *KINDS)]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     (RESULTS / f"{args.name}.md").write_text(text)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(summary, indent=1))
