@@ -7,6 +7,8 @@ Per step (on the step's own rollouts, before the update, logged under `diag/`):
   frozen copy of the starting weights), exact over the vocabulary: how far training has moved the policy.
 - `diag/zero_variance_group_fraction`: groups whose rewards are all equal give GRPO no gradient; a run whose groups
   are all flat (all right or all wrong) cannot learn from its rollouts, whatever the loss.
+- `diag/label_logprob` (and `/<kind>`): log pi(y*|q) of the step's ground-truth rows (SFT's and CHORD's
+  demonstrations, ViSurf's injected labels) under the policy before the update: how well it already states the label.
 - `diag/truth_accuracy`, `diag/reward_truth_agreement/<reward>`: for label-free or learned rewards (the task's
   accuracy reward is not among the training rewards, e.g. MM-UPT's vote), the rollouts' accuracy against the hidden
   labels and how often each reward part agrees with it (part >= 0.5 exactly when the answer is right).
