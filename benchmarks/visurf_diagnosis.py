@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--visurf", nargs="+", type=Path, required=True, help="ViSurf run folders (metrics.jsonl)")
     parser.add_argument("--sft", nargs="*", type=Path, default=[], help="SFT run folders, same seeds")
+    parser.add_argument("--mix", nargs="*", type=Path, default=[],
+                        help="runs of the SFT + GRPO control (chord, constant mu 0.5, cross-entropy): label log-probs")
     parser.add_argument("--name", default="learning_visurf_s7_diagnosis")
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--checkpoints", nargs="*", default=[],
@@ -136,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     for k, a in table.items():
         lines.append(f"| {k} | {a:.3f} | {min(a, 2.0):.3f} |")
 
-    runs = {"ViSurf": [read(d) for d in args.visurf], "SFT": [read(d) for d in args.sft]}
+    runs = {"ViSurf": [read(d) for d in args.visurf], "SFT": [read(d) for d in args.sft],
+            "SFT + GRPO": [read(d) for d in args.mix]}
+    folders = {"ViSurf": args.visurf, "SFT": args.sft, "SFT + GRPO": args.mix}
     w = args.window
     summary: dict = {"pairs": pairs, "label_advantage_by_successes": table, "runs": {}}
     for method, records_list in runs.items():
@@ -159,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "visurf/rollout_accuracy"):
                         entry[f"{key}/{kind}"] = {name: weighted_window(records, f"{key}/{kind}", f"visurf/labels/{kind}", lo, hi)
                                                   for name, (lo, hi) in windows.items()}
-            summary["runs"].setdefault(method, []).append({"dir": str((args.visurf + args.sft)[index if method == "ViSurf" else len(args.visurf) + index]), **entry})
+            summary["runs"].setdefault(method, []).append({"dir": str(folders[method][index]), **entry})
 
     def row(label: str, method: str, key: str) -> str:
         values = [r[key] for r in summary["runs"].get(method, []) if key in r]
@@ -188,23 +192,26 @@ def main(argv: list[str] | None = None) -> int:
         if text := row(label, "ViSurf", key):
             lines.append(text)
     for key in ["diag/label_logprob"] + [f"diag/label_logprob/{k}" for k in KINDS]:
-        for method in ("SFT", "ViSurf"):
+        for method in ("SFT", "ViSurf", "SFT + GRPO"):
             if text := row(f"log π(label) {key.split('/', 2)[-1] if key.count('/') == 2 else 'all'}", method, key):
                 lines.append(text)
     # Same seed, same sampler: both runs see the same prompts at each step, so the per-step difference of the
     # labels' log-probs is paired (what ViSurf's label term has taught, against SFT's, on the same questions).
-    if runs["SFT"] and runs["ViSurf"]:
-        lines += ["", "## log π(label) on the step's own training prompts, ViSurf − SFT paired by step (run i with run i)\n",
-                  "| kind | first | last | all |", "|---|---|---|---|"]
-        summary["label_logprob_visurf_minus_sft"] = {}
+    for method in ("ViSurf", "SFT + GRPO"):
+        if not (runs["SFT"] and runs[method]):
+            continue
+        lines += ["", f"## log π(label) on the step's own training prompts, {method} − SFT paired by step (run i with "
+                  "run i, same seed)\n", "| kind | first | last | all |", "|---|---|---|---|"]
+        store = summary.setdefault("label_logprob_minus_sft", {}).setdefault(method, {})
         for kind in ("", *KINDS):
             key = "diag/label_logprob" + (f"/{kind}" if kind else "")
             cells = []
             for lo, hi in ((0, w), (-w, None), (0, None)):
-                diffs = [v.get(key) - s_.get(key) for a, b in zip(runs["ViSurf"], runs["SFT"]) for v, s_ in zip(a[lo:hi], b[lo:hi])
-                         if v.get(key) is not None and s_.get(key) is not None and not math.isnan(v[key]) and not math.isnan(s_[key])]
+                diffs = [v[key] - b_[key] for a, b in zip(runs[method], runs["SFT"]) for v, b_ in zip(a[lo:hi], b[lo:hi])
+                         if v.get(key) is not None and b_.get(key) is not None and not math.isnan(v[key])
+                         and not math.isnan(b_[key])]
                 cells.append(statistics.mean(diffs) if diffs else float("nan"))
-            summary["label_logprob_visurf_minus_sft"][kind or "all"] = cells
+            store[kind or "all"] = cells
             lines.append(f"| {kind or 'all'} | " + " | ".join(fmt(c, True) for c in cells) + " |")
     if args.checkpoints:
         lines += ["", "## The held-out labels under each model: mean log π(y*|q) (π(y*|q)), 256 questions\n",
