@@ -91,10 +91,18 @@ def read(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
-def committed_pairs() -> dict:
+def committed_pairs(more: str | None = None) -> dict:
+    """Paired differences from the committed rows (seeds 0-2 at lr 5e-4 and 1e-3) and, with `more` (a results name
+    holding the same methods at other seeds, lr 5e-4), from all seeds of both together."""
     out = {}
-    for lr, name in (("5e-4", "learning.json"), ("1e-3", "learning_lr1e-3.json")):
-        runs = json.loads((RESULTS / name).read_text())["runs"]
+    sources = [("5e-4", ["learning.json"]), ("1e-3", ["learning_lr1e-3.json"])]
+    if more:
+        sources.append((f"5e-4, seeds of learning.json and {more}", ["learning.json", f"{more}.json"]))
+    for lr, names in sources:
+        runs: dict = {}
+        for name in names:
+            for method, values in json.loads((RESULTS / name).read_text())["runs"].items():
+                runs.setdefault(method, []).extend(values)
         after = {m: [r["after"] for r in runs[m]] for m in ("SFT", "GRPO", "ViSurf")}
         kinds = {m: {k: [r["summary"][f"heldout_accuracy_{k}_after"] for r in runs[m]] for k in KINDS}
                  for m in ("SFT", "GRPO", "ViSurf")}
@@ -114,14 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sft", nargs="*", type=Path, default=[], help="SFT run folders, same seeds")
     parser.add_argument("--mix", nargs="*", type=Path, default=[],
                         help="runs of the SFT + GRPO control (chord, constant mu 0.5, cross-entropy): label log-probs")
+    parser.add_argument("--more", help="a results name with SFT, GRPO and ViSurf at more seeds (lr 5e-4)")
     parser.add_argument("--name", default="learning_visurf_s7_diagnosis")
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--checkpoints", nargs="*", default=[],
                         help="LABEL=MODEL_DIR (LABEL= for the warm start): the held-out labels' log-probs under each")
     args = parser.parse_args(argv)
 
-    pairs = committed_pairs()
-    lines = ["## ViSurf − SFT and ViSurf − GRPO, paired by seed (committed 3-seed rows, held-out greedy after)\n",
+    pairs = committed_pairs(args.more)
+    lines = ["## ViSurf − SFT and ViSurf − GRPO, paired by seed (held-out greedy after; seeds 0-2 from the committed rows)\n",
              "| lr | pair | per seed | mean | std | SE | mean / SE |", "|---|---|---|---|---|---|---|"]
     for lr, p in pairs.items():
         for label, key in (("ViSurf − SFT", "visurf_minus_sft"), ("ViSurf − GRPO", "visurf_minus_grpo")):
@@ -200,14 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     for method in ("ViSurf", "SFT + GRPO"):
         if not (runs["SFT"] and runs[method]):
             continue
-        lines += ["", f"## log π(label) on the step's own training prompts, {method} − SFT paired by step (run i with "
-                  "run i, same seed)\n", "| kind | first | last | all |", "|---|---|---|---|"]
+        sft_by_seed = {folder.name: records for folder, records in zip(folders["SFT"], runs["SFT"])}
+        matched = [(records, sft_by_seed[folder.name]) for folder, records in zip(folders[method], runs[method])
+                   if folder.name in sft_by_seed]
+        if not matched:
+            continue
+        lines += ["", f"## log π(label) on the step's own training prompts, {method} − SFT paired by step, same seed "
+                  f"({len(matched)} pairs)\n", "| kind | first | last | all |", "|---|---|---|---|"]
         store = summary.setdefault("label_logprob_minus_sft", {}).setdefault(method, {})
         for kind in ("", *KINDS):
             key = "diag/label_logprob" + (f"/{kind}" if kind else "")
             cells = []
             for lo, hi in ((0, w), (-w, None), (0, None)):
-                diffs = [v[key] - b_[key] for a, b in zip(runs[method], runs["SFT"]) for v, b_ in zip(a[lo:hi], b[lo:hi])
+                diffs = [v[key] - b_[key] for a, b in matched for v, b_ in zip(a[lo:hi], b[lo:hi])
                          if v.get(key) is not None and b_.get(key) is not None and not math.isnan(v[key])
                          and not math.isnan(b_[key])]
                 cells.append(statistics.mean(diffs) if diffs else float("nan"))
