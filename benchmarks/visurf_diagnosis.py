@@ -112,6 +112,29 @@ def committed_pairs(more: str | None = None) -> dict:
     return out
 
 
+def control_pairs(control: list[str], more: str | None) -> dict:
+    """The SFT + GRPO control (results names holding one row, any label) against SFT, ViSurf and GRPO at the same
+    seeds (learning.json and `more`), paired by seed: overall and per question kind."""
+    def by_seed(names: list[str], label: str | None) -> dict[int, dict]:
+        out = {}
+        for name in names:
+            runs = json.loads((RESULTS / name).read_text())["runs"]
+            for run in runs[label] if label else next(iter(runs.values())):
+                out[run["seed"]] = run
+        return out
+
+    mine = by_seed([f"{n}.json" for n in control], None)
+    result = {}
+    for method in ("SFT", "ViSurf", "GRPO"):
+        theirs = by_seed(["learning.json"] + ([f"{more}.json"] if more else []), method)
+        seeds = sorted(set(mine) & set(theirs))
+        result[method] = {"seeds": seeds, "all": paired([mine[s]["after"] for s in seeds], [theirs[s]["after"] for s in seeds])}
+        for kind in KINDS:
+            key = f"heldout_accuracy_{kind}_after"
+            result[method][kind] = paired([mine[s]["summary"][key] for s in seeds], [theirs[s]["summary"][key] for s in seeds])
+    return result
+
+
 def fmt(x: float, sign: bool = False) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else (f"{x:+.3f}" if sign else f"{x:.3f}")
 
@@ -123,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mix", nargs="*", type=Path, default=[],
                         help="runs of the SFT + GRPO control (chord, constant mu 0.5, cross-entropy): label log-probs")
     parser.add_argument("--more", help="a results name with SFT, GRPO and ViSurf at more seeds (lr 5e-4)")
+    parser.add_argument("--control", nargs="*", default=[], help="results names of the SFT + GRPO control's runs")
     parser.add_argument("--name", default="learning_visurf_s7_diagnosis")
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--checkpoints", nargs="*", default=[],
@@ -140,6 +164,19 @@ def main(argv: list[str] | None = None) -> int:
         for kind, d in p["by_kind_visurf_minus_sft"].items():
             lines.append(f"| {lr} | ViSurf − SFT, {kind} | {' / '.join(fmt(x, True) for x in d['per_seed'])} "
                          f"| {fmt(d['mean'], True)} | {fmt(d['std'])} | {fmt(d['se'])} | {d['in_se']:+.1f} |")
+
+    if args.control:
+        control = control_pairs(args.control, args.more)
+        summary["control_pairs"] = control
+        lines += ["", "## The SFT + GRPO control (chord, constant mu 0.5, cross-entropy: the labels at SFT's weight next to "
+                  "the same rollouts) against each method, paired by seed\n",
+                  "| control − | seeds | all: per seed | mean | SE | mean / SE | " + " | ".join(f"{k}: mean (SE)" for k in KINDS) + " |",
+                  "|---|---|---|---|---|---|" + "---|" * len(KINDS)]
+        for method, d in control.items():
+            a = d["all"]
+            lines.append(f"| {method} | {', '.join(map(str, d['seeds']))} | {' / '.join(fmt(x, True) for x in a['per_seed'])} "
+                         f"| {fmt(a['mean'], True)} | {fmt(a['se'])} | {a['in_se']:+.1f} | "
+                         + " | ".join(f"{fmt(d[k]['mean'], True)} ({fmt(d[k]['se'])})" for k in KINDS) + " |")
 
     lines += ["", "## The label's advantage by how many of the 8 rollouts are right (GRPO over G + 1 = 9, format "
               "neutral)\n", "| right rollouts | label advantage | with the recipe's cap 2.0 |", "|---|---|---|"]

@@ -34,3 +34,26 @@ def test_paired_and_weighted_window_by_hand():
     assert weighted_window(records, "a", "n", 0, 4) == pytest.approx((1 + 9) / 4)
     assert weighted_window(records, "a", None, 0, 2) == pytest.approx(2.0)
     assert math.isnan(weighted_window(records, "b", None, 0, 4))
+
+
+def test_control_pairs_match_seeds_across_results_files(tmp_path, monkeypatch):
+    """The control's seeds are paired with the same seeds of the methods, wherever each file holds them."""
+    import json
+
+    import visurf_diagnosis
+
+    def run(seed, after, colour):
+        return {"seed": seed, "after": after, "summary": {"heldout_accuracy_color_after": colour,
+                                                          "heldout_accuracy_count_after": 0.5,
+                                                          "heldout_accuracy_position_after": 0.5}}
+
+    methods = lambda seeds, base: {m: [run(s, base + 0.01 * s, 0.9) for s in seeds] for m in ("SFT", "ViSurf", "GRPO")}
+    (tmp_path / "learning.json").write_text(json.dumps({"runs": methods([0, 1], 0.6)}))
+    (tmp_path / "more.json").write_text(json.dumps({"runs": methods([3], 0.5)}))
+    (tmp_path / "control.json").write_text(json.dumps({"runs": {"mix": [run(3, 0.7, 1.0), run(0, 0.65, 1.0)]}}))
+    monkeypatch.setattr(visurf_diagnosis, "RESULTS", tmp_path)
+    out = visurf_diagnosis.control_pairs(["control"], "more")
+    assert out["SFT"]["seeds"] == [0, 3]
+    # seed 0: 0.65 - 0.60; seed 3: 0.70 - 0.53
+    assert out["SFT"]["all"]["per_seed"] == pytest.approx([0.05, 0.17])
+    assert out["GRPO"]["color"]["per_seed"] == pytest.approx([0.1, 0.1])
