@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     pairs = committed_pairs(args.more)
+    summary: dict = {"pairs": pairs}
     lines = ["## ViSurf − SFT and ViSurf − GRPO, paired by seed (held-out greedy after; seeds 0-2 from the committed rows)\n",
              "| lr | pair | per seed | mean | std | SE | mean / SE |", "|---|---|---|---|---|---|---|"]
     for lr, p in pairs.items():
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             "SFT + GRPO": [read(d) for d in args.mix]}
     folders = {"ViSurf": args.visurf, "SFT": args.sft, "SFT + GRPO": args.mix}
     w = args.window
-    summary: dict = {"pairs": pairs, "label_advantage_by_successes": table, "runs": {}}
+    summary.update({"label_advantage_by_successes": table, "runs": {}})
     for method, records_list in runs.items():
         for index, records in enumerate(records_list):
             n = len(records)
