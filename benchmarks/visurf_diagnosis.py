@@ -1,7 +1,12 @@
 """Why ViSurf trails SFT on shapes: how much supervised signal the injected label gets, read from training runs.
 
-    python benchmarks/visurf_diagnosis.py --visurf runs/visurf-s7/diag/shapes/visurf/seed0 \
-        --sft runs/visurf-s7/diag/shapes/sft/seed0 --name learning_visurf_s7_diagnosis
+    D=runs/visurf-s7/diag/shapes E=runs/visurf-s7/seeds345/shapes M=runs/visurf-s7/sft_plus_grpo/shapes/chord
+    python benchmarks/visurf_diagnosis.py --visurf $D/visurf/seed0 $E/visurf/seed{3,4,5} \
+        --sft $D/sft/seed0 $E/sft/seed{3,4,5} --mix $M/seed{0,1,2,3,4,5} --more learning_visurf_s7_seeds345 \
+        --control learning_visurf_s7_sft_plus_grpo learning_visurf_s7_sft_plus_grpo_seeds345 \
+        --checkpoints "warm start=" "SFT seed 0=$D/sft/seed0/checkpoints/step_100/model" ...
+
+(the runs: `benchmarks/learning.py --methods ... --out runs/visurf-s7/...`, as each results file says).
 
 Reads the runs' metrics.jsonl (`visurf/*`: the label's advantage, its share of the step's advantage-weighted tokens,
 the reward controls; `diag/label_logprob*`: log pi(y*|q) of the step's labels before the update, both methods) and
@@ -220,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         return f"| {label} | {method} | {cells[0]} | {cells[1]} | {cells[2]} |"
 
     lines += ["", f"## Training-side signal (first {w} steps, last {w} steps, all; one value per run)\n",
+              "Runs, in column order: " + "; ".join(f"{m}: {', '.join(f.parent.name + '/' + f.name for f in fs)}"
+                                                    for m, fs in folders.items() if fs) + "\n",
               "| quantity | method | first | last | all |", "|---|---|---|---|---|"]
     spec = [("label's advantage (after the controls)", "visurf/label_advantage_mean"),
             ("label's advantage before the controls", "visurf/label_advantage_uncapped_mean"),
