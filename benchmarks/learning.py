@@ -154,6 +154,15 @@ def same_run(recorded, timed) -> bool:
     return a is None or b is None or a == b
 
 
+def timing_matches(data: dict, timed: dict | None) -> bool:
+    """Whether every run of a timing rerun trained the step count of the recorded run it stands for."""
+    recorded, reruns = data.get("runs"), (timed or {}).get("runs")
+    if not (isinstance(recorded, dict) and isinstance(reruns, dict)):
+        return True
+    return all(same_run(old, new) for label, values in reruns.items() if isinstance(values, list)
+               for old, new in zip(recorded.get(label) or [], values))
+
+
 def measured_wall_to_cpu(results: Path) -> tuple[float, dict[str, float]]:
     """CPU seconds / recorded wall seconds of the same processes, per part rerun with CPU accounting, and pooled."""
     import json
@@ -294,7 +303,9 @@ def suite_budget(results: Path = REPO / "benchmarks" / "results", parallel: int 
                 # The script's own evaluation stages (outside the training processes), pooled `parallel` at a time.
                 stage = max(0.0, timed["cpu_s"] - timed["jobs_cpu_s"] - timed.get("warm_start_builds_s", 0.0))
                 part["wall_s"] += stage / parallel
-                part["note"] = f"timed whole: {timed['cpu_s']:.0f} CPU s, of which {stage:.0f} in its evaluation stages"
+                part["note"] = (f"timed whole: {timed['cpu_s']:.0f} CPU s, of which {stage:.0f} in its evaluation stages"
+                                if timing_matches(data, load(f"{name}_timing")) else
+                                f"its evaluation stages {stage:.0f} CPU s, from a timed run of other step counts")
             else:
                 part["note"] = "its evaluation stages outside the training processes not counted"
             parts.append(part)

@@ -5,6 +5,7 @@ rebuilds the groups the run trained on (`mmpost.search.step_groups`), then count
 - groups in which one step text carries two different labels (a duplicate step gets a positive and a negative
   advantage in the same group);
 - duplicate step texts among the members.
+`--duplicate-steps keep merge drop` counts the same trees under each group construction (keep = official).
 Results: benchmarks/results/learning_propa_iterations.md.
 
     python benchmarks/propa_group_labels.py runs/learning_propa/propa/seed0 runs/propa_it25/seed0 ...
@@ -19,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def group_label_stats(run_dirs) -> dict[str, float]:
+def group_label_stats(run_dirs, duplicate_steps: str = "keep") -> dict[str, float]:
     from mmpost.search.source import load_trees
     from mmpost.search.step_groups import step_groups
 
@@ -27,9 +28,14 @@ def group_label_stats(run_dirs) -> dict[str, float]:
     for run in run_dirs:
         for path in sorted(Path(run, "trees").glob("*.jsonl")):
             for _, tree in load_trees(path):
-                for group in step_groups(tree):
+                for group in step_groups(tree, duplicate_steps=duplicate_steps):
                     texts = [tree.nodes[c].step.strip() for c in group.children]
-                    visits = [tree.nodes[c].visits for c in group.children]
+                    # a merged member's visits are its text's pooled visits
+                    pooled: dict[str, int] = {}
+                    for c in tree.nodes[group.node].children:
+                        pooled[tree.nodes[c].step.strip()] = pooled.get(tree.nodes[c].step.strip(), 0) + tree.nodes[c].visits
+                    visits = ([pooled[t] for t in texts] if duplicate_steps == "merge"
+                              else [tree.nodes[c].visits for c in group.children])
                     groups += 1
                     members += len(texts)
                     unvisited += sum(v == 0 for v in visits)
@@ -49,13 +55,16 @@ def group_label_stats(run_dirs) -> dict[str, float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="PROPA run folders (with trees/); one table row for all of them")
+    parser.add_argument("--duplicate-steps", nargs="+", default=["keep"], choices=["keep", "merge", "pool", "drop"],
+                        help="group construction(s) to count, one row each (keep = official)")
     args = parser.parse_args(argv)
-    stats = group_label_stats(args.runs)
-    print("| groups | members | unvisited members | groups with an unvisited member | groups whose spread is only unvisited "
+    print("| duplicate steps | groups | members | unvisited members | groups with an unvisited member | groups whose spread is only unvisited "
           "children | groups where one step text gets two labels | duplicate texts among members |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| {stats['groups']} | {stats['members']} | {stats['unvisited_members']:.2f} | {stats['groups_with_unvisited']:.2f} | "
-          f"{stats['groups_spread_only_from_unvisited']:.2f} | {stats['groups_one_text_two_labels']:.2f} | {stats['duplicate_members']:.2f} |")
+    print("|---|---|---|---|---|---|---|---|")
+    for option in args.duplicate_steps:
+        stats = group_label_stats(args.runs, option)
+        print(f"| {option} | {stats['groups']} | {stats['members']} | {stats['unvisited_members']:.2f} | {stats['groups_with_unvisited']:.2f} | "
+              f"{stats['groups_spread_only_from_unvisited']:.2f} | {stats['groups_one_text_two_labels']:.2f} | {stats['duplicate_members']:.2f} |")
     return 0
 
 

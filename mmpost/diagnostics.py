@@ -7,6 +7,8 @@ Per step (on the step's own rollouts, before the update, logged under `diag/`):
   frozen copy of the starting weights), exact over the vocabulary: how far training has moved the policy.
 - `diag/zero_variance_group_fraction`: groups whose rewards are all equal give GRPO no gradient; a run whose groups
   are all flat (all right or all wrong) cannot learn from its rollouts, whatever the loss.
+- `diag/label_logprob` (and `/<kind>`): log pi(y*|q) of the step's ground-truth rows (SFT's and CHORD's
+  demonstrations, ViSurf's injected labels) under the policy before the update: how well it already states the label.
 - `diag/truth_accuracy`, `diag/reward_truth_agreement/<reward>`: for label-free or learned rewards (the task's
   accuracy reward is not among the training rewards, e.g. MM-UPT's vote), the rollouts' accuracy against the hidden
   labels and how often each reward part agrees with it (part >= 0.5 exactly when the answer is right).
@@ -119,6 +121,7 @@ class RunDiagnostics:
         self.start_model: torch.nn.Module | None = None
         self.start_mode = "none"
         self._start_pending = bool(self.every and self.token_policy and run.config.eval.kl_to_start)
+        self._kinds: list[str] | None = None  # the training rows' question kinds, read on first use
 
     def _set_start_model(self, run: Any) -> None:
         """The warm start: the run's reference when it has one (the initial weights, also on resume), the LoRA base,
@@ -150,6 +153,8 @@ class RunDiagnostics:
         metrics.update(self._truth_metrics(run, batch, policy_rows))
         if self.every and self.token_policy and step % self.every == 0 and bool(policy_rows.any()):
             metrics.update(self._distribution_metrics(run, batch, torch.nonzero(policy_rows).flatten()))
+        if self.every and self.token_policy and step % self.every == 0:
+            metrics.update(self._label_metrics(run, batch))
         metrics["perf/diagnostics_s"] = time.perf_counter() - started
         return _reduce_means(metrics)
 
@@ -187,6 +192,36 @@ class RunDiagnostics:
         if self.start_mode != "none":
             out["diag/kl_to_start"] = tuple(sums["kl"])
         return out
+
+    @torch.no_grad()
+    def _label_metrics(self, run: Any, batch: Any) -> dict[str, Any]:
+        """`diag/label_logprob`: log pi(y*|q), summed over the label's tokens, of the step's ground-truth rows (SFT's
+        and CHORD's demonstrations, ViSurf's injected labels) under the policy before the update, mean over rows;
+        per question kind too where the task's rows carry one. How well the policy already states the label is what
+        SFT's loss moves directly and ViSurf's label term moves in proportion to the label's advantage."""
+        from mmpost.logprobs import micro_batch_rows
+
+        if self._kinds is None:  # every process logs the same keys (the means are reduced over processes)
+            self._kinds = sorted({str(r["kind"]) for r in run.train_rows if isinstance(r, dict) and "kind" in r})
+        labelled = torch.tensor([s in (RowKind.LABEL, RowKind.EXPERT) for s in batch.sources], dtype=torch.bool)
+        sums = {"": [0.0, 0.0], **{kind: [0.0, 0.0] for kind in self._kinds}}
+        if bool(labelled.any()):
+            settings = run.plan.loss
+            options = settings.passes.pass_options(with_grad=False, full_distribution=False)
+            for chunk in micro_batch_rows(batch, torch.nonzero(labelled).flatten(), layout=options["layout"],
+                                          micro_batch_size=settings.passes.micro_batch_size,
+                                          token_budget=settings.passes.token_budget):
+                logprobs, _ = settings.policy.logprobs(run.model, batch, chunk, **options)
+                per_row = (logprobs.float() * batch.completion_mask[chunk].to(logprobs.device)).sum(1)
+                for row, value in zip(chunk.tolist(), per_row.tolist()):
+                    sample = batch.samples[int(batch.prompt_index[row])]
+                    kind = str(sample.get("kind")) if isinstance(sample, dict) else None
+                    for key in ("", kind) if kind in sums else ("",):
+                        sums[key][0] += value
+                        sums[key][1] += 1.0
+        if not self._kinds and not bool(labelled.any()):
+            return {}
+        return {("diag/label_logprob" + (f"/{k}" if k else "")): tuple(v) for k, v in sums.items()}
 
     def _truth_metrics(self, run: Any, batch: Any, policy_rows: torch.Tensor) -> dict[str, Any]:
         """Label-free or learned rewards: the rollouts' accuracy against the hidden labels and each reward part's

@@ -359,6 +359,7 @@ class ViSurf(ExperienceSource):
 
     def after_advantages(self, ctx, batch):
         is_label = batch.rows_of(RowKind.LABEL)
+        uncapped_label = batch.advantages[is_label].clone()
         advantages = batch.advantages.clone()
         zeroed = 0
         if self.zero_label_advantage_when_solved and ctx.accuracy_reward in batch.reward_parts:
@@ -371,9 +372,69 @@ class ViSurf(ExperienceSource):
         if self.label_advantage_cap is not None:
             advantages[is_label] = advantages[is_label].clamp(max=self.label_advantage_cap)
         labels = int(is_label.sum())
+        accuracy = batch.reward_parts.get(ctx.accuracy_reward)
+        kinds = [batch.samples[int(i)].get("kind") if isinstance(batch.samples[int(i)], dict) else None
+                 for i in batch.prompt_index.tolist()]
         return replace(batch, advantages=advantages), {
             "visurf/label_advantage_mean": float(advantages[is_label].mean()) if labels else 0.0,
-            "visurf/label_zeroed_fraction": zeroed / max(labels, 1)}
+            "visurf/label_zeroed_fraction": zeroed / max(labels, 1),
+            **label_signal(batch.group_ids, is_label, advantages, uncapped_label, batch.completion_mask.sum(1),
+                           batch.keep, accuracy, kinds)}
+
+
+def label_signal(group_ids: torch.Tensor, is_label: torch.Tensor, advantages: torch.Tensor, uncapped: torch.Tensor,
+                 lengths: torch.Tensor, keep: torch.Tensor | None, accuracy: torch.Tensor | None = None,
+                 kinds: Sequence[Any] | None = None) -> dict[str, float]:
+    """How much supervised signal ViSurf's injected labels carry in one step (diagnostics, `visurf/` metrics).
+
+    group_ids, is_label, advantages (after the reward controls), lengths (completion tokens), keep: [N]; uncapped:
+    the label rows' advantages before the controls, in row order. With the recipe's `token_mean` aggregation the
+    label row's loss is -A_label * sum_t log pi(y*_t) / N_tokens (all RL rows of the step), where SFT's is
+    -sum_t log pi(y*_t) / N_label_tokens. So:
+    - `label_sft_scale` = sum_labels A * len / N_tokens: the label term as a multiple of SFT's loss on the same
+      labels (SFT = 1);
+    - `label_weight_share` = sum_labels |A| * len / sum_rows |A| * len: the labels' share of the step's
+      advantage-weighted tokens (SFT = 1: the direction the labels pull, against what the rollouts pull);
+    - `label_advantage_positive_fraction`, `label_advantage_negative_fraction` (the label pushed down: a group whose
+      rollouts score above the label on a part the controls did not neutralise), `label_advantage_capped_fraction`
+      (the controls changed it),
+      `label_advantage_uncapped_mean`;
+    - per question kind (samples with a `kind`): the label's advantage mean, its positive share, the rollouts'
+      accuracy, and the count of labels (`labels/<kind>`, to weight means over steps).
+    """
+    rows = keep if keep is not None else torch.ones_like(is_label)
+    adv = advantages.float() if advantages.dim() == 1 else advantages.float().mean(1)
+    label = is_label & rows
+    weight = adv.abs() * lengths.float()
+    total_tokens = float(lengths[rows].sum())
+    out: dict[str, float] = {}
+    labels = int(is_label.sum())
+    if not labels:
+        return out
+    label_adv = adv[is_label]
+    out["visurf/label_advantage_uncapped_mean"] = float(uncapped.float().mean())
+    out["visurf/label_advantage_positive_fraction"] = float((label_adv > 0).float().mean())
+    out["visurf/label_advantage_negative_fraction"] = float((label_adv < 0).float().mean())  # the label pushed down
+    out["visurf/label_advantage_capped_fraction"] = float((label_adv != uncapped.float()).float().mean())
+    out["visurf/label_sft_scale"] = float((adv * lengths.float())[label].sum()) / total_tokens if total_tokens else 0.0
+    weighted = float(weight[rows].sum())
+    out["visurf/label_weight_share"] = float(weight[label].sum()) / weighted if weighted else 0.0
+    if kinds is not None and any(k is not None for k in kinds):
+        label_rows = torch.nonzero(is_label).flatten().tolist()
+        for kind in sorted({str(kinds[i]) for i in label_rows}):
+            mine = [i for i in label_rows if str(kinds[i]) == kind]
+            values = adv[mine]
+            out[f"visurf/labels/{kind}"] = float(len(mine))
+            out[f"visurf/label_advantage_mean/{kind}"] = float(values.mean())
+            out[f"visurf/label_advantage_positive_fraction/{kind}"] = float((values > 0).float().mean())
+            if accuracy is not None:
+                groups = group_ids[mine]
+                rollouts = ~is_label & torch.isin(group_ids, groups)
+                scores = accuracy[rollouts]
+                scores = scores[~scores.isnan()]
+                if scores.numel():
+                    out[f"visurf/rollout_accuracy/{kind}"] = float(scores.mean())
+    return out
 
 
 @EXPERIENCE_SOURCES.register("hpt")

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny models are built once per test session (seconds, not minutes)."""
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,14 @@ def warm_vl_dir(tmp_path_factory) -> Path:
     from mmpost.registry import MODEL_ZOO
 
     return Path(MODEL_ZOO.get("tiny-qwen2.5-vl-shapes")(tmp_path_factory.mktemp("zoo") / "warm", steps=60))
+
+
+def free_port() -> int:
+    """A port no one listens on now, for a torchrun rendezvous: fixed ports collide when two test runs share the
+    machine (worktrees side by side), and two tests had the same one."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def tiny_overrides(model_dir: Path, output_dir: Path, **extra) -> list[str]:

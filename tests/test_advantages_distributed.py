@@ -14,6 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import advantage_worker  # noqa: E402
+from conftest import free_port  # noqa: E402
 
 
 @pytest.mark.multiprocess
@@ -22,7 +23,7 @@ def test_two_processes_give_one_process_advantages(tmp_path):
     out = tmp_path / "two.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          str(Path(__file__).parent / "advantage_worker.py"), str(out)], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     two = json.loads(out.read_text())

@@ -8,7 +8,7 @@ import pytest
 
 import mmpost
 from mmpost.cli import main
-from conftest import REPO, tiny_overrides
+from conftest import REPO, free_port, tiny_overrides
 
 
 def test_list_shows_every_kind(capsys):
@@ -53,7 +53,7 @@ def test_recipe_runs_under_torchrun_two_processes(warm_vl_dir, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m", "mmpost.cli",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "mmpost.cli",
          "train", str(REPO / "recipes" / "visurf.yaml"),
          *tiny_overrides(warm_vl_dir, out, **{"train.steps": 2, "train.report_to": "tensorboard"})],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
@@ -88,7 +88,7 @@ def test_recipe_runs_under_fsdp2_and_resumes_from_sharded_checkpoint(warm_vl_dir
     (per-rank safetensors shards + a gathered model), then resume=auto continues from it."""
     out = tmp_path / "fsdp2"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29534", "-m",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m",
                "mmpost.cli", "train", str(REPO / "recipes" / "grpo.yaml"),
                *tiny_overrides(warm_vl_dir, out, **{"train.steps": 3, "train.stop_after": 2, "train.save_every": 1,
                                                    "distributed.strategy": "fsdp2", "data.heldout_size": 3})]

@@ -98,3 +98,31 @@ def test_label_free_reward_is_checked_against_the_hidden_labels(tiny_vl_dir, tmp
     # the vote agrees with the truth on rows 0, 1, 2 (group 0) and on none of group 1
     assert metrics["diag/reward_truth_agreement/mm_upt_majority_vote"] == pytest.approx(3 / 6)
     assert "diag/entropy" not in metrics  # diagnostics_every=0 turns the distribution pass off
+
+
+def test_label_logprob_is_the_sft_loss_per_label(tiny_vl_dir, tmp_path):
+    """diag/label_logprob (log pi(y*|q) summed over the label's tokens, mean over labels) read against the update's
+    own SFT loss on the same rows and weights: token-mean NLL x label tokens / labels = -label_logprob. Per kind, the
+    labels of that kind only; a kind with no label in the step is logged as NaN, not left out."""
+    from mmpost.builder import build_run
+    from mmpost.diagnostics import RunDiagnostics
+    from mmpost.experience import StepContext
+    from mmpost.update import StepWeights, micro_batch_loss, normalisers
+
+    run = build_run(load_config(REPO / "recipes" / "sft.yaml", tiny_overrides(tiny_vl_dir, tmp_path / "run", **{
+        "eval.heldout": "false", "data.task_args.train_size": 6})))
+    samples = [run.modality.decode(run.train_rows[i], None) for i in (0, 1, 3)]  # kinds color, count, color
+    assert [s["kind"] for s in samples] == ["color", "count", "color"]
+    batch = run.source.collect(StepContext(run.policy, run.backend, run.sampling, 1, run.task.accuracy_reward),
+                               samples, run.policy.encode_prompts(samples))
+    metrics = RunDiagnostics(run).step_metrics(run, batch, step=1)
+    rows = torch.arange(len(batch))
+    norms = normalisers(batch, rows)
+    _, parts = micro_batch_loss(run.model, None, batch, rows, run.plan.loss, norms, StepWeights())
+    assert metrics["diag/label_logprob"] == pytest.approx(-parts["loss/sft"] * norms["sft_tokens"] / 3, rel=1e-4)
+    colour = torch.tensor([0, 2])
+    norms = normalisers(batch, colour)
+    _, parts = micro_batch_loss(run.model, None, batch, colour, run.plan.loss, norms, StepWeights())
+    assert metrics["diag/label_logprob/color"] == pytest.approx(-parts["loss/sft"] * norms["sft_tokens"] / 2, rel=1e-4)
+    assert metrics["diag/label_logprob"] < 0 and metrics["diag/label_logprob/count"] < 0
+    assert math.isnan(metrics["diag/label_logprob/position"])

@@ -4,25 +4,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from mmpost.eval.runner import run_evaluation
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "eval" / "official_formats.py"
 _spec = importlib.util.spec_from_file_location("eval_official_formats_mp", FIXTURES)
 official_formats = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(official_formats)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def lines(folder: Path, name: str) -> list[tuple[str, str, float]]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmpost.config import RewardSpec
-from mmpost.experience import Chord, HybridPostTraining, OnPolicy, StepContext, ViSurf
+from mmpost.experience import Chord, HybridPostTraining, OnPolicy, StepContext, ViSurf, label_signal
 from mmpost.model import load_model, load_processor
 from mmpost.config import ModelConfig
 from mmpost.policy import TokenPolicy
@@ -88,6 +88,36 @@ def test_visurf_zeroes_the_label_when_a_rollout_already_solved(setup):
     batch.advantages = ADVANTAGES.get("grpo")(batch.rewards, batch.group_ids)
     batch, metrics = source.after_advantages(ctx, batch)
     assert batch.advantages[2].item() == 0.0 and metrics["visurf/label_zeroed_fraction"] == 1.0
+
+
+def test_visurf_label_signal_by_hand():
+    """Group 0: rollouts of 3 and 5 tokens, its label 4 tokens with advantage 1.0 (1.5 before the cap); group 1:
+    rollouts of 2 and 2 tokens, its label 4 tokens with advantage 0. 20 tokens in the step."""
+    group_ids = torch.tensor([0, 0, 1, 1, 0, 1])
+    is_label = torch.tensor([False, False, False, False, True, True])
+    advantages = torch.tensor([-0.5, -0.5, 1.0, -1.0, 1.0, 0.0])
+    lengths = torch.tensor([3.0, 5.0, 2.0, 2.0, 4.0, 4.0])
+    accuracy = torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    kinds = ["count", "count", "color", "color", "count", "color"]
+    out = label_signal(group_ids, is_label, advantages, torch.tensor([1.5, 0.0]), lengths, torch.ones(6, dtype=torch.bool),
+                       accuracy, kinds)
+    assert out["visurf/label_sft_scale"] == pytest.approx((1.0 * 4 + 0.0 * 4) / 20)
+    # |A| * len: 1.5, 2.5, 2, 2, 4, 0 -> the labels hold 4 of 12
+    assert out["visurf/label_weight_share"] == pytest.approx(4 / 12)
+    assert out["visurf/label_advantage_positive_fraction"] == 0.5
+    assert out["visurf/label_advantage_negative_fraction"] == 0.0
+    assert out["visurf/label_advantage_capped_fraction"] == 0.5
+    assert out["visurf/label_advantage_uncapped_mean"] == pytest.approx(0.75)
+    assert out["visurf/labels/count"] == 1 and out["visurf/labels/color"] == 1
+    assert out["visurf/label_advantage_mean/count"] == 1.0 and out["visurf/label_advantage_mean/color"] == 0.0
+    assert out["visurf/label_advantage_positive_fraction/color"] == 0.0
+    assert out["visurf/rollout_accuracy/count"] == 0.5 and out["visurf/rollout_accuracy/color"] == 1.0
+    # a dropped row leaves the step's token count and weights
+    keep = torch.tensor([True, True, False, False, True, True])
+    out = label_signal(group_ids, is_label, advantages, torch.tensor([1.5, 0.0]), lengths, keep)
+    assert out["visurf/label_sft_scale"] == pytest.approx(4 / 16)
+    assert out["visurf/label_weight_share"] == pytest.approx(4 / 8)
+    assert not any("/count" in k for k in out)  # no kinds given
 
 
 def test_hpt_switches_unsolved_prompts_to_sft(setup):

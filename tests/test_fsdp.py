@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 import fsdp_worker  # noqa: E402
+from conftest import free_port  # noqa: E402
 
 from mmpost.config import ConfigError, load_config  # noqa: E402
 from mmpost.distributed import (STRATEGIES, accelerator_kwargs, launcher_strategy, load_sharded_state,  # noqa: E402
@@ -44,10 +45,10 @@ def read(folder: Path, name: str) -> dict:
     return {int(k): v for k, v in json.loads((folder / name).read_text()).items()}
 
 
-def torchrun(port: int, *args: str) -> None:
+def torchrun(*args: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          str(Path(__file__).parent / "fsdp_worker.py"), *args],
         capture_output=True, text=True, timeout=240, env=env,
     )
@@ -66,7 +67,7 @@ def single(tiny_vl_dir, tmp_path_factory) -> Path:
 def sharded(tiny_vl_dir, tmp_path_factory) -> Path:
     """FSDP2, 2 processes x 8 rows, sharded checkpoint after step 2, then step 3, then uneven generation."""
     out = tmp_path_factory.mktemp("fsdp2")
-    torchrun(29561, str(tiny_vl_dir), str(out), "fsdp2", str(STEPS), "--save-after", "2", "--generate", "--export")
+    torchrun(str(tiny_vl_dir), str(out), "fsdp2", str(STEPS), "--save-after", "2", "--generate", "--export")
     return out
 
 
@@ -118,7 +119,7 @@ def resumed(tiny_vl_dir, sharded, tmp_path_factory) -> Path:
     was written without offload, and offloading only moves shards to host memory, which on a CPU-only machine
     changes no number, so resuming under offload must still be exact."""
     out = tmp_path_factory.mktemp("resumed")
-    torchrun(29562, str(tiny_vl_dir), str(out), "fsdp2", str(STEPS), "--offload", "--resume", str(sharded / "sharded"))
+    torchrun(str(tiny_vl_dir), str(out), "fsdp2", str(STEPS), "--offload", "--resume", str(sharded / "sharded"))
     return out
 
 
@@ -153,12 +154,12 @@ def test_fsdp2_cpu_offload_constructs_and_steps(resumed):
 @pytest.mark.multiprocess
 @pytest.mark.skipif(not os.environ.get("MMPOST_DEEPSPEED_TESTS"), reason="DeepSpeed start-up takes ~40 s per launch "
                     "here; set MMPOST_DEEPSPEED_TESTS=1 (needs `pip install deepspeed`)")
-@pytest.mark.parametrize("strategy,port", [("deepspeed_zero2", 29564), ("deepspeed_zero3", 29565)])
-def test_deepspeed_two_processes_train_like_one(tiny_vl_dir, single, tmp_path, strategy, port):
+@pytest.mark.parametrize("strategy", ["deepspeed_zero2", "deepspeed_zero3"])
+def test_deepspeed_two_processes_train_like_one(tiny_vl_dir, single, tmp_path, strategy):
     pytest.importorskip("deepspeed")
     out = tmp_path / strategy
     # Two micro-batches of 4 rows per rank: the engine may only step after the second (see fsdp_worker.py).
-    torchrun(port, str(tiny_vl_dir), str(out), strategy, str(STEPS))
+    torchrun(str(tiny_vl_dir), str(out), strategy, str(STEPS))
     assert json.loads((out / "info.json").read_text())["distributed_type"] == "DistributedType.DEEPSPEED"
     one, two = read(single, "losses.json"), read(out, "losses.json")
     assert max(abs(one[s] - two[s]) for s in one) < LOSS_TOLERANCE

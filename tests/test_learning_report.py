@@ -122,6 +122,23 @@ def test_suite_budget_by_hand(tmp_path):
     assert measured_wall_to_cpu(tmp_path) == (f, {})
     assert per_process_seconds(json.loads((tmp_path / "learning.json").read_text()), ["A"],
                                overlay=json.loads((tmp_path / "learning_timing.json").read_text()))[0] == (each, scaled)
+    from learning import timing_matches
+
+    recorded = json.loads((tmp_path / "learning.json").read_text())
+    assert not timing_matches(recorded, json.loads((tmp_path / "learning_timing.json").read_text()))
+    assert timing_matches(recorded, {"runs": {"A": [{"cpu_seconds": 100.0, "summary": {"steps": 8}}]}})
+    assert timing_matches(recorded, None)
+    # A timed-whole part whose timing rerun trained other step counts names only its evaluation stages.
+    (tmp_path / "learning_audio.json").write_text(json.dumps({"runs": {"A": [{"seconds": 10.0, "summary": {"steps": 8}}]}}))
+    (tmp_path / "learning_audio_timing.json").write_text(json.dumps({"runs": {"A": [{"cpu_seconds": 5.0,
+                                                                                      "summary": {"steps": 20}}]}}))
+    (tmp_path / "learning_timing_parts.json").write_text(json.dumps({"learning_audio": {"cpu_s": 50.0, "jobs_cpu_s": 5.0}}))
+    audio = {p["part"]: p for p in suite_budget(tmp_path, parallel=2)}["learning_audio"]
+    assert audio["note"] == "its evaluation stages 45 CPU s, from a timed run of other step counts"
+    (tmp_path / "learning_audio_timing.json").write_text(json.dumps({"runs": {"A": [{"cpu_seconds": 5.0,
+                                                                                      "summary": {"steps": 8}}]}}))
+    audio = {p["part"]: p for p in suite_budget(tmp_path, parallel=2)}["learning_audio"]
+    assert audio["note"] == "timed whole: 50 CPU s, of which 45 in its evaluation stages"
 
 
 def _key_inputs(tmp_path, *overrides):

@@ -116,6 +116,9 @@ def test_roc_auc_and_prm_ranking_metrics_by_hand():
     ]
     metrics = prm_ranking_metrics(judgements)
     assert metrics["mixed_sets"] == 2 and metrics["candidates"] == 8
+    # lifts: 1 - 1/3 = 2/3 and 0 - 2/3 = -2/3 -> mean 0, sample std 0.9428, SE 0.9428 / sqrt 2 = 2/3
+    assert metrics["pick_lift"] == pytest.approx(0.0, abs=1e-12)
+    assert metrics["pick_lift_se"] == pytest.approx(2 / 3)
     assert metrics["pick_right"] == pytest.approx(0.5)                   # right, wrong
     assert metrics["random_pick_right"] == pytest.approx((1 / 3 + 2 / 3) / 2)
     assert metrics["right_fraction"] == pytest.approx(3 / 8)
@@ -136,3 +139,88 @@ def test_prm_step_judgements_label_each_candidate_by_a_greedy_rollout(tiny_vl_di
     judgements = prm_step_judgements(proposer, build_prm(tiny_vl_dir), parts, 1, k=2, depths=(0, 1), max_steps=4)
     assert [(j.depth, j.right) for j in judgements] == [(0, True), (0, False), (1, True), (1, False)]
     assert all(0.0 <= j.score <= 1.0 for j in judgements)
+
+
+# -- final-path rules and the sibling-contrast PRM (ours) -------------------------------------------------
+def rule_tree():
+    """root -> a (0.9) -> "final answer is 3" (0.6); root -> b "final answer is 2" (0.5);
+    root -> c (0.2) -> "final answer is 2." (0.95)."""
+    tree = SearchTree()
+    a, b, c = tree.add_child(0, "a"), tree.add_child(0, "The final answer is 2"), tree.add_child(0, "c")
+    d = tree.add_child(a, "The final answer is 3")
+    e = tree.add_child(c, "So the final answer is 2.")
+    for node, score in ((a, 0.9), (b, 0.5), (c, 0.2), (d, 0.6), (e, 0.95)):
+        tree.nodes[node].score = score
+    return tree, (a, b, c, d, e)
+
+
+def test_path_score_and_final_answer_by_hand():
+    from mmpost.search.prm import final_answer_of, path_score
+
+    assert path_score([0.9, 0.6], "mean") == pytest.approx(0.5)  # (0 + 0.9 + 0.6) / 3, the root counted
+    assert path_score([0.9, 0.6], "last") == 0.6
+    assert path_score([0.9, 0.6], "min") == 0.6
+    assert path_score([0.9, 0.6], "product") == pytest.approx(0.54)
+    assert path_score([], "min") == float("-inf")
+    with pytest.raises(ValueError, match="unknown rule"):
+        path_score([0.5], "vote")
+    assert final_answer_of("So The final answer is \\(12\\).") == "12"
+    assert final_answer_of("The final answer is 3") == "3" and final_answer_of("3 + 4 = 7.") == ""
+
+
+def test_best_terminal_path_under_each_rule_by_hand():
+    tree, (a, b, c, d, e) = rule_tree()
+    # mean: d (0 + 0.9 + 0.6)/3 = 0.5, b 0.5/2 = 0.25, e (0.2 + 0.95)/3 = 0.383 -> d
+    assert best_terminal_path(tree, "mean") == (d, pytest.approx(0.5))
+    assert best_terminal_path(tree, "last") == (e, pytest.approx(0.95))
+    assert best_terminal_path(tree, "min") == (d, pytest.approx(0.6))  # min: d 0.6, b 0.5, e 0.2
+    assert best_terminal_path(tree, "product") == (d, pytest.approx(0.54))  # b 0.5, e 0.19
+    # vote: answer "2" twice (b, e), "3" once; among the 2s the higher mean is e (0.383 > 0.25)
+    assert best_terminal_path(tree, "vote") == (e, 2.0)
+    # score vote: "2" 0.5 + 0.95 = 1.45 > "3" 0.6
+    assert best_terminal_path(tree, "score_vote") == (e, pytest.approx(1.45))
+    with pytest.raises(ValueError, match="unknown rule"):
+        best_terminal_path(tree, "median")
+
+
+def test_sibling_pairs_pool_duplicates_and_skip_unvisited_and_ties():
+    from mmpost.search.prm import sibling_pairs
+
+    tree = SearchTree(answer="1")
+    x1, y, x2, z, w = (tree.add_child(0, t) for t in ("x", "y", " x", "z", "w"))
+    for node, (n, v) in {x1: (1, 1.0), y: (2, 0.0), x2: (1, 0.0), z: (0, 0.0), w: (2, 1.0)}.items():
+        tree.nodes[node].visits, tree.nodes[node].value = n, v
+    leaf = tree.add_child(y, "the final answer is 1")  # y's only child: no pair
+    tree.nodes[leaf].visits = 1
+    pairs = [(p.better, p.worse) for p in sibling_pairs(tree, question=2)]
+    # pooled: x q = 1/2, y 0, w 1/2 (z unvisited: left out); pairs with different q: x > y, w > y; x = w: none
+    assert pairs == [(("x",), ("y",)), (("w",), ("y",))]
+    assert all(p.question == 2 for p in sibling_pairs(tree, question=2))
+
+
+def test_pairwise_loss_by_hand():
+    from mmpost.search.prm import pairwise_loss
+
+    better, worse = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 0.0])
+    # -log sigmoid(2) = log(1 + e^-2) = 0.126928; -log sigmoid(0) = log 2 = 0.693147 -> mean 0.410038
+    assert pairwise_loss(better, worse).item() == pytest.approx(0.410038, abs=1e-6)
+
+
+def test_pairwise_prm_learns_a_sibling_order_saves_and_reads_through_a_sigmoid(tiny_vl_dir, parts, tmp_path):
+    from mmpost.search.prm import PRMPair, build_prm, load_prm, prm_scores, train_pairwise_prm
+
+    prm = build_prm(tiny_vl_dir, seed=0, objective="pairwise")
+    pairs = [PRMPair(0, ("The digits are 1, 2.",), ("The digits are 7.",)), PRMPair(1, ("a b",), ("c",))]
+    losses = train_pairwise_prm(prm, parts, pairs, epochs=10, lr=3e-3, batch_size=2)
+    assert losses[-1] < 0.5 * losses[0], losses
+    requests = [(0, ("The digits are 1, 2.",)), (0, ("The digits are 7.",))]
+    scores = prm_scores(prm, parts, requests)
+    assert scores[0] > scores[1] and all(0.0 < v < 1.0 for v in scores)
+    with torch.no_grad():
+        raw = prm(**parts.batch(requests)).float()
+    assert scores == pytest.approx(torch.sigmoid(raw).tolist(), abs=1e-6)  # a sigmoid, not a clamp
+    folder = prm.save(tmp_path / "pairwise")
+    reloaded = load_prm(folder)
+    assert reloaded.objective == "pairwise" and prm_scores(reloaded, parts, requests) == pytest.approx(scores, abs=1e-5)
+    with pytest.raises(ValueError, match="objective"):
+        train_pairwise_prm(build_prm(tiny_vl_dir), parts, pairs, epochs=1)

@@ -62,3 +62,32 @@ def test_search_more_trees_caches_and_extends(tmp_path, monkeypatch):
     assert made == [2, 2, 2]  # only the two new questions are searched
     assert [s["id"] for s, _ in more] == [s["id"] for s in samples]
     assert len(cache.read_text().splitlines()) == 6
+
+
+def test_search_selection_questions_are_training_questions_no_run_searched(tmp_path):
+    """benchmarks/propa_search.py chooses its settings on training questions whose ids and contents are outside every
+    run's trees (and the PRM sweep's further trees), never on held-out ones."""
+    from learning_propa import _task
+    from mmpost.search.mcts import SearchTree
+    from mmpost.search.source import save_trees
+    from propa_search import _content, selection_questions
+
+    train = _task(64).load("train", size=2048)
+    searched, further = train[:64], train[100:110]
+    for name, rows in (("seed0", searched[:32]), ("seed1", searched[32:])):
+        save_trees(tmp_path / name / "trees" / "round_00001_rank0.jsonl", [SearchTree() for _ in rows], rows)
+    save_trees(tmp_path / "seed0" / "prm_more_trees.jsonl", [SearchTree() for _ in further], further)
+    chosen = selection_questions([tmp_path / "seed0", tmp_path / "seed1"], 64)
+    used = searched + further
+    assert len(chosen) == 64 and len({s["id"] for s in chosen}) == 64
+    assert {s["id"] for s in chosen}.isdisjoint(s["id"] for s in used)
+    assert {_content(s) for s in chosen}.isdisjoint(_content(s) for s in used)
+    heldout = {_content(s) for s in _task(64).load("heldout")}
+    assert not {_content(s) for s in chosen} & heldout
+
+
+def test_turned_counts_answers_that_changed_by_hand():
+    from propa_churn import turned
+
+    assert turned([1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 0.0, 0.0]) == (1, 1)
+    assert turned([0.0, 0.0], [1.0, 1.0]) == (2, 0)

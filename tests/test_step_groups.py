@@ -133,3 +133,49 @@ def test_propa_source_without_interleaved_sft_still_returns_a_row(policy):
     batch, stats = collect(policy, [sample], {"": ["The final answer is 1.", "The final answer is 2."]}, {},
                            interleaved_sft=False)
     assert len(batch) == 1 and batch.sources == ["policy"] and stats["propa/groups"] == 0  # the zero-advantage stand-in
+
+
+# -- duplicate step texts in one group (ours: "merge" / "drop") ---------------------------------------------
+def _duplicate_tree():
+    """Root with 4 children: "A" (N 2, W 2), " A" (N 0: unvisited, label 0 officially), "B" (N 2, W 0), "A" (N 1,
+    W 0). Officially "A" gets labels 1, 0 and 0 in one group."""
+    from mmpost.search.mcts import SearchTree
+
+    tree = SearchTree(answer="1")
+    for text, n, w in (("A", 2, 2.0), (" A", 0, 0.0), ("B", 2, 0.0), ("A", 1, 0.0)):
+        child = tree.add_child(0, text)
+        tree.nodes[child].visits, tree.nodes[child].value = n, w
+    tree.root.visits, tree.root.value = 5, 2.0
+    return tree
+
+
+def test_merge_duplicate_children_by_hand():
+    from mmpost.search.step_groups import has_conflicting_duplicates, merge_duplicate_children
+
+    assert merge_duplicate_children(["A", " A", "B", "A"], [2, 0, 2, 1], [2.0, 0.0, 0.0, 0.0]) == [(0, 3, 2.0), (2, 2, 0.0)]
+    assert merge_duplicate_children(["x", "y"], [0, 1], [0.0, 1.0]) == [(0, 0, 0.0), (1, 1, 1.0)]
+    assert has_conflicting_duplicates(["A", " A", "B"], [1.0, 0.0, 0.0])
+    assert not has_conflicting_duplicates(["A", "A", "B"], [0.5, 0.5, 0.0])
+    assert not has_conflicting_duplicates(["A", "B"], [1.0, 0.0])
+
+
+def test_duplicate_steps_options_on_a_hand_worked_group():
+    tree = _duplicate_tree()
+    official = step_groups(tree)
+    assert [g.children for g in official] == [(1, 2, 3, 4)] and official[0].labels == (1.0, 0.0, 0.0, 0.0)
+    merged = step_groups(tree, duplicate_steps="merge")
+    # "A": q = 2/3 -> ln(1 + 20/3)/ln 11 = 0.8494; "B": q = 0 -> 0; the first copy's node carries the tokens.
+    assert [g.children for g in merged] == [(1, 3)]
+    assert merged[0].labels == pytest.approx((0.8494457, 0.0))
+    pooled = step_groups(tree, duplicate_steps="pool")  # every copy of "A" gets the pooled label; all 4 kept
+    assert [g.children for g in pooled] == [(1, 2, 3, 4)]
+    assert pooled[0].labels == pytest.approx((0.8494457, 0.8494457, 0.0, 0.8494457))
+    assert step_groups(tree, duplicate_steps="drop") == []
+    with pytest.raises(ValueError, match="duplicate_steps"):
+        step_groups(tree, duplicate_steps="squash")
+
+
+def test_merge_leaves_a_group_of_distinct_texts_as_it_was():
+    tree, _, _ = hand_tree()
+    for option in ("merge", "pool", "drop"):
+        assert step_groups(tree, duplicate_steps=option) == step_groups(tree)

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 import update_worker  # noqa: E402
+from conftest import free_port  # noqa: E402
 
 AGGREGATIONS = ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm", "token_sum_norm"]
 
@@ -40,7 +41,7 @@ def test_two_processes_equal_one(tiny_vl_dir, tmp_path):
     out = tmp_path / "ddp.safetensors"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          str(Path(__file__).parent / "update_worker.py"), str(tiny_vl_dir), str(out), "4", aggregation],
         capture_output=True, text=True, timeout=300, env=env,
     )
@@ -56,7 +57,7 @@ def test_token_sum_norm_on_two_processes_averages_like_the_references(tiny_vl_di
     out = tmp_path / "ddp.safetensors"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          str(Path(__file__).parent / "update_worker.py"), str(tiny_vl_dir), str(out), "4", "token_sum_norm", "48"],
         capture_output=True, text=True, timeout=300, env=env,
     )

@@ -8,10 +8,17 @@
   gets 0 and is kept only if some sibling's W/N is nonzero.
 - Inference: `prm_guided_answer` (MCTS whose node values are PRM scores clamped to [0, 1]; answer = the terminal
   path with the highest mean score), `greedy_answer` and `best_of_n_answer` (per step, the PRM-best of n samples).
+
+Ours, measured in benchmarks/propa_search.py (benchmarks/results/learning_propa_s7_search*.md): a PRM trained on
+sibling contrasts (`sibling_pairs`, Bradley-Terry `pairwise_loss`, `objective="pairwise"`, read through a sigmoid),
+and final-path rules besides the official mean (`PATH_RULES`: last, min, product, majority vote over the final
+answers, score-weighted vote).
 """
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,7 +26,7 @@ from typing import Any, Sequence
 import torch
 
 from mmpost.search.mcts import (
-    STEP_SYSTEM_PROMPT, MCTSConfig, SearchTree, is_terminal_step, path_messages, run_mcts,
+    FINAL_ANSWER_MARKER, STEP_SYSTEM_PROMPT, MCTSConfig, SearchTree, clean_step, is_terminal_step, path_messages, run_mcts,
 )
 from mmpost.types import PromptEncoding, Sample
 
@@ -37,13 +44,23 @@ def _hidden_size(model: torch.nn.Module) -> int:
     return int(size)
 
 
-class ProcessRewardModel(torch.nn.Module):
-    """A VLM backbone with a scalar head on the last token: inputs -> score [B] (unbounded regression output)."""
+OBJECTIVES = ("regression", "pairwise")
 
-    def __init__(self, backbone: torch.nn.Module, head: torch.nn.Linear | None = None) -> None:
+
+class ProcessRewardModel(torch.nn.Module):
+    """A VLM backbone with a scalar head on the last token: inputs -> score [B] (unbounded output).
+
+    `objective` says how it was trained and so how a score in [0, 1] is read from it: "regression" (official: MSE
+    on W/N; the output clamped to [0, 1]) or "pairwise" (ours: Bradley-Terry on sibling contrasts; the output is a
+    logit, read through a sigmoid)."""
+
+    def __init__(self, backbone: torch.nn.Module, head: torch.nn.Linear | None = None, objective: str = "regression") -> None:
         super().__init__()
+        if objective not in OBJECTIVES:
+            raise ValueError(f"process reward model: objective must be one of {OBJECTIVES}, got {objective!r}")
         self.backbone = backbone
         self.head = head if head is not None else torch.nn.Linear(_hidden_size(backbone), 1)
+        self.objective = objective
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
         """Inputs are left-padded (as `collate_prompts` pads), so the last position is every row's last token."""
@@ -59,11 +76,12 @@ class ProcessRewardModel(torch.nn.Module):
         self.backbone.save_pretrained(str(folder))
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(folder / HEAD_WEIGHTS))
         (folder / HEAD_CONFIG).write_text(json.dumps({"hidden_size": self.head.in_features, "outputs": 1,
-                                                      "pooling": "last_token", "problem_type": "regression"}, indent=1))
+                                                      "pooling": "last_token", "problem_type": self.objective}, indent=1))
         return folder
 
 
-def build_prm(backbone_path: str | Path, *, lora: dict | None = None, seed: int = 0) -> ProcessRewardModel:
+def build_prm(backbone_path: str | Path, *, lora: dict | None = None, seed: int = 0,
+              objective: str = "regression") -> ProcessRewardModel:
     """A fresh PRM on a policy checkpoint; `lora` (PEFT LoraConfig kwargs) trains an adapter plus the head."""
     from mmpost.config import ModelConfig
     from mmpost.model import load_model
@@ -77,7 +95,7 @@ def build_prm(backbone_path: str | Path, *, lora: dict | None = None, seed: int 
     torch.manual_seed(seed)
     head = torch.nn.Linear(_hidden_size(backbone), 1)
     torch.nn.init.zeros_(head.bias)
-    return ProcessRewardModel(backbone, head)
+    return ProcessRewardModel(backbone, head, objective)
 
 
 def load_prm(folder: str | Path, *, base: str | Path | None = None) -> ProcessRewardModel:
@@ -101,7 +119,7 @@ def load_prm(folder: str | Path, *, base: str | Path | None = None) -> ProcessRe
         backbone = load_model(ModelConfig(path=str(folder)))
     head = torch.nn.Linear(int(meta["hidden_size"]), 1)
     head.load_state_dict(load_file(str(folder / HEAD_WEIGHTS)))
-    return ProcessRewardModel(backbone, head)
+    return ProcessRewardModel(backbone, head, meta.get("problem_type", "regression"))
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -146,7 +164,8 @@ class PathEncoder:
 
 def prm_scores(prm: ProcessRewardModel, encoder: PathEncoder, requests: Sequence[tuple[int, Sequence[str]]],
                batch_size: int = 16) -> list[float]:
-    """PRM outputs clamped to [0, 1] (the official inference clamps the parsed score)."""
+    """PRM scores in [0, 1]: a regression PRM's output clamped (the official inference clamps the parsed score), a
+    pairwise PRM's logit through a sigmoid."""
     device = next(prm.parameters()).device
     was_training = prm.training
     prm.eval()
@@ -154,7 +173,8 @@ def prm_scores(prm: ProcessRewardModel, encoder: PathEncoder, requests: Sequence
     with torch.no_grad():
         for start in range(0, len(requests), batch_size):
             inputs = {k: v.to(device) for k, v in encoder.batch(requests[start : start + batch_size]).items()}
-            out += prm(**inputs).float().clamp(0.0, 1.0).tolist()
+            raw = prm(**inputs).float()
+            out += (torch.sigmoid(raw) if prm.objective == "pairwise" else raw.clamp(0.0, 1.0)).tolist()
     prm.train(was_training)
     return out
 
@@ -188,6 +208,78 @@ def train_prm(prm: ProcessRewardModel, encoder: PathEncoder, examples: Sequence[
     return losses
 
 
+# -- a PRM trained on sibling contrasts (ours) -------------------------------------------------------
+@dataclass(frozen=True)
+class PRMPair:
+    """Two children of one node: `better` has the higher MC value W/N (both visited, different texts)."""
+
+    question: int
+    better: tuple[str, ...]  # path root..child
+    worse: tuple[str, ...]
+
+
+def sibling_pairs(tree: SearchTree, question: int = 0) -> list[PRMPair]:
+    """Every pair of a node's children whose MC values differ: copies of one step text pooled first (N and W summed,
+    `merge_duplicate_children`), unvisited texts left out (their 0 is no evidence). A reconstruction (ours): the
+    official PRM regresses W/N over all nodes, which measured here learns which questions and depths end right, not
+    which sibling is right (benchmarks/results/learning_propa_prm_sweep.md)."""
+    from mmpost.search.step_groups import merge_duplicate_children
+
+    out = []
+    for index, node in enumerate(tree.nodes):
+        if node.terminal or len(node.children) < 2:
+            continue
+        children = node.children
+        pooled = merge_duplicate_children([tree.nodes[c].step for c in children], [tree.nodes[c].visits for c in children],
+                                          [tree.nodes[c].value for c in children])
+        valued = [(tree.nodes[children[first]].step, w / n) for first, n, w in pooled if n > 0]
+        path = tuple(tree.path(index))
+        for i, (text_i, q_i) in enumerate(valued):
+            for text_j, q_j in valued[i + 1 :]:
+                if q_i != q_j:
+                    better, worse = (text_i, text_j) if q_i > q_j else (text_j, text_i)
+                    out.append(PRMPair(question, path + (better,), path + (worse,)))
+    return out
+
+
+def pairwise_loss(better: torch.Tensor, worse: torch.Tensor) -> torch.Tensor:
+    """Bradley-Terry: mean of -log sigmoid(s_better - s_worse) = softplus(s_worse - s_better) (Bradley & Terry 1952;
+    the reward-model loss of Ouyang et al. 2022, eq. 1, one pair per comparison)."""
+    return torch.nn.functional.softplus(worse - better).mean()
+
+
+def train_pairwise_prm(prm: ProcessRewardModel, encoder: PathEncoder, pairs: Sequence[PRMPair], *, epochs: int = 3,
+                       lr: float = 1e-3, batch_size: int = 8, seed: int = 0, max_grad_norm: float = 1.0) -> list[float]:
+    """`pairwise_loss` over sibling pairs (both paths of a pair in one batch); returns the epoch losses."""
+    if not pairs:
+        raise ValueError("train_pairwise_prm: no sibling pairs (no node had two visited children with different W/N)")
+    if prm.objective != "pairwise":
+        raise ValueError(f"train_pairwise_prm: the PRM's objective is {prm.objective!r}; build it with objective='pairwise'")
+    parameters = [p for p in prm.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    device = next(prm.parameters()).device
+    prm.train()
+    losses = []
+    for _ in range(epochs):
+        order = torch.randperm(len(pairs), generator=generator).tolist()
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            chunk = [pairs[i] for i in order[start : start + batch_size]]
+            requests = [(p.question, p.better) for p in chunk] + [(p.question, p.worse) for p in chunk]
+            inputs = {k: v.to(device) for k, v in encoder.batch(requests).items()}
+            scores = prm(**inputs).float()
+            loss = pairwise_loss(scores[: len(chunk)], scores[len(chunk) :])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+            optimizer.step()
+            total += loss.item() * len(chunk)
+        losses.append(total / len(pairs))
+    return losses
+
+
 # -- inference -------------------------------------------------------------------------------------
 @dataclass
 class SearchAnswer:
@@ -201,17 +293,60 @@ class SearchAnswer:
         return self.steps[-1] if self.steps and is_terminal_step(self.steps[-1]) else ""
 
 
-def best_terminal_path(tree: SearchTree) -> tuple[int | None, float]:
-    """The terminal node whose root..node path has the highest mean PRM score (root counted with score 0, as in
-    the official `find_best_path`); ties go to the earlier node. (None, -inf) when the tree has no terminal node."""
+PATH_RULES = ("mean", "last", "min", "product", "vote", "score_vote")
+"""How PRM-guided search picks its answer among the terminal paths: "mean" (official `find_best_path`: the highest
+mean PRM score over root..node, the root counted with score 0), "last" (the final step's score), "min" (the weakest
+step's), "product" (all steps' product), "vote" (the final answer reached by most terminal nodes, ties to the higher
+mean score) and "score_vote" (the final answer whose terminal nodes' scores sum highest). All but "mean" are ours."""
+
+
+def path_score(scores: Sequence[float], rule: str) -> float:
+    """The score of one path from its non-root nodes' PRM scores, for "mean" (root counted as a 0: sum / (len + 1)),
+    "last", "min" and "product"."""
+    if not scores:
+        return float("-inf")
+    if rule == "mean":
+        return sum(scores) / (len(scores) + 1)
+    if rule == "last":
+        return scores[-1]
+    if rule == "min":
+        return min(scores)
+    if rule == "product":
+        return math.prod(scores)
+    raise ValueError(f"path_score: unknown rule {rule!r}; expected one of mean, last, min, product")
+
+
+def final_answer_of(step: str) -> str:
+    """The text after the last "the final answer is" of a terminal step (cleaned, trailing period dropped)."""
+    cleaned = clean_step(step)
+    if FINAL_ANSWER_MARKER not in cleaned:
+        return ""
+    return cleaned.rsplit(FINAL_ANSWER_MARKER, 1)[1].strip().rstrip(".").strip()
+
+
+def best_terminal_path(tree: SearchTree, rule: str = "mean") -> tuple[int | None, float]:
+    """The terminal node the search answers with under `rule` (`PATH_RULES`) and its score (for the votes: the
+    count or the score sum of its answer); ties go to the earlier node. (None, -inf) without a terminal node."""
+    if rule not in PATH_RULES:
+        raise ValueError(f"best_terminal_path: unknown rule {rule!r}; expected one of {PATH_RULES}")
+    terminals = [i for i, node in enumerate(tree.nodes) if node.terminal]
+    path_scores = {i: path_score([tree.nodes[j].score for j in tree.path_nodes(i)[1:]],
+                                 "mean" if rule in ("vote", "score_vote") else rule) for i in terminals}
+    if rule in ("vote", "score_vote"):
+        totals: dict[str, float] = {}
+        for i in terminals:
+            answer = final_answer_of(tree.nodes[i].step)
+            totals[answer] = totals.get(answer, 0.0) + (1.0 if rule == "vote" else tree.nodes[i].score)
+        best, best_key = None, (float("-inf"), float("-inf"))
+        for i in terminals:
+            key = (totals[final_answer_of(tree.nodes[i].step)], path_scores[i])
+            if key > best_key:
+                best, best_key = i, key
+        return best, best_key[0]
     best, best_score = None, float("-inf")
-    for index, node in enumerate(tree.nodes):
-        if not node.terminal:
-            continue
-        path = tree.path_nodes(index)
-        score = sum(tree.nodes[i].score for i in path) / len(path)
-        if score > best_score:
-            best, best_score = index, score
+    for i in terminals:
+        if path_scores[i] > best_score:
+            best, best_score = i, path_scores[i]
     return best, best_score
 
 
@@ -229,13 +364,13 @@ def policy_proposer(model: torch.nn.Module, processor: Any, task: Any, modality:
                               system_prompt=system_prompt)
 
 
-def prm_guided_answer(proposer, prm: ProcessRewardModel, encoder: PathEncoder, questions: int, *,
-                      num_children: int = 4, min_iterations: int = 25, min_final_answers: int = 2,
-                      max_iterations: int = 100, exploration: float = 1.0) -> list[SearchAnswer]:
+def prm_guided_trees(proposer, prm: ProcessRewardModel, encoder: PathEncoder, questions: int, *,
+                     num_children: int = 4, min_iterations: int = 25, min_final_answers: int = 2,
+                     max_iterations: int = 100, exploration: float = 1.0) -> list[SearchTree]:
     """PRM-guided MCTS per question (all questions in lockstep): expansions sample `num_children` steps; the
-    evaluated children (all if one is terminal, else the first) are scored by the PRM, clamped to [0, 1], and the
-    score is backpropagated; a tree stops after >= `min_iterations` iterations with >= `min_final_answers` final
-    answers seen, or at `max_iterations`. The answer is the terminal path with the highest mean PRM score.
+    evaluated children (all if one is terminal, else the first) are scored by the PRM (`prm_scores`) and the score
+    is backpropagated; a tree stops after >= `min_iterations` iterations with >= `min_final_answers` final answers
+    seen, or at `max_iterations`. Returns the trees (each node's `score` is its PRM score).
 
     `proposer`: a `StepProposer` whose question indices match `encoder.samples` (see `policy_proposer`)."""
     trees = [SearchTree(answer=None) for _ in range(questions)]
@@ -249,11 +384,23 @@ def prm_guided_answer(proposer, prm: ProcessRewardModel, encoder: PathEncoder, q
         tree.nodes[node].score = value
 
     run_mcts(trees, proposer, evaluate, config, on_evaluated=record)
-    answers = []
-    for tree in trees:
-        index, score = best_terminal_path(tree)
-        answers.append(SearchAnswer(tree.path(index) if index is not None else [], score))
-    return answers
+    return trees
+
+
+def tree_answer(tree: SearchTree, rule: str = "mean") -> SearchAnswer:
+    """The answer a PRM-guided tree gives under `rule` (`best_terminal_path`)."""
+    index, score = best_terminal_path(tree, rule)
+    return SearchAnswer(tree.path(index) if index is not None else [], score)
+
+
+def prm_guided_answer(proposer, prm: ProcessRewardModel, encoder: PathEncoder, questions: int, *,
+                      num_children: int = 4, min_iterations: int = 25, min_final_answers: int = 2,
+                      max_iterations: int = 100, exploration: float = 1.0, path_rule: str = "mean") -> list[SearchAnswer]:
+    """`prm_guided_trees`, then each tree's answer under `path_rule` (official: "mean", the terminal path with the
+    highest mean score)."""
+    trees = prm_guided_trees(proposer, prm, encoder, questions, num_children=num_children, min_iterations=min_iterations,
+                             min_final_answers=min_final_answers, max_iterations=max_iterations, exploration=exploration)
+    return [tree_answer(tree, path_rule) for tree in trees]
 
 
 def greedy_answer(proposer, questions: int, *, max_steps: int = 20) -> list[SearchAnswer]:
@@ -322,26 +469,41 @@ def prm_ranking_metrics(judgements: Sequence[StepJudgement]) -> dict[str, float]
         groups.setdefault((judgement.question, judgement.depth), []).append(judgement)
     mixed = [g for g in groups.values() if any(j.right for j in g) and not all(j.right for j in g)]
     nan = float("nan")
+    # per mixed set: (top pick right) - (its right fraction); the SE of their mean says whether the PRM beats chance
+    lifts = [float(max(g, key=lambda j: j.score).right) - sum(j.right for j in g) / len(g) for g in mixed]
+    lift_se = (statistics.stdev(lifts) / math.sqrt(len(lifts))) if len(lifts) > 1 else nan
     return {
         "auc": roc_auc([j.score for j in judgements], [j.right for j in judgements]),
         "right_fraction": sum(j.right for j in judgements) / len(judgements) if judgements else nan,
         "pick_right": sum(max(g, key=lambda j: j.score).right for g in mixed) / len(mixed) if mixed else nan,
         "random_pick_right": sum(sum(j.right for j in g) / len(g) for g in mixed) / len(mixed) if mixed else nan,
+        "pick_lift": statistics.mean(lifts) if lifts else nan,
+        "pick_lift_se": lift_se,
         "mixed_sets": float(len(mixed)),
         "candidates": float(len(judgements)),
     }
 
 
-def prm_step_judgements(proposer, prm: ProcessRewardModel, encoder: PathEncoder, questions: int, *, k: int = 4,
-                        depths: Sequence[int] = (0, 1), max_steps: int = 6) -> list[StepJudgement]:
-    """The PRM judged on the policy's own candidates: for each question, along its greedy chain, at each depth d in
-    `depths` the policy samples k next steps (the proposer's temperature, as the search expands); each candidate is
-    labelled by a greedy rollout from it (as MCTS simulates; a terminal candidate by its own correctness) and scored
-    by the PRM on question + path. `proposer` and `encoder` must index the same samples, which carry `answer`."""
+@dataclass(frozen=True)
+class CandidateStep:
+    """A candidate step the policy proposed at `depth` of question `question`'s greedy chain, with its path and
+    whether a greedy rollout from it (or the candidate itself, if terminal) ends in a correct answer."""
+
+    question: int
+    depth: int
+    path: tuple[str, ...]
+    right: bool
+
+
+def candidate_steps(proposer, answers: Sequence[str], *, k: int = 4, depths: Sequence[int] = (0, 1),
+                    max_steps: int = 6) -> list[CandidateStep]:
+    """The policy's own candidates: for each question (answers[q] its answer), along its greedy chain, at each depth
+    d in `depths` the policy samples k next steps (the proposer's temperature, as the search expands); each is
+    labelled by a greedy rollout from it (as MCTS simulates; a terminal candidate by its own correctness)."""
     from mmpost.search.mcts import is_correct_step
     from mmpost.search.source import sample_chains
 
-    answers = [str(s["answer"]) for s in encoder.samples[:questions]]
+    questions = len(answers)
     greedy = [[s.text for s in steps] for _, steps in sample_chains(proposer, questions, 1, max(depths) + 1, greedy=True)]
     starts = [(q, greedy[q][:d], d) for d in depths for q in range(questions)
               if len(greedy[q]) >= d and not any(is_terminal_step(s) for s in greedy[q][:d])]
@@ -366,5 +528,18 @@ def prm_step_judgements(proposer, prm: ProcessRewardModel, encoder: PathEncoder,
             elif len(path) < max_steps:
                 still.append((index, path))
         live = still
-    scores = prm_scores(prm, encoder, [(q, path) for q, path, _ in paths])
-    return [StepJudgement(q, d, score, r) for (q, _, d), score, r in zip(paths, scores, right)]
+    return [CandidateStep(q, d, tuple(path), r) for (q, path, d), r in zip(paths, right)]
+
+
+def judge_candidates(prm: ProcessRewardModel, encoder: PathEncoder, candidates: Sequence[CandidateStep]) -> list[StepJudgement]:
+    """Each candidate's PRM score on question + path."""
+    scores = prm_scores(prm, encoder, [(c.question, c.path) for c in candidates])
+    return [StepJudgement(c.question, c.depth, score, c.right) for c, score in zip(candidates, scores)]
+
+
+def prm_step_judgements(proposer, prm: ProcessRewardModel, encoder: PathEncoder, questions: int, *, k: int = 4,
+                        depths: Sequence[int] = (0, 1), max_steps: int = 6) -> list[StepJudgement]:
+    """The PRM judged on the policy's own candidates (`candidate_steps`, then `judge_candidates`). `proposer` and
+    `encoder` must index the same samples, which carry `answer`."""
+    answers = [str(s["answer"]) for s in encoder.samples[:questions]]
+    return judge_candidates(prm, encoder, candidate_steps(proposer, answers, k=k, depths=depths, max_steps=max_steps))

@@ -28,7 +28,7 @@ from mmpost.search.mcts import (
     STEP_SYSTEM_PROMPT, GeneratedStep, MCTSConfig, SearchTree, is_correct_step, is_terminal_step, rollout_evaluator, run_mcts, step_messages,
 )
 from mmpost.experience import RowKind
-from mmpost.search.step_groups import MIN_LABEL_SPREAD, needs_demonstration, step_groups
+from mmpost.search.step_groups import DUPLICATE_STEPS, MIN_LABEL_SPREAD, needs_demonstration, step_groups
 from mmpost.types import PromptEncoding, Sample
 
 STEPS_FIELD = "propa_steps"
@@ -133,7 +133,8 @@ class PropaSource(ExperienceSource):
     """PROPA's round: MCTS per question -> step-level GRPO groups + interleaved SFT on unsolved questions.
 
     Options (official values as defaults): `iterations` 25, `num_children` k = 4, `exploration` c = 1.0,
-    `max_depth` 8 (simulation length), `min_spread` 0.1 (group filter), `step_max_new_tokens` (None = the
+    `max_depth` 8 (simulation length), `min_spread` 0.1 (group filter), `duplicate_steps` ("keep", official; "merge",
+"pool" or "drop" repeated step texts in a group, ours: `mmpost.search.step_groups`), `step_max_new_tokens` (None = the
     rollout's max_new_tokens; official 128), `interleaved_sft` (True), `tree_dir` (write each round's trees as
     JSON lines there, the data a process reward model trains on; None = do not write), `system_prompt` (the
     official step instruction; "" = no system turn, which the CPU presets use to keep prompts short).
@@ -147,7 +148,11 @@ class PropaSource(ExperienceSource):
 
     def __init__(self, iterations: int = 25, num_children: int = 4, exploration: float = 1.0, max_depth: int = 8,
                  min_spread: float = MIN_LABEL_SPREAD, step_max_new_tokens: int | None = None,
-                 interleaved_sft: bool = True, tree_dir: str | None = None, system_prompt: str = STEP_SYSTEM_PROMPT) -> None:
+                 interleaved_sft: bool = True, tree_dir: str | None = None, system_prompt: str = STEP_SYSTEM_PROMPT,
+                 duplicate_steps: str = "keep") -> None:
+        if duplicate_steps not in DUPLICATE_STEPS:
+            raise ValueError(f"propa: duplicate_steps must be one of {DUPLICATE_STEPS}, got {duplicate_steps!r}")
+        self.duplicate_steps = duplicate_steps
         self.search = MCTSConfig(iterations=iterations, num_children=num_children, exploration=exploration)
         if max_depth < 1:
             raise ValueError(f"propa: max_depth must be >= 1, got {max_depth}")
@@ -171,7 +176,7 @@ class PropaSource(ExperienceSource):
         group = 0
         groups_total = sft_questions = 0
         for q, tree in enumerate(trees):
-            for g in step_groups(tree, min_spread=self.min_spread):
+            for g in step_groups(tree, min_spread=self.min_spread, duplicate_steps=self.duplicate_steps):
                 prompt = proposer.encode(q, g.steps)
                 for child, label in zip(g.children, g.labels):
                     rows.add(row_sample(samples[q], g.steps, label), prompt, tree.nodes[child].tokens, group,

@@ -1,0 +1,355 @@
+"""Can PRM-guided search beat greedy decoding on the PROPA policy? Two changes measured against the official
+inference (`mmpost.search.prm`), on each seed's PROPA policy of `benchmarks/learning_propa.py` (600-step warm start,
+lr 3e-4, 8 rounds; runs/learning_propa_ws600_lr3e-4/propa/seedN):
+
+- the final-path rule (`PATH_RULES`: "mean" is the official `find_best_path`, the others are ours), all applied to
+  the same PRM-guided trees;
+- the PRM: the official regression on W/N (MSE) vs a Bradley-Terry PRM trained on sibling contrasts
+  (`sibling_pairs`, `pairwise_loss`; ours), both a fresh value head on the policy trained on the run's own trees.
+
+Stage "select" measures everything on TRAINING-split questions the run never searched (different ids and contents
+from the run's 64 trees and from the 448 further questions of the PRM sweep), so the choice is made without the
+held-out set: greedy, PRM-MCTS under every (PRM, candidate temperature, rule), and each PRM's ranking of the policy's
+own candidate steps (top pick right vs random pick right per mixed candidate set, with the SE of the lift).
+Stage "heldout" then runs the chosen (PRM, temperature, rule) on the 64 held-out questions, 3 seeds, beside greedy
+and the official rule on the same trees.
+
+    python benchmarks/propa_search.py select --name learning_propa_s7_search_select
+    python benchmarks/propa_search.py heldout --prm pairwise --temperature 0.5 --rule vote --name learning_propa_s7_search
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+RUNS = REPO / "runs" / "learning_propa_ws600_lr3e-4" / "propa"
+OUT = REPO / "runs" / "propa_s7_search"
+RESULTS = REPO / "benchmarks" / "results"
+PRMS = ("regression", "pairwise")
+STEP_CAP = 6
+PRM_EPOCHS = 3
+
+
+def _content(sample) -> tuple:
+    return sample["kind"], tuple(sample["digits"]), sample["threshold"]
+
+
+def selection_questions(seed_dirs: Sequence[Path], count: int) -> list[dict]:
+    """Training-split questions no run searched: ids and contents outside every seed's trees and the PRM sweep's
+    further trees; the last `count` of the first 2048 training indices."""
+    from learning_propa import _task
+    from mmpost.search.source import load_trees
+
+    train = _task(64).load("train", size=2048)
+    by_id = {s["id"]: s for s in train}
+    used = set()
+    for folder in seed_dirs:
+        files = sorted((folder / "trees").glob("*.jsonl")) + [p for p in [folder / "prm_more_trees.jsonl"] if p.is_file()]
+        used |= {i for path in files for i, _ in load_trees(path)}
+    used_contents = {_content(by_id[i]) for i in used if i in by_id}
+    fresh = [s for s in train if s["id"] not in used and _content(s) not in used_contents]
+    if len(fresh) < count:
+        raise ValueError(f"only {len(fresh)} unsearched training questions, need {count}")
+    return fresh[-count:]
+
+
+def _policy(model_dir: Path, samples, temperature: float):
+    from learning_propa import _proposer, _task
+
+    return _proposer(model_dir, _task(64), samples, temperature=temperature)
+
+
+def train_prms(model_dir: Path, tree_dir: Path, out: Path, seed: int) -> dict:
+    """Both PRMs on the run's own trees (3 epochs, lr 1e-3: the settings of learning_propa.py's PRM), saved to `out`."""
+    import torch
+
+    from learning_propa import _task
+    from mmpost.modalities.image import ImageModality
+    from mmpost.search.prm import PathEncoder, build_prm, load_prm, prm_examples, sibling_pairs, train_pairwise_prm, train_prm
+    from mmpost.search.source import load_trees
+
+    task = _task(64)
+    rows = {s["id"]: s for s in task.load("train")}
+    trees = [(rows[i], tree) for path in sorted(tree_dir.glob("*.jsonl")) for i, tree in load_trees(path)]
+    _, processor = _policy(model_dir, [], 1.0)
+    encoder = PathEncoder(processor, task, ImageModality(), [s for s, _ in trees])
+    info = {}
+    for objective in PRMS:
+        folder = out / f"prm_{objective}"
+        if (folder / "value_head.json").is_file() and (out / f"prm_{objective}.json").is_file():
+            info[objective] = json.loads((out / f"prm_{objective}.json").read_text())
+            continue
+        prm = build_prm(model_dir, seed=seed, objective=objective)
+        mark = time.process_time()
+        if objective == "regression":
+            data = [e for q, (_, tree) in enumerate(trees) for e in prm_examples(tree, q)]
+            losses = train_prm(prm, encoder, data, epochs=PRM_EPOCHS, lr=1e-3, batch_size=16, seed=seed)
+        else:
+            data = [p for q, (_, tree) in enumerate(trees) for p in sibling_pairs(tree, q)]
+            losses = train_pairwise_prm(prm, encoder, data, epochs=PRM_EPOCHS, lr=1e-3, batch_size=8, seed=seed)
+        info[objective] = {"examples": len(data), "losses": losses, "train_cpu_seconds": time.process_time() - mark}
+        prm.save(folder)
+        (out / f"prm_{objective}.json").write_text(json.dumps(info[objective]))
+        del prm
+    torch.manual_seed(seed)
+    return info
+
+
+def search_accuracies(model_dir: Path, prm_dir: Path, samples, temperature: float, seed: int, iterations: int,
+                      rules: Sequence[str]) -> dict:
+    """PRM-guided MCTS on `samples` (>= `iterations` iterations and 2 final answers, cap 4x), every rule on the same
+    trees: {rule: accuracy, "per_question": {rule: [0/1]}, terminals per tree, chosen chain length}."""
+    import torch
+
+    from learning_propa import _task
+    from mmpost.modalities.image import ImageModality
+    from mmpost.search.prm import PathEncoder, load_prm, prm_guided_trees, tree_answer
+    from mmpost.search.mcts import is_correct_step
+
+    torch.manual_seed(seed)
+    proposer, processor = _policy(model_dir, samples, temperature)
+    prm = load_prm(prm_dir)
+    encoder = PathEncoder(processor, _task(64), ImageModality(), samples)
+    mark = time.process_time()
+    trees = prm_guided_trees(proposer, prm, encoder, len(samples), num_children=4, min_iterations=iterations,
+                             min_final_answers=2, max_iterations=4 * iterations)
+    out = {"cpu_seconds": time.process_time() - mark, "per_question": {}, "steps": {},
+           "terminals_per_tree": statistics.mean(sum(n.terminal for n in t.nodes) for t in trees),
+           "distinct_terminal_steps_per_tree": statistics.mean(len({n.step for n in t.nodes if n.terminal}) for t in trees),
+           # what a perfect final-path rule would reach on these trees: some terminal node is right
+           "any_terminal_right": statistics.mean(float(any(n.terminal and is_correct_step(n.step, str(s["answer"]))
+                                                         for n in t.nodes)) for t, s in zip(trees, samples))}
+    for rule in rules:
+        answers = [tree_answer(tree, rule) for tree in trees]
+        right = [float(is_correct_step(a.text, str(s["answer"]))) for a, s in zip(answers, samples)]
+        out["per_question"][rule] = right
+        out[rule] = statistics.mean(right)
+        out["steps"][rule] = statistics.mean(len(a.steps) for a in answers)
+    return out
+
+
+def greedy_accuracy(model_dir: Path, samples) -> dict:
+    from mmpost.search.mcts import is_correct_step
+    from mmpost.search.prm import greedy_answer
+
+    proposer, _ = _policy(model_dir, samples, 1.0)
+    answers = greedy_answer(proposer, len(samples), max_steps=STEP_CAP)
+    right = [float(is_correct_step(a.text, str(s["answer"]))) for a, s in zip(answers, samples)]
+    return {"accuracy": statistics.mean(right), "per_question": right, "steps": statistics.mean(len(a.steps) for a in answers)}
+
+
+def ranking(model_dir: Path, out: Path, samples, temperature: float, seed: int) -> dict:
+    """Both PRMs on the same candidate steps (4 per depth 0 and 1 of each question's greedy chain at `temperature`)."""
+    import torch
+
+    from learning_propa import _task
+    from mmpost.modalities.image import ImageModality
+    from mmpost.search.prm import PathEncoder, candidate_steps, judge_candidates, load_prm, prm_ranking_metrics
+
+    torch.manual_seed(seed)
+    proposer, processor = _policy(model_dir, samples, temperature)
+    candidates = candidate_steps(proposer, [str(s["answer"]) for s in samples], k=4, depths=(0, 1), max_steps=STEP_CAP)
+    encoder = PathEncoder(processor, _task(64), ImageModality(), samples)
+    return {objective: prm_ranking_metrics(judge_candidates(load_prm(out / f"prm_{objective}"), encoder, candidates))
+            for objective in PRMS}
+
+
+def select_seed(seed: int, questions: int, temperatures: Sequence[float], iterations: int, out: Path) -> dict:
+    import torch
+
+    from mmpost.search.prm import PATH_RULES
+
+    torch.set_num_threads(1)
+    run = RUNS / f"seed{seed}"
+    model_dir = run / "checkpoints" / "step_8" / "model"
+    folder = out / f"seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = folder / "select.json"
+    result = json.loads(cache.read_text()) if cache.is_file() else {}
+    result["prms"] = train_prms(model_dir, run / "trees", folder, seed)
+    samples = selection_questions([RUNS / f"seed{s}" for s in (0, 1, 2)], questions)
+    result["questions"] = [s["id"] for s in samples]
+    if "greedy" not in result:
+        result["greedy"] = greedy_accuracy(model_dir, samples)
+    for temperature in temperatures:
+        key = f"T{temperature}"
+        if f"ranking/{key}" not in result:
+            result[f"ranking/{key}"] = ranking(model_dir, folder, samples, temperature, seed)
+            cache.write_text(json.dumps(result))
+        for objective in PRMS:
+            name = f"mcts/{objective}/{key}"
+            if name not in result:
+                result[name] = search_accuracies(model_dir, folder / f"prm_{objective}", samples, temperature, seed,
+                                                 iterations, PATH_RULES)
+                cache.write_text(json.dumps(result))
+                print(seed, name, {r: result[name][r] for r in PATH_RULES}, "greedy", result["greedy"]["accuracy"], flush=True)
+    cache.write_text(json.dumps(result))
+    return result
+
+
+def heldout_seed(seed: int, prm: str, temperature: float, rule: str, iterations: int, out: Path, heldout: int) -> dict:
+    import torch
+
+    from learning_propa import _task
+
+    torch.set_num_threads(1)
+    run = RUNS / f"seed{seed}"
+    model_dir = run / "checkpoints" / "step_8" / "model"
+    folder = out / f"seed{seed}"
+    samples = _task(heldout).load("heldout")
+    result = {"greedy": greedy_accuracy(model_dir, samples)}
+    from mmpost.search.prm import PATH_RULES
+
+    rules = list(PATH_RULES)  # every rule on the same trees: the chosen one is fixed beforehand, the rest shown
+    result["search"] = search_accuracies(model_dir, folder / f"prm_{prm}", samples, temperature, seed, iterations, rules)
+    result["ranking"] = ranking(model_dir, folder, samples, temperature, seed)
+    (folder / f"heldout_{prm}_T{temperature}_{rule}.json").write_text(json.dumps(result))
+    return result
+
+
+def _pool(function, jobs, parallel):
+    with ProcessPoolExecutor(max_workers=max(1, min(parallel, len(jobs))), mp_context=get_context("spawn")) as pool:
+        return [f.result() for f in [pool.submit(function, **job) for job in jobs]]
+
+
+def _ms(values) -> str:
+    from learning_report import mean_std
+
+    mean, std = mean_std(values)
+    return f"{mean:+.3f} ± {std:.3f}"
+
+
+def _se(values) -> float:
+    return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+
+
+def select_report(results: list[dict], seeds, temperatures, iterations, questions, started) -> tuple[str, dict]:
+    from mmpost.search.prm import PATH_RULES
+
+    lines = [f"# PROPA search, chosen on training questions ({questions} training-split questions no run searched; "
+             "seeds' PROPA policies of runs/learning_propa_ws600_lr3e-4)", "",
+             f"PRM-guided MCTS (>= {iterations} iterations and 2 final answers, cap {4 * iterations}; k = 4), every "
+             "final-path rule on the same trees. Greedy on the same questions per seed: "
+             + " / ".join(f"{r['greedy']['accuracy']:.3f}" for r in results) + ". Rule \"mean\" is the official one.", "",
+             "| PRM | T | rule | accuracy − greedy (mean ± std over seeds) | per seed | SE | steps of the chosen chain |",
+             "|---|---|---|---|---|---|---|"]
+    table = {}
+    for objective in PRMS:
+        for temperature in temperatures:
+            for rule in PATH_RULES:
+                name = f"mcts/{objective}/T{temperature}"
+                gains = [r[name][rule] - r["greedy"]["accuracy"] for r in results]
+                table[(objective, temperature, rule)] = statistics.mean(gains)
+                lines.append(f"| {objective} | {temperature} | {rule} | {_ms(gains)} | " + " / ".join(f"{g:+.3f}" for g in gains)
+                             + f" | {_se(gains):.3f} | {statistics.mean(r[name]['steps'][rule] for r in results):.2f} |")
+    lines += ["", "Greedy's chain length: " + " / ".join(f"{r['greedy']['steps']:.2f}" for r in results)
+              + "; terminal nodes per tree: " + ", ".join(
+                  f"{o} T {t}: {statistics.mean(r[f'mcts/{o}/T{t}']['terminals_per_tree'] for r in results):.1f}"
+                  for o in PRMS for t in temperatures), "",
+              "Each PRM on the policy's own candidate steps (4 at depths 0 and 1 of each question's greedy chain, labelled "
+              "by a greedy rollout); lift = top pick right − random pick right over the candidate sets that mix right "
+              "and wrong, with its SE over those sets:", "",
+              "| seed | T | PRM | training examples (pairs) | loss first → last | AUC | mixed sets | top pick right | random pick right | lift ± SE |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for seed, r in zip(seeds, results):
+        for temperature in temperatures:
+            for objective in PRMS:
+                m = r[f"ranking/T{temperature}"][objective]
+                p = r["prms"][objective]
+                lines.append(f"| {seed} | {temperature} | {objective} | {p['examples']} | {p['losses'][0]:.4f} → {p['losses'][-1]:.4f} | "
+                             f"{m['auc']:.3f} | {int(m['mixed_sets'])} | {m['pick_right']:.3f} | {m['random_pick_right']:.3f} | "
+                             f"{m['pick_lift']:+.3f} ± {m['pick_lift_se']:.3f} |")
+    for temperature in temperatures:
+        for objective in PRMS:
+            lifts = [r[f"ranking/T{temperature}"][objective]["pick_lift"] for r in results]
+            ses = [r[f"ranking/T{temperature}"][objective]["pick_lift_se"] for r in results]
+            se = sum(v * v for v in ses) ** 0.5 / len(ses)  # the SE of the mean of independent seeds' lifts
+            lines.append(f"| all | {temperature} | {objective} | | | | | | | {statistics.mean(lifts):+.3f} ± {se:.3f} (mean of seeds) |")
+    best = max(table, key=table.get)
+    lines += ["", f"{len(table)} settings (2 PRMs × {len(temperatures)} temperatures × {len(PATH_RULES)} rules) on training "
+              f"questions; the best by mean gain: PRM {best[0]}, T {best[1]}, rule {best[2]} ({table[best]:+.3f}).",
+              f"CPU s per PRM training: " + ", ".join(f"{o} {statistics.mean(r['prms'][o]['train_cpu_seconds'] for r in results):.0f}" for o in PRMS)
+              + f"; this invocation {time.perf_counter() - started:.0f} s wall (2 processes, shared 2-core machine)."]
+    return "\n".join(lines), {"best": list(best), "table": {"/".join(map(str, k)): v for k, v in table.items()}}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["select", "heldout"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--questions", type=int, default=64, help="training-split questions for the selection")
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 1.0])
+    parser.add_argument("--iterations", type=int, default=8, help="PRM-MCTS minimum iterations (as learning_propa.py)")
+    parser.add_argument("--prm", choices=PRMS, default="regression")
+    parser.add_argument("--temperature", type=float, default=0.5)
+    parser.add_argument("--rule", default="mean")
+    parser.add_argument("--heldout", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--name", default=None)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    if args.stage == "select":
+        results = _pool(select_seed, [{"seed": s, "questions": args.questions, "temperatures": args.temperatures,
+                                       "iterations": args.iterations, "out": args.out} for s in args.seeds], args.parallel)
+        text, summary = select_report(results, args.seeds, args.temperatures, args.iterations, args.questions, started)
+        name = args.name or "learning_propa_s7_search_select"
+        (RESULTS / f"{name}.md").write_text(text + "\n")
+        (RESULTS / f"{name}.json").write_text(json.dumps({"seeds": args.seeds, "summary": summary, "results": results}, default=float))
+        print(text)
+        return 0
+    results = _pool(heldout_seed, [{"seed": s, "prm": args.prm, "temperature": args.temperature, "rule": args.rule,
+                                    "iterations": args.iterations, "out": args.out, "heldout": args.heldout}
+                                   for s in args.seeds], args.parallel)
+    greedy = [r["greedy"]["accuracy"] for r in results]
+    chosen = [r["search"][args.rule] for r in results]
+    official = [r["search"]["mean"] for r in results]
+    lines = [f"# PROPA search on the held-out questions ({args.heldout}; the chosen setting: PRM {args.prm}, T "
+             f"{args.temperature}, rule {args.rule}, chosen on training questions, learning_propa_s7_search_select.md)", "",
+             "| strategy | accuracy (mean ± std) | per seed | − greedy (mean ± std) | per seed | SE of − greedy |", "|---|---|---|---|---|---|"]
+    for label, values in (("greedy", greedy), (f"PRM-MCTS, {args.prm} PRM, T {args.temperature}, rule {args.rule}", chosen),
+                          (f"same trees, official rule mean", official)):
+        gains = [v - g for v, g in zip(values, greedy)]
+        lines.append(f"| {label} | {_ms(values)[1:]} | "
+                     + " / ".join(f"{v:.3f}" for v in values) + f" | {_ms(gains)} | " + " / ".join(f"{g:+.3f}" for g in gains)
+                     + f" | {_se(gains):.3f} |")
+    wins = [sum(c > g for c, g in zip(r["search"]["per_question"][args.rule], r["greedy"]["per_question"])) for r in results]
+    losses = [sum(c < g for c, g in zip(r["search"]["per_question"][args.rule], r["greedy"]["per_question"])) for r in results]
+    others = [r for r in results[0]["search"]["per_question"] if r not in (args.rule, "mean")]
+    lines += ["", "The other rules on the same held-out trees (not chosen; shown, not selected on): " + "; ".join(
+        f"{o} {_ms([r['search'][o] - g for r, g in zip(results, greedy)])}" for o in others) + " (− greedy)."]
+    lines += ["", "Questions the search wins / loses against greedy per seed: " + ", ".join(f"{w}/{l}" for w, l in zip(wins, losses))
+              + "; chosen chain length " + " / ".join(f"{r['search']['steps'][args.rule]:.2f}" for r in results)
+              + " vs greedy " + " / ".join(f"{r['greedy']['steps']:.2f}" for r in results) + ".", "",
+              "Both PRMs' ranking of the policy's own candidate steps on the held-out questions (T "
+              f"{args.temperature}): lift = top pick right − random pick right over mixed sets, ± SE:", "",
+              "| seed | PRM | AUC | mixed sets | top pick right | random pick right | lift ± SE |", "|---|---|---|---|---|---|---|"]
+    for seed, r in zip(args.seeds, results):
+        for objective in PRMS:
+            m = r["ranking"][objective]
+            lines.append(f"| {seed} | {objective} | {m['auc']:.3f} | {int(m['mixed_sets'])} | {m['pick_right']:.3f} | "
+                         f"{m['random_pick_right']:.3f} | {m['pick_lift']:+.3f} ± {m['pick_lift_se']:.3f} |")
+    lines.append(f"\nThis invocation {time.perf_counter() - started:.0f} s wall (2 processes, shared 2-core machine); MCTS CPU s per seed "
+                 + " / ".join(f"{r['search']['cpu_seconds']:.0f}" for r in results) + ".")
+    name = args.name or "learning_propa_s7_search"
+    text = "\n".join(lines)
+    (RESULTS / f"{name}.md").write_text(text + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps({"seeds": args.seeds, "setting": vars(args) | {"out": str(args.out)},
+                                                      "results": results}, default=str))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
