@@ -101,6 +101,10 @@ def per_step_table(data: dict, threshold: float | None = None) -> tuple[list[dic
     looks_reached = np.array([truth[b, : min(looks_first[b] + 1, steps)].any() for b in range(count)])
     summary = {"episodes": int(count), "threshold": threshold, "radius_px": radius_px,
                **return_fidelity(data["scores"], data["true_score"], truth, first_call, int(data.get("group", 1))),
+               # the same with the reflector reading the GT frames of the same states: a perfect world model's bound
+               **{f"gt_frame_{k}": v for k, v in return_fidelity(
+                   data["gt_scores"], data["true_score"], truth, np.where(gt_called.any(1), gt_called.argmax(1), steps),
+                   int(data.get("group", 1))).items()},
                "reader_claimed_success": float((looks_first < steps).mean()),
                "reader_true_success_of_same_steps": float(looks_reached.mean()),
                "reader_agreement": float(((looks_first < steps) == looks_reached).mean()),

@@ -51,6 +51,9 @@ def test_per_step_table_by_hand():
     assert summary["return_imagined"] == pytest.approx(0.985) and summary["return_true"] == pytest.approx((1 + true_return) / 2)
     assert summary["return_gap_abs"] == pytest.approx((0.01 + abs(0.98 - true_return)) / 2)
     assert summary["advantage_sign_agreement"] == 1.0 and summary["return_within_group_correlation"] == pytest.approx(1.0)
+    # on the GT frames episode 1 is never called: its return is its last step's GT score 0.3 against the true one
+    assert summary["gt_frame_return_imagined"] == pytest.approx((0.99 + 0.3) / 2)
+    assert summary["gt_frame_return_gap_abs"] == pytest.approx((0.01 + abs(0.3 - true_return)) / 2)
 
 
 def test_return_fidelity_by_hand():
