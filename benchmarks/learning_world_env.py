@@ -45,13 +45,20 @@ SETTINGS = {"ground_truth": ["algorithm.source_args.env=world_env_ground_truth",
             # snapped frames from the world model trained on the policy's own GT episodes (tasks/world_env/coverage.py)
             "world_model_policy_snap": ["algorithm.source_args.env=world_env_world_model",
                                         "algorithm.source_args.env_args={reward_mode: relative, snap_frames: true, "
-                                        "world_model_zoo: world-env-reach-wm-policy}"]}
+                                        "world_model_zoo: world-env-reach-wm-policy}"],
+            # the same data trained 500 steps instead of 300 (coverage.build_policy_world_model(steps=500)): its returns
+            # rank a group's episodes most like the truth (advantage sign agreement 0.797, against 0.648 at 300 and
+            # 0.727 for the original world model; learning_world_env_s7_diagnosis_policy500_snap.md)
+            "world_model_policy500_snap": ["algorithm.source_args.env=world_env_world_model",
+                                           "algorithm.source_args.env_args={reward_mode: relative, snap_frames: true, "
+                                           f"world_model: {ARTIFACTS / 'world-env-reach-wm-policy-500'}}}"]}
 DEFAULT_SETTINGS = ["ground_truth", "world_model"]  # what `make bench-learning` runs (the committed results)
 GT_STEPS, WM_STEPS = 40, 8  # the defaults the committed results/learning_world_env.json was run with (tested)
 LABELS = {"ground_truth": "GRPO in the ground-truth env (control)", "world_model": "World-Env: GRPO in the world model",
           "world_model_calibrated": "World-Env: GRPO in the world model, reflector calibrated on its frames",
           "world_model_snap": "World-Env: GRPO in the world model, frames snapped to the palette",
-          "world_model_policy_snap": "World-Env: GRPO in the world model trained on the policy's episodes, frames snapped"}
+          "world_model_policy_snap": "World-Env: GRPO in the world model trained on the policy's episodes, frames snapped",
+          "world_model_policy500_snap": "World-Env: GRPO in the policy-data world model trained 500 steps, frames snapped"}
 
 
 def sampled_success(model_dir: str, heldout: int, k: int, temperature: float, seed: int = 0) -> dict[str, float]:
@@ -92,6 +99,11 @@ def ensure_artifacts(settings: list[str]) -> None:
         artifact("world-env-reflector-wm", None, load_reflector)
     if "world_model_policy_snap" in settings:
         artifact("world-env-reach-wm-policy", None, load_world_model)
+    policy500 = ARTIFACTS / "world-env-reach-wm-policy-500"
+    if "world_model_policy500_snap" in settings and not policy500.is_dir():
+        from mmpost.tasks.world_env.coverage import build_policy_world_model
+
+        build_policy_world_model(policy500, steps=500)
 
 
 def main(argv: list[str] | None = None) -> int:
