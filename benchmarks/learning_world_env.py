@@ -24,6 +24,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -61,22 +62,27 @@ LABELS = {"ground_truth": "GRPO in the ground-truth env (control)", "world_model
           "world_model_policy500_snap": "World-Env: GRPO in the policy-data world model trained 500 steps, frames snapped"}
 
 
+def heldout_run(model_dir: str, heldout: int) -> Any:
+    """The world_env recipe's run around a policy folder, with `heldout` held-out starts (for evaluation only)."""
+    from mmpost.builder import build_run
+    from mmpost.config import load_config
+
+    return build_run(load_config(REPO / "recipes" / "world_env.yaml", [
+        f"model.path={model_dir}", "model.zoo=null", f"data.task_args.heldout_size={heldout}", "train.progress=false",
+        "train.threads=1", "train.output_dir=/tmp/mmpost-world-env-eval", "algorithm.kl_coef=0.0"]))
+
+
 def sampled_success(model_dir: str, heldout: int, k: int, temperature: float, seed: int = 0) -> dict[str, float]:
     """k sampled episodes per held-out start in the ground-truth env: mean success and pass@k."""
     import numpy as np
     import torch
 
-    from mmpost.builder import build_run
-    from mmpost.config import load_config
     from mmpost.envs import run_episodes
     from mmpost.rollout.base import SamplingParams
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    config = load_config(REPO / "recipes" / "world_env.yaml", [
-        f"model.path={model_dir}", "model.zoo=null", f"data.task_args.heldout_size={heldout}", "train.progress=false",
-        "train.threads=1", "train.output_dir=/tmp/mmpost-world-env-eval", "algorithm.kl_coef=0.0"])
-    run = build_run(config)
+    run = heldout_run(model_dir, heldout)
     task, rows = run.task, list(run.heldout_rows)
     params = SamplingParams(n=1, temperature=temperature, max_new_tokens=2 * task.chunk + 1)
     episodes = run_episodes(run.policy, run.backend, task.ground_truth_env(), rows, params, group_size=k,

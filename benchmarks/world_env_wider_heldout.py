@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
 BENCHMARK_STARTS = 64
 
 
@@ -25,16 +26,12 @@ def greedy_successes(model_dir: str | Path, heldout: int) -> list[float]:
     """One greedy GT episode per held-out start: 1.0 / 0.0 per start, in held-out order."""
     import torch
 
-    from mmpost.builder import build_run
-    from mmpost.config import load_config
+    from learning_world_env import heldout_run
     from mmpost.envs import run_episodes
     from mmpost.rollout.base import SamplingParams
 
     torch.set_num_threads(1)
-    config = load_config(REPO / "recipes" / "world_env.yaml", [
-        f"model.path={model_dir}", "model.zoo=null", f"data.task_args.heldout_size={heldout}", "train.progress=false",
-        "train.threads=1", "train.output_dir=/tmp/mmpost-world-env-wider", "algorithm.kl_coef=0.0"])
-    run = build_run(config)
+    run = heldout_run(str(model_dir), heldout)
     task, rows = run.task, list(run.heldout_rows)
     params = SamplingParams(n=1, greedy=True, max_new_tokens=2 * task.chunk + 1)
     episodes = run_episodes(run.policy, run.backend, task.ground_truth_env(), rows, params, group_size=1,

@@ -184,27 +184,39 @@ def train_prm(prm: ProcessRewardModel, encoder: PathEncoder, examples: Sequence[
     """Mean-squared-error regression on the labels (official: 5 epochs, lr 1e-4, batch 4); returns epoch losses."""
     if not examples:
         raise ValueError("train_prm: no examples (did every tree lack a visited non-root node?)")
+    device = next(prm.parameters()).device
+
+    def batch_loss(chunk: list[PRMExample]) -> torch.Tensor:
+        inputs = {k: v.to(device) for k, v in encoder.batch([(e.question, e.steps) for e in chunk]).items()}
+        labels = torch.tensor([e.label for e in chunk], dtype=torch.float32, device=device)
+        return torch.nn.functional.mse_loss(prm(**inputs).float(), labels)
+
+    return _fit(prm, examples, batch_loss, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                max_grad_norm=max_grad_norm)
+
+
+def _fit(prm: ProcessRewardModel, items: Sequence, batch_loss, *, epochs: int, lr: float, batch_size: int, seed: int,
+         max_grad_norm: float) -> list[float]:
+    """AdamW over `items` in seeded shuffled batches, `batch_loss(chunk)` per batch; returns the epoch mean losses
+    (one loop for the regression and the pairwise PRM)."""
     parameters = [p for p in prm.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=lr)
     generator = torch.Generator().manual_seed(seed)
-    device = next(prm.parameters()).device
     prm.train()
     losses = []
     for _ in range(epochs):
-        order = torch.randperm(len(examples), generator=generator).tolist()
+        order = torch.randperm(len(items), generator=generator).tolist()
         total = 0.0
         for start in range(0, len(order), batch_size):
-            chunk = [examples[i] for i in order[start : start + batch_size]]
-            inputs = {k: v.to(device) for k, v in encoder.batch([(e.question, e.steps) for e in chunk]).items()}
-            labels = torch.tensor([e.label for e in chunk], dtype=torch.float32, device=device)
-            loss = torch.nn.functional.mse_loss(prm(**inputs).float(), labels)
+            chunk = [items[i] for i in order[start : start + batch_size]]
+            loss = batch_loss(chunk)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
             optimizer.step()
             total += loss.item() * len(chunk)
-        losses.append(total / len(examples))
+        losses.append(total / len(items))
     return losses
 
 
@@ -255,29 +267,15 @@ def train_pairwise_prm(prm: ProcessRewardModel, encoder: PathEncoder, pairs: Seq
         raise ValueError("train_pairwise_prm: no sibling pairs (no node had two visited children with different W/N)")
     if prm.objective != "pairwise":
         raise ValueError(f"train_pairwise_prm: the PRM's objective is {prm.objective!r}; build it with objective='pairwise'")
-    parameters = [p for p in prm.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=lr)
-    generator = torch.Generator().manual_seed(seed)
     device = next(prm.parameters()).device
-    prm.train()
-    losses = []
-    for _ in range(epochs):
-        order = torch.randperm(len(pairs), generator=generator).tolist()
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            chunk = [pairs[i] for i in order[start : start + batch_size]]
-            requests = [(p.question, p.better) for p in chunk] + [(p.question, p.worse) for p in chunk]
-            inputs = {k: v.to(device) for k, v in encoder.batch(requests).items()}
-            scores = prm(**inputs).float()
-            loss = pairwise_loss(scores[: len(chunk)], scores[len(chunk) :])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
-            optimizer.step()
-            total += loss.item() * len(chunk)
-        losses.append(total / len(pairs))
-    return losses
+
+    def batch_loss(chunk: list[PRMPair]) -> torch.Tensor:
+        requests = [(p.question, p.better) for p in chunk] + [(p.question, p.worse) for p in chunk]
+        scores = prm(**{k: v.to(device) for k, v in encoder.batch(requests).items()}).float()
+        return pairwise_loss(scores[: len(chunk)], scores[len(chunk) :])
+
+    return _fit(prm, pairs, batch_loss, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                max_grad_norm=max_grad_norm)
 
 
 # -- inference -------------------------------------------------------------------------------------
