@@ -6,6 +6,7 @@ held-out questions greedily, by step-level best-of-4 and by PRM-guided MCTS.
     python benchmarks/learning_propa.py                       # 3 seeds, the budget below
     python benchmarks/learning_propa.py --seeds 0 --rounds 2   # a quick look
     python benchmarks/learning_propa.py --prm-sweep 0 192       # + does more PRM data fix the PRM (first seed)
+    python benchmarks/learning_propa.py --rounds 48 --methods propa --stages training --name learning_propa_s8_rounds48
 
 Both training methods run `recipes/propa.yaml` through `mmpost train` (its held-out accuracy is the task's
 `evaluate_policy`: greedy step-by-step decoding scored by PROPA's check); only the experience source differs:
@@ -14,7 +15,8 @@ step labelled with its chain's final correctness). Diagnostics: sampled accuracy
 question at temperature 1) before/after; per round the search's solved fraction, groups and SFT questions; for the
 PRM, its ranking of the policy's own candidate steps on held-out questions (AUC, and how often its top pick is right
 against a random pick) -- the number that says whether PRM-guided search can beat greedy decoding.
-Writes benchmarks/results/learning_propa.{md,json} and learning_propa.png.
+Writes benchmarks/results/learning_propa.{md,json} and learning_propa.png (`--name` picks another stem; `--methods`
+and `--stages` run a part: e.g. the 48-round runs alone, scored elsewhere, benchmarks/propa_fresh_heldout.py).
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ PRM_QUESTIONS = 0
 # (measured: at 1.0 only 10 of 128 candidate sets mixed right and wrong steps, and best-of-4 fell to 0.094 from
 # greedy 0.156 on a PROPA policy, the PRM's AUC being 0.61).
 SEARCH_TEMPERATURES = [1.0, 0.5]
+METHODS = ("propa", "outcome_grpo")
+STAGES = ("training", "sampled", "inference")  # training always runs (or is read back); the other two can be left out
 
 
 def _task(heldout: int):
@@ -274,81 +278,8 @@ def ensure_warm_start() -> None:
     ensure_zoo_model(WARM, "tiny-qwen2.5-vl-propa")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_arguments(parser, "learning_propa")
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--prompts", type=int, default=8, help="questions per round")
-    parser.add_argument("--iterations", type=int, default=8, help="PROPA MCTS iterations per question (official 25)")
-    parser.add_argument("--max-steps", type=int, default=6, help="step cap at evaluation and in search")
-    parser.add_argument("--heldout", type=int, default=64)
-    parser.add_argument("--prm-epochs", type=int, default=3)
-    parser.add_argument("--prm-iterations", type=int, default=8, help="PRM-guided MCTS minimum iterations (official 25)")
-    parser.add_argument("--prm-questions", type=int, default=PRM_QUESTIONS,
-                        help="further training questions the final policy searches for PRM data (0 = the run's trees only)")
-    parser.add_argument("--prm-sweep", type=int, nargs="*", default=[],
-                        help="further training questions per PRM in a data sweep on the first seed's PROPA policy (e.g. 0 192)")
-    parser.add_argument("--search-temperatures", type=float, nargs="+", default=SEARCH_TEMPERATURES,
-                        help="sampling temperatures of the candidate steps at inference (official 1.0, first)")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    ensure_warm_start()
-    wall = {"warm_start": time.perf_counter() - started}
-    common = [f"model.path={WARM}", "model.zoo=null", f"data.prompts_per_step={args.prompts}",
-              f"data.task_args.heldout_size={args.heldout}", f"data.task_args.max_steps={args.max_steps}",
-              "algorithm.kl_coef=0.0", "train.save_every=0", *args.overrides]
-    methods = {
-        "propa": ["algorithm.source=propa", f"algorithm.source_args={{iterations: {args.iterations}, num_children: 4, "
-                  f"max_depth: {args.max_steps}, system_prompt: ''}}"],
-        "outcome_grpo": ["algorithm.source=step_outcome_grpo",
-                         f"algorithm.source_args={{num_chains: 4, max_depth: {args.max_steps}, system_prompt: ''}}"],
-    }
-    jobs = []
-    for name, extra in methods.items():
-        for seed in args.seeds:
-            output = args.out / name / f"seed{seed}"
-            trees = [f"algorithm.source_args.tree_dir={output / 'trees'}"] if name == "propa" else []
-            jobs.append(Job(key=(name, seed), recipe="propa", overrides=common + extra + trees, output_dir=output,
-                            seed=seed, steps=args.rounds))
-    runs = run_jobs(jobs, parallel=args.parallel)
-    wall["training"] = time.perf_counter() - started - sum(wall.values())
-    # Runs read back from an earlier invocation cost ~0 s here; their own wall times (1 process each) say what they took.
-    run_seconds = {f"{name}/{seed}": run.seconds for (name, seed), run in runs.items()}
-    # Sampled accuracy and pass@4 before (once) and after (each run), as the report's columns.
-    k = 4
-    folders = {key: str(args.out / key[0] / f"seed{key[1]}" / "checkpoints" / f"step_{args.rounds}" / "model") for key in runs}
-    fingerprints = [json.loads((job.output_dir / "job.json").read_text())["fingerprint"] for job in jobs]
-    sampled, wall["sampled_chains"] = _cached(args.out / "sampled.json", {"runs": fingerprints, "heldout": args.heldout, "k": k}, lambda: _pool_map(
-        sampled_chains, [{"model_dir": str(WARM), "heldout": args.heldout, "k": k, "max_steps": args.max_steps}]
-        + [{"model_dir": folders[key], "heldout": args.heldout, "k": k, "max_steps": args.max_steps} for key in runs], args.parallel))
-    for key, after in zip(runs, sampled[1:]):
-        runs[key].summary.update({f"heldout_{n}_before": v for n, v in sampled[0].items()})
-        runs[key].summary.update({f"heldout_{n}_after": v for n, v in after.items()})
-        runs[key].summary["heldout_pass_k_before"] = k
-    inference_jobs = [
-        {"model_dir": folders[("propa", s)], "tree_dir": str(args.out / "propa" / f"seed{s}" / "trees"),
-         "heldout": args.heldout, "prm_epochs": args.prm_epochs, "prm_iterations": args.prm_iterations,
-         "max_steps": args.max_steps, "seed": s, "prm_questions": args.prm_questions,
-         "search_iterations": args.iterations, "temperatures": args.search_temperatures} for s in args.seeds]
-    stages = {"inference": (inference_comparison, inference_jobs,
-                            {"runs": fingerprints, "seeds": args.seeds, "prm_epochs": args.prm_epochs,
-                             "prm_iterations": args.prm_iterations, "prm_questions": args.prm_questions,
-                             "temperatures": args.search_temperatures, "heldout": args.heldout})}
-    if args.prm_sweep:
-        first = args.seeds[0]
-        stages["prm_sweep"] = (prm_sweep, [{"model_dir": folders[("propa", first)], "tree_dir": str(args.out / "propa" / f"seed{first}" / "trees"),
-                                            "heldout": args.heldout, "prm_epochs": args.prm_epochs, "max_steps": args.max_steps,
-                                            "seed": first, "sizes": args.prm_sweep, "search_iterations": args.iterations}],
-                               {"runs": fingerprints, "seed": first, "sizes": args.prm_sweep, "prm_epochs": args.prm_epochs,
-                                "heldout": args.heldout})
-    staged = _cached_stages(args.out, stages, args.parallel)
-    inference, wall["inference"] = staged["inference"]
-    sweep = staged["prm_sweep"][0][0] if args.prm_sweep else []
-    rows = [Row("PROPA", "propa", [runs[("propa", s)] for s in args.seeds], metric="held-out accuracy (greedy, step-wise)",
-                task="propa_digits", warm_start="tiny-qwen2.5-vl-propa", steps=args.rounds),
-            Row("outcome-reward GRPO (step format)", "propa_outcome_grpo", [runs[("outcome_grpo", s)] for s in args.seeds],
-                metric="held-out accuracy (greedy, step-wise)", task="propa_digits", warm_start="tiny-qwen2.5-vl-propa",
-                steps=args.rounds)]
+def inference_lines(args, inference: list[dict], sweep: list[dict]) -> list[str]:
+    """The report's tables of the inference stage (and of the PRM data sweep, when run)."""
     prm_data = "the run's trees" + (f" plus trees the final policy searched on {args.prm_questions} further training "
                                      "questions" if args.prm_questions else "")
     lines = ["Inference on each seed's PROPA policy (held-out questions; PRM = a value head on that policy trained "
@@ -394,20 +325,123 @@ def main(argv: list[str] | None = None) -> int:
                          f"{1 - r['loss_last'] / r['label_variance']:.2f} | {m['auc']:.3f} | {m['right_fraction']:.3f} | "
                          f"{m['pick_right']:.3f} | {m['random_pick_right']:.3f} | {int(m['mixed_sets'])} | {r['train_cpu_seconds']:.0f} |")
         lines.append(f"(searching the {max(args.prm_sweep)} further questions: {sweep[-1]['search_cpu_seconds']:.0f} CPU s)")
+    return lines
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; `--methods` and `--stages` run a part of the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(parser, "learning_propa")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--prompts", type=int, default=8, help="questions per round")
+    parser.add_argument("--iterations", type=int, default=8, help="PROPA MCTS iterations per question (official 25)")
+    parser.add_argument("--max-steps", type=int, default=6, help="step cap at evaluation and in search")
+    parser.add_argument("--heldout", type=int, default=64)
+    parser.add_argument("--prm-epochs", type=int, default=3)
+    parser.add_argument("--prm-iterations", type=int, default=8, help="PRM-guided MCTS minimum iterations (official 25)")
+    parser.add_argument("--prm-questions", type=int, default=PRM_QUESTIONS,
+                        help="further training questions the final policy searches for PRM data (0 = the run's trees only)")
+    parser.add_argument("--prm-sweep", type=int, nargs="*", default=[],
+                        help="further training questions per PRM in a data sweep on the first seed's PROPA policy (e.g. 0 192)")
+    parser.add_argument("--search-temperatures", type=float, nargs="+", default=SEARCH_TEMPERATURES,
+                        help="sampling temperatures of the candidate steps at inference (official 1.0, first)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
+                        help="after training: sampled accuracy / pass@4, and the PRM inference comparison (needs propa)")
+    parser.add_argument("--name", default="learning_propa", help="stem of the report in --results")
+    args = parser.parse_args(argv)
+    if ("inference" in args.stages or args.prm_sweep) and "propa" not in args.methods:
+        parser.error("the inference stage and the PRM sweep need the propa method")
+    if args.prm_sweep and "inference" not in args.stages:
+        parser.error("the PRM sweep runs in the inference stage")
+    return args
+
+
+def training_jobs(args: argparse.Namespace) -> list[Job]:
+    """The training runs: each of `args.methods` × each seed, `args.rounds` rounds from the warm start, the same
+    recipe and overrides for both methods but the experience source (and PROPA's trees kept for the PRM)."""
+    common = [f"model.path={WARM}", "model.zoo=null", f"data.prompts_per_step={args.prompts}",
+              f"data.task_args.heldout_size={args.heldout}", f"data.task_args.max_steps={args.max_steps}",
+              "algorithm.kl_coef=0.0", "train.save_every=0", *args.overrides]
+    sources = {
+        "propa": ["algorithm.source=propa", f"algorithm.source_args={{iterations: {args.iterations}, num_children: 4, "
+                  f"max_depth: {args.max_steps}, system_prompt: ''}}"],
+        "outcome_grpo": ["algorithm.source=step_outcome_grpo",
+                         f"algorithm.source_args={{num_chains: 4, max_depth: {args.max_steps}, system_prompt: ''}}"],
+    }
+    jobs = []
+    for name in args.methods:
+        for seed in args.seeds:
+            output = args.out / name / f"seed{seed}"
+            trees = [f"algorithm.source_args.tree_dir={output / 'trees'}"] if name == "propa" else []
+            jobs.append(Job(key=(name, seed), recipe="propa", overrides=common + sources[name] + trees, output_dir=output,
+                            seed=seed, steps=args.rounds))
+    return jobs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    ensure_warm_start()
+    wall = {"warm_start": time.perf_counter() - started}
+    jobs = training_jobs(args)
+    runs = run_jobs(jobs, parallel=args.parallel)
+    wall["training"] = time.perf_counter() - started - sum(wall.values())
+    # Runs read back from an earlier invocation cost ~0 s here; their own wall times (1 process each) say what they took.
+    run_seconds = {f"{name}/{seed}": run.seconds for (name, seed), run in runs.items()}
+    # Sampled accuracy and pass@4 before (once) and after (each run), as the report's columns.
+    k = 4
+    folders = {key: str(args.out / key[0] / f"seed{key[1]}" / "checkpoints" / f"step_{args.rounds}" / "model") for key in runs}
+    fingerprints = [json.loads((job.output_dir / "job.json").read_text())["fingerprint"] for job in jobs]
+    if "sampled" in args.stages:
+        sampled, wall["sampled_chains"] = _cached(args.out / "sampled.json", {"runs": fingerprints, "heldout": args.heldout, "k": k}, lambda: _pool_map(
+            sampled_chains, [{"model_dir": str(WARM), "heldout": args.heldout, "k": k, "max_steps": args.max_steps}]
+            + [{"model_dir": folders[key], "heldout": args.heldout, "k": k, "max_steps": args.max_steps} for key in runs], args.parallel))
+        for key, after in zip(runs, sampled[1:]):
+            runs[key].summary.update({f"heldout_{n}_before": v for n, v in sampled[0].items()})
+            runs[key].summary.update({f"heldout_{n}_after": v for n, v in after.items()})
+            runs[key].summary["heldout_pass_k_before"] = k
+    inference, sweep, lines = [], [], []
+    if "inference" in args.stages:
+        inference_jobs = [
+            {"model_dir": folders[("propa", s)], "tree_dir": str(args.out / "propa" / f"seed{s}" / "trees"),
+             "heldout": args.heldout, "prm_epochs": args.prm_epochs, "prm_iterations": args.prm_iterations,
+             "max_steps": args.max_steps, "seed": s, "prm_questions": args.prm_questions,
+             "search_iterations": args.iterations, "temperatures": args.search_temperatures} for s in args.seeds]
+        stages = {"inference": (inference_comparison, inference_jobs,
+                                {"runs": fingerprints, "seeds": args.seeds, "prm_epochs": args.prm_epochs,
+                                 "prm_iterations": args.prm_iterations, "prm_questions": args.prm_questions,
+                                 "temperatures": args.search_temperatures, "heldout": args.heldout})}
+        if args.prm_sweep:
+            first = args.seeds[0]
+            stages["prm_sweep"] = (prm_sweep, [{"model_dir": folders[("propa", first)], "tree_dir": str(args.out / "propa" / f"seed{first}" / "trees"),
+                                                "heldout": args.heldout, "prm_epochs": args.prm_epochs, "max_steps": args.max_steps,
+                                                "seed": first, "sizes": args.prm_sweep, "search_iterations": args.iterations}],
+                                   {"runs": fingerprints, "seed": first, "sizes": args.prm_sweep, "prm_epochs": args.prm_epochs,
+                                    "heldout": args.heldout})
+        staged = _cached_stages(args.out, stages, args.parallel)
+        inference, wall["inference"] = staged["inference"]
+        sweep = staged["prm_sweep"][0][0] if args.prm_sweep else []
+        lines = inference_lines(args, inference, sweep)
+    labels = {"propa": ("PROPA", "propa"), "outcome_grpo": ("outcome-reward GRPO (step format)", "propa_outcome_grpo")}
+    rows = [Row(labels[name][0], labels[name][1], [runs[(name, s)] for s in args.seeds],
+                metric="held-out accuracy (greedy, step-wise)", task="propa_digits", warm_start="tiny-qwen2.5-vl-propa",
+                steps=args.rounds) for name in args.methods]
     search = {}
-    for key in ("propa/solved_fraction", "propa/groups", "propa/sft_questions"):  # not among the report's curves
-        search[key] = [statistics.mean(record[key] for record in _metrics(args.out / "propa" / f"seed{s}") if key in record)
-                       for s in args.seeds]
-    lines += ["", "PROPA's rounds (mean per round over seeds): solved fraction of the searched questions "
-              f"{statistics.mean(search['propa/solved_fraction']):.3f}, step-level groups {statistics.mean(search['propa/groups']):.1f}, "
-              f"questions sent to SFT {statistics.mean(search['propa/sft_questions']):.1f}.",
-              "", f"{args.rounds} rounds × {args.prompts} questions, {args.iterations} MCTS iterations, k = 4, step cap "
+    if "propa" in args.methods:
+        for key in ("propa/solved_fraction", "propa/groups", "propa/sft_questions"):  # not among the report's curves
+            search[key] = [statistics.mean(record[key] for record in _metrics(args.out / "propa" / f"seed{s}") if key in record)
+                           for s in args.seeds]
+        lines += ["", "PROPA's rounds (mean per round over seeds): solved fraction of the searched questions "
+                  f"{statistics.mean(search['propa/solved_fraction']):.3f}, step-level groups {statistics.mean(search['propa/groups']):.1f}, "
+                  f"questions sent to SFT {statistics.mean(search['propa/sft_questions']):.1f}."]
+    lines += ["", f"{args.rounds} rounds × {args.prompts} questions, {args.iterations} MCTS iterations, k = 4, step cap "
               f"{args.max_steps}; {args.heldout} held-out questions; seeds {args.seeds}, 1 thread per process, "
               f"{args.parallel} at a time; wall time " + ", ".join(f"{k} {v:.0f} s" for k, v in wall.items())
               + f"; this invocation {time.perf_counter() - started:.0f} s, stages computed earlier read back from {args.out} (a shared 2-core machine); each training run's own wall time "
               + ", ".join(f"{k} {v:.0f} s" for k, v in run_seconds.items()) + f" ({args.parallel} at a time)."]
     wall["total"] = time.perf_counter() - started
-    body = write_report(rows, "learning_propa", title=f"**PROPA** (`recipes/propa.yaml`, {args.rounds} rounds)",
+    body = write_report(rows, args.name, default_name="learning_propa", title=f"**PROPA** (`recipes/propa.yaml`, {args.rounds} rounds)",
                         results=args.results, text="\n".join(lines),
                         extra={"inference": inference, "prm_sweep": sweep, "search": search, "wall_seconds": wall,
                                "training_run_seconds": run_seconds})

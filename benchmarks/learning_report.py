@@ -492,6 +492,13 @@ def figure_name(name: str, slug: str, default_name: str | None = None) -> str:
     return f"learning_{slug}.png" if default_name is None or name == default_name else f"{name}_{slug}.png"
 
 
+def write_results(name: str, text: str, payload: Any, results: Path = RESULTS) -> None:
+    """A diagnosis script's report without learning rows: <name>.md (`text`) and <name>.json (`payload`)."""
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.md").write_text(text + "\n")
+    (results / f"{name}.json").write_text(json.dumps(payload, indent=1, default=float))
+
+
 def write_report(rows: Sequence[Row], name: str, *, title: str = "", results: Path = RESULTS, text: str = "",
                  figures: bool = True, extra: dict | None = None, default_name: str | None = None) -> str:
     """benchmarks/results/<name>.md (tables and `text`), <name>.json (every number), a figure per row (`figure_name`:

@@ -8,7 +8,6 @@ gains on (a); one that only churns turns about as many right as wrong on both.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -28,6 +27,11 @@ def greedy_right(model_dir: Path, samples) -> list[float]:
     return [float(is_correct_step(a.text, str(s["answer"]))) for a, s in zip(answers, samples)]
 
 
+def final_model(run: Path) -> Path:
+    """The model folder of a run's last checkpoint."""
+    return max((run / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1])) / "model"
+
+
 def turned(before: list[float], after: list[float]) -> tuple[int, int]:
     """(questions wrong -> right, right -> wrong)."""
     return sum(a > b for a, b in zip(after, before)), sum(a < b for a, b in zip(after, before))
@@ -37,6 +41,7 @@ def main(argv=None) -> int:
     import torch
 
     from learning_propa import WARM, _task
+    from learning_report import write_results
     from mmpost.search.source import load_trees
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,7 +57,7 @@ def main(argv=None) -> int:
     for run in args.runs:
         ids = sorted({i for path in sorted((run / "trees").glob("*.jsonl")) for i, _ in load_trees(path)})
         searched = [train[i] for i in ids]
-        final = max((run / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1])) / "model"
+        final = final_model(run)
         before_train, after_train = greedy_right(WARM, searched), greedy_right(final, searched)
         after_heldout = greedy_right(final, heldout)
         record = {"run": str(run.relative_to(REPO)) if run.is_absolute() else str(run), "searched": len(ids),
@@ -67,9 +72,7 @@ def main(argv=None) -> int:
     text = "\n".join(["# Where PROPA's updates move the greedy answers (warm start → each run's final policy)", "",
                       "| run | searched training questions | greedy on them, before → after | turned right / wrong | "
                       "held-out (64) before → after | turned right / wrong |", "|---|---|---|---|---|---|", *rows])
-    results = REPO / "benchmarks" / "results"
-    (results / f"{args.name}.md").write_text(text + "\n")
-    (results / f"{args.name}.json").write_text(json.dumps(records, indent=1))
+    write_results(args.name, text, records)
     print(text)
     return 0
 

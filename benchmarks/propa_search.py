@@ -16,6 +16,14 @@ and the official rule on the same trees.
 
     python benchmarks/propa_search.py select --name learning_propa_s7_search_select
     python benchmarks/propa_search.py heldout --prm pairwise --temperature 0.5 --rule vote --name learning_propa_s7_search
+
+Session 8 (48-round runs, the setting fixed beforehand, the regression PRM only; select measures the ranking only, heldout
+answers the first 128 unscored held-out questions, benchmarks/propa_fresh_heldout.py's `unscored_heldout`):
+
+    python benchmarks/propa_search.py select --runs runs/learning_propa_s8_rounds48/propa --prms regression \
+        --temperatures 0.5 --ranking-only --out runs/propa_s8_search --name learning_propa_s8_search_select
+    python benchmarks/propa_search.py heldout --runs runs/learning_propa_s8_rounds48/propa --prms regression \
+        --unscored 320 --heldout 128 --out runs/propa_s8_search --name learning_propa_s8_search
 """
 from __future__ import annotations
 
@@ -35,13 +43,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 RUNS = REPO / "runs" / "learning_propa_ws600_lr3e-4" / "propa"
 OUT = REPO / "runs" / "propa_s7_search"
-RESULTS = REPO / "benchmarks" / "results"
 PRMS = ("regression", "pairwise")
 STEP_CAP = 6
 PRM_EPOCHS = 3
 
 
-def _content(sample) -> tuple:
+def question_content(sample) -> tuple:
+    """A digits question itself (its image is drawn from the digits): held-out or training indices can repeat one."""
     return sample["kind"], tuple(sample["digits"]), sample["threshold"]
 
 
@@ -57,8 +65,8 @@ def selection_questions(seed_dirs: Sequence[Path], count: int) -> list[dict]:
     for folder in seed_dirs:
         files = sorted((folder / "trees").glob("*.jsonl")) + [p for p in [folder / "prm_more_trees.jsonl"] if p.is_file()]
         used |= {i for path in files for i, _ in load_trees(path)}
-    used_contents = {_content(by_id[i]) for i in used if i in by_id}
-    fresh = [s for s in train if s["id"] not in used and _content(s) not in used_contents]
+    used_contents = {question_content(by_id[i]) for i in used if i in by_id}
+    fresh = [s for s in train if s["id"] not in used and question_content(s) not in used_contents]
     if len(fresh) < count:
         raise ValueError(f"only {len(fresh)} unsearched training questions, need {count}")
     return fresh[-count:]
@@ -70,8 +78,8 @@ def _policy(model_dir: Path, samples, temperature: float):
     return _proposer(model_dir, _task(64), samples, temperature=temperature)
 
 
-def train_prms(model_dir: Path, tree_dir: Path, out: Path, seed: int) -> dict:
-    """Both PRMs on the run's own trees (3 epochs, lr 1e-3: the settings of learning_propa.py's PRM), saved to `out`."""
+def train_prms(model_dir: Path, tree_dir: Path, out: Path, seed: int, prms: Sequence[str] = PRMS) -> dict:
+    """The PRMs (both by default) on the run's own trees (3 epochs, lr 1e-3: the settings of learning_propa.py's PRM), saved to `out`."""
     import torch
 
     from learning_propa import _task
@@ -85,7 +93,7 @@ def train_prms(model_dir: Path, tree_dir: Path, out: Path, seed: int) -> dict:
     _, processor = _policy(model_dir, [], 1.0)
     encoder = PathEncoder(processor, task, ImageModality(), [s for s, _ in trees])
     info = {}
-    for objective in PRMS:
+    for objective in prms:
         folder = out / f"prm_{objective}"
         if (folder / "value_head.json").is_file() and (out / f"prm_{objective}.json").is_file():
             info[objective] = json.loads((out / f"prm_{objective}.json").read_text())
@@ -149,8 +157,8 @@ def greedy_accuracy(model_dir: Path, samples) -> dict:
     return {"accuracy": statistics.mean(right), "per_question": right, "steps": statistics.mean(len(a.steps) for a in answers)}
 
 
-def ranking(model_dir: Path, out: Path, samples, temperature: float, seed: int) -> dict:
-    """Both PRMs on the same candidate steps (4 per depth 0 and 1 of each question's greedy chain at `temperature`)."""
+def ranking(model_dir: Path, out: Path, samples, temperature: float, seed: int, prms: Sequence[str] = PRMS) -> dict:
+    """The PRMs on the same candidate steps (4 per depth 0 and 1 of each question's greedy chain at `temperature`)."""
     import torch
 
     from learning_propa import _task
@@ -162,32 +170,34 @@ def ranking(model_dir: Path, out: Path, samples, temperature: float, seed: int) 
     candidates = candidate_steps(proposer, [str(s["answer"]) for s in samples], k=4, depths=(0, 1), max_steps=STEP_CAP)
     encoder = PathEncoder(processor, _task(64), ImageModality(), samples)
     return {objective: prm_ranking_metrics(judge_candidates(load_prm(out / f"prm_{objective}"), encoder, candidates))
-            for objective in PRMS}
+            for objective in prms}
 
 
-def select_seed(seed: int, questions: int, temperatures: Sequence[float], iterations: int, out: Path) -> dict:
+def select_seed(seed: int, questions: int, temperatures: Sequence[float], iterations: int, out: Path, runs: Path = RUNS,
+                prms: Sequence[str] = PRMS, ranking_only: bool = False) -> dict:
     import torch
 
     from mmpost.search.prm import PATH_RULES
+    from propa_churn import final_model
 
     torch.set_num_threads(1)
-    run = RUNS / f"seed{seed}"
-    model_dir = run / "checkpoints" / "step_8" / "model"
+    run = runs / f"seed{seed}"
+    model_dir = final_model(run)
     folder = out / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     cache = folder / "select.json"
     result = json.loads(cache.read_text()) if cache.is_file() else {}
-    result["prms"] = train_prms(model_dir, run / "trees", folder, seed)
-    samples = selection_questions([RUNS / f"seed{s}" for s in (0, 1, 2)], questions)
+    result["prms"] = train_prms(model_dir, run / "trees", folder, seed, prms)
+    samples = selection_questions([runs / f"seed{s}" for s in (0, 1, 2)], questions)
     result["questions"] = [s["id"] for s in samples]
     if "greedy" not in result:
         result["greedy"] = greedy_accuracy(model_dir, samples)
     for temperature in temperatures:
         key = f"T{temperature}"
         if f"ranking/{key}" not in result:
-            result[f"ranking/{key}"] = ranking(model_dir, folder, samples, temperature, seed)
+            result[f"ranking/{key}"] = ranking(model_dir, folder, samples, temperature, seed, prms)
             cache.write_text(json.dumps(result))
-        for objective in PRMS:
+        for objective in [] if ranking_only else prms:
             name = f"mcts/{objective}/{key}"
             if name not in result:
                 result[name] = search_accuracies(model_dir, folder / f"prm_{objective}", samples, temperature, seed,
@@ -198,22 +208,28 @@ def select_seed(seed: int, questions: int, temperatures: Sequence[float], iterat
     return result
 
 
-def heldout_seed(seed: int, prm: str, temperature: float, rule: str, iterations: int, out: Path, heldout: int) -> dict:
+def heldout_seed(seed: int, prm: str, temperature: float, rule: str, iterations: int, out: Path, heldout: int,
+                 runs: Path = RUNS, prms: Sequence[str] = PRMS, unscored: int | None = None) -> dict:
+    """Greedy and the PRM search (every rule on the same trees) on the first `heldout` held-out questions, or with
+    `unscored` the first `heldout` unscored ones from that index on (propa_fresh_heldout.unscored_heldout)."""
     import torch
 
     from learning_propa import _task
+    from propa_churn import final_model
+    from propa_fresh_heldout import unscored_heldout
 
     torch.set_num_threads(1)
-    run = RUNS / f"seed{seed}"
-    model_dir = run / "checkpoints" / "step_8" / "model"
+    run = runs / f"seed{seed}"
+    model_dir = final_model(run)
     folder = out / f"seed{seed}"
-    samples = _task(heldout).load("heldout")
+    samples = _task(heldout).load("heldout") if unscored is None else unscored_heldout(_task(64), unscored, heldout)
     result = {"greedy": greedy_accuracy(model_dir, samples)}
     from mmpost.search.prm import PATH_RULES
 
     rules = list(PATH_RULES)  # every rule on the same trees: the chosen one is fixed beforehand, the rest shown
     result["search"] = search_accuracies(model_dir, folder / f"prm_{prm}", samples, temperature, seed, iterations, rules)
-    result["ranking"] = ranking(model_dir, folder, samples, temperature, seed)
+    result["ranking"] = ranking(model_dir, folder, samples, temperature, seed, prms)
+    result["questions"] = [s["id"] for s in samples]
     (folder / f"heldout_{prm}_T{temperature}_{rule}.json").write_text(json.dumps(result))
     return result
 
@@ -234,18 +250,20 @@ def _se(values) -> float:
     return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
 
 
-def select_report(results: list[dict], seeds, temperatures, iterations, questions, started) -> tuple[str, dict]:
+def select_report(results: list[dict], seeds, temperatures, iterations, questions, started, runs: Path = RUNS,
+                  prms: Sequence[str] = PRMS, ranking_only: bool = False) -> tuple[str, dict]:
     from mmpost.search.prm import PATH_RULES
 
-    lines = [f"# PROPA search, chosen on training questions ({questions} training-split questions no run searched; "
-             "seeds' PROPA policies of runs/learning_propa_ws600_lr3e-4)", "",
-             f"PRM-guided MCTS (>= {iterations} iterations and 2 final answers, cap {4 * iterations}; k = 4), every "
-             "final-path rule on the same trees. Greedy on the same questions per seed: "
-             + " / ".join(f"{r['greedy']['accuracy']:.3f}" for r in results) + ". Rule \"mean\" is the official one.", "",
-             "| PRM | T | rule | accuracy − greedy (mean ± std over seeds) | per seed | SE | steps of the chosen chain |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"# PROPA search, measured on training questions ({questions} training-split questions no run searched; "
+             f"seeds' PROPA policies of {runs.relative_to(REPO) if runs.is_relative_to(REPO) else runs})", ""]
+    if not ranking_only:
+        lines += [f"PRM-guided MCTS (>= {iterations} iterations and 2 final answers, cap {4 * iterations}; k = 4), every "
+                  "final-path rule on the same trees. Greedy on the same questions per seed: "
+                  + " / ".join(f"{r['greedy']['accuracy']:.3f}" for r in results) + ". Rule \"mean\" is the official one.", "",
+                  "| PRM | T | rule | accuracy − greedy (mean ± std over seeds) | per seed | SE | steps of the chosen chain |",
+                  "|---|---|---|---|---|---|---|"]
     table = {}
-    for objective in PRMS:
+    for objective in [] if ranking_only else prms:
         for temperature in temperatures:
             for rule in PATH_RULES:
                 name = f"mcts/{objective}/T{temperature}"
@@ -253,10 +271,11 @@ def select_report(results: list[dict], seeds, temperatures, iterations, question
                 table[(objective, temperature, rule)] = statistics.mean(gains)
                 lines.append(f"| {objective} | {temperature} | {rule} | {_ms(gains)} | " + " / ".join(f"{g:+.3f}" for g in gains)
                              + f" | {_se(gains):.3f} | {statistics.mean(r[name]['steps'][rule] for r in results):.2f} |")
-    lines += ["", "Greedy's chain length: " + " / ".join(f"{r['greedy']['steps']:.2f}" for r in results)
+    lines += ["", "Greedy on these questions per seed: " + " / ".join(f"{r['greedy']['accuracy']:.3f}" for r in results)
+              + "; greedy's chain length: " + " / ".join(f"{r['greedy']['steps']:.2f}" for r in results)
               + "; terminal nodes per tree: " + ", ".join(
                   f"{o} T {t}: {statistics.mean(r[f'mcts/{o}/T{t}']['terminals_per_tree'] for r in results):.1f}"
-                  for o in PRMS for t in temperatures), "",
+                  for o in prms for t in temperatures if f"mcts/{o}/T{t}" in results[0]), "",
               "Each PRM on the policy's own candidate steps (4 at depths 0 and 1 of each question's greedy chain, labelled "
               "by a greedy rollout); lift = top pick right − random pick right over the candidate sets that mix right "
               "and wrong, with its SE over those sets:", "",
@@ -264,27 +283,30 @@ def select_report(results: list[dict], seeds, temperatures, iterations, question
               "|---|---|---|---|---|---|---|---|---|---|"]
     for seed, r in zip(seeds, results):
         for temperature in temperatures:
-            for objective in PRMS:
+            for objective in prms:
                 m = r[f"ranking/T{temperature}"][objective]
                 p = r["prms"][objective]
                 lines.append(f"| {seed} | {temperature} | {objective} | {p['examples']} | {p['losses'][0]:.4f} → {p['losses'][-1]:.4f} | "
                              f"{m['auc']:.3f} | {int(m['mixed_sets'])} | {m['pick_right']:.3f} | {m['random_pick_right']:.3f} | "
                              f"{m['pick_lift']:+.3f} ± {m['pick_lift_se']:.3f} |")
     for temperature in temperatures:
-        for objective in PRMS:
+        for objective in prms:
             lifts = [r[f"ranking/T{temperature}"][objective]["pick_lift"] for r in results]
             ses = [r[f"ranking/T{temperature}"][objective]["pick_lift_se"] for r in results]
             se = sum(v * v for v in ses) ** 0.5 / len(ses)  # the SE of the mean of independent seeds' lifts
             lines.append(f"| all | {temperature} | {objective} | | | | | | | {statistics.mean(lifts):+.3f} ± {se:.3f} (mean of seeds) |")
-    best = max(table, key=table.get)
-    lines += ["", f"{len(table)} settings (2 PRMs × {len(temperatures)} temperatures × {len(PATH_RULES)} rules) on training "
-              f"questions; the best by mean gain: PRM {best[0]}, T {best[1]}, rule {best[2]} ({table[best]:+.3f}).",
-              f"CPU s per PRM training: " + ", ".join(f"{o} {statistics.mean(r['prms'][o]['train_cpu_seconds'] for r in results):.0f}" for o in PRMS)
+    best = max(table, key=table.get) if table else None
+    if best:
+        lines += ["", f"{len(table)} settings ({len(prms)} PRMs × {len(temperatures)} temperatures × {len(PATH_RULES)} rules) "
+                  f"on training questions; the best by mean gain: PRM {best[0]}, T {best[1]}, rule {best[2]} ({table[best]:+.3f})."]
+    lines += ["", f"CPU s per PRM training: " + ", ".join(f"{o} {statistics.mean(r['prms'][o]['train_cpu_seconds'] for r in results):.0f}" for o in prms)
               + f"; this invocation {time.perf_counter() - started:.0f} s wall (2 processes, shared 2-core machine)."]
-    return "\n".join(lines), {"best": list(best), "table": {"/".join(map(str, k)): v for k, v in table.items()}}
+    return "\n".join(lines), {"best": list(best or []), "table": {"/".join(map(str, k)): v for k, v in table.items()}}
 
 
 def main(argv=None) -> int:
+    from learning_report import write_results
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=["select", "heldout"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -298,25 +320,35 @@ def main(argv=None) -> int:
     parser.add_argument("--heldout", type=int, default=64)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--name", default=None)
+    parser.add_argument("--runs", type=Path, default=RUNS, help="the PROPA runs' folder (seedN/ with trees/ and checkpoints/)")
+    parser.add_argument("--prms", nargs="+", choices=PRMS, default=list(PRMS), help="the PRMs trained and compared")
+    parser.add_argument("--ranking-only", action="store_true", help="select: the PRMs' ranking only, no search on training questions")
+    parser.add_argument("--unscored", type=int, default=None, metavar="START",
+                        help="heldout: the first --heldout unscored held-out questions from index START on")
+    parser.add_argument("--choice", default="chosen on training questions, learning_propa_s7_search_select.md",
+                        help="heldout: how the setting was chosen (for the report)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.stage == "select":
         results = _pool(select_seed, [{"seed": s, "questions": args.questions, "temperatures": args.temperatures,
-                                       "iterations": args.iterations, "out": args.out} for s in args.seeds], args.parallel)
-        text, summary = select_report(results, args.seeds, args.temperatures, args.iterations, args.questions, started)
-        name = args.name or "learning_propa_s7_search_select"
-        (RESULTS / f"{name}.md").write_text(text + "\n")
-        (RESULTS / f"{name}.json").write_text(json.dumps({"seeds": args.seeds, "summary": summary, "results": results}, default=float))
+                                       "iterations": args.iterations, "out": args.out, "runs": args.runs, "prms": args.prms,
+                                       "ranking_only": args.ranking_only} for s in args.seeds], args.parallel)
+        text, summary = select_report(results, args.seeds, args.temperatures, args.iterations, args.questions, started,
+                                      args.runs, args.prms, args.ranking_only)
+        write_results(args.name or "learning_propa_s7_search_select", text,
+                      {"seeds": args.seeds, "summary": summary, "results": results})
         print(text)
         return 0
     results = _pool(heldout_seed, [{"seed": s, "prm": args.prm, "temperature": args.temperature, "rule": args.rule,
-                                    "iterations": args.iterations, "out": args.out, "heldout": args.heldout}
+                                    "iterations": args.iterations, "out": args.out, "heldout": args.heldout,
+                                    "runs": args.runs, "prms": args.prms, "unscored": args.unscored}
                                    for s in args.seeds], args.parallel)
     greedy = [r["greedy"]["accuracy"] for r in results]
     chosen = [r["search"][args.rule] for r in results]
     official = [r["search"]["mean"] for r in results]
-    lines = [f"# PROPA search on the held-out questions ({args.heldout}; the chosen setting: PRM {args.prm}, T "
-             f"{args.temperature}, rule {args.rule}, chosen on training questions, learning_propa_s7_search_select.md)", "",
+    questions = f"the first {args.heldout} unscored from index {args.unscored}" if args.unscored is not None else args.heldout
+    lines = [f"# PROPA search on the held-out questions ({questions}; the setting: PRM {args.prm}, T "
+             f"{args.temperature}, rule {args.rule}, {args.choice})", "",
              "| strategy | accuracy (mean ± std) | per seed | − greedy (mean ± std) | per seed | SE of − greedy |", "|---|---|---|---|---|---|"]
     for label, values in (("greedy", greedy), (f"PRM-MCTS, {args.prm} PRM, T {args.temperature}, rule {args.rule}", chosen),
                           (f"same trees, official rule mean", official)):
@@ -332,21 +364,20 @@ def main(argv=None) -> int:
     lines += ["", "Questions the search wins / loses against greedy per seed: " + ", ".join(f"{w}/{l}" for w, l in zip(wins, losses))
               + "; chosen chain length " + " / ".join(f"{r['search']['steps'][args.rule]:.2f}" for r in results)
               + " vs greedy " + " / ".join(f"{r['greedy']['steps']:.2f}" for r in results) + ".", "",
-              "Both PRMs' ranking of the policy's own candidate steps on the held-out questions (T "
+              "The PRMs' ranking of the policy's own candidate steps on the held-out questions (T "
               f"{args.temperature}): lift = top pick right − random pick right over mixed sets, ± SE:", "",
               "| seed | PRM | AUC | mixed sets | top pick right | random pick right | lift ± SE |", "|---|---|---|---|---|---|---|"]
     for seed, r in zip(args.seeds, results):
-        for objective in PRMS:
+        for objective in args.prms:
             m = r["ranking"][objective]
             lines.append(f"| {seed} | {objective} | {m['auc']:.3f} | {int(m['mixed_sets'])} | {m['pick_right']:.3f} | "
                          f"{m['random_pick_right']:.3f} | {m['pick_lift']:+.3f} ± {m['pick_lift_se']:.3f} |")
     lines.append(f"\nThis invocation {time.perf_counter() - started:.0f} s wall (2 processes, shared 2-core machine); MCTS CPU s per seed "
                  + " / ".join(f"{r['search']['cpu_seconds']:.0f}" for r in results) + ".")
-    name = args.name or "learning_propa_s7_search"
     text = "\n".join(lines)
-    (RESULTS / f"{name}.md").write_text(text + "\n")
-    (RESULTS / f"{name}.json").write_text(json.dumps({"seeds": args.seeds, "setting": vars(args) | {"out": str(args.out)},
-                                                      "results": results}, default=str))
+    write_results(args.name or "learning_propa_s7_search", text,
+                  {"seeds": args.seeds, "setting": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                   "results": results})
     print(text)
     return 0
 

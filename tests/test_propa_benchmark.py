@@ -70,7 +70,7 @@ def test_search_selection_questions_are_training_questions_no_run_searched(tmp_p
     from learning_propa import _task
     from mmpost.search.mcts import SearchTree
     from mmpost.search.source import save_trees
-    from propa_search import _content, selection_questions
+    from propa_search import question_content, selection_questions
 
     train = _task(64).load("train", size=2048)
     searched, further = train[:64], train[100:110]
@@ -81,9 +81,9 @@ def test_search_selection_questions_are_training_questions_no_run_searched(tmp_p
     used = searched + further
     assert len(chosen) == 64 and len({s["id"] for s in chosen}) == 64
     assert {s["id"] for s in chosen}.isdisjoint(s["id"] for s in used)
-    assert {_content(s) for s in chosen}.isdisjoint(_content(s) for s in used)
-    heldout = {_content(s) for s in _task(64).load("heldout")}
-    assert not {_content(s) for s in chosen} & heldout
+    assert {question_content(s) for s in chosen}.isdisjoint(question_content(s) for s in used)
+    heldout = {question_content(s) for s in _task(64).load("heldout")}
+    assert not {question_content(s) for s in chosen} & heldout
 
 
 def test_turned_counts_answers_that_changed_by_hand():
@@ -91,3 +91,63 @@ def test_turned_counts_answers_that_changed_by_hand():
 
     assert turned([1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 0.0, 0.0]) == (1, 1)
     assert turned([0.0, 0.0], [1.0, 1.0]) == (2, 0)
+
+
+class ListedTask:
+    """A task whose held-out split is a fixed list of (kind, digits, threshold) questions, index by index."""
+
+    def __init__(self, questions):
+        self.questions = questions
+
+    def load(self, split, size):
+        return [{"id": f"h{i}", "kind": k, "digits": list(d), "threshold": t}
+                for i, (k, d, t) in enumerate((self.questions * (size // len(self.questions) + 1))[:size])]
+
+
+def test_unscored_heldout_skips_questions_seen_below_start_or_twice_by_hand():
+    from propa_fresh_heldout import unscored_heldout
+
+    a, b, c, d, e = (("sum", (i, 1), None) for i in range(5))
+    task = ListedTask([a, b, a, c, b, d, d, e])
+    # index 2 repeats a (index 0), 4 repeats b (1), 6 repeats d (5): the unscored ones are 3, 5 and 7
+    assert [s["id"] for s in unscored_heldout(task, 2, 3)] == ["h3", "h5", "h7"]
+    assert [s["id"] for s in unscored_heldout(task, 0, 2)] == ["h0", "h1"]
+
+
+def test_unscored_heldout_questions_are_new_distinct_and_not_training_questions():
+    """Session 8's clean test: 512 held-out questions from index 320 on that no earlier index asked (session 7 scored
+    0-319), each once, none a training question, all on the held-out side of the question hash."""
+    from learning_propa import _task
+    from mmpost.tasks.propa.task import question_split
+    from propa_fresh_heldout import unscored_heldout
+    from propa_search import question_content
+
+    task = _task(64)
+    chosen = unscored_heldout(task, 320, 512)
+    keys = [question_content(s) for s in chosen]
+    assert len(chosen) == 512 and len(set(keys)) == 512
+    assert min(int(s["id"].rsplit("-", 1)[1]) for s in chosen) >= 320
+    scored = {question_content(s) for s in task.load("heldout", size=320)}
+    assert not set(keys) & scored
+    assert not set(keys) & {question_content(s) for s in task.load("train", size=2048)}
+    assert all(question_split(k, d, t) == "heldout" for k, d, t in keys)
+    # by index, 320-831 would have repeated scored questions: the filter is needed
+    assert {question_content(s) for s in task.load("heldout", size=832)[320:]} & scored
+
+
+def test_learning_propa_runs_a_part_of_the_benchmark():
+    """`--methods propa --stages training` (session 8's 48-round runs): only PROPA's seeds, each run from the start for
+    all its rounds and keeping its trees; the inference stage without PROPA is refused."""
+    import pytest
+
+    from learning_propa import parse_args, training_jobs
+
+    args = parse_args(["--rounds", "48", "--methods", "propa", "--stages", "training"])
+    jobs = training_jobs(args)
+    assert [job.key for job in jobs] == [("propa", 0), ("propa", 1), ("propa", 2)]
+    assert all(job.steps == 48 and f"algorithm.source_args.tree_dir={job.output_dir / 'trees'}" in job.overrides
+               and "train.steps=48" in job.build_command() for job in jobs)
+    assert not any("resume" in part for job in jobs for part in job.build_command())
+    assert {job.key[0] for job in training_jobs(parse_args([]))} == {"propa", "outcome_grpo"}
+    with pytest.raises(SystemExit):
+        parse_args(["--methods", "outcome_grpo"])  # the default stages include PROPA's inference
