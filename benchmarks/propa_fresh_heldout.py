@@ -76,22 +76,39 @@ def cached_greedy(model_dir: str, samples: list, cache: str) -> dict[str, float]
     return stored
 
 
+def paired_question_gain(before: list[float], afters: list[list[float]]) -> tuple[float, float]:
+    """The mean gain and its SE over questions: per question the seeds' mean answer minus the warm start's (paired).
+    The SE over seeds says how much another seed would move the gain on these questions; this one says how much
+    another draw of questions would (each run turns many answers right and many wrong)."""
+    per_question = [statistics.mean(answers) - b for b, answers in zip(before, zip(*afters), strict=True)]
+    return statistics.mean(per_question), statistics.stdev(per_question) / len(per_question) ** 0.5
+
+
 def set_table(name: str, samples: list, warm: dict, groups: dict[str, list[tuple[str, dict]]]) -> tuple[list[str], dict]:
-    """Rows of one question set: per group of runs its accuracies, gains over the warm start and their SE."""
+    """Rows of one question set: per group of runs its accuracies, gains over the warm start, their SE over seeds and
+    over questions, and per seed the answers turned right / wrong."""
     from learning_report import gain_statistics
+    from propa_churn import turned
+
+    def answers(right: dict) -> list[float]:
+        return [right[_key(s)] for s in samples]
 
     def accuracy(right: dict) -> float:
-        return statistics.mean(right[_key(s)] for s in samples)
+        return statistics.mean(answers(right))
 
     before = accuracy(warm)
     lines, out = [], {"questions": len(samples), "distinct": len({_key(s) for s in samples}), "warm": before, "groups": {}}
     for group, runs in groups.items():
         after = [accuracy(right) for _, right in runs]
         stats = gain_statistics([before] * len(after), after)
+        _, question_se = paired_question_gain(answers(warm), [answers(right) for _, right in runs])
+        changed = [turned(answers(warm), answers(right)) for _, right in runs]
         lines.append(f"| {name} | {group} | {before:.3f} | " + " / ".join(f"{a:.3f}" for a in after)
                      + f" | {stats['gain_mean']:+.3f} ± {stats['gain_std']:.3f} | " + " / ".join(f"{g:+.3f}" for g in stats["gains"])
-                     + f" | {stats['gain_se']:.3f} | {stats['gain_over_se']:+.1f} |")
-        out["groups"][group] = {"seeds": [n for n, _ in runs], "after": after, **stats}
+                     + f" | {stats['gain_se']:.3f} | {stats['gain_over_se']:+.1f} | {question_se:.3f} | "
+                     f"{stats['gain_mean'] / question_se:+.1f} | " + ", ".join(f"{r} / {w}" for r, w in changed) + " |")
+        out["groups"][group] = {"seeds": [n for n, _ in runs], "after": after, **stats, "question_se": question_se,
+                                "turned_right_wrong": changed}
     return lines, out
 
 
@@ -141,13 +158,16 @@ def main(argv=None) -> int:
     for run in args.runs:
         groups.setdefault(str(run.parent), []).append((run.name, answers[str(run)]["right"]))
     lines = ["# PROPA's final policies on held-out question sets (greedy step-by-step, step cap 6)", "",
-             "| questions | runs | warm start | after (per seed) | gain (mean ± std) | per-seed gain | SE | gain / SE |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| questions | runs | warm start | after (per seed) | gain (mean ± std) | per-seed gain | SE (seeds) | gain / SE | "
+             "SE (questions) | gain / SE (questions) | answers turned right / wrong, per seed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     out = {"sets": {}, "models": models}
     for name, samples in sets.items():
         rows, out["sets"][name] = set_table(name, samples, warm, groups)
         lines += rows
-    lines += ["", "Distinct questions per set: " + "; ".join(f"{n}: {o['distinct']} of {o['questions']}" for n, o in out["sets"].items())
+    lines += ["", "SE (seeds) = std of the per-seed gains / sqrt(seeds), the project's test; SE (questions) = std over "
+              "questions of (the seeds' mean answer − the warm start's) / sqrt(questions): how far another draw of "
+              "questions would move the gain.", "", "Distinct questions per set: " + "; ".join(f"{n}: {o['distinct']} of {o['questions']}" for n, o in out["sets"].items())
               + ". By digits in the image (" + ", ".join(f"{n}: " + " / ".join(f"{d} digits {c}" for d, c in sorted(Counter(
                   len(s["digits"]) for s in samples).items())) for n, samples in sets.items()) + ")."]
     if args.unscored:

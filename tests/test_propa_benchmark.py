@@ -151,3 +151,12 @@ def test_learning_propa_runs_a_part_of_the_benchmark():
     assert {job.key[0] for job in training_jobs(parse_args([]))} == {"propa", "outcome_grpo"}
     with pytest.raises(SystemExit):
         parse_args(["--methods", "outcome_grpo"])  # the default stages include PROPA's inference
+
+
+def test_paired_question_gain_by_hand():
+    from propa_fresh_heldout import paired_question_gain
+
+    # per question: 0.5·(1+1) − 1 = 0, 1 − 0 = 1, 0.5 − 0 = 0.5, 0 − 1 = −1; mean 0.125, sample std 0.85391, SE std / 2
+    mean, se = paired_question_gain([1.0, 0.0, 0.0, 1.0], [[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]])
+    assert abs(mean - 0.125) < 1e-12
+    assert abs(se - 0.4269563) < 1e-6
