@@ -255,9 +255,9 @@ def select_report(results: list[dict], seeds, temperatures, iterations, question
     from mmpost.search.prm import PATH_RULES
 
     lines = [f"# PROPA search, measured on training questions ({questions} training-split questions no run searched; "
-             f"seeds' PROPA policies of {runs.relative_to(REPO) if runs.is_relative_to(REPO) else runs})", ""]
+             f"seeds' PROPA policies of {runs.relative_to(REPO) if runs.is_relative_to(REPO) else runs})"]
     if not ranking_only:
-        lines += [f"PRM-guided MCTS (>= {iterations} iterations and 2 final answers, cap {4 * iterations}; k = 4), every "
+        lines += ["", f"PRM-guided MCTS (>= {iterations} iterations and 2 final answers, cap {4 * iterations}; k = 4), every "
                   "final-path rule on the same trees. Greedy on the same questions per seed: "
                   + " / ".join(f"{r['greedy']['accuracy']:.3f}" for r in results) + ". Rule \"mean\" is the official one.", "",
                   "| PRM | T | rule | accuracy − greedy (mean ± std over seeds) | per seed | SE | steps of the chosen chain |",
@@ -271,11 +271,11 @@ def select_report(results: list[dict], seeds, temperatures, iterations, question
                 table[(objective, temperature, rule)] = statistics.mean(gains)
                 lines.append(f"| {objective} | {temperature} | {rule} | {_ms(gains)} | " + " / ".join(f"{g:+.3f}" for g in gains)
                              + f" | {_se(gains):.3f} | {statistics.mean(r[name]['steps'][rule] for r in results):.2f} |")
+    terminals = [f"{o} T {t}: {statistics.mean(r[f'mcts/{o}/T{t}']['terminals_per_tree'] for r in results):.1f}"
+                 for o in prms for t in temperatures if f"mcts/{o}/T{t}" in results[0]]
     lines += ["", "Greedy on these questions per seed: " + " / ".join(f"{r['greedy']['accuracy']:.3f}" for r in results)
               + "; greedy's chain length: " + " / ".join(f"{r['greedy']['steps']:.2f}" for r in results)
-              + "; terminal nodes per tree: " + ", ".join(
-                  f"{o} T {t}: {statistics.mean(r[f'mcts/{o}/T{t}']['terminals_per_tree'] for r in results):.1f}"
-                  for o in prms for t in temperatures if f"mcts/{o}/T{t}" in results[0]), "",
+              + ("; terminal nodes per tree: " + ", ".join(terminals) if terminals else "") + ".", "",
               "Each PRM on the policy's own candidate steps (4 at depths 0 and 1 of each question's greedy chain, labelled "
               "by a greedy rollout); lift = top pick right − random pick right over the candidate sets that mix right "
               "and wrong, with its SE over those sets:", "",
