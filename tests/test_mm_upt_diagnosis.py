@@ -153,6 +153,8 @@ def test_session8_groups_load_and_differ_only_in_the_reward():
 
     vote, control = GROUPS["mm_upt_c4s700_t10_lr3e-5_20"], GROUPS["mm_upt_c4s700_t10_lr3e-5_20_random"]
     assert control.overrides[:-1] == vote.overrides
+    assert GROUPS["mm_upt_c4s700_t07_lr3e-5_20"].overrides == vote.overrides[:-1]  # the recipe's T 0.7
+    assert vote.overrides[-1] == "rollout.temperature=1.0"
     config = load_config(REPO / "recipes" / "mm_upt.yaml", control.overrides)
     assert config.rollout.max_new_tokens == 24 and config.rollout.temperature == 1.0 and config.train.steps == 20
     assert config.data.task_args == {"heldout_size": 512, "count": 4, "train_offset": 500000}
