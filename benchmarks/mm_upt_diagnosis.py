@@ -4,7 +4,9 @@ diagnosis only, never for a reward).
     python benchmarks/mm_upt_diagnosis.py --models warm=artifacts/tiny-qwen2.5-vl-mmupt \
         after=runs/benchmark-learning/mm_upt_lr1e-5/seed0/checkpoints/step_60/model --out runs/s5/diag.json
 
-For each model, on the training prompts (the rows MM-UPT trains on, whose sums it never reads) and the held-out ones:
+For each model, on the training prompts (the rows MM-UPT trains on, whose sums it never reads; by default the rows the
+warm-up SFT read), optionally on validation prompts (`--validation N`: train-part images the warm start never saw, for
+choosing settings without the held-out split; `--heldout 0` leaves the held-out split out) and on the held-out ones:
 greedy accuracy, k samples per prompt at the training temperature (sampled accuracy, maj@k, the share of prompts
 whose k answers disagree, the vote's accuracy there), the vote's margin over greedy (the most a vote reward can move
 greedy towards), the answers' marginal over all prompts (a prompt-independent drift shows as the marginal narrowing),
@@ -18,14 +20,19 @@ import argparse
 import json
 import re
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learning_report import REPO  # noqa: E402
 
+SPLITS = ("train", "validation", "heldout")
 READING = re.compile(r"(\d+(?:\s*\+\s*\d+)+)\s*=")
-CPU_OVERRIDES = ["data.prompts_per_step=8", "rollout.max_new_tokens=16", "algorithm.mini_batches=1", "train.progress=false"]
+CPU_OVERRIDES = ["data.prompts_per_step=8", "algorithm.mini_batches=1", "train.progress=false"]
+# 16 tokens hold "a + b + c = \\boxed{s}" with any 1..5 digits (14 tokens); 4 numbers need 16 with a one-digit sum and
+# 17 with a two-digit one, which 16 tokens cut before the box closes (the answer is then "None"): pass 24 there.
+MAX_NEW_TOKENS = 16
 
 
 def digits_read(text: str) -> tuple[int, ...] | None:
@@ -35,14 +42,17 @@ def digits_read(text: str) -> tuple[int, ...] | None:
     return tuple(int(g) for g in re.split(r"\s*\+\s*", match.group(1))) if match else None
 
 
-def prompt_record(numbers, truth: str, greedy_text: str, sampled_texts: list[str]) -> dict:
+def prompt_record(numbers, truth: str, greedy_text: str, sampled_texts: list[str], demonstration=None) -> dict:
+    """One prompt's answers. `demonstration`: the numbers in the order the row's SFT demonstration reads them (rows of
+    a shuffled reading order), to measure whether the model recites that demonstration."""
     from mmpost.tasks.mm_upt.rewards import vote_answer
 
     answers = [vote_answer(t) for t in sampled_texts]
     winner = Counter(answers).most_common(1)[0][0]
     return {"numbers": list(numbers), "truth": truth, "greedy": vote_answer(greedy_text),
             "greedy_read": digits_read(greedy_text), "answers": answers, "vote": winner,
-            "reads": [digits_read(t) for t in sampled_texts]}
+            "reads": [digits_read(t) for t in sampled_texts],
+            "demonstration": None if demonstration is None else list(demonstration)}
 
 
 def margin_and_se(records: list[dict]) -> tuple[float, float]:
@@ -136,7 +146,7 @@ def summarise(records: list[dict], *, positional: bool = True) -> dict:
                 reading_votes[key] = [right + (majority == true), count + 1]
                 voted_for[str(majority)] += 1
     mode, _ = answer_marginal.most_common(1)[0]
-    return {
+    return {**recital(records),
         "prompts": n, "greedy_accuracy": greedy, "sampled_accuracy": sampled, "majority_accuracy": vote,
         "vote_margin": margin, "vote_margin_se": margin_se, "contested_fraction": len(contested) / n,
         "contested_vote_accuracy": (sum(r["vote"] == r["truth"] for r in contested) / len(contested)) if contested else None,
@@ -163,6 +173,19 @@ def summarise(records: list[dict], *, positional: bool = True) -> dict:
     }
 
 
+def recital(records: list[dict]) -> dict:
+    """How often greedy, and the sampled paths, read the numbers in exactly the order of the row's own demonstration
+    (rows with one). On rows the warm-up SFT read this is memorisation; on rows it never read the demonstration is a
+    random order, so the same share measures chance (1/6 for 3 distinct numbers, more with repeats)."""
+    with_demo = [r for r in records if r.get("demonstration") is not None]
+    if not with_demo:
+        return {"greedy_recites_demonstration": None, "sampled_recite_demonstration": None}
+    sampled = [read for r in with_demo for read in r["reads"]]
+    return {"greedy_recites_demonstration": sum(r["greedy_read"] == tuple(r["demonstration"]) for r in with_demo) / len(with_demo),
+            "sampled_recite_demonstration": sum(read == tuple(r["demonstration"]) for r in with_demo for read in r["reads"])
+            / len(sampled)}
+
+
 def flips(reference: list[dict], other: list[dict]) -> dict:
     """Greedy right -> wrong and wrong -> right from `reference` to `other`, split by the reference's contest, and
     where the right -> wrong ones went (the reference's vote? the answers' global mode?)."""
@@ -186,17 +209,18 @@ def markdown(report: dict) -> str:
     marginal, and the greedy flips from the first model."""
     lines = [f"k = {report['k']} samples per prompt at T {report['temperature']}; task options {report['task_args'] or 'default'}.",
              "", "| model | split | greedy | sampled | maj@k | maj@k − greedy (SE) | contested | vote right on contested | "
-             "pass@k | greedy misread by position | greedy reading wrong | sampled paths: wrong count / misread / bad sum |",
-             "|---" * 12 + "|"]
+             "pass@k | greedy misread by position | greedy reading wrong | sampled paths: wrong count / misread / bad sum | "
+             "greedy / sampled recite the row's demonstration |", "|---" * 13 + "|"]
     models = report["models"]
     for name, m in models.items():
-        for split in ("train", "heldout"):
+        for split in (split for split in SPLITS if split in m):
             s = m[split]
             lines.append(f"| {name} | {split} | {s['greedy_accuracy']:.3f} | {s['sampled_accuracy']:.3f} | "
                          f"{s['majority_accuracy']:.3f} | {s['vote_margin']:+.3f} ({s['vote_margin_se']:.3f}) | {s['contested_fraction']:.3f} | "
                          f"{_maybe(s['contested_vote_accuracy'])} | {s['pass_at_k']:.3f} | {_positions(s)} | "
                          f"{s['greedy_reading_wrong']:.3f} | {s['sampled_wrong_count']:.3f} / {s['sampled_misread']:.3f}"
-                         f" / {s['sampled_bad_sum']:.3f} |")
+                         f" / {s['sampled_bad_sum']:.3f} | {_maybe(s.get('greedy_recites_demonstration'))} / "
+                         f"{_maybe(s.get('sampled_recite_demonstration'))} |")
     if _reading_keys(models):  # none when the readings are compared as multisets (a shuffled reading order)
         lines += ["", "The vote on contested readings (training prompts): for each true digit and its place in the image, on "
                   "the prompts whose k samples read it differently, how often the majority reading is right (right / "
@@ -249,7 +273,8 @@ def _shares(shares: dict) -> str:
     return " ".join(f"{k}: {v:.2f}" for k, v in shares.items())
 
 
-def evaluate(model: str, splits: dict, *, k: int, temperature: float, seed: int, overrides: list[str]) -> dict:
+def evaluate(model: str, splits: dict, *, k: int, temperature: float, seed: int, overrides: list[str],
+             max_new_tokens: int = MAX_NEW_TOKENS) -> dict:
     import torch
 
     from mmpost.builder import build_run
@@ -257,7 +282,7 @@ def evaluate(model: str, splits: dict, *, k: int, temperature: float, seed: int,
     from mmpost.rollout.base import SamplingParams
     from mmpost.trainer import decode_samples
 
-    config = load_config(REPO / "recipes" / "mm_upt.yaml", CPU_OVERRIDES + overrides)
+    config = load_config(REPO / "recipes" / "mm_upt.yaml", CPU_OVERRIDES + [f"rollout.max_new_tokens={max_new_tokens}"] + overrides)
     warm = Path(config.model.path)
     run = build_run(config, policy_path=None if Path(model).resolve() == warm.resolve() else model)
     tokenizer = run.policy.vocabulary.tokenizer
@@ -269,13 +294,15 @@ def evaluate(model: str, splits: dict, *, k: int, temperature: float, seed: int,
             batch = rows[start : start + 8]
             samples = decode_samples(run, batch)[0]
             prompts = run.policy.encode_prompts(samples)
-            greedy = run.backend.generate(prompts, samples, SamplingParams(n=1, greedy=True, max_new_tokens=16))
+            greedy = run.backend.generate(prompts, samples, SamplingParams(n=1, greedy=True, max_new_tokens=max_new_tokens))
             sampled = run.backend.generate(prompts, samples, SamplingParams(n=k, temperature=temperature, top_p=0.99,
-                                                                            max_new_tokens=16))
+                                                                            max_new_tokens=max_new_tokens))
             g_texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in greedy.completion_ids]
             s_texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in sampled.completion_ids]
             for i, row in enumerate(batch):
-                records.append(prompt_record(row["numbers"], str(sum(row["numbers"])), g_texts[i], s_texts[i * k : (i + 1) * k]))
+                order = row.get("reading_order")
+                records.append(prompt_record(row["numbers"], str(sum(row["numbers"])), g_texts[i], s_texts[i * k : (i + 1) * k],
+                                             None if order is None else [row["numbers"][j] for j in order]))
         result[split] = records
     return result
 
@@ -284,10 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True, help="NAME=FOLDER; the first is the reference")
     parser.add_argument("--train-prompts", type=int, default=128, help="the first N training prompts")
-    parser.add_argument("--heldout", type=int, default=128)
+    parser.add_argument("--heldout", type=int, default=128, help="0 leaves the held-out split out")
+    parser.add_argument("--validation", type=int, default=0,
+                        help="N validation prompts: train-part images at digit_sum's VALIDATION_OFFSET, never seen by the "
+                             "warm-up SFT nor by MM-UPT, disjoint from the held-out split")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="24 for 4 numbers (see MAX_NEW_TOKENS)")
     parser.add_argument("--task-args", default="", help="extra digit_sum options as YAML, e.g. '{high: 5}'")
     parser.add_argument("--overrides", nargs="*", default=[])
     parser.add_argument("--out", type=Path, required=True, help="JSON: the report and every prompt's answers")
@@ -296,19 +327,27 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from mmpost.tasks.mm_upt.task import DigitSumTask
+    from mmpost.tasks.mm_upt.task import VALIDATION_OFFSET, DigitSumTask
 
     task_args = yaml.safe_load(args.task_args) if args.task_args else {}
     # The same rows the recipe trains on and is scored on; train_labels only adds the labels (same images, same order).
     task = DigitSumTask(train_labels=True, **task_args)
     positional = task.reading_order == "fixed"
-    splits = {"train": list(task.load("train", size=args.train_prompts)), "heldout": list(task.load("heldout", size=args.heldout))}
+    validation = DigitSumTask(train_labels=True, **{**task_args, "train_offset": VALIDATION_OFFSET})
+    splits = {"train": list(task.load("train", size=args.train_prompts)),
+              "validation": list(validation.load("train", size=args.validation)),
+              "heldout": list(task.load("heldout", size=args.heldout))}
+    splits = {name: rows for name, rows in splits.items() if rows}
     overrides = list(args.overrides) + ([f"data.task_args={args.task_args}"] if args.task_args else [])
-    records, report = {}, {"k": args.k, "temperature": args.temperature, "task_args": task_args, "models": {}}
+    records, report = {}, {"k": args.k, "temperature": args.temperature, "task_args": task_args,
+                           "max_new_tokens": args.max_new_tokens, "models": {}}
     for item in args.models:
         name, folder = item.split("=", 1)
-        records[name] = evaluate(folder, splits, k=args.k, temperature=args.temperature, seed=args.seed, overrides=overrides)
-        report["models"][name] = {"folder": folder, **{split: summarise(r, positional=positional)
+        started = time.process_time()
+        records[name] = evaluate(folder, splits, k=args.k, temperature=args.temperature, seed=args.seed, overrides=overrides,
+                                 max_new_tokens=args.max_new_tokens)
+        report["models"][name] = {"folder": folder, "cpu_seconds": round(time.process_time() - started, 1),
+                                  **{split: summarise(r, positional=positional)
                                                          for split, r in records[name].items()}}
         print(name, json.dumps({s: {k: v for k, v in report["models"][name][s].items() if not isinstance(v, dict)}
                                 for s in splits}), flush=True)

@@ -18,7 +18,7 @@ from mmpost.tasks.mm_upt import (
     vote_answer,
 )
 from mmpost.tasks.mm_upt.synthesize import image_files, main as synthesize_main, synthesis_messages, synthesize_questions
-from mmpost.tasks.mm_upt.task import scene_split
+from mmpost.tasks.mm_upt.task import UNSEEN_TRAIN_OFFSET, VALIDATION_OFFSET, scene_split
 from mmpost.types import DataError
 
 
@@ -129,6 +129,32 @@ def test_digit_sum_shuffled_reading_order_changes_only_the_demonstration():
         TASKS.get("digit_sum")(reading_order="random")
 
 
+def test_digit_sum_train_offset_gives_rows_the_warm_up_never_read():
+    sft = TASKS.get("digit_sum")(count=3, train_size=512, train_labels=True, reading_order="shuffled").load("train")
+    # Offset 0 is the default (the rows the warm-up SFT reads); offset k starts at the default's row k.
+    shifted = TASKS.get("digit_sum")(count=3, train_size=6, train_labels=True, reading_order="shuffled",
+                                     train_offset=5).load("train")
+    assert [r["images"][0].tobytes() for r in shifted] == [r["images"][0].tobytes() for r in sft[5:11]]
+    assert [r["reading_order"] for r in shifted] == [r["reading_order"] for r in sft[5:11]]
+    assert shifted[0]["id"] == sft[5]["id"] == "digit_sum-train-0-00005"
+
+    def images(offset, size, split="train"):
+        task = TASKS.get("digit_sum")(count=3, train_size=size, heldout_size=size, train_labels=True, train_offset=offset)
+        return {r["images"][0].tobytes() for r in task.load(split)}
+
+    sft_images, unseen, validation = {r["images"][0].tobytes() for r in sft}, images(UNSEEN_TRAIN_OFFSET, 256), images(VALIDATION_OFFSET, 256)
+    assert len(unseen) == len(validation) == 256  # no image repeats within a set either
+    assert sft_images.isdisjoint(unseen) and sft_images.isdisjoint(validation) and unseen.isdisjoint(validation)
+    # The held-out split ignores the offset (its first 128 questions stay the earlier sessions' 128) and shares no image.
+    heldout = images(VALIDATION_OFFSET, 128, "heldout")
+    assert heldout == images(0, 128, "heldout") and heldout.isdisjoint(validation | unseen | sft_images)
+    assert images(0, 512, "heldout") >= heldout
+    # Unlabelled rows at an offset still hide the sum.
+    assert all("answer" not in r for r in TASKS.get("digit_sum")(train_size=3, train_offset=VALIDATION_OFFSET).load("train"))
+    with pytest.raises(ValueError, match="train_offset"):
+        TASKS.get("digit_sum")(train_offset=-1)
+
+
 def test_digit_sum_reads_the_users_unlabelled_rows(tmp_path):
     (tmp_path / "img.png").write_bytes(b"")  # existence is enough for loading; decoding is the modality's job
     rows = tmp_path / "train.jsonl"
@@ -167,3 +193,19 @@ def test_synthesize_questions_on_the_tiny_model(tiny_vl_dir, tmp_path):
         assert [r["problem"] for r in TASKS.get("digit_sum")(path=str(out)).load("train")] == [r["problem"] for r in written]
     with pytest.raises(DataError, match="no image files"):
         image_files(tmp_path)
+
+
+def test_random_control_is_a_label_free_coin():
+    from mmpost.tasks.mm_upt.rewards import mm_upt_random_control
+
+    texts = [f"{i % 7} + 1 = \\boxed{{{i % 7 + 1}}}" for i in range(400)]
+    spies = [LabelSpy() for _ in texts]
+    scores = mm_upt_random_control(texts, spies)
+    assert set(scores) == {0.0, 1.0} and 160 < sum(scores) < 240  # a fair coin: 200 ± 10 expected, ±4 SD allowed
+    assert scores == mm_upt_random_control(texts, spies)  # reproducible
+    assert scores != mm_upt_random_control(texts, spies, seed=1)
+    # Same text at two positions may score differently: the coin is not a function of the answer.
+    assert len({(t, s) for t, s in zip(texts, scores)}) > 7
+    assert REWARDS.get("mm_upt_random_control") is mm_upt_random_control
+    with pytest.raises(ValueError, match="pair|samples"):
+        mm_upt_random_control(["a"], [])

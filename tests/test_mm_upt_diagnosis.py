@@ -7,7 +7,7 @@ import sys
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from mm_upt_diagnosis import digits_read, flips, markdown, prompt_record, summarise, vote_push_on_readings  # noqa: E402
+from mm_upt_diagnosis import digits_read, flips, markdown, prompt_record, recital, summarise, vote_push_on_readings  # noqa: E402
 
 
 def _texts(reads: list[tuple[int, int]]) -> list[str]:
@@ -114,3 +114,49 @@ def test_vote_push_on_readings_by_hand():
     unit = 2.4 / (0.24 ** 0.5 + 1e-6)
     assert set(push) == {"2->2", "2->3", "3->3"}
     assert abs(push["2->3"] - unit) < 1e-9 and abs(push["2->2"] + unit) < 1e-9 and abs(push["3->3"]) < 1e-9
+
+
+def test_recital_of_the_rows_own_demonstration_by_hand():
+    # Truth (1, 2, 3); its demonstration reads "3 + 1 + 2". Greedy recites it; 4 of 10 samples do, 6 read another order.
+    recited = prompt_record((1, 2, 3), "6", "3 + 1 + 2 = \\boxed{6}", ["3 + 1 + 2 = \\boxed{6}"] * 4
+                            + ["1 + 2 + 3 = \\boxed{6}"] * 6, demonstration=(3, 1, 2))
+    # Truth (2, 2, 1), demonstration "2 + 1 + 2": greedy reads "1 + 2 + 2" (right, not recited); no sample recites it.
+    other = prompt_record((2, 2, 1), "5", "1 + 2 + 2 = \\boxed{5}", ["2 + 2 + 1 = \\boxed{5}"] * 10, demonstration=(2, 1, 2))
+    assert recital([recited, other]) == {"greedy_recites_demonstration": 0.5, "sampled_recite_demonstration": 4 / 20}
+    assert recital(_records()) == {"greedy_recites_demonstration": None, "sampled_recite_demonstration": None}
+    s = summarise([recited, other], positional=False)
+    assert s["greedy_recites_demonstration"] == 0.5
+    text = markdown({"k": 10, "temperature": 0.7, "task_args": {}, "models": {"m": {"train": s, "validation": s}}})
+    assert "| m | validation | 1.000 |" in text and "| 0.500 / 0.200 |" in text and "| m | heldout |" not in text
+
+
+def test_screen_rule_by_hand():
+    from mm_upt_screen import screen_rows, steps_of, verdict
+
+    base = {"greedy_accuracy": 0.70, "majority_accuracy": 0.75, "vote_margin": 0.05, "vote_margin_se": 0.02,
+            "contested_vote_accuracy": 0.6, "prompts": 256}
+    assert verdict(base) == []  # 0.05 >= 2 x 0.02
+    assert verdict({**base, "vote_margin_se": 0.0251}) == ["margin < 2 SE"]  # 0.05 < 0.0502
+    assert verdict({**base, "greedy_accuracy": 0.801}) == ["greedy > 0.8"]
+    assert verdict({**base, "contested_vote_accuracy": 0.5}) == ["vote right on ≤ 0.5 of contested"]
+    assert verdict({**base, "contested_vote_accuracy": None, "vote_margin": 0.0, "vote_margin_se": 0.0}) == [
+        "vote right on ≤ 0.5 of contested", "margin < 2 SE"]
+    assert steps_of("sft450") == 450 and steps_of("c3s1000") == 1000
+    row, = screen_rows("3 numbers", {"temperature": 0.7, "models": {"sft450": {"validation": base, "train": base}}})
+    assert row.startswith("| 3 numbers | 0.7 | 450 | 0.700 | 0.750 | +0.050 (0.020) | +2.50 | 0.60 | **yes** |")
+
+
+def test_session8_groups_load_and_differ_only_in_the_reward():
+    from learning_modalities import GROUPS
+
+    from mmpost.config import load_config
+
+    vote, control = GROUPS["mm_upt_c4s700_t10_lr3e-5_20"], GROUPS["mm_upt_c4s700_t10_lr3e-5_20_random"]
+    assert control.overrides[:-1] == vote.overrides
+    assert GROUPS["mm_upt_c4s700_t07_lr3e-5_20"].overrides == vote.overrides[:-1]  # the recipe's T 0.7
+    assert vote.overrides[-1] == "rollout.temperature=1.0"
+    config = load_config(REPO / "recipes" / "mm_upt.yaml", control.overrides)
+    assert config.rollout.max_new_tokens == 24 and config.rollout.temperature == 1.0 and config.train.steps == 20
+    assert config.data.task_args == {"heldout_size": 512, "count": 4, "train_offset": 500000}
+    assert [r["name"] for r in config.rewards] == ["mm_upt_random_control"]
+    assert [r["name"] for r in load_config(REPO / "recipes" / "mm_upt.yaml", vote.overrides).rewards] == ["mm_upt_majority_vote"]

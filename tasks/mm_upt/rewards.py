@@ -9,6 +9,7 @@ No format reward, and the ground-truth label is never read: `mm_upt_majority_vot
 """
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from typing import Sequence
 
@@ -105,3 +106,16 @@ def mm_upt_label_accuracy(
         answer = vote_answer(completion)
         scores.append(1.0 if answer != NO_ANSWER and answers_equal(answer, str(label), timeout_seconds=timeout_seconds) else 0.0)
     return scores
+
+
+@REWARDS.register("mm_upt_random_control")
+def mm_upt_random_control(completions: Sequence[str], samples: Sequence[Sample], *, seed: int = 0) -> list[float]:
+    """A control for `mm_upt_majority_vote`, not a method: 1.0 or 0.0 by a coin that depends only on `seed`, the
+    response's position in the batch and its text (SHA-256), so it carries no information about the answer's truth or
+    the group's vote. GRPO normalises each group's rewards, so each group's advantages have the vote's scale, but their
+    directions are unrelated across groups and partly cancel (in session 8 the KL to the warm start after 20 steps was
+    0.006 against the vote's 0.028): a gain under it is what an uninformed update gives, not the vote's
+    (benchmarks/results/learning_mm_upt_s8_diagnosis.md). Never reads a sample."""
+    if len(completions) != len(samples):
+        raise ValueError(f"mm_upt_random_control: got {len(completions)} completions but {len(samples)} samples")
+    return [float(hashlib.sha256(f"{seed}:{index}:{text}".encode()).digest()[0] & 1) for index, text in enumerate(completions)]

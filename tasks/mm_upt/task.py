@@ -24,6 +24,12 @@ QUESTION = "What is the sum of the numbers shown?"
 DEFAULT_SIZES = {"train": 512, "heldout": 64}
 HELDOUT_FRACTION_DENOMINATOR = 8
 READING_ORDERS = ("fixed", "shuffled")
+# `train_offset` values for rows the warm-up SFT never read (it reads train rows 0..train_size-1 of seed 0): MM-UPT's
+# own unseen prompts, and a validation set for choosing settings without touching the held-out split. Both lie in the
+# train part of image space, so they are disjoint from the held-out questions by construction, and from each other and
+# the SFT rows by stream index (sizes below 500,000 rows).
+UNSEEN_TRAIN_OFFSET = 500_000
+VALIDATION_OFFSET = 1_000_000
 
 
 def scene_split(scene: DigitScene) -> str:
@@ -48,7 +54,8 @@ class DigitSumTask:
     `reading_order` of the demonstration: "fixed" (left to right, the default) or "shuffled" (each labelled row reads
     its numbers in its own random order, drawn after its image so the images are the same; self-consistency's
     premise of several reasoning paths that share the right answer). It changes the warm-up SFT's demonstrations only:
-    MM-UPT itself never sees a demonstration.
+    MM-UPT itself never sees a demonstration. `train_offset`: the train split's first stream index (default 0, the rows
+    the warm-up SFT reads); `UNSEEN_TRAIN_OFFSET` and `VALIDATION_OFFSET` give rows the warm start has never seen.
     """
 
     name = "digit_sum"
@@ -58,9 +65,11 @@ class DigitSumTask:
     def __init__(self, *, seed: int = 0, count: int = 2, low: int = 1, high: int = 3, image_size: int = 112,
                  train_size: int = DEFAULT_SIZES["train"], heldout_size: int = DEFAULT_SIZES["heldout"],
                  train_labels: bool = False, path: str | None = None, heldout_path: str | None = None,
-                 suffix: str = MM_UPT_SUFFIX, reading_order: str = "fixed") -> None:
+                 suffix: str = MM_UPT_SUFFIX, reading_order: str = "fixed", train_offset: int = 0) -> None:
         if reading_order not in READING_ORDERS:
             raise ValueError(f"digit_sum task: reading_order must be one of {READING_ORDERS}, got {reading_order!r}")
+        if train_offset < 0:
+            raise ValueError(f"digit_sum task: train_offset must be >= 0, got {train_offset}")
         random_digit_scene(random.Random(0), image_size=image_size, count=count, low=low, high=high)  # checks options
         self.seed, self.count, self.low, self.high, self.image_size = seed, count, low, high, image_size
         self.sizes = {"train": train_size, "heldout": heldout_size}
@@ -68,18 +77,21 @@ class DigitSumTask:
         self.paths = {"train": path, "heldout": heldout_path}
         self.suffix = suffix
         self.reading_order = reading_order
+        self.train_offset = train_offset
         self.default_rewards = [{"name": "mm_upt_majority_vote", "weight": 1.0}]
 
     def load(self, split: str, *, size: int | None = None) -> Sequence[Sample]:
         """`size` rows of `split`. Synthetic rows: id, images, problem, numbers and answer (held-out, or
-        train with `train_labels`); sample i draws from its own stream seeded by (seed, split, i)."""
+        train with `train_labels`); sample i draws from its own stream seeded by (seed, split, i), where a train row's i
+        starts at `train_offset`."""
         split = canonical_split("digit_sum", split)
         size = self.sizes[split] if size is None else size
         if self.paths["train"] is not None:
             return self._load_file(split, size)
         labelled = split == "heldout" or self.train_labels
         samples = []
-        for index in range(size):
+        first = self.train_offset if split == "train" else 0
+        for index in range(first, first + size):
             rng = random.Random(f"mmpost.digit_sum:{self.seed}:{split}:{index}")
             while True:
                 scene = random_digit_scene(rng, image_size=self.image_size, count=self.count, low=self.low, high=self.high)
