@@ -466,6 +466,30 @@ def test_policy_world_model_builds_from_the_policys_own_ground_truth_episodes(ti
     assert load_world_model(out).sampling_steps == 2
 
 
+def test_policy_world_model_snapshot_equals_the_shorter_build(tiny_parts, tmp_path):
+    """`snapshots={2: folder}` of a 3-step build saves exactly the weights a 2-step build ends with (the learning rate
+    is constant and taking the snapshot draws no RNG), and the 3-step model after it equals a 3-step build without
+    snapshots."""
+    from mmpost.tasks.world_env.coverage import build_policy_world_model
+    from mmpost.tasks.world_models.diffusion_wm import ActionConditionedFrameModel
+
+    tiny = {"policy": tiny_parts["vla"], "policy_starts": 1, "noisy_starts": 1, "expert_random": 1, "batch_size": 4,
+            "channels": (8, 16), "sampling_steps": 2, "progress": False}
+    long = build_policy_world_model(tmp_path / "long", steps=3, snapshots={2: tmp_path / "at2"}, **tiny)
+    short = build_policy_world_model(tmp_path / "short", steps=2, **tiny)
+    plain = build_policy_world_model(tmp_path / "plain", steps=3, **tiny)
+    weights = {name: ActionConditionedFrameModel.from_pretrained(str(path)).state_dict()
+               for name, path in {"at2": tmp_path / "at2", "short": short, "long": long, "plain": plain}.items()}
+    for key in weights["short"]:
+        assert torch.equal(weights["at2"][key], weights["short"][key]), key
+        assert torch.equal(weights["long"][key], weights["plain"][key]), key
+    assert any(not torch.equal(weights["long"][k], weights["short"][k]) for k in weights["short"])  # step 3 moved
+    meta = json.loads((tmp_path / "at2" / "world_env_wm.json").read_text())
+    assert meta["train_steps"] == 2 and meta["snapshot_of_steps"] == 3
+    with pytest.raises(ValueError, match="snapshot steps"):
+        build_policy_world_model(tmp_path / "bad", steps=2, snapshots={2: tmp_path / "x"}, **tiny)
+
+
 def test_world_model_zoo_env_arg_picks_the_policy_world_model(tiny_parts, tmp_path, monkeypatch):
     """`world_model_zoo: world-env-reach-wm-policy` loads artifacts/world-env-reach-wm-policy (here a copy of the
     tiny world model), not the default world model; an unknown zoo name is refused with the choices."""
