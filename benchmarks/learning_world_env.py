@@ -55,6 +55,12 @@ SETTINGS = {"ground_truth": ["algorithm.source_args.env=world_env_ground_truth",
             **{f"world_model_policy{steps}_snap": [
                 "algorithm.source_args.env=world_env_world_model",
                 "algorithm.source_args.env_args={reward_mode: relative, snap_frames: true, "
+                f"world_model: {ARTIFACTS / f'world-env-reach-wm-policy-{steps}'}}}"] for steps in POLICY_WM_STEPS},
+            # the same, the return the reflector's 0/1 success call (reward_mode success_call, ours): session 8's choice
+            # by the training-side sign agreement (0.846 at 1200 steps; learning_world_env_s8_diagnosis_*.md)
+            **{f"world_model_policy{steps}_snap_call": [
+                "algorithm.source_args.env=world_env_world_model",
+                "algorithm.source_args.env_args={reward_mode: success_call, snap_frames: true, "
                 f"world_model: {ARTIFACTS / f'world-env-reach-wm-policy-{steps}'}}}"] for steps in POLICY_WM_STEPS}}
 DEFAULT_SETTINGS = ["ground_truth", "world_model"]  # what `make bench-learning` runs (the committed results)
 GT_STEPS, WM_STEPS = 40, 8  # the defaults the committed results/learning_world_env.json was run with (tested)
@@ -63,7 +69,9 @@ LABELS = {"ground_truth": "GRPO in the ground-truth env (control)", "world_model
           "world_model_snap": "World-Env: GRPO in the world model, frames snapped to the palette",
           "world_model_policy_snap": "World-Env: GRPO in the world model trained on the policy's episodes, frames snapped",
           **{f"world_model_policy{steps}_snap": f"World-Env: GRPO in the policy-data world model trained {steps} steps, "
-             "frames snapped" for steps in POLICY_WM_STEPS}}
+             "frames snapped" for steps in POLICY_WM_STEPS},
+          **{f"world_model_policy{steps}_snap_call": f"World-Env: GRPO in the policy-data world model trained {steps} "
+             "steps, frames snapped, return the reflector's 0/1 success call" for steps in POLICY_WM_STEPS}}
 
 
 def heldout_run(model_dir: str, heldout: int) -> Any:
@@ -112,7 +120,7 @@ def ensure_artifacts(settings: list[str]) -> None:
         artifact("world-env-reach-wm-policy", None, load_world_model)
     for steps in POLICY_WM_STEPS:
         folder = ARTIFACTS / f"world-env-reach-wm-policy-{steps}"
-        if f"world_model_policy{steps}_snap" in settings and not folder.is_dir():
+        if any(s.startswith(f"world_model_policy{steps}_snap") for s in settings) and not folder.is_dir():
             from mmpost.tasks.world_env.coverage import build_policy_world_model
 
             build_policy_world_model(folder, steps=steps)

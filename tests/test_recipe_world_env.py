@@ -258,6 +258,28 @@ def test_world_model_env_steps_only_the_active_episodes():
         part.chunk_step(actions, active=[3])
 
 
+def test_success_call_reward_mode_returns_the_zero_one_call():
+    """reward_mode success_call: reward 1 at the step whose score reaches the threshold (the episode ends there),
+    0 before; an episode never called gets return 0. Scores here are the frame mean / 10 (by hand)."""
+    from mmpost.envs import WorldModelEnv
+
+    def generator(context, actions):
+        return context[:, -1:] + actions.cumsum(1)[..., :1, None].expand(-1, -1, 2, 2)
+
+    def scorer(frames, states):
+        return frames.mean((-2, -1)) / 10.0
+
+    env = WorldModelEnv(generator, scorer, chunk=2, threshold=0.95, max_steps=2, reward_mode="success_call")
+    env.reset([torch.full((1, 2, 2), 9.0), torch.zeros(1, 2, 2)])
+    out = env.chunk_step(torch.tensor([[[0.0], [1.0]], [[1.0], [1.0]]]))
+    # episode 0: scores 0.9, 1.0 -> called at its 2nd step; episode 1: scores 0.1, 0.2 -> never called
+    assert out.rewards.tolist() == [[0.0, 1.0], [0.0, 0.0]]
+    assert out.terminated.tolist() == [[False, True], [False, False]] and out.truncated[1, 1]
+    assert out.infos[0]["episode"].episode_return == 1.0 and out.infos[1]["episode"].episode_return == 0.0
+    with pytest.raises(ValueError, match="reward_mode"):
+        WorldModelEnv(generator, scorer, chunk=2, threshold=0.95, max_steps=2, reward_mode="binary")
+
+
 # measured 2026-11-29 (1 thread, shared CPU, 26 s): held-out balanced accuracy 0.920, AUC 0.958 on 128 frames
 SMALL_BUILD = {"steps": 300, "examples": 512, "heldout": 128}
 
