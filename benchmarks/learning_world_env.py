@@ -34,6 +34,7 @@ from learning_report import add_run_arguments, ensure_zoo_model, Job, Row, run_j
 
 ARTIFACTS = REPO / "artifacts"
 WARM = ARTIFACTS / "tiny-vla-world-env"
+POLICY_WM_STEPS = (500, 800, 1200)  # training steps of the policy-data world models (artifacts/world-env-reach-wm-policy-N)
 SETTINGS = {"ground_truth": ["algorithm.source_args.env=world_env_ground_truth", "algorithm.source_args.env_args={}"],
             "world_model": ["algorithm.source_args.env=world_env_world_model"],
             # the reflector fine-tuned on world-model frames labelled by the truth (tasks/world_env/calibration.py)
@@ -49,17 +50,28 @@ SETTINGS = {"ground_truth": ["algorithm.source_args.env=world_env_ground_truth",
                                         "world_model_zoo: world-env-reach-wm-policy}"],
             # the same data trained 500 steps instead of 300 (coverage.build_policy_world_model(steps=500)): its returns
             # rank a group's episodes most like the truth (advantage sign agreement 0.797, against 0.648 at 300 and
-            # 0.727 for the original world model; learning_world_env_s7_diagnosis_policy500_snap.md)
-            "world_model_policy500_snap": ["algorithm.source_args.env=world_env_world_model",
-                                           "algorithm.source_args.env_args={reward_mode: relative, snap_frames: true, "
-                                           f"world_model: {ARTIFACTS / 'world-env-reach-wm-policy-500'}}}"]}
+            # 0.727 for the original world model; learning_world_env_s7_diagnosis_policy500_snap.md); 800 and 1200
+            # steps: session 8's candidates (learning_world_env_s8_diagnosis_*.md)
+            **{f"world_model_policy{steps}_snap": [
+                "algorithm.source_args.env=world_env_world_model",
+                "algorithm.source_args.env_args={reward_mode: relative, snap_frames: true, "
+                f"world_model: {ARTIFACTS / f'world-env-reach-wm-policy-{steps}'}}}"] for steps in POLICY_WM_STEPS},
+            # the same, the return the reflector's 0/1 success call (reward_mode success_call, ours): session 8's choice
+            # by the training-side sign agreement (0.846 at 1200 steps; learning_world_env_s8_diagnosis_*.md)
+            **{f"world_model_policy{steps}_snap_call": [
+                "algorithm.source_args.env=world_env_world_model",
+                "algorithm.source_args.env_args={reward_mode: success_call, snap_frames: true, "
+                f"world_model: {ARTIFACTS / f'world-env-reach-wm-policy-{steps}'}}}"] for steps in POLICY_WM_STEPS}}
 DEFAULT_SETTINGS = ["ground_truth", "world_model"]  # what `make bench-learning` runs (the committed results)
 GT_STEPS, WM_STEPS = 40, 8  # the defaults the committed results/learning_world_env.json was run with (tested)
 LABELS = {"ground_truth": "GRPO in the ground-truth env (control)", "world_model": "World-Env: GRPO in the world model",
           "world_model_calibrated": "World-Env: GRPO in the world model, reflector calibrated on its frames",
           "world_model_snap": "World-Env: GRPO in the world model, frames snapped to the palette",
           "world_model_policy_snap": "World-Env: GRPO in the world model trained on the policy's episodes, frames snapped",
-          "world_model_policy500_snap": "World-Env: GRPO in the policy-data world model trained 500 steps, frames snapped"}
+          **{f"world_model_policy{steps}_snap": f"World-Env: GRPO in the policy-data world model trained {steps} steps, "
+             "frames snapped" for steps in POLICY_WM_STEPS},
+          **{f"world_model_policy{steps}_snap_call": f"World-Env: GRPO in the policy-data world model trained {steps} "
+             "steps, frames snapped, return the reflector's 0/1 success call" for steps in POLICY_WM_STEPS}}
 
 
 def heldout_run(model_dir: str, heldout: int) -> Any:
@@ -99,17 +111,19 @@ def ensure_artifacts(settings: list[str]) -> None:
 
     ensure_zoo_model(WARM, "tiny-vla-world-env")
     if any(s.startswith("world_model") for s in settings):
-        artifact("world-env-reach-wm", None, load_world_model)
         artifact("world-env-reflector", None, load_reflector)
+    if any(s.startswith("world_model") and not s.startswith("world_model_policy") for s in settings):
+        artifact("world-env-reach-wm", None, load_world_model)  # the policy-data settings never load it
     if "world_model_calibrated" in settings:
         artifact("world-env-reflector-wm", None, load_reflector)
     if "world_model_policy_snap" in settings:
         artifact("world-env-reach-wm-policy", None, load_world_model)
-    policy500 = ARTIFACTS / "world-env-reach-wm-policy-500"
-    if "world_model_policy500_snap" in settings and not policy500.is_dir():
-        from mmpost.tasks.world_env.coverage import build_policy_world_model
+    for steps in POLICY_WM_STEPS:
+        folder = ARTIFACTS / f"world-env-reach-wm-policy-{steps}"
+        if any(s.startswith(f"world_model_policy{steps}_snap") for s in settings) and not folder.is_dir():
+            from mmpost.tasks.world_env.coverage import build_policy_world_model
 
-        build_policy_world_model(policy500, steps=500)
+            build_policy_world_model(folder, steps=steps)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,6 +105,10 @@ def per_step_table(data: dict, threshold: float | None = None) -> tuple[list[dic
                **{f"gt_frame_{k}": v for k, v in return_fidelity(
                    data["gt_scores"], data["true_score"], truth, np.where(gt_called.any(1), gt_called.argmax(1), steps),
                    int(data.get("group", 1))).items()},
+               # a 0/1 return, the reflector's success call where the episode ends (ours; World-Env and RLinf give
+               # the continuous score): the same function on the calls, which are 1 at the first call and 0 if none
+               **{f"call_{k}": v for k, v in return_fidelity(
+                   called.astype(float), data["true_score"], truth, first_call, int(data.get("group", 1))).items()},
                "reader_claimed_success": float((looks_first < steps).mean()),
                "reader_true_success_of_same_steps": float(looks_reached.mean()),
                "reader_agreement": float(((looks_first < steps) == looks_reached).mean()),
@@ -130,7 +134,8 @@ def return_fidelity(scores: np.ndarray, true_score: np.ndarray, truth: np.ndarra
     the ground truth (1 if they reach the target by that step, else the true score there). GRPO only uses a group's
     returns relative to each other, so: the mean gap, the correlation within each group of `group` episodes from one
     start (groups with a constant side skipped), and how often the sign of an episode's GRPO advantage (its return
-    minus the group mean) is the same on both sides (pairs where either is 0 skipped)."""
+    minus the group mean) is the same on both sides (pairs where either is 0 skipped), and the fraction of episodes
+    that sign counts (a 0/1 return leaves whole groups flat: they carry no advantage)."""
     count, steps = scores.shape
     end = np.minimum(first_call, steps - 1)
     imagined = np.clip(scores[np.arange(count), end], 0.0, 1.0)
@@ -146,7 +151,8 @@ def return_fidelity(scores: np.ndarray, true_score: np.ndarray, truth: np.ndarra
     return {"return_imagined": float(imagined.mean()), "return_true": float(true.mean()),
             "return_gap_abs": float(np.abs(imagined - true).mean()),
             "return_within_group_correlation": float(np.mean(correlations)) if correlations else float("nan"),
-            "advantage_sign_agreement": same_sign / signed if signed else float("nan")}
+            "advantage_sign_agreement": same_sign / signed if signed else float("nan"),
+            "advantage_signed_fraction": signed / count}
 
 
 def target_pixels(frames: np.ndarray) -> np.ndarray:

@@ -8,6 +8,12 @@ sessions; the starts after the first 64 (`data.task_args.heldout_size=N`, the sa
 used to compare anything. For the warm start and each seed's final policy this scores one greedy episode per start, as
 `WorldEnvTask.evaluate_policy` does in training, and reports the first 64 (which must equal the runs' own
 `heldout_accuracy_after`: a check that the split extends rather than reshuffles) and the rest apart.
+
+Held-out rows are drawn per index from about 300 (start, target) configurations (112 held-out grid points x 4 task
+targets), so rows repeat them: rows 64-255 hold 34 configurations of rows 0-63, rows 256-767 only 130 configurations
+not in rows 0-255. A greedy episode is a function of its configuration, so each distinct one is played once, and the
+report adds the configurations of rows `--fresh-from`.. that occur in no earlier row, each once (session 8:
+`--heldout 768 --fresh-from 256`).
 """
 from __future__ import annotations
 
@@ -22,8 +28,36 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 BENCHMARK_STARTS = 64
 
 
+def configuration(row: dict) -> tuple:
+    """What a greedy episode depends on: the start and the target (the instruction follows from the target)."""
+    return tuple(row["position"]), tuple(row["target"])
+
+
+def distinct_configurations(rows: list[dict]) -> tuple[list[dict], list[int]]:
+    """The rows with each (start, target) once, in first-seen order, and for every row the index of its own there.
+    Held-out rows are drawn per index from about 300 configurations, so they repeat; a greedy episode is a function
+    of its configuration, so each is played once."""
+    first: dict[tuple, int] = {}
+    for row in rows:
+        first.setdefault(configuration(row), len(first))
+    unique = {first[configuration(row)]: row for row in reversed(rows)}
+    return [unique[k] for k in range(len(first))], [first[configuration(row)] for row in rows]
+
+
+def fresh_configurations(rows: list[dict], seen: int, start: int) -> list[int]:
+    """Indices of the rows from `start` on whose configuration occurs in no row before `seen`, each configuration
+    once (its first row)."""
+    old, fresh = {configuration(row) for row in rows[:seen]}, {}
+    for index in range(start, len(rows)):
+        key = configuration(rows[index])
+        if key not in old:
+            fresh.setdefault(key, index)
+    return sorted(fresh.values())
+
+
 def greedy_successes(model_dir: str | Path, heldout: int) -> list[float]:
-    """One greedy GT episode per held-out start: 1.0 / 0.0 per start, in held-out order."""
+    """One greedy GT episode per held-out start: 1.0 / 0.0 per start, in held-out order (each distinct configuration
+    played once)."""
     import torch
 
     from learning_world_env import heldout_run
@@ -32,11 +66,25 @@ def greedy_successes(model_dir: str | Path, heldout: int) -> list[float]:
 
     torch.set_num_threads(1)
     run = heldout_run(str(model_dir), heldout)
-    task, rows = run.task, list(run.heldout_rows)
+    task = run.task
+    rows, index = distinct_configurations(list(run.heldout_rows))
     params = SamplingParams(n=1, greedy=True, max_new_tokens=2 * task.chunk + 1)
     episodes = run_episodes(run.policy, run.backend, task.ground_truth_env(), rows, params, group_size=1,
                             max_policy_calls=task.max_policy_calls, seed=task.seed)
-    return [float(e.stats.success) for e in episodes]
+    return [float(episodes[k].stats.success) for k in index]
+
+
+def heldout_rows(heldout: int) -> list[dict]:
+    """The recipe task's first `heldout` held-out rows (no model needed)."""
+    from mmpost.config import load_config
+    from mmpost.tasks.world_env.task import WorldEnvTask
+
+    task_args = dict(load_config(REPO / "recipes" / "world_env.yaml", []).data.task_args)
+    return WorldEnvTask(**{**task_args, "heldout_size": heldout}).load("heldout")
+
+
+def mean_at(values: list[float], indices: list[int]) -> float:
+    return statistics.fmean(values[i] for i in indices)
 
 
 def gain_statistics(gains: list[float]) -> dict[str, float]:
@@ -52,16 +100,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", required=True, help="folder of seed<N>/ run folders (each with summary.json)")
     parser.add_argument("--warm-start", default=str(REPO / "artifacts" / "tiny-vla-world-env"))
     parser.add_argument("--heldout", type=int, default=256)
+    parser.add_argument("--fresh-from", type=int, default=BENCHMARK_STARTS,
+                        help="the first held-out row never compared on (session 7: 64; session 8: 256)")
     parser.add_argument("--name", required=True, help="results file stem under benchmarks/results")
     args = parser.parse_args(argv)
     runs = sorted(p for p in Path(args.runs).glob("seed*") if (p / "summary.json").is_file())
     if not runs:
         parser.error(f"{args.runs}: no seed*/summary.json")
+    if not BENCHMARK_STARTS <= args.fresh_from < args.heldout:
+        parser.error(f"--fresh-from must lie in {BENCHMARK_STARTS}..{args.heldout - 1}")
+    rows = heldout_rows(args.heldout)
     before = greedy_successes(args.warm_start, args.heldout)
-    table, record = [], {"heldout": args.heldout, "warm_start": args.warm_start, "before": before, "seeds": {}}
-    parts = {"first 64 (the benchmark's)": slice(0, BENCHMARK_STARTS),
-             f"starts 64-{args.heldout - 1} (never compared on)": slice(BENCHMARK_STARTS, args.heldout),
-             f"all {args.heldout}": slice(0, args.heldout)}
+    table, record = [], {"heldout": args.heldout, "fresh_from": args.fresh_from, "warm_start": args.warm_start,
+                         "before": before, "seeds": {}}
+    fresh = fresh_configurations(rows, args.fresh_from, args.fresh_from)
+    parts = {"first 64 (the benchmark's)": list(range(BENCHMARK_STARTS)),
+             f"starts {args.fresh_from}-{args.heldout - 1} (never compared on)": list(range(args.fresh_from, args.heldout)),
+             f"their {len(fresh)} configurations not in starts 0-{args.fresh_from - 1}, each once": fresh,
+             f"all {args.heldout}": list(range(args.heldout))}
+    record["parts"] = parts
     gains = {name: [] for name in parts}
     for run in runs:
         summary = json.loads((run / "summary.json").read_text())
@@ -73,13 +130,13 @@ def main(argv: list[str] | None = None) -> int:
                                f"{summary['heldout_accuracy_after']}: the wider split does not extend the benchmark's")
         record["seeds"][run.name] = after
         for name, part in parts.items():
-            gains[name].append(statistics.fmean(after[part]) - statistics.fmean(before[part]))
+            gains[name].append(mean_at(after, part) - mean_at(before, part))
     lines = [f"**World-Env policies on {args.heldout} held-out starts** (`{args.runs}`; greedy, ground truth; "
              f"seeds {', '.join(r.name for r in runs)})", "",
              "| held-out starts | before | gain per seed | gain (mean ± std) | SE | gain / SE |", "|---|---|---|---|---|---|"]
     for name, part in parts.items():
         stats = gain_statistics(gains[name])
-        lines.append(f"| {name} | {statistics.fmean(before[part]):.3f} | "
+        lines.append(f"| {name} | {mean_at(before, part):.3f} | "
                      f"{' / '.join(f'{g:+.3f}' for g in gains[name])} | {stats['mean']:+.3f} ± {stats['std']:.3f} | "
                      f"{stats['se']:.3f} | {stats['in_se']:+.1f} |")
         record.setdefault("gains", {})[name] = {"per_seed": gains[name], **stats}

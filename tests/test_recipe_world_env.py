@@ -258,6 +258,28 @@ def test_world_model_env_steps_only_the_active_episodes():
         part.chunk_step(actions, active=[3])
 
 
+def test_success_call_reward_mode_returns_the_zero_one_call():
+    """reward_mode success_call: reward 1 at the step whose score reaches the threshold (the episode ends there),
+    0 before; an episode never called gets return 0. Scores here are the frame mean / 10 (by hand)."""
+    from mmpost.envs import WorldModelEnv
+
+    def generator(context, actions):
+        return context[:, -1:] + actions.cumsum(1)[..., :1, None].expand(-1, -1, 2, 2)
+
+    def scorer(frames, states):
+        return frames.mean((-2, -1)) / 10.0
+
+    env = WorldModelEnv(generator, scorer, chunk=2, threshold=0.95, max_steps=2, reward_mode="success_call")
+    env.reset([torch.full((1, 2, 2), 9.0), torch.zeros(1, 2, 2)])
+    out = env.chunk_step(torch.tensor([[[0.0], [1.0]], [[1.0], [1.0]]]))
+    # episode 0: scores 0.9, 1.0 -> called at its 2nd step; episode 1: scores 0.1, 0.2 -> never called
+    assert out.rewards.tolist() == [[0.0, 1.0], [0.0, 0.0]]
+    assert out.terminated.tolist() == [[False, True], [False, False]] and out.truncated[1, 1]
+    assert out.infos[0]["episode"].episode_return == 1.0 and out.infos[1]["episode"].episode_return == 0.0
+    with pytest.raises(ValueError, match="reward_mode"):
+        WorldModelEnv(generator, scorer, chunk=2, threshold=0.95, max_steps=2, reward_mode="binary")
+
+
 # measured 2026-11-29 (1 thread, shared CPU, 26 s): held-out balanced accuracy 0.920, AUC 0.958 on 128 frames
 SMALL_BUILD = {"steps": 300, "examples": 512, "heldout": 128}
 
@@ -464,6 +486,30 @@ def test_policy_world_model_builds_from_the_policys_own_ground_truth_episodes(ti
     assert meta["trajectories"] == {"policy": 1, "noisy_expert": 1, "expert_random": 1}
     assert meta["trajectory_length"] == config.max_steps and meta["builder_version"] == "v1"
     assert load_world_model(out).sampling_steps == 2
+
+
+def test_policy_world_model_snapshot_equals_the_shorter_build(tiny_parts, tmp_path):
+    """`snapshots={2: folder}` of a 3-step build saves exactly the weights a 2-step build ends with (the learning rate
+    is constant and taking the snapshot draws no RNG), and the 3-step model after it equals a 3-step build without
+    snapshots."""
+    from mmpost.tasks.world_env.coverage import build_policy_world_model
+    from mmpost.tasks.world_models.diffusion_wm import ActionConditionedFrameModel
+
+    tiny = {"policy": tiny_parts["vla"], "policy_starts": 1, "noisy_starts": 1, "expert_random": 1, "batch_size": 4,
+            "channels": (8, 16), "sampling_steps": 2, "progress": False}
+    long = build_policy_world_model(tmp_path / "long", steps=3, snapshots={2: tmp_path / "at2"}, **tiny)
+    short = build_policy_world_model(tmp_path / "short", steps=2, **tiny)
+    plain = build_policy_world_model(tmp_path / "plain", steps=3, **tiny)
+    weights = {name: ActionConditionedFrameModel.from_pretrained(str(path)).state_dict()
+               for name, path in {"at2": tmp_path / "at2", "short": short, "long": long, "plain": plain}.items()}
+    for key in weights["short"]:
+        assert torch.equal(weights["at2"][key], weights["short"][key]), key
+        assert torch.equal(weights["long"][key], weights["plain"][key]), key
+    assert any(not torch.equal(weights["long"][k], weights["short"][k]) for k in weights["short"])  # step 3 moved
+    meta = json.loads((tmp_path / "at2" / "world_env_wm.json").read_text())
+    assert meta["train_steps"] == 2 and meta["snapshot_of_steps"] == 3
+    with pytest.raises(ValueError, match="snapshot steps"):
+        build_policy_world_model(tmp_path / "bad", steps=2, snapshots={2: tmp_path / "x"}, **tiny)
 
 
 def test_world_model_zoo_env_arg_picks_the_policy_world_model(tiny_parts, tmp_path, monkeypatch):

@@ -68,3 +68,17 @@ def test_return_fidelity_by_hand():
     expected = ((a - a.mean()) * (b - b.mean())).sum() / np.sqrt(((a - a.mean()) ** 2).sum() * ((b - b.mean()) ** 2).sum())
     assert out["advantage_sign_agreement"] == 0.0 and out["return_within_group_correlation"] == pytest.approx(expected)
     assert out["return_gap_abs"] == pytest.approx((0.7 + 0.4 + 0.6) / 3)
+
+
+def test_return_fidelity_signed_fraction_and_the_success_call_return():
+    """Two groups of 2. A 0/1 return (the reflector's success call) leaves the second group flat: only the first
+    group's 2 episodes carry an advantage sign (fraction 2/4); there the call (1, 0) and the truth (1, 0.2) agree."""
+    from world_env_diagnosis import return_fidelity
+
+    called = np.array([[0.0, 1.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    true_score = np.array([[0.5, 1.0], [0.1, 0.2], [0.3, 0.4], [0.6, 0.9]])
+    truth = true_score >= 1.0
+    first_call = np.array([1, 2, 2, 2])
+    out = return_fidelity(called, true_score, truth, first_call, 2)
+    assert out["advantage_signed_fraction"] == 0.5 and out["advantage_sign_agreement"] == 1.0
+    assert out["return_imagined"] == 0.25 and out["return_true"] == pytest.approx((1.0 + 0.2 + 0.4 + 0.9) / 4)

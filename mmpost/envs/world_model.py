@@ -26,7 +26,19 @@ FrameGenerator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 FrameScorer = Callable[[torch.Tensor, Sequence[Any]], torch.Tensor]
 """(frames [B, C, *F], initial states of the B episodes) -> success scores [B, C] in [0, 1]."""
 
-REWARD_MODES = ("relative", "absolute")
+# relative: s_t - s_{t-1} (RLinf's use_rel_reward; the episode's return is its last score); absolute: s_t;
+# success_call: 1 at the step the reward model's score reaches the threshold (the episode then ends), else 0, so the
+# return is the 0/1 success call (ours, not World-Env's or RLinf's, which give the continuous score)
+REWARD_MODES = ("relative", "absolute", "success_call")
+
+
+def step_reward(mode: str, score: float, previous: float, threshold: float) -> float:
+    """The reward of one env step under `mode` (REWARD_MODES) from its score and the episode's previous score."""
+    if mode == "relative":
+        return score - previous
+    if mode == "success_call":
+        return float(score >= threshold)
+    return score
 
 
 def initial_frames(state: Any, where: str) -> torch.Tensor:
@@ -138,7 +150,7 @@ class WorldModelEnv:
         for k, b in enumerate(rows):
             for c in range(self.chunk):
                 score = float(scores[k, c])
-                rewards[b, c] = score - self._previous_score[b] if self.reward_mode == "relative" else score
+                rewards[b, c] = step_reward(self.reward_mode, score, self._previous_score[b], self.threshold)
                 self._previous_score[b] = score
                 self._return[b] += float(rewards[b, c])
                 self._steps[b] += 1

@@ -26,6 +26,7 @@ advantage's sign agrees on 0.648, old 0.727). Not the default.
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -122,6 +123,15 @@ def noisy_expert_trajectories(rows: list[dict], per_row: int, config: WorldEnvCo
                                      np.array([r["target"] for r in episode_rows]), actions, config)
 
 
+def save_world_model(model, out: Path, meta: dict, sampling_steps: int, held: dict, started: float) -> None:
+    """Save the frame model to `out` with its metadata, its one-step errors on `held` and the CPU seconds so far."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    generator = WorldModelGenerator(model, max_step=meta["max_step"], sampling_steps=sampling_steps)
+    meta = {**meta, **world_model_error(generator, held), "cpu_seconds": time.process_time() - started}
+    (out / WM_META).write_text(json.dumps(meta, indent=1))
+
+
 def concatenate(parts: list[dict]) -> dict:
     return {key: np.concatenate([p[key] for p in parts]) for key in ("frames", "actions", "positions", "targets")}
 
@@ -131,11 +141,14 @@ def build_policy_world_model(out_dir, *, seed: int = 0, policy: str | Path | Non
                              policy_group: int = 1, noisy_starts: int = 64, noisy_per_start: int = 1,
                              expert_random: int = 128, steps: int = 300, lr: float = 1e-3, batch_size: int = 64,
                              sampling_steps: int = WM_SAMPLING_STEPS, channels: tuple[int, ...] = (32, 64),
-                             temperature: float | None = None, progress: bool = True) -> Path:
+                             temperature: float | None = None, progress: bool = True,
+                             snapshots: dict[int, str | Path] | None = None) -> Path:
     """The World-Env world model (same architecture and objective as `build_world_model`) pre-trained on GT
     trajectories of `max_steps` steps: the warm-start VLA's own episodes (`policy_starts` training starts x
     `policy_group`), noisy-expert ones (`noisy_starts` x `noisy_per_start`) and `expert_random` expert/random ones.
-    Saves it with its metadata: the data mix, one-step errors on held-out GT transitions and on the policy's."""
+    Saves it with its metadata: the data mix, one-step errors on held-out GT transitions and on the policy's.
+    `snapshots` {k: folder}: also save the model after k < `steps` steps there, as a `steps=k` build would (the
+    learning rate is constant; tested), so one long build gives the shorter ones too."""
     from mmpost.tasks.world_models.diffusion_wm import ActionConditionedFrameModel, pretrain_frame_model
 
     started = time.process_time()
@@ -152,20 +165,25 @@ def build_policy_world_model(out_dir, *, seed: int = 0, policy: str | Path | Non
     model = ActionConditionedFrameModel(frame_size=config.frame_size, num_frames=1, context_frames=1,
                                         action_kind="continuous", action_dim=2, block_out_channels=tuple(channels),
                                         norm_num_groups=min(8, channels[0]))
-    losses = pretrain_frame_model(model, {"frames": data["frames"], "actions": data["actions"] / config.max_step},
-                                  steps=steps, lr=lr, seed=seed, batch_size=batch_size,
-                                  progress="world-env-reach-wm-policy" if progress else None)
-    out = Path(out_dir)
-    model.save_pretrained(str(out))
-    generator = WorldModelGenerator(model, max_step=config.max_step, sampling_steps=sampling_steps)
+    snapshots = {int(k): Path(v) for k, v in (snapshots or {}).items()}
+    if any(not 0 < k < steps for k in snapshots):
+        raise ValueError(f"build_policy_world_model: snapshot steps {sorted(snapshots)} must lie in 1..{steps - 1}")
     held = collect_trajectories(32, 4, config, seed=seed + 1000)  # as build_world_model's, for comparison
     meta = {"builder_version": COVERAGE_VERSION, "max_step": config.max_step, "frame_size": config.frame_size,
-            "sampling_steps": sampling_steps, "noise_seed": 0, "train_steps": steps, "lr": lr,
-            "trajectory_length": config.max_steps,
-            "trajectories": {name: int(len(part["actions"])) for name, part in parts.items()},
-            "policy": str(policy), "final_loss": float(np.mean(losses[-20:]))}
-    meta.update(world_model_error(generator, held))
-    meta["cpu_seconds"] = time.process_time() - started
-    (out / WM_META).write_text(json.dumps(meta, indent=1))
+            "sampling_steps": sampling_steps, "noise_seed": 0, "lr": lr, "trajectory_length": config.max_steps,
+            "trajectories": {name: int(len(part["actions"])) for name, part in parts.items()}, "policy": str(policy)}
+
+    def snapshot(step: int, trained) -> None:  # on a copy, and the generator draws no global RNG: training is unchanged
+        if step in snapshots:
+            save_world_model(copy.deepcopy(trained), snapshots[step],
+                             {**meta, "train_steps": step, "snapshot_of_steps": steps},
+                             sampling_steps, held, started)
+
+    losses = pretrain_frame_model(model, {"frames": data["frames"], "actions": data["actions"] / config.max_step},
+                                  steps=steps, lr=lr, seed=seed, batch_size=batch_size,
+                                  progress="world-env-reach-wm-policy" if progress else None, on_step=snapshot)
+    out = Path(out_dir)
+    save_world_model(model, out, {**meta, "train_steps": steps, "final_loss": float(np.mean(losses[-20:]))},
+                     sampling_steps, held, started)
     return out
 

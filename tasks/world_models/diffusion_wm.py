@@ -181,9 +181,11 @@ def trajectory_chunks(trajectories: dict, *, num_frames: int, context_frames: in
 
 
 def pretrain_frame_model(model: ActionConditionedFrameModel, trajectories: dict, *, steps: int, lr: float = 1e-3,
-                         seed: int = 0, batch_size: int = 64, progress: str | None = None) -> list[float]:
+                         seed: int = 0, batch_size: int = 64, progress: str | None = None,
+                         on_step: Callable[[int, ActionConditionedFrameModel], None] | None = None) -> list[float]:
     """Flow-matching SFT on ground-truth windows (`trajectory_chunks`) with AdamW; returns the loss per step.
-    `progress`: a tqdm bar with this description (None: no bar).
+    `progress`: a tqdm bar with this description (None: no bar). `on_step(k, model)` is called after optimizer step
+    k (1-based), e.g. to keep snapshots: the learning rate is constant, so step k of a longer run is the k-step model.
 
     This is the world model's pre-training inside the toolkit (RLIR starts from an SFT world model).
     """
@@ -197,7 +199,7 @@ def pretrain_frame_model(model: ActionConditionedFrameModel, trajectories: dict,
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, desc=progress, unit="step")
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         index = torch.randint(len(data["target"]), (min(batch_size, len(data["target"])),), generator=generator)
         loss = flow_matching_loss(model, data["target"][index], {"context": data["context"][index],
                                                                   "actions": data["actions"][index]}, generator=generator)
@@ -205,6 +207,8 @@ def pretrain_frame_model(model: ActionConditionedFrameModel, trajectories: dict,
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+        if on_step is not None:
+            on_step(step, model)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
