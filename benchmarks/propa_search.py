@@ -24,6 +24,12 @@ answers the first 128 unscored held-out questions, benchmarks/propa_fresh_heldou
         --temperatures 0.5 --ranking-only --out runs/propa_s8_search --name learning_propa_s8_search_select
     python benchmarks/propa_search.py heldout --runs runs/learning_propa_s8_rounds48/propa --prms regression \
         --unscored 320 --heldout 128 --out runs/propa_s8_search --name learning_propa_s8_search
+
+The pre-registered test of the majority vote (same policies, PRMs and search; the next 512 unscored questions, from
+index 1201 on, disjoint from the first set by construction):
+
+    python benchmarks/propa_search.py heldout --runs runs/learning_propa_s8_rounds48/propa --prms regression \
+        --unscored 1201 --heldout 512 --rule vote --out runs/propa_s8_search --name learning_propa_s8_search_vote_test
 """
 from __future__ import annotations
 
