@@ -5,6 +5,9 @@ Per step (on the step's own rollouts, before the update, logged under `diag/`):
   the vocabulary; a policy whose entropy collapses has stopped exploring.
 - `diag/kl_to_start`: per-token KL(pi_theta || pi_start) to the warm start (the run's reference, the LoRA base, or a
   frozen copy of the starting weights), exact over the vocabulary: how far training has moved the policy.
+- `diag/clipped_ratio`: the share of sampled completions that fill `rollout.max_new_tokens` without an end token
+  (TRL's `completions/clipped_ratio`); a first step where half are cut logs a warning, because a cut answer scores as
+  no answer (a 4-number digit sum at 16 tokens did, unnoticed, in the eighth session).
 - `diag/zero_variance_group_fraction`: groups whose rewards are all equal give GRPO no gradient; a run whose groups
   are all flat (all right or all wrong) cannot learn from its rollouts, whatever the loss.
 - `diag/label_logprob` (and `/<kind>`): log pi(y*|q) of the step's ground-truth rows (SFT's and CHORD's
@@ -70,6 +73,20 @@ def zero_variance_group_counts(rewards: torch.Tensor, group_ids: torch.Tensor) -
     return float(sum(bool(flat[group_ids == g][0]) for g in groups)), float(len(groups))
 
 
+def clipped_counts(completion_ids: torch.Tensor, completion_mask: torch.Tensor, eos_token_ids: Sequence[int],
+                   max_new_tokens: int) -> tuple[float, float]:
+    """(completions cut at the token limit, completions): a row is cut when it fills all `max_new_tokens` without an
+    end token (TRL's `completions/clipped_ratio`, verl's `response_length/clip_ratio`). Read from the mask, not from the
+    padding, because Qwen's pad token is also one of its end tokens. [N, T], [N, T] -> counts."""
+    if completion_ids.numel() == 0:
+        return 0.0, float(completion_ids.shape[0])
+    lengths = completion_mask.sum(dim=1).long()
+    full = lengths >= max_new_tokens
+    last = completion_ids.gather(1, (lengths - 1).clamp(min=0)[:, None]).squeeze(1)
+    ended = torch.isin(last, torch.tensor(list(eos_token_ids), device=last.device))
+    return float((full & ~ended).sum()), float(completion_ids.shape[0])
+
+
 def agreement(reward: Sequence[float], truth: Sequence[float], *, threshold: float = 0.5) -> float:
     """Fraction of items where the reward and the truth agree on right/wrong (both >= threshold or both below);
     items where either is missing (None/NaN) are left out."""
@@ -118,6 +135,7 @@ class RunDiagnostics:
 
         # Entropy and KL over a vocabulary exist for token policies; a denoising step's Gaussian has its own terms.
         self.token_policy = isinstance(run.policy, TokenPolicy)
+        self._warned_clipped = False
         self.start_model: torch.nn.Module | None = None
         self.start_mode = "none"
         self._start_pending = bool(self.every and self.token_policy and run.config.eval.kl_to_start)
@@ -151,6 +169,16 @@ class RunDiagnostics:
             metrics["diag/zero_variance_group_fraction"] = zero_variance_group_counts(
                 batch.rewards[policy_rows], batch.group_ids[policy_rows])
         metrics.update(self._truth_metrics(run, batch, policy_rows))
+        vocabulary = getattr(run.policy, "vocabulary", None)
+        if self.token_policy and vocabulary is not None and bool(policy_rows.any()):
+            clipped = clipped_counts(batch.completion_ids[policy_rows], batch.completion_mask[policy_rows],
+                                     vocabulary.eos_token_ids, run.sampling.max_new_tokens)
+            metrics["diag/clipped_ratio"] = clipped
+            if not self._warned_clipped and clipped[0] >= 0.5 * clipped[1] > 0:
+                self._warned_clipped = True
+                log.warning("step %d: %d of %d sampled completions filled rollout.max_new_tokens=%d without an end "
+                            "token; if the task's answers are longer, they are cut before they finish (raise "
+                            "rollout.max_new_tokens)", step, int(clipped[0]), int(clipped[1]), run.sampling.max_new_tokens)
         if self.every and self.token_policy and step % self.every == 0 and bool(policy_rows.any()):
             metrics.update(self._distribution_metrics(run, batch, torch.nonzero(policy_rows).flatten()))
         if self.every and self.token_policy and step % self.every == 0:

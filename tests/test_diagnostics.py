@@ -9,6 +9,7 @@ from conftest import REPO, tiny_overrides
 from mmpost.config import load_config
 from mmpost.diagnostics import (
     agreement,
+    clipped_counts,
     contested,
     majority_vote_correct,
     pass_at_k,
@@ -42,6 +43,33 @@ def test_zero_variance_groups_counted_per_group():
     assert zero_variance_group_counts(rewards, groups) == (3.0, 4.0)
 
 
+def test_clipped_completions_counted_by_hand():
+    """A row is cut when it fills the limit (4) without an end token. Ids 2 and 9 end a turn, and 9 is also the pad
+    (as Qwen's <|endoftext|>), so the padding after a cut row must not read as its end: the mask decides."""
+    ids = torch.tensor([
+        [5, 6, 2, 9, 9],  # ended at its 3rd token
+        [5, 6, 7, 8, 9],  # cut: 4 tokens, no end token (then padded with 9)
+        [5, 6, 7, 2, 9],  # ended exactly at the limit
+        [5, 6, 7, 8, 9],  # cut as well
+    ])
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 0]], dtype=torch.float)
+    assert clipped_counts(ids, mask, (2, 9), max_new_tokens=4) == (2.0, 4.0)
+    assert clipped_counts(ids, mask, (2, 9), max_new_tokens=5) == (0.0, 4.0)  # nothing filled a limit of 5
+
+
+def test_a_run_whose_limit_cuts_its_answers_says_so(warm_vl_dir, tmp_path, caplog):
+    """One new token cannot hold a shapes answer and its end token, so every sampled completion is cut: the metric
+    says 1.0 and the run warns once, naming the setting to raise."""
+    out = tmp_path / "cut"
+    with caplog.at_level("WARNING", logger="mmpost.diagnostics"):
+        train(load_config(REPO / "recipes" / "grpo.yaml", tiny_overrides(warm_vl_dir, out, **{
+            "train.steps": 2, "rollout.max_new_tokens": 1, "eval.heldout": "false"})))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["diag/clipped_ratio"] for r in records] == [1.0, 1.0]
+    warnings = [r.getMessage() for r in caplog.records if "rollout.max_new_tokens=1" in r.getMessage()]
+    assert len(warnings) == 1 and "16 of 16" in warnings[0]
+
+
 def test_agreement_pass_at_k_and_majority_by_hand():
     assert agreement([1.0, 0.0, 1.0, None], [1.0, 1.0, 0.0, 1.0]) == pytest.approx(1 / 3)
     scores = [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, None]]
@@ -64,6 +92,7 @@ def test_a_run_logs_its_diagnostics(warm_vl_dir, tmp_path):
     for record in records:
         assert 0.0 < record["diag/entropy"] < math.log(vocabulary)
         assert 0.0 <= record["diag/zero_variance_group_fraction"] <= 1.0
+        assert 0.0 <= record["diag/clipped_ratio"] <= 1.0
         assert "loss/clip_fraction" in record and "reward/shapes_accuracy" in record
     for when in ("before", "after"):
         assert summary[f"heldout_pass_k_{when}"] == 4  # the group size
