@@ -27,6 +27,31 @@ VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model", "audio_tower")
 ZOO_STAMP = "mmpost_zoo.json"  # written next to a zoo-built model: which builder, which version
 
 
+def build_record(folder: Path) -> dict[str, Any]:
+    """What a zoo build produced and where: a SHA-256 per weights file and the software and CPU it was built with.
+    Rebuilds from the same code and seeds are byte-identical on one machine but have differed across machines
+    (README, "Rebuilt warm starts"), so two builds are compared by digest, and a difference can be traced."""
+    import hashlib
+    import platform
+
+    import transformers
+
+    cpu, flags = platform.processor(), []
+    cpuinfo = Path("/proc/cpuinfo")  # Linux: the model name and the vector units BLAS kernels are chosen by
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            cpu = value.strip()
+        elif key.strip() == "flags":
+            flags = [f for f in value.split() if f.startswith(("avx2", "avx512f", "avx_vnni", "amx"))]
+            break  # the first processor's entry is enough
+    digests = {str(file.relative_to(folder)): hashlib.sha256(file.read_bytes()).hexdigest()
+               for file in sorted(folder.rglob("*.safetensors"))}  # diffusers pipelines keep theirs in subfolders
+    return {"weights_sha256": digests, "built_with": {
+        "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(), "machine": platform.machine(), "cpu": cpu, "cpu_flags": flags}}
+
+
 def ensure_model_folder(config: ModelConfig) -> str:
     """Return the model path, first building it from the zoo when `model.zoo` names a builder.
 
@@ -47,7 +72,8 @@ def ensure_model_folder(config: ModelConfig) -> str:
             started = time.perf_counter()
             builder(folder)
             seconds = time.perf_counter() - started
-            stamp.write_text(json.dumps({"zoo": config.zoo, "version": version, "build_seconds": round(seconds, 1)}))
+            stamp.write_text(json.dumps({"zoo": config.zoo, "version": version, "build_seconds": round(seconds, 1),
+                                         **build_record(folder)}, indent=1))
             print(f"[mmpost] {config.zoo} ready in {seconds:.0f} s, cached at {folder}", file=sys.stderr, flush=True)
     if not config.path:
         raise ValueError("model.path is empty: set it to a model folder or hub id (or set model.zoo)")
