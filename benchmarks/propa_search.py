@@ -84,20 +84,27 @@ def _policy(model_dir: Path, samples, temperature: float):
     return _proposer(model_dir, _task(64), samples, temperature=temperature)
 
 
-def train_prms(model_dir: Path, tree_dir: Path, out: Path, seed: int, prms: Sequence[str] = PRMS) -> dict:
-    """The PRMs (both by default) on the run's own trees (3 epochs, lr 1e-3: the settings of learning_propa.py's PRM), saved to `out`."""
-    import torch
-
+def run_trees(model_dir: Path, tree_dir: Path):
+    """A run's searched trees [(sample, tree)] and the PRM's `PathEncoder` over their samples (question i = tree i)."""
     from learning_propa import _task
     from mmpost.modalities.image import ImageModality
-    from mmpost.search.prm import PathEncoder, build_prm, load_prm, prm_examples, sibling_pairs, train_pairwise_prm, train_prm
+    from mmpost.search.prm import PathEncoder
     from mmpost.search.source import load_trees
 
     task = _task(64)
     rows = {s["id"]: s for s in task.load("train")}
     trees = [(rows[i], tree) for path in sorted(tree_dir.glob("*.jsonl")) for i, tree in load_trees(path)]
     _, processor = _policy(model_dir, [], 1.0)
-    encoder = PathEncoder(processor, task, ImageModality(), [s for s, _ in trees])
+    return trees, PathEncoder(processor, task, ImageModality(), [s for s, _ in trees])
+
+
+def train_prms(model_dir: Path, tree_dir: Path, out: Path, seed: int, prms: Sequence[str] = PRMS) -> dict:
+    """The PRMs (both by default) on the run's own trees (3 epochs, lr 1e-3: the settings of learning_propa.py's PRM), saved to `out`."""
+    import torch
+
+    from mmpost.search.prm import build_prm, prm_examples, sibling_pairs, train_pairwise_prm, train_prm
+
+    trees, encoder = run_trees(model_dir, tree_dir)
     info = {}
     for objective in prms:
         folder = out / f"prm_{objective}"
@@ -128,8 +135,7 @@ def search_accuracies(model_dir: Path, prm_dir: Path, samples, temperature: floa
 
     from learning_propa import _task
     from mmpost.modalities.image import ImageModality
-    from mmpost.search.prm import PathEncoder, load_prm, prm_guided_trees, tree_answer
-    from mmpost.search.mcts import is_correct_step
+    from mmpost.search.prm import PathEncoder, load_prm, prm_guided_trees
 
     torch.manual_seed(seed)
     proposer, processor = _policy(model_dir, samples, temperature)
@@ -138,12 +144,26 @@ def search_accuracies(model_dir: Path, prm_dir: Path, samples, temperature: floa
     mark = time.process_time()
     trees = prm_guided_trees(proposer, prm, encoder, len(samples), num_children=4, min_iterations=iterations,
                              min_final_answers=2, max_iterations=4 * iterations)
-    out = {"cpu_seconds": time.process_time() - mark, "per_question": {}, "steps": {},
+    return {"cpu_seconds": time.process_time() - mark, **tree_accuracies(trees, samples, rules)}
+
+
+def tree_accuracies(trees, samples, rules: Sequence[str]) -> dict:
+    """Every final-path rule on the same searched trees: {rule: accuracy, "per_question": {rule: [0/1]}, "steps":
+    {rule: chosen chain length}, terminals per tree, distinct final steps per tree, and the share of trees where some
+    terminal node is right (what a perfect final-path rule would reach)}."""
+    from mmpost.search.mcts import is_correct_step
+    from mmpost.search.prm import StepJudgement, prm_ranking_metrics, tree_answer
+
+    out = {"per_question": {}, "steps": {},
            "terminals_per_tree": statistics.mean(sum(n.terminal for n in t.nodes) for t in trees),
            "distinct_terminal_steps_per_tree": statistics.mean(len({n.step for n in t.nodes if n.terminal}) for t in trees),
-           # what a perfect final-path rule would reach on these trees: some terminal node is right
            "any_terminal_right": statistics.mean(float(any(n.terminal and is_correct_step(n.step, str(s["answer"]))
                                                          for n in t.nodes)) for t, s in zip(trees, samples))}
+    # the search's scores as a verifier of final answers: its terminal nodes' scores against their correctness,
+    # pooled (AUC) and per tree whose terminals mix right and wrong (top-scored terminal right vs a random one)
+    out["terminal_ranking"] = prm_ranking_metrics([StepJudgement(t, 0, n.score, is_correct_step(n.step, str(s["answer"])))
+                                                   for t, (tree, s) in enumerate(zip(trees, samples))
+                                                   for n in tree.nodes if n.terminal])
     for rule in rules:
         answers = [tree_answer(tree, rule) for tree in trees]
         right = [float(is_correct_step(a.text, str(s["answer"]))) for a, s in zip(answers, samples)]
@@ -310,6 +330,15 @@ def select_report(results: list[dict], seeds, temperatures, iterations, question
     return "\n".join(lines), {"best": list(best or []), "table": {"/".join(map(str, k)): v for k, v in table.items()}}
 
 
+def strategy_rows(prm: str, temperature: float, rule: str, greedy: list, chosen: list, official: list) -> list[tuple[str, list]]:
+    """The held-out report's rows: greedy, the chosen setting and, unless the chosen rule is the official "mean"
+    (then it would print the same row twice), the official rule on the same trees."""
+    rows = [("greedy", greedy), (f"PRM-MCTS, {prm} PRM, T {temperature}, rule {rule}", chosen)]
+    if rule != "mean":
+        rows.append(("same trees, official rule mean", official))
+    return rows
+
+
 def main(argv=None) -> int:
     from learning_report import write_results
 
@@ -356,8 +385,7 @@ def main(argv=None) -> int:
     lines = [f"# PROPA search on the held-out questions ({questions}; the setting: PRM {args.prm}, T "
              f"{args.temperature}, rule {args.rule}, {args.choice})", "",
              "| strategy | accuracy (mean ± std) | per seed | − greedy (mean ± std) | per seed | SE of − greedy |", "|---|---|---|---|---|---|"]
-    for label, values in (("greedy", greedy), (f"PRM-MCTS, {args.prm} PRM, T {args.temperature}, rule {args.rule}", chosen),
-                          (f"same trees, official rule mean", official)):
+    for label, values in strategy_rows(args.prm, args.temperature, args.rule, greedy, chosen, official):
         gains = [v - g for v, g in zip(values, greedy)]
         lines.append(f"| {label} | {_ms(values)[1:]} | "
                      + " / ".join(f"{v:.3f}" for v in values) + f" | {_ms(gains)} | " + " / ".join(f"{g:+.3f}" for g in gains)

@@ -157,3 +157,29 @@ def test_config_rejects_bad_values():
         MCTSConfig(iterations=5, max_iterations=3)
     with pytest.raises(ValueError, match="num_children"):
         MCTSConfig(num_children=0)
+
+
+def test_completion_values_by_hand():
+    from mmpost.search.mcts import MonteCarloValues, completion_values
+
+    # Path "A", 4 sampled continuations (answer 5, max depth 3): "final 5" (right), "B" -> "final 5" (right),
+    # "final 4" (wrong), "C" -> "D" (the path A C D holds 3 steps: cut, wrong) = 2 / 4.
+    proposer = ScriptedProposer({"A": ["The final answer is 5.", "B", "The final answer is 4.", "C"],
+                                 "A | B": "The final answer is 5.", "A | C": "D"}, {})
+    requests = [(0, ["A"]), (0, ["A", "The final answer is \\(5\\)."]), (1, ["The final answer is 5."]), (0, ["x", "y", "z"])]
+    values = completion_values(proposer, requests, ["5", "5", None, "5"], completions=4, greedy=False, max_depth=3)
+    # a terminal path is its own ending (no answer known: wrong); a path already at the depth cap is wrong
+    assert values == [0.5, 1.0, 0.0, 0.0]
+    # one batched call draws the 4 first steps, then one step per live continuation (B and C together), then none
+    assert proposer.calls == [(1, 4, False), (2, 1, False)]
+    with pytest.raises(ValueError, match="completions must be 1"):
+        completion_values(proposer, requests, ["5"] * 4, completions=4, greedy=True)
+
+    # the oracle evaluator: a node's value is completion_values against its tree's answer; a path seen twice
+    # (the same step text sampled again at one node) is estimated once
+    tree = SearchTree()
+    a, again, final = tree.add_child(0, "A"), tree.add_child(0, "A"), tree.add_child(0, "The final answer is 4.")
+    oracle_proposer = ScriptedProposer(proposer.expansions, {})
+    oracle = MonteCarloValues(oracle_proposer, ["5"], completions=4, max_depth=3)
+    assert oracle([tree], [(0, a), (0, again), (0, final)]) == [0.5, 0.5, 0.0]
+    assert oracle_proposer.calls == [(1, 4, False), (2, 1, False)] and len(oracle.values) == 2

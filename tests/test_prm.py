@@ -1,5 +1,7 @@
 """The process reward model: training data from trees, the value head (save/load, LoRA, learning), best-path
 choice and PRM-guided search, against hand-worked trees."""
+import math
+
 import pytest
 import torch
 
@@ -198,6 +200,24 @@ def test_sibling_pairs_pool_duplicates_and_skip_unvisited_and_ties():
     assert all(p.question == 2 for p in sibling_pairs(tree, question=2))
 
 
+def test_terminal_pairs_contrast_right_and_wrong_final_answers_of_one_tree():
+    from mmpost.search.prm import terminal_pairs
+
+    tree = SearchTree(answer="2")
+    a = tree.add_child(0, "a")
+    right_1 = tree.add_child(0, "The final answer is 2")  # right (reward 1), unvisited: still a pair member
+    wrong_1 = tree.add_child(a, "The final answer is 3")
+    right_2 = tree.add_child(a, "so the final answer is 2.")
+    tree.add_child(a, "The final answer is 3")  # the same path as wrong_1: paired once
+    tree.add_child(a, "b")  # not terminal: never paired
+    assert [tree.nodes[i].reward for i in (right_1, wrong_1, right_2)] == [1.0, 0.0, 1.0]
+    pairs = [(p.better, p.worse) for p in terminal_pairs(tree, question=4)]
+    assert pairs == [(("The final answer is 2",), ("a", "The final answer is 3")),
+                     (("a", "so the final answer is 2."), ("a", "The final answer is 3"))]
+    assert {p.question for p in terminal_pairs(tree, question=4)} == {4}
+    assert terminal_pairs(SearchTree(answer="2")) == []
+
+
 def test_pairwise_loss_by_hand():
     from mmpost.search.prm import pairwise_loss
 
@@ -224,3 +244,23 @@ def test_pairwise_prm_learns_a_sibling_order_saves_and_reads_through_a_sigmoid(t
     assert reloaded.objective == "pairwise" and prm_scores(reloaded, parts, requests) == pytest.approx(scores, abs=1e-5)
     with pytest.raises(ValueError, match="objective"):
         train_pairwise_prm(build_prm(tiny_vl_dir), parts, pairs, epochs=1)
+
+
+def test_spearman_and_sibling_value_metrics_by_hand():
+    from mmpost.search.prm import _average_ranks, sibling_value_metrics, spearman
+
+    assert _average_ranks([1.0, 2.0, 2.0, 3.0]) == [1.0, 2.5, 2.5, 4.0]
+    assert math.isnan(spearman([0.3, 0.3], [0.1, 0.2]))  # constant scores: undefined
+    # Set 1: halves (1, .5, 0) and (.5, .5, 0), values (.75, .5, 0), mean 5/12; the ranker picks the second.
+    #   cross-fitted best gap: pick by half 1 (first) -> half 2: .5 - 1/3 = 1/6; pick by half 2 (first of the tied .5)
+    #   -> half 1: 1 - .5 = .5; mean 1/3. Ranker gap .5 - 5/12 = 1/12; its pick is not the best (chance 1/3).
+    #   Spearman: score ranks (2, 3, 1), value ranks (3, 2, 1): sxy = 1, sxx = syy = 2 -> 0.5.
+    # Set 2: two equal siblings (.5, .5): nothing to choose, every gap 0, left out of agreement and Spearman.
+    m = sibling_value_metrics([([1.0, 0.5, 0.0], [0.5, 0.5, 0.0], [0.2, 0.9, 0.1]), ([0.5, 0.5], [0.5, 0.5], [0.3, 0.3])])
+    assert m["sets"] == 2 and m["differ"] == 0.5
+    assert m["random_value"] == pytest.approx((5 / 12 + 0.5) / 2)
+    assert m["best_value_naive"] == pytest.approx(0.625) and m["best_gap_naive"] == pytest.approx((0.75 - 5 / 12) / 2)
+    assert m["best_gap"] == pytest.approx(1 / 6) and m["best_gap_se"] == pytest.approx(1 / 6)  # stdev(1/3, 0) / sqrt 2
+    assert m["ranker_gap"] == pytest.approx(1 / 24)
+    assert m["agreement"] == 0.0 and m["chance_agreement"] == pytest.approx(1 / 3)
+    assert m["spearman"] == pytest.approx(0.5) and m["spearman_sets"] == 1

@@ -160,3 +160,39 @@ def test_paired_question_gain_by_hand():
     mean, se = paired_question_gain([1.0, 0.0, 0.0, 1.0], [[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]])
     assert abs(mean - 0.125) < 1e-12
     assert abs(se - 0.4269563) < 1e-6
+
+
+class OneRightOfFour:
+    """Every expansion: three copies of a wrong final answer and, second, the question's right one."""
+
+    def __init__(self, samples):
+        self.samples, self.calls = samples, 0
+
+    def propose(self, requests, n, greedy):
+        self.calls += 1
+        texts = lambda q: ["The final answer is x.", f"The final answer is {self.samples[q]['answer']}."]  # noqa: E731
+        return [[GeneratedStep(texts(q)[j == 1], [1]) for j in range(n)] for q, _ in requests]
+
+
+def test_oracle_search_values_each_step_against_its_own_questions_answer(monkeypatch):
+    """benchmarks/propa_oracle.py: oracle-guided MCTS scores each terminal step by its correctness against the answer of
+    its own question, so the official mean rule finds the one right final answer of four, while the label-free vote
+    follows the three wrong copies; each distinct step text is valued once per tree."""
+    import propa_oracle
+    from learning_propa import _task
+
+    samples = _task(4).load("train", size=3)
+    monkeypatch.setattr(propa_oracle, "_policy", lambda model_dir, chunk, temperature: (OneRightOfFour(chunk), None))
+    result = propa_oracle.oracle_accuracies(REPO, samples, seed=0, completions=4, rules=("mean", "vote"))
+    assert result["mean"] == 1.0 and result["vote"] == 0.0 and result["any_terminal_right"] == 1.0
+    assert result["values_estimated"] == 2 * len(samples)  # the wrong text and the right one, per question
+    assert result["terminals_per_tree"] == 4.0  # one expansion of 4 final answers, then terminal leaves are re-selected
+
+
+def test_search_heldout_report_prints_the_official_rule_once():
+    from propa_search import strategy_rows
+
+    mean = strategy_rows("regression", 0.5, "mean", [0.4], [0.5], [0.5])
+    assert [label for label, _ in mean] == ["greedy", "PRM-MCTS, regression PRM, T 0.5, rule mean"]
+    vote = strategy_rows("regression", 0.5, "vote", [0.4], [0.6], [0.5])
+    assert [values for _, values in vote] == [[0.4], [0.6], [0.5]] and vote[2][0] == "same trees, official rule mean"

@@ -223,35 +223,74 @@ Evaluator = Callable[[Sequence[SearchTree], Sequence[tuple[int, int]]], list[flo
 """(trees, [(tree index, node index)]) -> one value per node, backpropagated from that node."""
 
 
+def completion_values(proposer: StepProposer, requests: Sequence[tuple[int, Sequence[str]]],
+                      answers: Sequence[str | None], *, completions: int = 1, greedy: bool = True,
+                      max_depth: int = 8) -> list[float]:
+    """For each request (question index, path ending in the step to value): the share of `completions` continuations
+    of the path that end in a correct final answer (`answers[i]` is request i's answer; None counts every ending
+    wrong). A path whose last step is terminal is its own ending (1 or 0, nothing generated); a continuation appends
+    steps until one is terminal or the path holds `max_depth` steps (then it counts wrong). Greedy continuations are
+    deterministic, so `completions` must be 1; sampled ones draw `completions` first steps per path in one batched
+    call (the proposer's temperature), then one step per live continuation per depth, all requests together."""
+    if greedy and completions != 1:
+        raise ValueError(f"completion_values: greedy continuations are all the same; completions must be 1, got {completions}")
+    if completions < 1:
+        raise ValueError(f"completion_values: completions must be >= 1, got {completions}")
+    hits = [0] * len(requests)
+    live: list[tuple[int, list[str]]] = []  # (position in `requests`, path so far)
+    for position, ((_, path), answer) in enumerate(zip(requests, answers, strict=True)):
+        path = list(path)
+        if path and is_terminal_step(path[-1]):
+            hits[position] = completions * int(answer is not None and is_correct_step(path[-1], answer))
+        elif len(path) < max_depth:
+            live.append((position, path))
+    draws = completions  # the first call draws every continuation's first step; later calls continue each one
+    while live:
+        proposals = proposer.propose([(requests[p][0], path) for p, path in live], draws, greedy)
+        still = []
+        for (position, path), options in zip(live, proposals):
+            for step in options:
+                if is_terminal_step(step.text):
+                    answer = answers[position]
+                    hits[position] += int(answer is not None and is_correct_step(step.text, answer))
+                elif len(path) + 1 < max_depth:
+                    still.append((position, path + [step.text]))
+        live, draws = still, 1
+    return [h / completions for h in hits]
+
+
 def rollout_evaluator(proposer: StepProposer, max_depth: int = 8) -> Evaluator:
     """Simulation by greedy continuation (official `simulate`): a terminal node's value is its reward; otherwise
     greedy steps are appended until one is terminal or the path holds `max_depth` steps; the value is 1 if the
     last step is a correct final answer, else 0. Simulated steps are not added to the tree. All live
-    simulations of all trees advance together, one batched greedy call per depth."""
+    simulations of all trees advance together, one batched greedy call per depth (`completion_values`)."""
 
     def evaluate(trees: Sequence[SearchTree], nodes: Sequence[tuple[int, int]]) -> list[float]:
-        values = [0.0] * len(nodes)
-        live: list[tuple[int, list[str]]] = []  # (position in `nodes`, path so far)
-        for position, (t, i) in enumerate(nodes):
-            node = trees[t].nodes[i]
-            if node.terminal:
-                values[position] = node.reward
-            elif node.depth < max_depth:
-                live.append((position, trees[t].path(i)))
-        while live:
-            steps = proposer.propose([(nodes[p][0], path) for p, path in live], 1, True)
-            still = []
-            for (position, path), (step, *_) in zip(live, steps):
-                tree = trees[nodes[position][0]]
-                path = path + [step.text]
-                if is_terminal_step(step.text):
-                    values[position] = 1.0 if tree.answer is not None and is_correct_step(step.text, tree.answer) else 0.0
-                elif len(path) < max_depth:
-                    still.append((position, path))
-            live = still
-        return values
+        return completion_values(proposer, [(t, trees[t].path(i)) for t, i in nodes],
+                                 [trees[t].answer for t, _ in nodes], max_depth=max_depth)
 
     return evaluate
+
+
+class MonteCarloValues:
+    """An `Evaluator` that knows the answers: a node's value is `completion_values` over `completions` sampled
+    continuations from the policy (the proposer's temperature), each scored against the tree's answer; a terminal
+    node's value is its correctness. A diagnostic bound (it uses the labels), never an inference method: it stands in
+    for a perfect process reward model. Values are kept per (tree, path), so a step text sampled twice at one node
+    is estimated once; `values` holds them."""
+
+    def __init__(self, proposer: StepProposer, answers: Sequence[str], *, completions: int, max_depth: int = 8) -> None:
+        self.proposer, self.answers = proposer, list(answers)
+        self.completions, self.max_depth = completions, max_depth
+        self.values: dict[tuple[int, tuple[str, ...]], float] = {}
+
+    def __call__(self, trees: Sequence[SearchTree], nodes: Sequence[tuple[int, int]]) -> list[float]:
+        keys = [(t, tuple(trees[t].path(i))) for t, i in nodes]
+        new = list(dict.fromkeys(k for k in keys if k not in self.values))
+        estimates = completion_values(self.proposer, new, [self.answers[t] for t, _ in new],
+                                      completions=self.completions, greedy=False, max_depth=self.max_depth)
+        self.values.update(zip(new, estimates))
+        return [self.values[k] for k in keys]
 
 
 @dataclass

@@ -26,7 +26,8 @@ from typing import Any, Sequence
 import torch
 
 from mmpost.search.mcts import (
-    FINAL_ANSWER_MARKER, STEP_SYSTEM_PROMPT, MCTSConfig, SearchTree, clean_step, is_terminal_step, path_messages, run_mcts,
+    FINAL_ANSWER_MARKER, STEP_SYSTEM_PROMPT, Evaluator, MCTSConfig, SearchTree, clean_step, completion_values, is_terminal_step,
+    path_messages, run_mcts,
 )
 from mmpost.types import PromptEncoding, Sample
 
@@ -254,6 +255,18 @@ def sibling_pairs(tree: SearchTree, question: int = 0) -> list[PRMPair]:
     return out
 
 
+def terminal_pairs(tree: SearchTree, question: int = 0) -> list[PRMPair]:
+    """Every pair of one training tree's terminal nodes whose final steps differ in correctness (the node's reward):
+    (path to a right final answer, path to a wrong one), each distinct pair of paths once; visited or not, since a
+    terminal step's label is exact. Ours: contrasts between final answers to the same question, the choice where a
+    perfect ranker gains most on the PROPA policy (benchmarks/results/learning_propa_s9_oracle.md)."""
+    right, wrong = {}, {}
+    for index, node in enumerate(tree.nodes):
+        if node.terminal:
+            (right if node.reward > 0 else wrong).setdefault(tuple(tree.path(index)), None)
+    return [PRMPair(question, better, worse) for better in right for worse in wrong]
+
+
 def pairwise_loss(better: torch.Tensor, worse: torch.Tensor) -> torch.Tensor:
     """Bradley-Terry: mean of -log sigmoid(s_better - s_worse) = softplus(s_worse - s_better) (Bradley & Terry 1952;
     the reward-model loss of Ouyang et al. 2022, eq. 1, one pair per comparison)."""
@@ -362,27 +375,37 @@ def policy_proposer(model: torch.nn.Module, processor: Any, task: Any, modality:
                               system_prompt=system_prompt)
 
 
-def prm_guided_trees(proposer, prm: ProcessRewardModel, encoder: PathEncoder, questions: int, *,
-                     num_children: int = 4, min_iterations: int = 25, min_final_answers: int = 2,
-                     max_iterations: int = 100, exploration: float = 1.0) -> list[SearchTree]:
-    """PRM-guided MCTS per question (all questions in lockstep): expansions sample `num_children` steps; the
-    evaluated children (all if one is terminal, else the first) are scored by the PRM (`prm_scores`) and the score
-    is backpropagated; a tree stops after >= `min_iterations` iterations with >= `min_final_answers` final answers
-    seen, or at `max_iterations`. Returns the trees (each node's `score` is its PRM score).
-
-    `proposer`: a `StepProposer` whose question indices match `encoder.samples` (see `policy_proposer`)."""
+def value_guided_trees(proposer, evaluate: Evaluator, questions: int, *, num_children: int = 4, min_iterations: int = 25,
+                       min_final_answers: int = 2, max_iterations: int = 100, exploration: float = 1.0) -> list[SearchTree]:
+    """MCTS per question (all questions in lockstep) whose node values come from `evaluate` (an `Evaluator`) instead
+    of rollouts: expansions sample `num_children` steps; the evaluated children (all if one is terminal, else the
+    first) get their value, which is recorded as the node's `score` and backpropagated; a tree stops after
+    >= `min_iterations` iterations with >= `min_final_answers` final answers seen, or at `max_iterations`.
+    The trees carry no answer (rewards stay 0), as at inference."""
     trees = [SearchTree(answer=None) for _ in range(questions)]
     config = MCTSConfig(iterations=min_iterations, num_children=num_children, exploration=exploration,
                         min_final_answers=min_final_answers, max_iterations=max_iterations)
-
-    def evaluate(trees_, nodes):
-        return prm_scores(prm, encoder, [(t, trees_[t].path(i)) for t, i in nodes])
 
     def record(tree, node, value):
         tree.nodes[node].score = value
 
     run_mcts(trees, proposer, evaluate, config, on_evaluated=record)
     return trees
+
+
+def prm_guided_trees(proposer, prm: ProcessRewardModel, encoder: PathEncoder, questions: int, *,
+                     num_children: int = 4, min_iterations: int = 25, min_final_answers: int = 2,
+                     max_iterations: int = 100, exploration: float = 1.0) -> list[SearchTree]:
+    """PRM-guided MCTS (`value_guided_trees`, the official inference search): node values are the PRM's scores
+    (`prm_scores`). Returns the trees (each evaluated node's `score` is its PRM score).
+
+    `proposer`: a `StepProposer` whose question indices match `encoder.samples` (see `policy_proposer`)."""
+
+    def evaluate(trees_, nodes):
+        return prm_scores(prm, encoder, [(t, trees_[t].path(i)) for t, i in nodes])
+
+    return value_guided_trees(proposer, evaluate, questions, num_children=num_children, min_iterations=min_iterations,
+                              min_final_answers=min_final_answers, max_iterations=max_iterations, exploration=exploration)
 
 
 def tree_answer(tree: SearchTree, rule: str = "mean") -> SearchAnswer:
@@ -498,7 +521,6 @@ def candidate_steps(proposer, answers: Sequence[str], *, k: int = 4, depths: Seq
     """The policy's own candidates: for each question (answers[q] its answer), along its greedy chain, at each depth
     d in `depths` the policy samples k next steps (the proposer's temperature, as the search expands); each is
     labelled by a greedy rollout from it (as MCTS simulates; a terminal candidate by its own correctness)."""
-    from mmpost.search.mcts import is_correct_step
     from mmpost.search.source import sample_chains
 
     questions = len(answers)
@@ -509,23 +531,9 @@ def candidate_steps(proposer, answers: Sequence[str], *, k: int = 4, depths: Seq
         return []
     candidates = proposer.propose([(q, prefix) for q, prefix, _ in starts], k, False)
     paths = [(q, prefix + [c.text], d) for (q, prefix, d), options in zip(starts, candidates) for c in options]
-    right = [False] * len(paths)
-    live = []
-    for index, (q, path, _) in enumerate(paths):
-        if is_terminal_step(path[-1]):
-            right[index] = is_correct_step(path[-1], answers[q])
-        elif len(path) < max_steps:
-            live.append((index, path))
-    while live:  # greedy rollouts, all advancing together
-        steps = proposer.propose([(paths[i][0], path) for i, path in live], 1, True)
-        still = []
-        for (index, path), (step, *_) in zip(live, steps):
-            path = path + [step.text]
-            if is_terminal_step(step.text):
-                right[index] = is_correct_step(step.text, answers[paths[index][0]])
-            elif len(path) < max_steps:
-                still.append((index, path))
-        live = still
+    values = completion_values(proposer, [(q, path) for q, path, _ in paths], [answers[q] for q, _, _ in paths],
+                               max_depth=max_steps)  # one greedy rollout each, all advancing together
+    right = [v == 1.0 for v in values]
     return [CandidateStep(q, d, tuple(path), r) for (q, path, d), r in zip(paths, right)]
 
 
@@ -541,3 +549,82 @@ def prm_step_judgements(proposer, prm: ProcessRewardModel, encoder: PathEncoder,
     `encoder` must index the same samples, which carry `answer`."""
     answers = [str(s["answer"]) for s in encoder.samples[:questions]]
     return judge_candidates(prm, encoder, candidate_steps(proposer, answers, k=k, depths=depths, max_steps=max_steps))
+
+
+# -- how much a perfect ranker could gain among siblings (diagnostic; the values use the answers) ---------------
+def _average_ranks(values: Sequence[float]) -> list[float]:
+    """Ranks 1..n, tied values sharing their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in order[start : end + 1]:
+            ranks[position] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation (Pearson's on average ranks); NaN when either side is constant."""
+    rx, ry = _average_ranks(x), _average_ranks(y)
+    mx, my = statistics.mean(rx), statistics.mean(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx, syy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
+
+
+def _mean_se(values: Sequence[float]) -> tuple[float, float]:
+    nan = float("nan")
+    if not values:
+        return nan, nan
+    return statistics.mean(values), (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else nan)
+
+
+def sibling_value_metrics(sets: Sequence[tuple[Sequence[float], Sequence[float], Sequence[float]]]) -> dict[str, float]:
+    """The headroom of choosing among sibling candidate steps. Each set is one node's candidates as (values from one
+    half of the Monte-Carlo completions, values from the other half, a ranker's scores); a candidate's value is the
+    mean of its two halves.
+
+    - `differ`: share of sets whose values are not all equal (the only sets where choosing can matter);
+    - `random_value`: mean candidate value (a random pick), `best_value_naive`: the highest value (biased up: the
+      highest of noisy estimates), `best_gap_naive` = their difference;
+    - `best_gap` (± `best_gap_se`): cross-fitted, so the estimate's noise does not pick itself: pick the best by one
+      half, score the pick and a random pick by the other, both ways round, averaged (a ranker as good as N/2
+      completions; biased down);
+    - `ranker_gap` (± `ranker_gap_se`): value of the ranker's top pick (first of ties) − the set's mean value;
+    - over the sets that differ: `agreement` (the ranker's top pick has the highest value) against `chance_agreement`
+      (the share of candidates that do), and `spearman` (mean rank correlation of scores and values, over the sets
+      whose scores also differ; `spearman_sets` counts them)."""
+    full = [[(a + b) / 2 for a, b in zip(first, second)] for first, second, _ in sets]
+
+    def cross(pick: Sequence[float], judge: Sequence[float]) -> float:
+        best = max(range(len(pick)), key=lambda i: pick[i])
+        return judge[best] - statistics.mean(judge)
+
+    best_gaps = [(cross(first, second) + cross(second, first)) / 2 for first, second, _ in sets]
+    tops = [max(range(len(scores)), key=lambda i: scores[i]) for _, _, scores in sets]
+    ranker_gaps = [values[top] - statistics.mean(values) for values, top in zip(full, tops)]
+    differing = [i for i, values in enumerate(full) if max(values) > min(values)]
+    agreement = [float(full[i][tops[i]] == max(full[i])) for i in differing]
+    chance = [sum(v == max(full[i]) for v in full[i]) / len(full[i]) for i in differing]
+    correlations = [spearman(sets[i][2], full[i]) for i in differing]
+    correlations = [c for c in correlations if not math.isnan(c)]
+    best_gap, best_gap_se = _mean_se(best_gaps)
+    ranker_gap, ranker_gap_se = _mean_se(ranker_gaps)
+    nan = float("nan")
+    return {
+        "sets": float(len(sets)),
+        "differ": len(differing) / len(sets) if sets else nan,
+        "random_value": statistics.mean(statistics.mean(v) for v in full) if sets else nan,
+        "best_value_naive": statistics.mean(max(v) for v in full) if sets else nan,
+        "best_gap_naive": statistics.mean(max(v) - statistics.mean(v) for v in full) if sets else nan,
+        "best_gap": best_gap, "best_gap_se": best_gap_se,
+        "ranker_gap": ranker_gap, "ranker_gap_se": ranker_gap_se,
+        "agreement": statistics.mean(agreement) if agreement else nan,
+        "chance_agreement": statistics.mean(chance) if chance else nan,
+        "spearman": statistics.mean(correlations) if correlations else nan,
+        "spearman_sets": float(len(correlations)),
+    }
