@@ -196,3 +196,33 @@ def test_search_heldout_report_prints_the_official_rule_once():
     assert [label for label, _ in mean] == ["greedy", "PRM-MCTS, regression PRM, T 0.5, rule mean"]
     vote = strategy_rows("regression", 0.5, "vote", [0.4], [0.6], [0.5])
     assert [values for _, values in vote] == [[0.4], [0.6], [0.5]] and vote[2][0] == "same trees, official rule mean"
+
+
+def test_answer_contrast_prm_builds_from_a_runs_trees_and_is_measured_in_sample(tiny_vl_dir, tmp_path):
+    """benchmarks/propa_oracle.py's improvement "answer_contrast" trains on a run's sibling and terminal pairs and is
+    saved where the search reads PRMs; `in_sample_verifier` scores every terminal node of the same trees."""
+    import shutil
+
+    import propa_oracle
+    from learning_propa import _task
+    from mmpost.search.mcts import SearchTree
+    from mmpost.search.source import save_trees
+
+    samples = _task(64).load("train", size=3)
+    trees = []
+    for sample in samples[:2]:  # each: root -> "a" (visited) and "b"; "a" -> right and wrong final answers
+        tree = SearchTree(answer=str(sample["answer"]))
+        a, b = tree.add_child(0, "a"), tree.add_child(0, "b")
+        tree.nodes[a].visits, tree.nodes[a].value, tree.nodes[b].visits = 2, 1.0, 1
+        tree.add_child(a, f"The final answer is {sample['answer']}."), tree.add_child(a, "The final answer is x.")
+        trees.append(tree)
+    runs, prms = tmp_path / "runs", tmp_path / "prms"
+    shutil.copytree(tiny_vl_dir, runs / "seed0" / "checkpoints" / "step_1" / "model")
+    save_trees(runs / "seed0" / "trees" / "round_1_rank0.jsonl", trees, samples[:2])
+    info = propa_oracle.improved_prm(0, "answer_contrast", runs, prms)
+    # per tree: one sibling pair (a 1/2 > b 0/1) and one terminal pair (right > wrong)
+    assert info["sibling_pairs"] == 2 and info["terminal_pairs"] == 2 and len(info["losses"]) == 3
+    assert (prms / "seed0" / "prm_answer_contrast" / "value_head.json").is_file()
+    assert propa_oracle.improved_prm(0, "answer_contrast", runs, prms) == info  # built once, then read back
+    found = propa_oracle.in_sample_verifier(0, "prm_answer_contrast", runs, prms)
+    assert found["candidates"] == 4 and found["mixed_sets"] == 2  # 2 terminals per tree, each tree mixed
