@@ -7,7 +7,8 @@ judged by a rule fixed before the screen (session 9; labels read for the diagnos
 Reads `benchmarks/mm_upt_diagnosis.py` outputs (`--validation N`, k samples at the training temperature) and writes
 OUT.md (one row per checkpoint: validation greedy, pass@k, the gap with its paired SE, a uniform guess's pass@k, the gap
 above guessing, the neighbouring checkpoints' greedy and the rule's verdict) and OUT.json. `--greedy-from` adds other
-diagnosis runs of the same SFT curve (any temperature: greedy does not depend on it) as neighbours only.
+diagnosis runs of the same SFT curve (any temperature: greedy does not depend on it) as neighbours only; `--settings`
+adds the GRPO checkpoints scored on the validation prompts to choose lr and steps (a table of every setting tried).
 
 Why these conditions: GRPO turns pass@k − pass@1 into greedy accuracy only where the k samples hold knowledge the
 policy can be sharpened onto. On the shapes task most of that gap was a coin's or a uniform guess's (README, "Shapes"),
@@ -109,10 +110,23 @@ def markdown(rows: list[dict], chosen: dict | None) -> str:
     return "\n".join(lines)
 
 
+def settings_table(runs: list[tuple[str, dict]]) -> str:
+    """Every model of the `--settings` diagnosis reports (GRPO checkpoints scored on the validation prompts to choose lr
+    and steps): greedy, sampled accuracy and pass@k, each run's first model (the warm start) first."""
+    lines = ["| grid | model | greedy | sampled | pass@k |", "|---|---|---|---|---|"]
+    for label, report in runs:
+        for name, model in report["models"].items():
+            v = model["validation"]
+            lines.append(f"| {label} | {name} | {v['greedy_accuracy']:.3f} | {v['sampled_accuracy']:.3f} | {v['pass_at_k']:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", required=True, help="VARIANT=DIAGNOSIS.json: the screened checkpoints")
     parser.add_argument("--greedy-from", nargs="*", default=[], help="VARIANT=DIAGNOSIS.json: neighbours' greedy only")
+    parser.add_argument("--settings", nargs="*", default=[],
+                        help="LABEL=DIAGNOSIS.json: GRPO checkpoints on the validation prompts (the lr and steps choice)")
     parser.add_argument("--out", required=True, help="results name: benchmarks/results/<out>.{md,json}")
     args = parser.parse_args(argv)
 
@@ -136,7 +150,12 @@ def main(argv: list[str] | None = None) -> int:
                          "k": report["k"], **screen(records["validation"], k=report["k"], choices=choices, neighbours=neighbours)})
     chosen = choose(rows)
     text = markdown(rows, chosen)
-    write_results(args.out, text, {"rows": rows, "chosen": chosen})
+    settings = [(item.split("=", 1)[0], json.loads(Path(item.split("=", 1)[1]).read_text())["report"]) for item in args.settings]
+    if settings:
+        text += ("\n\nGRPO from the chosen warm start, seed 0, scored on the same validation prompts (k samples at the "
+                 "training temperature), every setting tried:\n\n" + settings_table(settings))
+    write_results(args.out, text, {"rows": rows, "chosen": chosen,
+                                   "settings": [{"label": label, "report": report} for label, report in settings]})
     print(text)
     return 0
 

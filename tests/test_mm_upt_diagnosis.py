@@ -216,3 +216,12 @@ def test_grpo_gap_diagnosis_by_hand():
     # wrong; solved: greedy right, 0 of 4 right (a near tie), later wrong.
     assert by_right_samples([skill, guess, unreached, solved], later) == {
         "greedy_right": {0: [1, 0]}, "greedy_wrong": {0: [1, 0], 1: [1, 0], 3: [1, 1]}}
+
+
+def test_grpo_settings_table_lists_every_checkpoint():
+    from grpo_gap_screen import settings_table
+
+    v = {"greedy_accuracy": 0.453, "sampled_accuracy": 0.31, "pass_at_k": 0.824}
+    table = settings_table([("24 tokens", {"models": {"ws": {"validation": {**v, "greedy_accuracy": 0.348}},
+                                                      "lr3e-5_s320": {"validation": v}}})])
+    assert table.splitlines()[2:] == ["| 24 tokens | ws | 0.348 | 0.310 | 0.824 |", "| 24 tokens | lr3e-5_s320 | 0.453 | 0.310 | 0.824 |"]
