@@ -74,6 +74,12 @@ def gain_statistics(before: Sequence[float], after: Sequence[float]) -> dict[str
             "significant": bool(mean > 0 and mean >= 2 * se)}
 
 
+def gap_closed(before: Sequence[float], after: Sequence[float], pass_at_k_before: Sequence[float]) -> list[float]:
+    """Per seed, the share of the warm start's pass@k − pass@1 gap that the greedy gain closes:
+    (after − before) / (pass@k before − before); NaN where the warm start has no gap (issue #12's "closes half")."""
+    return [(a - b) / (p - b) if p > b else float("nan") for b, a, p in zip(before, after, pass_at_k_before, strict=True)]
+
+
 def window_mean(values: Sequence[float | None], window: int, *, last: bool) -> float | None:
     """Mean of the first (or last) `window` logged values."""
     present = [v for v in values if v is not None]

@@ -55,13 +55,17 @@ def prompt_record(numbers, truth: str, greedy_text: str, sampled_texts: list[str
             "demonstration": None if demonstration is None else list(demonstration)}
 
 
-def margin_and_se(records: list[dict]) -> tuple[float, float]:
-    """maj@k − greedy and its standard error over prompts (paired: d_i = vote right_i − greedy right_i, SE = sd(d)/√n)."""
-    diffs = [(r["vote"] == r["truth"]) - (r["greedy"] == r["truth"]) for r in records]
+def paired_mean_se(diffs: list[float]) -> tuple[float, float]:
+    """Mean of per-prompt differences and its standard error, sd(d)/√n (sample sd; 0 for one prompt)."""
     n = len(diffs)
     mean = sum(diffs) / n
     variance = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
     return mean, (variance / n) ** 0.5
+
+
+def margin_and_se(records: list[dict]) -> tuple[float, float]:
+    """maj@k − greedy and its standard error over prompts (paired: d_i = vote right_i − greedy right_i, SE = sd(d)/√n)."""
+    return paired_mean_se([(r["vote"] == r["truth"]) - (r["greedy"] == r["truth"]) for r in records])
 
 
 def multiset_readings(numbers, read) -> Counter:

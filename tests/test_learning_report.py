@@ -267,3 +267,40 @@ def test_code_digest_covers_task_and_modality_code(tmp_path):
         (tmp_path / folder / "sub" / "code.py").write_text(f"# {folder}, changed\n")
         digests.add(digest(tmp_path))
     assert len(digests) == 4
+
+
+def test_gap_closed_and_the_session9_test_by_hand():
+    from learning_modalities import gap_text
+    from learning_report import gap_closed
+
+    # Warm start greedy 0.35, pass@8 0.75: gap 0.40. Gains 0.20 / 0.24 / 0.16 close 0.50 / 0.60 / 0.40 of it.
+    assert gap_closed([0.35] * 3, [0.55, 0.59, 0.51], [0.75] * 3) == pytest.approx([0.5, 0.6, 0.4])
+    assert math.isnan(gap_closed([0.5], [0.6], [0.5])[0])  # no gap, no share
+    def runs(afters, pass_before=0.75):
+        return [SeedRun(seed, 0.35, after, summary={"heldout_pass_at_k_before": pass_before,
+                                                     "heldout_pass_at_k_after": 0.8}) for seed, after in enumerate(afters)]
+    text = gap_text([Row("GRPO", "g", runs([0.55, 0.59, 0.51])), Row("GRPO coin", "g_random", runs([0.35, 0.39, 0.31]))])
+    # Mean share 0.50, std 0.10, SE 0.10 / sqrt(3) = 0.06; gain 0.20 ± 0.04 is 8.7 SE: passes (0.50 >= 0.5).
+    assert "| GRPO | 0.400 | +0.50 / +0.60 / +0.40 | +0.50 ± 0.10 | 0.06 | **yes** |" in text
+    assert "| GRPO coin | 0.400 | +0.00 / +0.10 / -0.10 | +0.00 ± 0.10 | 0.06 | no |" in text
+    # Against its control, paired by seed: +0.20 on every seed (std 0, so significant at any multiple of SE).
+    assert "| GRPO | +0.200 / +0.200 / +0.200 | +0.200 ± 0.000 |" in text
+    # A share just under half fails however significant the gain.
+    assert gap_text([Row("GRPO", "g", runs([0.53, 0.54, 0.55]))]).splitlines()[-1].endswith("| +0.48 ± 0.02 | 0.01 | no |")  # 0.475
+
+
+def test_session9_grpo_groups_load_and_differ_only_in_the_reward():
+    from learning_modalities import GROUPS
+
+    from mmpost.config import load_config
+
+    names = [n for n in GROUPS if n.startswith("grpo_c3sh5_350_")]
+    truth = next(n for n in names if not n.endswith("_random"))
+    control = GROUPS[truth + "_random"]
+    assert control.overrides[:4] == GROUPS[truth].overrides[:4] and control.overrides[5:] == GROUPS[truth].overrides[5:]
+    config = load_config(REPO / "recipes" / "grpo.yaml", GROUPS[truth].overrides)
+    assert config.model.zoo == "tiny-qwen2.5-vl-mmupt-c3sh5-350" and config.data.task == "digit_sum"
+    assert config.data.task_args == {"heldout_size": 512, "count": 3, "high": 5, "train_labels": True, "train_offset": 500000}
+    assert [r["name"] for r in config.rewards] == ["mm_upt_label_accuracy"] and config.rollout.max_new_tokens == 24
+    assert config.rollout.temperature == 1.0 and config.rollout.num_generations == 8 and config.algorithm.kl_coef == 0.0
+    assert [r["name"] for r in load_config(REPO / "recipes" / "grpo.yaml", control.overrides).rewards] == ["mm_upt_random_control"]

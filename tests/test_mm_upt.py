@@ -209,3 +209,19 @@ def test_random_control_is_a_label_free_coin():
     assert REWARDS.get("mm_upt_random_control") is mm_upt_random_control
     with pytest.raises(ValueError, match="pair|samples"):
         mm_upt_random_control(["a"], [])
+
+
+def test_shuffled_warm_starts_pass_their_digit_range_to_the_sft(monkeypatch):
+    # The session-9 GRPO warm start is the 3-number SFT with digits 1-5 (its curve: runs of benchmarks/mm_upt_sft_curve.py
+    # with `{count: 3, high: 5, reading_order: shuffled}`); the session-8 one keeps the task's default range.
+    from mmpost.registry import MODEL_ZOO
+    from mmpost.tasks.mm_upt import warmup
+
+    calls = []
+    monkeypatch.setattr(warmup, "sft_warm_start", lambda out_dir, **kwargs: calls.append(kwargs))
+    MODEL_ZOO.get("tiny-qwen2.5-vl-mmupt-c3sh5-350")("unused")
+    MODEL_ZOO.get("tiny-qwen2.5-vl-mmupt-c4s-700")("unused")
+    assert calls[0]["task_args"] == {"train_labels": True, "count": 3, "reading_order": "shuffled", "high": 5}
+    assert calls[0]["steps"] == 350 and calls[0]["lr"] == 1e-3 and calls[0]["seed"] == 0
+    assert calls[1]["task_args"] == {"train_labels": True, "count": 4, "reading_order": "shuffled"} and calls[1]["steps"] == 700
+    assert warmup.build_warm_mmupt_model_c3sh5_350.zoo_version == "theta10:c3-h5-shuffled:350:0.001"

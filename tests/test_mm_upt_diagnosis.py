@@ -160,3 +160,68 @@ def test_session8_groups_load_and_differ_only_in_the_reward():
     assert config.data.task_args == {"heldout_size": 512, "count": 4, "train_offset": 500000}
     assert [r["name"] for r in config.rewards] == ["mm_upt_random_control"]
     assert [r["name"] for r in load_config(REPO / "recipes" / "mm_upt.yaml", vote.overrides).rewards] == ["mm_upt_majority_vote"]
+
+
+def test_grpo_gap_screen_rule_by_hand():
+    from grpo_gap_screen import choose, gap_and_se, possible_sums, screen, transient_dip
+
+    assert possible_sums(3, 1, 5) == 13 and possible_sums(4, 1, 3) == 9 and possible_sums(2, 1, 3) == 5
+    # Truth 5 on each prompt. Greedy right on 1 of 4; some sample right on 3 of 4: d = 0, 1, 1, 0 -> mean 0.5,
+    # sample sd sqrt(1/3), SE sqrt(1/3) / 2.
+    right, wrong = "2 + 3 = \\boxed{5}", "3 + 3 = \\boxed{6}"
+    records = [prompt_record((2, 3), "5", right, [right, wrong]), prompt_record((2, 3), "5", wrong, [wrong, right]),
+               prompt_record((2, 3), "5", wrong, [right, right]), prompt_record((2, 3), "5", wrong, [wrong, wrong])]
+    gap, se = gap_and_se(records)
+    assert gap == 0.5 and abs(se - (1 / 3) ** 0.5 / 2) < 1e-12
+    assert transient_dip(0.35, [0.336, 0.320]) == []
+    assert transient_dip(0.727, [0.977, 0.953]) == ["a neighbour ±50 steps differs by > 0.05"]
+    assert transient_dip(0.4, [None, 0.41]) == ["a neighbour ±50 steps unmeasured"]
+    # 2 samples, 5 possible sums: a uniform guess's pass@2 = 1 - 0.8^2 = 0.36 > pass@2 (0.75) - 0.2? No: 0.36 <= 0.55.
+    row = screen(records, k=2, choices=5, neighbours=[0.25, 0.26])
+    assert row["greedy"] == 0.25 and row["pass_at_k"] == 0.75 and abs(row["guess_pass_at_k"] - 0.36) < 1e-12
+    assert abs(row["gap_above_guessing"] - (0.75 - 0.36)) < 1e-12
+    assert row["failed"] == ["gap < 0.1 or < 2 SE"]  # 0.5 < 2 x 0.289
+    # Two answer choices: a coin's pass@2 is 0.75, within 0.2 of the model's.
+    assert "uniform guess within 0.2 of pass@2" in screen(records, k=2, choices=2, neighbours=[0.25, 0.26])["failed"]
+    rows = [{"steps": 850, "gap_above_guessing": 0.300, "failed": []}, {"steps": 350, "gap_above_guessing": 0.295, "failed": []},
+            {"steps": 200, "gap_above_guessing": 0.5, "failed": ["greedy > 0.8"]}]
+    assert choose(rows)["steps"] == 350  # within 0.01 of the best qualifier: fewer SFT steps
+    assert choose([{**rows[0], "gap_above_guessing": 0.32}, rows[1]])["steps"] == 850
+    assert choose(rows[2:]) is None
+
+
+def test_grpo_gap_diagnosis_by_hand():
+    from grpo_gap_diagnosis import gap_kind, greedy_errors, guessing_level, sum_distribution, transitions
+
+    # Two digits in 1..3: sums 2..6 with counts 1, 2, 3, 2, 1 of 9.
+    dist = sum_distribution(2, 1, 3)
+    assert dist == {"2": 1 / 9, "3": 2 / 9, "4": 3 / 9, "5": 2 / 9, "6": 1 / 9}
+    assert guessing_level("4", dist) == 3 / 9 and guessing_level("2", dist) == 1 / 5  # uniform beats the prior on "2"
+    right, misread, bad_sum = "1 + 3 = \\boxed{4}", "2 + 3 = \\boxed{5}", "1 + 3 = \\boxed{5}"
+    # Truth 4 (guessing level 1/3): 3 of 4 samples right is above it, 1 of 4 is not.
+    skill = prompt_record((1, 3), "4", misread, [right] * 3 + [misread])
+    guess = prompt_record((1, 3), "4", bad_sum, [right] + [misread] * 3)
+    unreached = prompt_record((1, 3), "4", misread, [misread] * 4)
+    solved = prompt_record((1, 3), "4", right, [misread] * 4)
+    assert [gap_kind(r, dist) for r in (skill, guess, unreached, solved)] == ["skill", "guess", "unreached", "solved"]
+    # A later model that answers the skill prompt right and loses the solved one.
+    later = [prompt_record((1, 3), "4", t, [t]) for t in (right, bad_sum, misread, misread)]
+    moved = transitions([skill, guess, unreached, solved], later, dist)
+    assert moved == {"solved": {"prompts": 1, "right_after": 0}, "skill": {"prompts": 1, "right_after": 1},
+                     "guess": {"prompts": 1, "right_after": 0}, "unreached": {"prompts": 1, "right_after": 0}}
+    assert greedy_errors(later) == {"greedy_wrong": 0.75, "misread": 0.5, "read_right_sum_wrong": 0.25}
+    from grpo_gap_diagnosis import by_right_samples
+
+    # skill: greedy wrong, 3 of 4 right, later right; guess: wrong, 1 of 4, later wrong; unreached: wrong, 0, later
+    # wrong; solved: greedy right, 0 of 4 right (a near tie), later wrong.
+    assert by_right_samples([skill, guess, unreached, solved], later) == {
+        "greedy_right": {0: [1, 0]}, "greedy_wrong": {0: [1, 0], 1: [1, 0], 3: [1, 1]}}
+
+
+def test_grpo_settings_table_lists_every_checkpoint():
+    from grpo_gap_screen import settings_table
+
+    v = {"greedy_accuracy": 0.453, "sampled_accuracy": 0.31, "pass_at_k": 0.824}
+    table = settings_table([("24 tokens", {"models": {"ws": {"validation": {**v, "greedy_accuracy": 0.348}},
+                                                      "lr3e-5_s320": {"validation": v}}})])
+    assert table.splitlines()[2:] == ["| 24 tokens | ws | 0.348 | 0.310 | 0.824 |", "| 24 tokens | lr3e-5_s320 | 0.453 | 0.310 | 0.824 |"]

@@ -53,12 +53,13 @@ for _builder, _steps in ((build_warm_mmupt_model_125, 125), (build_warm_mmupt_mo
     _builder.zoo_version = f"theta10:{_steps}:{WARMUP_LR}"
 
 
-def shuffled_reading_warm_start(out_dir, *, count: int, steps: int, seed: int = 0) -> Path:
+def shuffled_reading_warm_start(out_dir, *, count: int, steps: int, seed: int = 0, high: int | None = None) -> Path:
     """The warm-up SFT on `count` numbers whose demonstrations read them in a shuffled order (digit_sum
-    `reading_order: shuffled`), stopped at `steps`."""
+    `reading_order: shuffled`), stopped at `steps`; `high`: the largest digit (None: the task's default, 3)."""
+    digits = {} if high is None else {"high": high}
     return sft_warm_start(out_dir, base_zoo="tiny-qwen2.5-vl", task="digit_sum",
-                          task_args={"train_labels": True, "count": count, "reading_order": "shuffled"}, seed=seed,
-                          steps=steps, lr=WARMUP_LR)
+                          task_args={"train_labels": True, "count": count, "reading_order": "shuffled", **digits},
+                          seed=seed, steps=steps, lr=WARMUP_LR)
 
 
 # Three numbers read in a shuffled order, stopped at 450 SFT steps: the first warm start measured here whose majority
@@ -81,5 +82,15 @@ def build_warm_mmupt_model_c4s_700(out_dir, *, seed: int = 0) -> Path:
     return shuffled_reading_warm_start(out_dir, count=4, steps=700, seed=seed)
 
 
+# Three numbers with digits 1-5 read in a shuffled order, 350 SFT steps (session 9, the GRPO warm start,
+# benchmarks/results/learning_grpo_s9_screen.md): on 256 validation prompts greedy 0.348, pass@8 at T 1.0 0.777 (gap +0.430
+# ± 0.035), where a uniform guess among the 13 possible sums reaches 0.473 in 8 tries; its SFT curve is flat around it
+# (0.336 at 300 steps, 0.320 at 400). The checkpoint of the session's rule with the largest pass@8 gap above guessing.
+@MODEL_ZOO.register("tiny-qwen2.5-vl-mmupt-c3sh5-350")
+def build_warm_mmupt_model_c3sh5_350(out_dir, *, seed: int = 0) -> Path:
+    return shuffled_reading_warm_start(out_dir, count=3, high=5, steps=350, seed=seed)
+
+
 build_warm_mmupt_model_c3s_450.zoo_version = f"theta10:c3-shuffled:450:{WARMUP_LR}"
+build_warm_mmupt_model_c3sh5_350.zoo_version = f"theta10:c3-h5-shuffled:350:{WARMUP_LR}"
 build_warm_mmupt_model_c4s_700.zoo_version = f"theta10:c4-shuffled:700:{WARMUP_LR}"
