@@ -84,8 +84,11 @@ def heldout_run(model_dir: str, heldout: int) -> Any:
         "train.threads=1", "train.output_dir=/tmp/mmpost-world-env-eval", "algorithm.kl_coef=0.0"]))
 
 
-def sampled_success(model_dir: str, heldout: int, k: int, temperature: float, seed: int = 0) -> dict[str, float]:
-    """k sampled episodes per held-out start in the ground-truth env: mean success and pass@k."""
+def sampled_success(model_dir: str, heldout: int, k: int, temperature: float, seed: int = 0,
+                    indices: list[int] | None = None) -> dict[str, float]:
+    """k sampled episodes per held-out start in the ground-truth env: mean success and pass@k.
+    `indices` plays only those of the first `heldout` held-out rows (world_env_wider_heldout.py: the fresh
+    configurations, each once)."""
     import numpy as np
     import torch
 
@@ -96,6 +99,8 @@ def sampled_success(model_dir: str, heldout: int, k: int, temperature: float, se
     torch.manual_seed(seed)
     run = heldout_run(model_dir, heldout)
     task, rows = run.task, list(run.heldout_rows)
+    if indices is not None:
+        rows = [rows[i] for i in indices]
     params = SamplingParams(n=1, temperature=temperature, max_new_tokens=2 * task.chunk + 1)
     episodes = run_episodes(run.policy, run.backend, task.ground_truth_env(), rows, params, group_size=k,
                             max_policy_calls=task.max_policy_calls, seed=seed)

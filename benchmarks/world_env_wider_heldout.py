@@ -14,6 +14,12 @@ targets), so rows repeat them: rows 64-255 hold 34 configurations of rows 0-63, 
 not in rows 0-255. A greedy episode is a function of its configuration, so each distinct one is played once, and the
 report adds the configurations of rows `--fresh-from`.. that occur in no earlier row, each once (session 8:
 `--heldout 768 --fresh-from 256`).
+
+`--sampled-k 8` adds, on those fresh configurations, k sampled episodes per configuration at the recipe's training
+temperature for the warm start and each seed (sampled success and pass@k; session 9's secondary measure: a greedy
+0/1 per configuration flips with small changes, the sampled rate shows whether the whole policy moved).
+`--paired-with OTHER.json` (another policy set's results of this script, same seeds) adds the per-seed difference
+of the gains, this set minus the other (session 9: world model against the ground-truth control).
 """
 from __future__ import annotations
 
@@ -95,6 +101,31 @@ def gain_statistics(gains: list[float]) -> dict[str, float]:
     return {"mean": mean, "std": std, "se": se, "in_se": mean / se if se > 0 else float("nan")}
 
 
+def gain_line(name: str, before: float | None, gains: list[float]) -> str:
+    """One table row: the part, its value before ("-" for none), the per-seed gains and their mean ± std, SE and
+    mean / SE."""
+    stats, first = gain_statistics(gains), "-" if before is None else f"{before:.3f}"
+    return (f"| {name} | {first} | {' / '.join(f'{g:+.3f}' for g in gains)} | {stats['mean']:+.3f} ± "
+            f"{stats['std']:.3f} | {stats['se']:.3f} | {stats['in_se']:+.1f} |")
+
+
+def paired_differences(gains: dict[str, list[float]], other: dict[str, dict]) -> dict[str, list[float]]:
+    """Per part and seed, this set's gain minus the other set's (`other`: its record's "gains"); parts the other
+    lacks are left out."""
+    return {name: [a - b for a, b in zip(per_seed, other[name]["per_seed"], strict=True)]
+            for name, per_seed in gains.items() if name in other}
+
+
+def sampled_on(policies: dict[str, str | Path], heldout: int, indices: list[int], k: int, seed: int) -> dict[str, dict]:
+    """k sampled GT episodes per configuration in `indices` at the recipe's training temperature, per policy."""
+    from learning_world_env import sampled_success
+    from mmpost.config import load_config
+
+    temperature = load_config(REPO / "recipes" / "world_env.yaml", []).rollout.temperature
+    return {name: {**sampled_success(str(model), heldout, k, temperature, seed=seed, indices=indices),
+                   "temperature": temperature} for name, model in policies.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", required=True, help="folder of seed<N>/ run folders (each with summary.json)")
@@ -102,7 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout", type=int, default=256)
     parser.add_argument("--fresh-from", type=int, default=BENCHMARK_STARTS,
                         help="the first held-out row never compared on (session 7: 64; session 8: 256)")
-    parser.add_argument("--name", required=True, help="results file stem under benchmarks/results")
+    parser.add_argument("--sampled-k", type=int, default=0,
+                        help="also k sampled episodes per fresh configuration at the training temperature (0: off)")
+    parser.add_argument("--sampled-seed", type=int, default=0)
+    parser.add_argument("--paired-with", type=Path, default=None,
+                        help="another policy set's results JSON of this script: per-seed gain differences")
+    parser.add_argument("--name", required=True, help="results file stem under --results")
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     runs = sorted(p for p in Path(args.runs).glob("seed*") if (p / "summary.json").is_file())
     if not runs:
@@ -120,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
              f"all {args.heldout}": list(range(args.heldout))}
     record["parts"] = parts
     gains = {name: [] for name in parts}
+    models = {}
     for run in runs:
         summary = json.loads((run / "summary.json").read_text())
-        model = run / "checkpoints" / f"step_{summary['steps']}" / "model"
+        model = models[run.name] = run / "checkpoints" / f"step_{summary['steps']}" / "model"
         after = greedy_successes(model, args.heldout)
         first = statistics.fmean(after[:BENCHMARK_STARTS])
         if abs(first - summary["heldout_accuracy_after"]) > 1e-9:
@@ -135,15 +173,27 @@ def main(argv: list[str] | None = None) -> int:
              f"seeds {', '.join(r.name for r in runs)})", "",
              "| held-out starts | before | gain per seed | gain (mean ± std) | SE | gain / SE |", "|---|---|---|---|---|---|"]
     for name, part in parts.items():
-        stats = gain_statistics(gains[name])
-        lines.append(f"| {name} | {mean_at(before, part):.3f} | "
-                     f"{' / '.join(f'{g:+.3f}' for g in gains[name])} | {stats['mean']:+.3f} ± {stats['std']:.3f} | "
-                     f"{stats['se']:.3f} | {stats['in_se']:+.1f} |")
-        record.setdefault("gains", {})[name] = {"per_seed": gains[name], **stats}
+        lines.append(gain_line(name, mean_at(before, part), gains[name]))
+        record.setdefault("gains", {})[name] = {"per_seed": gains[name], **gain_statistics(gains[name])}
+    if args.paired_with:
+        differences = paired_differences(gains, json.loads(args.paired_with.read_text())["gains"])
+        lines += ["", f"Paired by seed: this set's gain minus `{args.paired_with.name}`'s (greedy; same seeds)", "",
+                  "| held-out starts | - | difference per seed | mean ± std | SE | mean / SE |", "|---|---|---|---|---|---|"]
+        lines += [gain_line(name, None, d) for name, d in differences.items()]
+        record["paired_with"] = {"file": str(args.paired_with), "differences": {
+            name: {"per_seed": d, **gain_statistics(d)} for name, d in differences.items()}}
+    if args.sampled_k:
+        sampled = sampled_on({"before": args.warm_start, **models}, args.heldout, fresh, args.sampled_k, args.sampled_seed)
+        lines += ["", f"Sampled success on the {len(fresh)} fresh configurations ({args.sampled_k} episodes each at "
+                  f"temperature {sampled['before']['temperature']}, sampling seed {args.sampled_seed}; secondary)", "",
+                  "| measure | before | gain per seed | gain (mean ± std) | SE | gain / SE |", "|---|---|---|---|---|---|"]
+        for key, label in (("sampled_accuracy", "sampled success"), ("pass_at_k", f"pass@{args.sampled_k}")):
+            lines.append(gain_line(label, sampled["before"][key],
+                                   [sampled[run.name][key] - sampled["before"][key] for run in runs]))
+        record["sampled_fresh"] = {"k": args.sampled_k, "seed": args.sampled_seed, "indices": fresh, **sampled}
     text = "\n".join(lines) + "\n"
-    results = REPO / "benchmarks" / "results"
-    (results / f"{args.name}.md").write_text(text)
-    (results / f"{args.name}.json").write_text(json.dumps(record, indent=1))
+    (args.results / f"{args.name}.md").write_text(text)
+    (args.results / f"{args.name}.json").write_text(json.dumps(record, indent=1))
     print(text)
     return 0
 
