@@ -6,7 +6,7 @@ STAMP := $(VENV)/.mmpost-installed
 RECIPE ?= visurf
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-main test-fast test-vllm test-deepspeed vllm-env gpu-check-cpu bench-learning lint clean
+.PHONY: setup demo test test-main test-fast test-vllm test-deepspeed vllm-env gpu-check-cpu bench-learning warm-starts lint clean
 
 setup: $(STAMP)
 
@@ -57,6 +57,11 @@ test-deepspeed: setup
 bench-learning: setup
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[bench]"
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/learning.py --suite all
+
+# Every cached model bench-learning starts from, built once and timed (bench-learning builds any missing on first use).
+warm-starts: setup
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[bench]"
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/warm_starts.py
 
 clean:
 	rm -rf runs artifacts .pytest_cache

@@ -411,8 +411,24 @@ def main(argv: list[str] | None = None) -> int:
     print(text, flush=True)
     print(f"shapes: {time.perf_counter() - started:.0f} s", flush=True)
     if args.suite == "all":
-        run_scripts(SUITE_SCRIPTS, args.seeds, started)
+        walls = {"learning.py (shapes)": round(time.perf_counter() - started, 1)}
+        walls.update(run_scripts(SUITE_SCRIPTS, args.seeds, started))
+        record_suite_wall(walls)
     return 0
+
+
+def record_suite_wall(walls: dict[str, float], results: Path = REPO / "benchmarks" / "results") -> dict:
+    """Write results/learning_suite_wall.json: the wall seconds of each part of one `--suite all` run, as measured,
+    with the machine's core count and load (a timing taken beside other work says so)."""
+    import json
+    import os
+    import platform
+
+    record = {"parts_wall_s": walls, "wall_s": round(sum(walls.values()), 1), "cpus": os.cpu_count(),
+              "load_average_at_end": [round(v, 2) for v in os.getloadavg()], "machine": platform.machine(),
+              "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    (results / "learning_suite_wall.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
 
 
 def budget_section() -> str:
@@ -468,7 +484,8 @@ def time_script(script: str, seeds: list[int], results: Path = REPO / "benchmark
     return entry
 
 
-def run_scripts(scripts: list[str], seeds: list[int], started: float) -> None:
+def run_scripts(scripts: list[str], seeds: list[int], started: float) -> dict[str, float]:
+    walls = {}
     for script in scripts:
         path = REPO / "benchmarks" / script
         if not path.is_file():
@@ -477,8 +494,10 @@ def run_scripts(scripts: list[str], seeds: list[int], started: float) -> None:
         begun = time.perf_counter()
         print(f"== {script}", flush=True)
         subprocess.run([sys.executable, str(path), "--seeds", *map(str, seeds)], cwd=REPO, check=True)
-        print(f"{script}: {time.perf_counter() - begun:.0f} s", flush=True)
+        walls[script] = round(time.perf_counter() - begun, 1)
+        print(f"{script}: {walls[script]:.0f} s", flush=True)
     print(f"whole suite: {time.perf_counter() - started:.0f} s", flush=True)
+    return walls
 
 
 if __name__ == "__main__":
