@@ -177,8 +177,9 @@ def measured_wall_to_cpu(results: Path) -> tuple[float, dict[str, float]]:
         for label, values in timed_runs.items():
             for index, run in enumerate(values if isinstance(values, list) else []):
                 old = (recorded_runs.get(label) or [])[index:index + 1] if isinstance(recorded_runs, dict) else []
+                # A recorded run with its own CPU seconds needs no ratio (and its wall is not the shared machine's).
                 if old and isinstance(run, dict) and isinstance(run.get("cpu_seconds"), (int, float)) \
-                        and same_run(old[0], run):
+                        and same_run(old[0], run) and not (isinstance(old[0], dict) and "cpu_seconds" in old[0]):
                     cpu, wall = cpu + run["cpu_seconds"], wall + float(old[0]["seconds"] if isinstance(old[0], dict) else old[0])
         if wall:
             per_part[part] = cpu / wall
@@ -370,6 +371,15 @@ def suite_budget_text(results: Path = REPO / "benchmarks" / "results", parallel:
     measured = ", ".join(f"{part} {ratio:.2f}" for part, ratio in per_part.items()) or "none"
     worst = max(per_part.values(), default=pooled)
     high = sum(p["wall_s"] for p in suite_budget(results, parallel, worst))
+    measured_run = results / "learning_suite_wall.json"
+    if measured_run.is_file():
+        run = json.loads(measured_run.read_text())
+        parts_text = ", ".join(f"{name} {seconds / 60:.1f}" for name, seconds in run["parts_wall_s"].items())
+        lines.append(f"\n**Measured** (learning_suite_wall.json, finished {run['finished']}, {run['cpus']} CPUs): one "
+                     f"`--suite all` run took {run['wall_s'] / 60:.1f} min wall with its warm starts cached ({parts_text} "
+                     "min). The estimate above predates that measurement: its rows marked \"recorded wall × f\" scale "
+                     "wall seconds as if recorded on the loaded shared machine, which undercounts parts whose results "
+                     "a quiet run wrote (PROPA, the TRL side).")
     lines.append(f"\nRecorded wall → CPU seconds, measured by rerunning parts with CPU accounting: {measured} "
                  f"(pooled {pooled:.2f}, used where a process has no CPU seconds). With cached warm starts the suite "
                  f"{verdict} 60 minutes on a quiet 2-core machine by this estimate ({total / 60:.0f} min; "

@@ -304,3 +304,65 @@ def test_session9_grpo_groups_load_and_differ_only_in_the_reward():
     assert [r["name"] for r in config.rewards] == ["mm_upt_label_accuracy"] and config.rollout.max_new_tokens == 24
     assert config.rollout.temperature == 1.0 and config.rollout.num_generations == 8 and config.algorithm.kl_coef == 0.0
     assert [r["name"] for r in load_config(REPO / "recipes" / "grpo.yaml", control.overrides).rewards] == ["mm_upt_random_control"]
+
+
+def test_warm_starts_build_what_every_suite_part_builds():
+    """`make warm-starts` must build every cached model a `make bench-learning` part builds on first use: each
+    `ensure_*` builder a suite script defines is called by benchmarks/warm_starts.py, and each script that builds
+    through ensure_model_folder itself is imported there (a new part that builds its own warm start fails here)."""
+    import ast
+
+    from learning import SUITE_SCRIPTS
+
+    source = (REPO / "benchmarks" / "warm_starts.py").read_text()
+    calls = {f"{n.func.value.id}.{n.func.attr}" for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)
+             and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name)}
+    imported = {a.name for n in ast.walk(ast.parse(source)) if isinstance(n, (ast.Import, ast.ImportFrom))
+                for a in n.names} | {n.module for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)}
+    for script in ["learning.py", *SUITE_SCRIPTS]:
+        module = script.removesuffix(".py")
+        tree = ast.parse((REPO / "benchmarks" / script).read_text())
+        builders = [f.name for f in tree.body if isinstance(f, ast.FunctionDef) and f.name.startswith("ensure_")]
+        for name in builders:
+            assert f"{module}.{name}" in calls, f"{script} builds through {name}(); warm_starts.py does not call it"
+        if not builders and "ensure_model_folder" in (REPO / "benchmarks" / script).read_text():
+            assert module in imported, f"{script} builds warm starts; warm_starts.py does not cover it"
+
+
+def test_suite_wall_record(tmp_path):
+    from learning import record_suite_wall
+
+    record = record_suite_wall({"learning.py (shapes)": 248.0, "learning_vs_trl.py": 106.0}, tmp_path)
+    stored = json.loads((tmp_path / "learning_suite_wall.json").read_text())
+    assert stored["wall_s"] == 354.0 and stored["parts_wall_s"]["learning_vs_trl.py"] == 106.0 and stored == record
+
+
+def test_replication_compares_verdicts_by_hand(tmp_path):
+    """Two runs' rows matched by label: a verdict that flips, one that holds with other digits, a row only one run
+    has; the TRL control's after-training difference read from its comparison."""
+    from learning_replication import compare, table
+
+    def row(label, before, gains, se, significant):
+        return {"label": label, "before": [before] * 3, "gain_mean": sum(gains) / 3, "gain_se": se,
+                "gain_over_se": (sum(gains) / 3) / se, "significant": significant, "gains": gains}
+
+    earlier, later = tmp_path / "a", tmp_path / "b"
+    earlier.mkdir(), later.mkdir()
+    (earlier / "learning.json").write_text(json.dumps({"rows": [row("GRPO", 0.5, [0.1, 0.1, 0.1], 0.01, True),
+                                                                row("HPT", 0.5, [0.0, 0.03, 0.0], 0.01, False)]}))
+    (later / "learning.json").write_text(json.dumps({"rows": [row("GRPO", 0.5, [0.1, 0.2, 0.1], 0.03, True),
+                                                              row("HPT", 0.5, [0.1, 0.1, 0.1], 0.01, True),
+                                                              row("SFT", 0.5, [0.1, 0.1, 0.1], 0.01, True)]}))
+    trl = {"grpo": {"comparison": {"after_difference": -0.007, "after_difference_se": 0.017}}}
+    (earlier / "learning_vs_trl.json").write_text(json.dumps(trl))
+    trl["grpo"]["comparison"]["after_difference"] = 0.004
+    (later / "learning_vs_trl.json").write_text(json.dumps(trl))
+    result = compare(earlier, later)
+    rows = {r["label"]: r for r in result["rows"]}
+    assert rows["GRPO"]["same_verdict"] and not rows["GRPO"]["same_per_seed"]
+    assert not rows["HPT"]["same_verdict"]
+    assert rows["SFT"]["earlier"] is None and not rows["SFT"]["same_verdict"]
+    assert result["trl_after_difference"]["later"]["grpo"] == (0.004, 0.017)
+    assert "learning_audio" in result["missing_parts"]
+    text = table(result)
+    assert "Verdicts that agree: 1 of 3 rows." in text and "| grpo | -0.007 ± 0.017 | +0.004 ± 0.017 |" in text
