@@ -3,10 +3,11 @@
     python benchmarks/warm_starts.py            # or: make warm-starts
 
 Each part of the suite builds its own warm starts on first use anyway (benchmarks/learning*.py call the same
-functions below); building them here first separates the one-off build time from the suite's own run time, so
-"the suite with cached warm starts" is a measured number (`time make warm-starts; time make bench-learning`).
-A folder that is already built is reused (the zoo's version stamp decides, as in a recipe run). Writes
-benchmarks/results/warm_starts.json: seconds per part (wall, this process's CPU) and what each built. Not a test.
+functions below), one after another; here the builds run `--parallel` at a time (processes on 1 torch thread each,
+longest first), and building them first separates the one-off build time from the suite's own run time, so "the
+suite with cached warm starts" is a measured number (`time make warm-starts; time make bench-learning`). A folder that
+is already built is reused (the zoo's version stamp decides, as in a recipe run). Writes
+benchmarks/results/warm_starts.json: per build its wall and CPU seconds and what it wrote. Not a test.
 """
 from __future__ import annotations
 
@@ -21,20 +22,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learning_report import REPO  # noqa: E402
 
 
-def shapes_and_modalities() -> None:
-    """The zoo warm starts named by the recipes learning.py, learning_vs_trl.py and learning_modalities.py run."""
+def vision_language_models() -> dict[str, tuple[str, list[str]]]:
+    """The zoo warm starts of the recipes learning.py, learning_vs_trl.py and learning_modalities.py run: model folder
+    -> (recipe, overrides) of one run that names it."""
     import learning
     import learning_modalities
-    from learning_vs_trl import recipe_config
+    from learning_vs_trl import SHARED, WARM_START
+    from mmpost.config import load_config
+
+    runs = [(method, []) for method in learning.METHODS]
+    runs.append(("grpo", [f"model.path={REPO / WARM_START[1]}", f"model.zoo={WARM_START[0]}", *SHARED]))
+    runs += [(learning_modalities.GROUPS[name].recipe, list(learning_modalities.GROUPS[name].overrides))
+             for name in learning_modalities.DEFAULT_GROUPS]
+    models = {}
+    for recipe, overrides in runs:
+        model = load_config(REPO / "recipes" / f"{recipe}.yaml", overrides).model
+        if model.zoo:
+            models.setdefault(str(Path(model.path).resolve()), (recipe, overrides))
+    return models
+
+
+def vision_language(recipe: str, overrides: list[str]) -> None:
     from mmpost.config import load_config
     from mmpost.model import ensure_model_folder
 
-    for method in learning.METHODS:
-        ensure_model_folder(load_config(REPO / "recipes" / f"{method}.yaml").model)
-    ensure_model_folder(recipe_config("grpo", []).model)
-    for name in learning_modalities.DEFAULT_GROUPS:
-        group = learning_modalities.GROUPS[name]
-        ensure_model_folder(load_config(REPO / "recipes" / f"{group.recipe}.yaml", list(group.overrides)).model)
+    ensure_model_folder(load_config(REPO / "recipes" / f"{recipe}.yaml", overrides).model)
 
 
 def audio() -> None:
@@ -67,8 +79,29 @@ def flow() -> None:
     learning_flow.ensure_warm_start()
 
 
-PARTS = {"shapes, TRL control, modalities": shapes_and_modalities, "audio": audio, "propa": propa, "rlir": rlir,
-         "world_env": world_env, "flow": flow}
+OTHER_PARTS = {"world_env": world_env, "propa": propa, "rlir": rlir, "audio": audio, "flow": flow}
+# Build minutes measured one at a time on 1 thread (session 10): the longest start first, so the lanes end together.
+MINUTES = {"tiny-qwen2.5-vl-gui-8192": 4.6, "world_env": 5.1, "tiny-qwen2.5-vl-video": 3.5, "propa": 3.8,
+           "tiny-qwen2.5-vl-driving": 3.3, "rlir": 0.8, "tiny-qwen2.5-vl-shapes": 0.5, "tiny-qwen2.5-vl-mmupt": 0.4,
+           "audio": 0.2, "flow": 0.1}
+
+
+def units() -> dict[str, tuple]:
+    """Every build as (function, args), named by its model folder (vision-language) or its suite part."""
+    out = {Path(folder).name: (vision_language, args) for folder, args in vision_language_models().items()}
+    out.update({name: (function, ()) for name, function in OTHER_PARTS.items()})
+    return dict(sorted(out.items(), key=lambda item: -MINUTES.get(item[0], 1.0)))
+
+
+def build(name: str, function, args) -> dict:
+    """One build in this process, timed; what it wrote under artifacts/."""
+    before, wall, cpu = folders(), time.perf_counter(), cpu_seconds()
+    function(*args)
+    after = folders()
+    record = {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(cpu_seconds() - cpu, 1),
+              "built": sorted(k for k, v in after.items() if before.get(k) != v)}
+    print(f"{name}: {record}", flush=True)
+    return record
 
 
 def cpu_seconds() -> float:
@@ -84,21 +117,37 @@ def folders() -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
+    parser.add_argument("--parallel", type=int, default=2, help="builds at once, each a process on 1 torch thread")
+    parser.add_argument("--only", nargs="+", help="build only these (names as listed by --list)")
+    parser.add_argument("--list", action="store_true", help="list the builds and exit")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "warm_starts.json"))
     args = parser.parse_args(argv)
 
-    record = {}
-    for name in args.parts:
-        before, wall, cpu = folders(), time.perf_counter(), cpu_seconds()
-        PARTS[name]()
-        after = folders()
-        record[name] = {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(cpu_seconds() - cpu, 1),
-                        "built": sorted(k for k, v in after.items() if before.get(k) != v)}
-        print(f"{name}: {record[name]}", flush=True)
-    total = sum(r["wall_s"] for r in record.values())
-    print(f"all warm starts: {total:.0f} s", flush=True)
-    Path(args.results).write_text(json.dumps({"parts": record, "wall_s": round(total, 1)}, indent=1) + "\n")
+    todo = units()
+    if args.list:
+        print("\n".join(todo))
+        return 0
+    if args.only:
+        unknown = sorted(set(args.only) - set(todo))
+        if unknown:
+            parser.error(f"unknown build(s) {unknown}; --list shows them")
+        todo = {name: unit for name, unit in todo.items() if name in args.only}
+    started = time.perf_counter()
+    if args.parallel <= 1:
+        record = {name: build(name, function, unit_args) for name, (function, unit_args) in todo.items()}
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        # Each build writes only its own folders under artifacts/, so builds in separate processes do not race.
+        with ProcessPoolExecutor(max_workers=args.parallel, mp_context=get_context("spawn")) as pool:
+            futures = {name: pool.submit(build, name, function, unit_args) for name, (function, unit_args) in todo.items()}
+            record = {name: future.result() for name, future in futures.items()}
+    wall = time.perf_counter() - started
+    print(f"all warm starts: {wall:.0f} s wall, {sum(r['cpu_s'] for r in record.values()):.0f} CPU s, "
+          f"{args.parallel} at once", flush=True)
+    Path(args.results).write_text(json.dumps({"builds": record, "wall_s": round(wall, 1), "parallel": args.parallel},
+                                             indent=1) + "\n")
     return 0
 
 
