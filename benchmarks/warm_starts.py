@@ -7,7 +7,7 @@ functions below), one after another; here the builds run `--parallel` at a time 
 longest first), and building them first separates the one-off build time from the suite's own run time, so "the
 suite with cached warm starts" is a measured number (`time make warm-starts; time make bench-learning`). A folder that
 is already built is reused (the zoo's version stamp decides, as in a recipe run). Writes
-benchmarks/results/warm_starts.json: per build its wall and CPU seconds and what it wrote. Not a test.
+benchmarks/results/warm_starts.json: per build its wall and CPU seconds, and the folders the run wrote. Not a test.
 """
 from __future__ import annotations
 
@@ -94,12 +94,10 @@ def units() -> dict[str, tuple]:
 
 
 def build(name: str, function, args) -> dict:
-    """One build in this process, timed; what it wrote under artifacts/."""
-    before, wall, cpu = folders(), time.perf_counter(), cpu_seconds()
+    """One build in this process, timed (what it wrote is listed for the whole run: builds run side by side)."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
     function(*args)
-    after = folders()
-    record = {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(cpu_seconds() - cpu, 1),
-              "built": sorted(k for k, v in after.items() if before.get(k) != v)}
+    record = {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(cpu_seconds() - cpu, 1)}
     print(f"{name}: {record}", flush=True)
     return record
 
@@ -132,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown build(s) {unknown}; --list shows them")
         todo = {name: unit for name, unit in todo.items() if name in args.only}
-    started = time.perf_counter()
+    started, before = time.perf_counter(), folders()
     if args.parallel <= 1:
         record = {name: build(name, function, unit_args) for name, (function, unit_args) in todo.items()}
     else:
@@ -146,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
     print(f"all warm starts: {wall:.0f} s wall, {sum(r['cpu_s'] for r in record.values()):.0f} CPU s, "
           f"{args.parallel} at once", flush=True)
-    Path(args.results).write_text(json.dumps({"builds": record, "wall_s": round(wall, 1), "parallel": args.parallel},
-                                             indent=1) + "\n")
+    built = sorted(k for k, v in folders().items() if before.get(k) != v)
+    Path(args.results).write_text(json.dumps({"builds": record, "wall_s": round(wall, 1), "parallel": args.parallel,
+                                              "built": built}, indent=1) + "\n")
     return 0
 
 
