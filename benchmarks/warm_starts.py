@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"all warm starts: {wall:.0f} s wall, {sum(r['cpu_s'] for r in record.values()):.0f} CPU s, "
           f"{args.parallel} at once", flush=True)
     built = sorted(k for k, v in folders().items() if before.get(k) != v)
+    if not built and Path(args.results).is_file():
+        print(f"nothing built (all cached): {args.results} keeps the run that built them", flush=True)
+        return 0
     Path(args.results).write_text(json.dumps({"builds": record, "wall_s": round(wall, 1), "parallel": args.parallel,
                                               "built": built}, indent=1) + "\n")
     return 0
