@@ -52,8 +52,8 @@ test-deepspeed: setup
 # The learning benchmarks (3 seeds each, 2 runs at a time, one torch thread each, warm starts built once and cached;
 # a warm start's held-out evaluation is computed once per seed and reused by every method started from it): the shapes
 # methods, the TRL control (needs the `bench` extra, installed here; its mmpost side is the shapes runs, read back), the
-# other modalities and the other learning scripts. Estimated 40 min on a quiet 2-core machine with cached warm starts
-# (benchmarks/results/learning.md, end).
+# other modalities and the other learning scripts. Measured 27.5 and 28.7 min on a quiet 2-core machine with cached
+# warm starts (benchmarks/results/learning_suite_wall.json; README, "The whole suite, timed and replicated").
 bench-learning: warm-starts
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/learning.py --suite all
 
