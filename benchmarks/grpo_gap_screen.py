@@ -110,20 +110,38 @@ def markdown(rows: list[dict], chosen: dict | None) -> str:
     return "\n".join(lines)
 
 
-def settings_table(runs: list[tuple[str, dict]]) -> str:
+def paid_with_wrong_reading(records: list[dict]) -> float | None:
+    """Of the sampled answers a box-only reward pays (the box is the true sum), the share whose worked answer misread the
+    numbers (as a multiset: the reading order is free): credit the reward gives to wrong reading tokens."""
+    paid = wrong = 0
+    for r in records:
+        for answer, read in zip(r["answers"], r["reads"]):
+            if answer == r["truth"]:
+                paid += 1
+                wrong += read is None or sorted(read) != sorted(r["numbers"])
+    return wrong / paid if paid else None
+
+
+def settings_table(runs: list[tuple[str, dict, dict]]) -> str:
     """Every model of the `--settings` diagnosis reports (GRPO checkpoints scored on the validation prompts to choose lr
-    and steps): greedy, sampled accuracy and pass@k, each run's first model (the warm start) first."""
-    lines = ["| grid | model | greedy | sampled | pass@k |", "|---|---|---|---|---|"]
-    for label, report in runs:
+    and steps), each run's first model (the warm start) first: greedy, sampled accuracy, pass@k, and how the box relates
+    to the worked answer's reading (greedy misread; greedy box ≠ the sum of its own reading; of the right sampled boxes,
+    the share reached through a misread)."""
+    lines = ["| grid | model | greedy | sampled | pass@k | greedy misread | greedy box ≠ own reading's sum | right samples "
+             "misread |", "|---" * 8 + "|"]
+    for label, report, records in runs:
         for name, model in report["models"].items():
             v = model["validation"]
-            lines.append(f"| {label} | {name} | {v['greedy_accuracy']:.3f} | {v['sampled_accuracy']:.3f} | {v['pass_at_k']:.3f} |")
+            paid = paid_with_wrong_reading(records.get(name, {}).get("validation", []))
+            lines.append(f"| {label} | {name} | {v['greedy_accuracy']:.3f} | {v['sampled_accuracy']:.3f} | {v['pass_at_k']:.3f} "
+                         f"| {v['greedy_reading_wrong']:.3f} | {v['greedy_sum_inconsistent']:.3f} | "
+                         f"{'-' if paid is None else f'{paid:.3f}'} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs="+", required=True, help="VARIANT=DIAGNOSIS.json: the screened checkpoints")
+    parser.add_argument("--runs", nargs="*", default=[], help="VARIANT=DIAGNOSIS.json: the screened checkpoints")
     parser.add_argument("--greedy-from", nargs="*", default=[], help="VARIANT=DIAGNOSIS.json: neighbours' greedy only")
     parser.add_argument("--settings", nargs="*", default=[],
                         help="LABEL=DIAGNOSIS.json: GRPO checkpoints on the validation prompts (the lr and steps choice)")
@@ -149,13 +167,18 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"variant": variant, "model": name, "steps": steps, "temperature": report["temperature"],
                          "k": report["k"], **screen(records["validation"], k=report["k"], choices=choices, neighbours=neighbours)})
     chosen = choose(rows)
-    text = markdown(rows, chosen)
-    settings = [(item.split("=", 1)[0], json.loads(Path(item.split("=", 1)[1]).read_text())["report"]) for item in args.settings]
+    text = markdown(rows, chosen) if rows else ""
+    settings = []
+    for item in args.settings:
+        label, path = item.split("=", 1)
+        data = json.loads(Path(path).read_text())
+        settings.append((label, data["report"], data.get("records", {})))
     if settings:
-        text += ("\n\nGRPO from the chosen warm start, seed 0, scored on the same validation prompts (k samples at the "
-                 "training temperature), every setting tried:\n\n" + settings_table(settings))
+        text += ("\n\n" if text else "") + (
+            "GRPO from the chosen warm start, seed 0, scored on the same validation prompts (k samples at the "
+            "training temperature), every setting tried:\n\n" + settings_table(settings))
     write_results(args.out, text, {"rows": rows, "chosen": chosen,
-                                   "settings": [{"label": label, "report": report} for label, report in settings]})
+                                   "settings": [{"label": label, "report": report} for label, report, _ in settings]})
     print(text)
     return 0
 

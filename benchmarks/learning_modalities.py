@@ -51,17 +51,21 @@ CONTROL_SUFFIX = "_random"  # a group's coin-flip control: the same overrides wi
 
 
 def grpo_digit_sum(lr: str, steps: int, warm_start: str, task_args: str, *, max_new_tokens: int = 16, heldout: int = 512,
-                   reward: str = "mm_upt_label_accuracy") -> list[str]:
+                   reward: str = "mm_upt_label_accuracy", prompts: int = 8) -> list[str]:
     """recipes/grpo.yaml as shipped (loss, G = 8, 8 prompts a step, T 1.0) on digit_sum with the true answer as the
     reward (`train_labels` puts it on the train rows), from an MM-UPT warm start, on training prompts it never saw
     (train_offset 500000), scored on `heldout` questions. `task_args`: the warm start's digit_sum options; 3 numbers fit
     16 new tokens, 4 need 24 (diag/clipped_ratio says whether any answer is cut). `reward`: mm_upt_random_control for the
-    coin-flip control."""
+    coin-flip control, digit_sum_consistent_accuracy for the box paid only when it follows from the reading.
+    `prompts`: prompts per step (8 as shipped)."""
     return [f"model.path=artifacts/{warm_start}", f"model.zoo={warm_start}", "data.task=digit_sum",
             f"data.task_args={{heldout_size: {heldout}, {task_args}, train_labels: true, train_offset: 500000}}",
             f"rewards=[{{name: {reward}, weight: 1.0}}]", f"rollout.max_new_tokens={max_new_tokens}", f"optim.lr={lr}",
-            f"train.steps={steps}", "train.save_every=0"]
+            f"train.steps={steps}", "train.save_every=0"] + ([f"data.prompts_per_step={prompts}"] if prompts != 8 else [])
 
+
+# GRPO on digit_sum with the box paid only when it is the sum of the numbers the answer read (session 11): label, reward.
+CONSISTENT = ("true answer, paid only when the box follows from the reading", "digit_sum_consistent_accuracy")
 
 # The GUI warm starts: the 600-step one on 512 screens (the recipe's until the sixth session) and the 2400-step one on
 # 8192 screens (the recipe's since). Groups measured from the earlier one name it, so a rerun keeps its warm start.
@@ -207,6 +211,24 @@ GROUPS = {
             "count: 4"))
        for suffix, note, reward in (("", "", "mm_upt_label_accuracy"),
                                     (CONTROL_SUFFIX, " (control: coin-flip reward)", "mm_upt_random_control"))},
+    # Session 11 (recipes/grpo.md, "Session 11"; results/learning_grpo_s11_screen.md): the box-only reward pays right
+    # boxes reached through misread numbers (24% of the paid samples at this warm start, 36-40% after GRPO), and GRPO
+    # then decouples the box from the worked answer (greedy box ≠ its own reading's sum 0.25 → 0.47-0.61). The same run
+    # with the box paid only when it follows from the reading; chosen on seed 0's validation greedy over this setting and
+    # 32 prompts at lr 1e-4 (0.520 vs 0.516). The box-only row at the same setting is rerun beside it (paired by seed).
+    # Then 1280 steps (registered before running: seed 0's validation curve with this reward reached 0.562 at 1280 steps,
+    # the validation half-gap being 0.561; 0.51-0.53 from 480 to 1120), both rewards.
+    **{f"grpo_c3sh5_350_lr3e-5_{steps}{suffix}": Group(
+        f"GRPO ({label}), 3 numbers 1-5 shuffled, 350-step warm start, lr 3e-5, {steps} steps, unseen prompts", "grpo",
+        "digit_sum", "held-out accuracy vs labels",
+        overrides=grpo_digit_sum("3e-5", steps, "tiny-qwen2.5-vl-mmupt-c3sh5-350", "count: 3, high: 5", max_new_tokens=24,
+                                 reward=reward))
+       for steps, suffix, label, reward in (
+           (320, "_consistent", *CONSISTENT), (1280, "_consistent", *CONSISTENT),
+           (1280, "", "true-answer reward", "mm_upt_label_accuracy"),
+           # One fixed extension registered after the 1280-step rows (shares 0.48 and 0.42), no choice on validation;
+           # the box-only control at the same length registered after two of its seeds had finished.
+           (2560, "_consistent", *CONSISTENT), (2560, "", "true-answer reward", "mm_upt_label_accuracy"))},
     "driving": Group("driving GRPO", "driving_grpo", "driving_waypoints", "held-out trajectory accuracy"),
     # The shipped lr 1e-4 for 40 steps (the recipe's earlier length): the policy stays near the warm start (KL 0.005 ->
     # 0.022) and the held-out sampled reward rises on every seed while greedy moves by seed.

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections import Counter
@@ -28,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learning_report import REPO  # noqa: E402
 
 SPLITS = ("train", "validation", "heldout")
-READING = re.compile(r"(\d+(?:\s*\+\s*\d+)+)\s*=")
 CPU_OVERRIDES = ["data.prompts_per_step=8", "algorithm.mini_batches=1", "train.progress=false"]
 # 16 tokens hold "a + b + c = \\boxed{s}" with any 1..5 digits (14 tokens); 4 numbers need 16 with a one-digit sum and
 # 17 with a two-digit one, which 16 tokens cut before the box closes (the answer is then "None"): pass 24 there.
@@ -37,9 +35,10 @@ MAX_NEW_TOKENS = 16
 
 def digits_read(text: str) -> tuple[int, ...] | None:
     """The numbers the worked answer says it read ("2 + 3 = ..." -> (2, 3), "1 + 3 + 2 = ..." -> (1, 3, 2)); None
-    when it has no such form."""
-    match = READING.search(text)
-    return tuple(int(g) for g in re.split(r"\s*\+\s*", match.group(1))) if match else None
+    when it has no such form (the same parser `digit_sum_consistent_accuracy` pays by)."""
+    from mmpost.tasks.mm_upt.rewards import worked_reading
+
+    return worked_reading(text)
 
 
 def prompt_record(numbers, truth: str, greedy_text: str, sampled_texts: list[str], demonstration=None) -> dict:

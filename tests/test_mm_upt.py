@@ -211,6 +211,27 @@ def test_random_control_is_a_label_free_coin():
         mm_upt_random_control(["a"], [])
 
 
+def test_consistent_accuracy_pays_a_right_box_only_when_it_follows_from_the_reading():
+    from mmpost.tasks.mm_upt.rewards import digit_sum_consistent_accuracy, mm_upt_label_accuracy, worked_reading
+
+    sample = {"answer": "9", "numbers": [2, 3, 4]}
+    texts = ["4 + 2 + 3 = \\boxed{9}",   # right, read in another order: paid
+             "2 + 3 + 3 = \\boxed{9}",   # right box, misread (sums to 8): not paid
+             "2 + 7 = \\boxed{9}",       # sums to 9 but two numbers for an image of three: not paid
+             "\\boxed{9}",               # no reading at all: not paid
+             "2 + 3 + 4 = \\boxed{8}",   # read right, added wrong: the box is wrong
+             "2 + 3 + 4 = 9"]             # no box
+    assert mm_upt_label_accuracy(texts, [sample] * 6) == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    assert digit_sum_consistent_accuracy(texts, [sample] * 6) == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    # A user's row without `numbers`: any count of numbers, still their sum; a row without a label is not scored.
+    assert digit_sum_consistent_accuracy(["2 + 7 = \\boxed{9}", "2 + 6 = \\boxed{9}"], [{"answer": "9"}] * 2) == [1.0, 0.0]
+    assert digit_sum_consistent_accuracy(["1 + 1 = \\boxed{2}"], [{"numbers": [1, 1]}]) == [None]
+    assert worked_reading("1 + 13 + 2 = \\boxed{16}") == (1, 13, 2) and worked_reading("\\boxed{3}") is None
+    assert REWARDS.get("digit_sum_consistent_accuracy") is digit_sum_consistent_accuracy
+    with pytest.raises(ValueError, match="completions but"):
+        digit_sum_consistent_accuracy(["a"], [])
+
+
 def test_shuffled_warm_starts_pass_their_digit_range_to_the_sft(monkeypatch):
     # The session-9 GRPO warm start is the 3-number SFT with digits 1-5 (its curve: runs of benchmarks/mm_upt_sft_curve.py
     # with `{count: 3, high: 5, reading_order: shuffled}`); the session-8 one keeps the task's default range.

@@ -219,9 +219,16 @@ def test_grpo_gap_diagnosis_by_hand():
 
 
 def test_grpo_settings_table_lists_every_checkpoint():
-    from grpo_gap_screen import settings_table
+    from grpo_gap_screen import paid_with_wrong_reading, settings_table
 
-    v = {"greedy_accuracy": 0.453, "sampled_accuracy": 0.31, "pass_at_k": 0.824}
+    v = {"greedy_accuracy": 0.453, "sampled_accuracy": 0.31, "pass_at_k": 0.824, "greedy_reading_wrong": 0.5,
+         "greedy_sum_inconsistent": 0.25}
+    # Right boxes: "9" three times; one read right (another order), one misread (2, 3, 3), one without a reading.
+    records = {"lr3e-5_s320": {"validation": [
+        {"numbers": [2, 3, 4], "truth": "9", "answers": ["9", "9", "9", "8"], "reads": [[4, 3, 2], [2, 3, 3], None, [2, 3, 4]]}]}}
+    assert paid_with_wrong_reading(records["lr3e-5_s320"]["validation"]) == 2 / 3
+    assert paid_with_wrong_reading([{"numbers": [1], "truth": "2", "answers": ["3"], "reads": [[3]]}]) is None
     table = settings_table([("24 tokens", {"models": {"ws": {"validation": {**v, "greedy_accuracy": 0.348}},
-                                                      "lr3e-5_s320": {"validation": v}}})])
-    assert table.splitlines()[2:] == ["| 24 tokens | ws | 0.348 | 0.310 | 0.824 |", "| 24 tokens | lr3e-5_s320 | 0.453 | 0.310 | 0.824 |"]
+                                                      "lr3e-5_s320": {"validation": v}}}, records)])
+    assert table.splitlines()[2:] == ["| 24 tokens | ws | 0.348 | 0.310 | 0.824 | 0.500 | 0.250 | - |",
+                                      "| 24 tokens | lr3e-5_s320 | 0.453 | 0.310 | 0.824 | 0.500 | 0.250 | 0.667 |"]

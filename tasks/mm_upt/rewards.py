@@ -10,6 +10,7 @@ No format reward, and the ground-truth label is never read: `mm_upt_majority_vot
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from typing import Sequence
 
@@ -19,6 +20,7 @@ from mmpost.rewards.parsing import extract_boxed, normalize_text
 from mmpost.types import Sample
 
 NO_ANSWER = "None"  # what MM-UPT's extract_boxed_content returns when a response has no box
+WORKED_READING = re.compile(r"(\d+(?:\s*\+\s*\d+)+)\s*=")  # "2 + 3 + 1 =", the worked answer's reading
 
 
 def vote_answer(completion: str) -> str:
@@ -119,3 +121,32 @@ def mm_upt_random_control(completions: Sequence[str], samples: Sequence[Sample],
     if len(completions) != len(samples):
         raise ValueError(f"mm_upt_random_control: got {len(completions)} completions but {len(samples)} samples")
     return [float(hashlib.sha256(f"{seed}:{index}:{text}".encode()).digest()[0] & 1) for index, text in enumerate(completions)]
+
+
+def worked_reading(completion: str) -> tuple[int, ...] | None:
+    """The numbers a worked answer says it read ("2 + 3 = \\boxed{5}" -> (2, 3)); None when it has no such form."""
+    match = WORKED_READING.search(completion)
+    return tuple(int(n) for n in re.split(r"\s*\+\s*", match.group(1))) if match else None
+
+
+@REWARDS.register("digit_sum_consistent_accuracy")
+def digit_sum_consistent_accuracy(
+    completions: Sequence[str], samples: Sequence[Sample], *, field: str = "answer", timeout_seconds: int = 3
+) -> list[float | None]:
+    """`mm_upt_label_accuracy`, paid only when the box follows from the answer's own reading: the worked answer
+    "a + b + c = \\boxed{s}" must write as many numbers as the image holds (`sample["numbers"]`, when the row has
+    them) and s must be their sum. Not a method of any paper: a training reward for diagnosing GRPO on digit_sum,
+    where the box-only reward also pays right boxes reached through wrong readings (24% of the paid samples at the
+    session-9 warm start, 40% after GRPO; recipes/grpo.md, "Session 11"), crediting the reading tokens for misreads.
+    The held-out metric stays the box-only accuracy."""
+    if len(completions) != len(samples):
+        raise ValueError(f"digit_sum_consistent_accuracy: got {len(completions)} completions but {len(samples)} samples")
+    scores = mm_upt_label_accuracy(completions, samples, field=field, timeout_seconds=timeout_seconds)
+    for index, (completion, sample) in enumerate(zip(completions, samples)):
+        if not scores[index]:
+            continue
+        read = worked_reading(completion)
+        count = len(sample["numbers"]) if sample.get("numbers") is not None else None
+        consistent = read is not None and (count is None or len(read) == count) and str(sum(read)) == vote_answer(completion)
+        scores[index] = 1.0 if consistent else 0.0
+    return scores
